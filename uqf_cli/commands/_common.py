@@ -1,0 +1,96 @@
+"""Options and error handling shared by every subcommand (the CLI layer only)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from uqf_cli import runtime
+from uqf_cli.errors import UqfError
+from uqf_cli.io import to_json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines (errors still print).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (runs are deterministic on CPU).")]
+Device = Annotated[
+    str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps (auto picks CUDA when present).")
+]
+OutFile = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
+OutDir = Annotated[Path, typer.Option("--output", "-o", help="Output directory.", file_okay=False)]
+
+_debug = {"on": False}
+
+
+def set_debug(on: bool) -> None:
+    _debug["on"] = on
+
+
+def debug_enabled() -> bool:
+    return _debug["on"] or os.environ.get("UQF_DEBUG", "") not in ("", "0")
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, soft_wrap=True, no_color="NO_COLOR" in os.environ or None, highlight=False)
+
+
+def cli_command(fn: F) -> F:
+    """Turn user-fixable errors into one line on stderr and exit code 2 (130 on Ctrl-C).
+
+    With ``--debug`` (or UQF_DEBUG=1) the traceback is printed too. Bugs (any other exception)
+    keep their traceback: hiding them would make them look like bad input.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UqfError as e:
+            _report(e, str(e), e.exit_code)
+        except KeyboardInterrupt as e:
+            _report(e, "interrupted; no partial output was left behind", 130)
+        except OSError as e:
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            _report(e, f"{where}{e.strerror or e}", 2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _report(exc: BaseException, message: str, code: int) -> None:
+    con = _err_console()
+    if debug_enabled():
+        con.print("".join(traceback.format_exception(exc)), markup=False)
+    con.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def emit_json(payload: Any) -> None:
+    """Write a JSON document on stdout (for --json)."""
+    sys.stdout.write(to_json(payload, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def start(quiet: bool) -> None:
+    """Per-command set-up: quietness, thread count."""
+    runtime.configure(quiet=quiet)
+    runtime.set_threads_from_env()
+
+
+def parse_csv(value: str | None) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty entries dropped)."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+__all__ = ["Device", "Force", "JsonOut", "OutDir", "OutFile", "Quiet", "Seed", "cli_command", "emit_json",
+           "json", "parse_csv", "start"]
