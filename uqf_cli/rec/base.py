@@ -1,0 +1,94 @@
+"""What every recommender backbone shares: samples, the model directory's metadata, the ranking API.
+
+Samples follow LC-Rec, TIGER and LETTER: per user, every position of the train part is a target
+with up to ``max_history`` previous items as history; the valid target is the second to last item and
+the test target the last one (:meth:`uqf_cli.dataset.Dataset.eval_cases`).
+
+A model directory always holds ``uqf_model.json`` (backbone, SID hash, dataset fingerprint,
+options, provenance) and, for SID backbones, ``sids.jsonl`` (a copy of the SIDs the model was
+trained on), so evaluation can check that it is given compatible inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from uqf_cli.dataset import Dataset
+from uqf_cli.errors import InputError
+from uqf_cli.io import SidTable, read_json, read_sids, require_dir, to_json, write_sids
+
+MODEL_META_FILE = "uqf_model.json"
+MODEL_SIDS_FILE = "sids.jsonl"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training example: the history (oldest first, at most ``max_history`` items) and the target."""
+
+    user_id: str
+    history: tuple[str, ...]
+    target: str
+
+
+def training_samples(dataset: Dataset, max_history: int = 20, include_valid: bool = False) -> list[Sample]:
+    """Every position of each user's train part (after the first) as a target with its history."""
+    out = []
+    for uid, seq in dataset.train_sequences(include_valid=include_valid).items():
+        for pos in range(1, len(seq)):
+            out.append(Sample(uid, tuple(seq[max(0, pos - max_history):pos]), seq[pos]))
+    return out
+
+
+class Recommender(Protocol):
+    """A trained model that ranks items for histories."""
+
+    backbone: str
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
+        """Top-``k`` item ids, best first, for each history (oldest item first)."""
+        ...
+
+
+def write_model_meta(
+    model_dir: Path,
+    backbone: str,
+    dataset: Dataset,
+    options: dict[str, Any],
+    provenance: dict[str, Any],
+    sids: SidTable | None = None,
+    **extra: Any,
+) -> None:
+    """Write ``uqf_model.json`` (and the SIDs copy) into a model directory being built."""
+    meta: dict[str, Any] = {
+        "backbone": backbone,
+        "dataset_fingerprint": dataset.fingerprint,
+        "options": options,
+        "provenance": provenance,
+        **extra,
+    }
+    if sids is not None:
+        meta["sid_hash"] = sids.content_hash()
+        meta["sid_levels"] = sids.levels
+        meta["codebook_sizes"] = list(sids.codebook_sizes)
+        write_sids(model_dir / MODEL_SIDS_FILE, sids, force=True)
+    (model_dir / MODEL_META_FILE).write_text(to_json(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
+    """Read ``uqf_model.json``; a directory without it is not a uqf model."""
+    d = require_dir(model_dir, "model directory")
+    p = d / MODEL_META_FILE
+    if not p.exists():
+        raise InputError(d, f"not a uqf model directory ({MODEL_META_FILE} is missing; run `uqf train-rec`)")
+    meta = read_json(p)
+    if not isinstance(meta, dict) or "backbone" not in meta:
+        raise InputError(p, "malformed model metadata (no 'backbone')")
+    return meta
+
+
+def read_model_sids(model_dir: str | Path) -> SidTable:
+    """The SIDs a model was trained on (the copy inside its directory)."""
+    return read_sids(Path(model_dir) / MODEL_SIDS_FILE)
