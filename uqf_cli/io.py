@@ -414,6 +414,7 @@ def save_tensors(
     contiguous = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
     with atomic_path(path, force) as tmp:
         save_file(contiguous, str(tmp), metadata=meta)
+        tmp.chmod(0o666 & ~_UMASK)  # safetensors recreates the file with mode 0600
     return Path(path)
 
 

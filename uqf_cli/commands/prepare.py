@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,10 +16,26 @@ def register(app: typer.Typer) -> None:
     @cli_command
     def prepare_cmd(
         source: Annotated[
-            Path, typer.Argument(help="Source directory (LC-Rec JSON, RecBole atomic or raw Amazon dumps).")
+            str,
+            typer.Argument(help="Source: a directory or file (LC-Rec JSON, RecBole atomic, raw Amazon 2018/2023 "
+                           "dumps), or builtin:office (the embedded Office dataset)."),
         ],
         output: OutDir,
-        fmt: Annotated[str, typer.Option("--format", help="auto | lcrec")] = "auto",
+        fmt: Annotated[
+            str, typer.Option("--format", help="auto | lcrec | recbole | amazon2018 | amazon2023")
+        ] = "auto",
+        kcore: Annotated[
+            int | None,
+            typer.Option("--kcore", help="Iterative k-core; 0 = off. Default: 5 for raw Amazon dumps, off otherwise."),
+        ] = None,
+        dedup: Annotated[
+            bool | None,
+            typer.Option("--dedup/--no-dedup", help="Keep only the first (user, item) interaction. Default: on for "
+                         "raw dumps and RecBole, off for LC-Rec files."),
+        ] = None,
+        max_history: Annotated[
+            int | None, typer.Option("--max-history", help="Keep each user's last N interactions.")
+        ] = None,
         force: Force = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
@@ -29,7 +44,7 @@ def register(app: typer.Typer) -> None:
         from uqf_cli.prepare import prepare
 
         start(quiet)
-        ds = prepare(source, output, fmt=fmt, force=force)
+        ds = prepare(source, output, fmt=fmt, force=force, kcore_k=kcore, dedup=dedup, max_history=max_history)
         stats = ds.stats()
         if json_out:
             emit_json({"output": str(output), **stats})

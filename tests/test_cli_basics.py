@@ -1,0 +1,62 @@
+"""The `uqf` command itself: help, version, and the demo's orchestration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from uqf_cli import __version__
+from uqf_cli.cli import app
+from uqf_cli.demo import STEPS, DemoContext, Step, run_demo
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for name in ("prepare", "embed-text", "demo"):
+        assert name in res.output
+    assert runner.invoke(app, ["--version"]).output.strip() == f"uqf {__version__}"
+    for name in ("prepare", "embed-text", "demo"):
+        sub = runner.invoke(app, [name, "--help"])
+        assert sub.exit_code == 0 and "--force" in sub.output
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    res = runner.invoke(app, ["no-such-command"])
+    assert res.exit_code == 2
+
+
+def test_demo_steps_run_then_reuse_then_force(tmp_path: Path) -> None:
+    runs: list[str] = []
+
+    def count_items(ctx: DemoContext, force: bool) -> dict:
+        runs.append("count")
+        n = sum(1 for _ in (ctx.path("dataset") / "items.jsonl").open())
+        ctx.path("count.json").write_text(json.dumps({"items": n}))
+        return {"items": n}
+
+    steps = [STEPS[0], Step("count", ("count.json",), count_items, "count items")]
+    wd = tmp_path / "demo"
+    first = run_demo(wd, steps=steps)
+    assert [r.status for r in first] == ["ran", "ran"]
+    assert json.loads((wd / "count.json").read_text()) == {"items": 2420}
+    assert [r.status for r in run_demo(wd, steps=steps)] == ["reused", "reused"]
+    (wd / "count.json").unlink()
+    assert [r.status for r in run_demo(wd, steps=steps)] == ["reused", "ran"]
+    assert [r.status for r in run_demo(wd, steps=steps, force=True)] == ["ran", "ran"]
+    assert runs == ["count"] * 3
+
+
+def test_demo_registers_prepare_and_embed_text() -> None:
+    assert [s.name for s in STEPS[:2]] == ["prepare", "embed-text"]
+
+
+def test_demo_cli_rejects_file_workdir(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    res = runner.invoke(app, ["demo", "--workdir", str(f)])
+    assert res.exit_code == 2 and "Traceback" not in res.output

@@ -1,0 +1,72 @@
+"""``uqf embed-text DS -o text.st``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from uqf_cli import runtime
+from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, cli_command, emit_json, parse_csv, start
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("embed-text")
+    @cli_command
+    def embed_text_cmd(
+        dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
+        output: OutFile,
+        model: Annotated[
+            str,
+            typer.Option("--model", help="minilm (bundled all-MiniLM-L6-v2, the default), smollm2 (bundled "
+                         "SmolLM2-135M GGUF, mean pooling), a local directory or .gguf file, or a hub id."),
+        ] = "all-MiniLM-L6-v2",
+        pooling: Annotated[
+            str, typer.Option("--pooling", help="auto | model (the sentence-transformers model's own) | "
+                              "mean (masked mean of last hidden states, as LC-Rec).")
+        ] = "auto",
+        fields: Annotated[
+            str, typer.Option("--fields", help="Comma-separated item fields, embedded as 'name: value; ...'.")
+        ] = "title,brand,categories,description",
+        template: Annotated[
+            str | None,
+            typer.Option("--template", help="Item text template, e.g. '{title} | {brand}' (overrides --fields)."),
+        ] = None,
+        max_length: Annotated[int, typer.Option("--max-length", help="Truncate each text at this many tokens.")] = 128,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
+        device: Device = "auto",
+        devices: Annotated[
+            str | None,
+            typer.Option("--devices", help="Several devices, e.g. cuda:0,cuda:1 (sentence-transformers "
+                         "multi-process pool)."),
+        ] = None,
+        normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise vectors.")] = True,
+        fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Half precision on CUDA.")] = True,
+        trust_remote_code: Annotated[
+            bool, typer.Option("--trust-remote-code", help="Allow a hub model to run its own Python code.")
+        ] = False,
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Embed each item's text into an [N, d] float32 safetensors file aligned by item id."""
+        from uqf_cli.embed_text import embed_text
+
+        start(quiet)
+        res = embed_text(dataset, output, model=model, pooling=pooling, fields=parse_csv(fields), template=template,
+                         max_length=max_length, batch_size=batch_size, device=device, devices=parse_csv(devices),
+                         normalize=normalize, fp16=fp16, trust_remote_code=trust_remote_code, force=force)
+        summary = {"output": str(res.output), "items": res.items, "dim": res.dim, "model": res.model,
+                   "pooling": res.pooling, "device": res.device, "seconds": round(res.seconds, 3),
+                   "load_seconds": round(res.load_seconds, 3),
+                   "items_per_second": round(res.items_per_second, 1)}
+        if json_out:
+            emit_json(summary)
+            return
+        runtime.stdout_console().print(
+            f"wrote {res.output}: [{res.items:,}, {res.dim}] float32, {res.model} ({res.pooling} pooling) on "
+            f"{res.device}: {res.items_per_second:,.1f} items/s ({res.seconds:.1f} s encoding, "
+            f"{res.load_seconds:.1f} s loading the model)",
+            soft_wrap=True,
+        )
