@@ -1,0 +1,204 @@
+"""uqf quantize: residual structure, k-means, dedup, LC-Rec export, apply, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from uqf_cli import io
+from uqf_cli.cli import app
+from uqf_cli.quantize import (
+    QuantizeConfig,
+    collision_rate,
+    dedup_by_level,
+    dedup_by_sinkhorn,
+    fit_quantizer,
+    kmeans,
+    level_stats,
+    sinkhorn_assign,
+)
+
+runner = CliRunner()
+
+
+def hierarchical_clusters(n_top: int = 4, n_sub: int = 4, per: int = 12, dim: int = 16, seed: int = 0):
+    """Items in ``n_top`` far-apart clusters, each split into ``n_sub`` closer sub-clusters.
+
+    The sub-cluster offsets are shared by all top clusters: the structure residual quantization models
+    (level 1 picks the top cluster, level 2 the offset)."""
+    g = torch.Generator().manual_seed(seed)
+    top = torch.randn(n_top, dim, generator=g) * 10
+    offsets = torch.randn(n_sub, dim, generator=g) * 2
+    rows, labels = [], []
+    for t in range(n_top):
+        sub = top[t] + offsets
+        for s in range(n_sub):
+            rows.append(sub[s] + torch.randn(per, dim, generator=g) * 0.2)
+            labels += [(t, s)] * per
+    return torch.cat(rows), labels
+
+
+def write_emb(path: Path, emb: torch.Tensor) -> Path:
+    ids = [f"i{k}" for k in range(len(emb))]
+    io.save_embeddings(path, emb, ids, io.make_provenance("test", {}), "text", dataset_fingerprint="fp")
+    return path
+
+
+def _purity(codes: np.ndarray, labels: list[int]) -> float:
+    """Share of items whose code's majority label is their own label (1 = codes recover the labels)."""
+    hit = 0
+    for c in np.unique(codes):
+        members = [labels[i] for i in np.flatnonzero(codes == c)]
+        hit += max(members.count(x) for x in set(members))
+    return hit / len(labels)
+
+
+def test_kmeans_is_deterministic_and_finds_clusters() -> None:
+    x, labels = hierarchical_clusters()
+    top = [t for t, _ in labels]
+    c1, a1 = kmeans(x, 4, 30, torch.Generator().manual_seed(3))
+    c2, a2 = kmeans(x, 4, 30, torch.Generator().manual_seed(3))
+    assert torch.equal(c1, c2) and torch.equal(a1, a2)
+    assert _purity(a1.numpy(), top) == 1.0
+
+
+@pytest.mark.parametrize("method", ["rqkmeans", "rqvae"])
+def test_level1_codes_recover_top_clusters(method: str) -> None:
+    x, labels = hierarchical_clusters()
+    cfg = QuantizeConfig(method=method, levels=2, codebook_sizes=[4, 4], code_dim=8, hidden=[32], epochs=60,
+                         warmup_epochs=30, lr=3e-3)
+    model, _ = fit_quantizer(x, cfg, torch.device("cpu"))
+    from uqf_cli.quantize import encode
+
+    codes, errors, _ = encode(model, x)
+    top = [t for t, _ in labels]
+    assert _purity(codes[:, 0], top) == 1.0  # every level-1 code holds one top cluster
+    assert len(np.unique(codes[:, 0])) == 4
+    fine = [t * 4 + s for t, s in labels]
+    if method == "rqkmeans":  # on linear residual structure, level 2 recovers the shared sub-cluster offsets
+        assert _purity(codes[:, 0] * 4 + codes[:, 1], fine) > 0.9 > _purity(codes[:, 0], fine)
+    assert errors["recon_rel"] < 0.2
+
+
+def test_sinkhorn_balances_assignment() -> None:
+    dist = torch.zeros(40, 4)
+    dist[:, 1:] = 1.0  # plain argmin would send everything to code 0
+    codes = sinkhorn_assign(dist + torch.rand(40, 4, generator=torch.Generator().manual_seed(0)) * 0.01, 0.01)
+    assert np.bincount(codes.numpy(), minlength=4).min() >= 5
+
+
+def test_dedup_level_and_sinkhorn_make_sids_unique() -> None:
+    codes = np.array([[0, 1], [0, 1], [0, 1], [2, 3], [2, 3], [1, 0]])
+    assert collision_rate(codes) == pytest.approx(5 / 6)
+    by_level = dedup_by_level(codes)
+    assert by_level.shape == (6, 3) and collision_rate(by_level) == 0.0
+    assert by_level[:, 2].tolist() == [0, 1, 2, 0, 1, 0]
+    assert (by_level[:, :2] == codes).all()  # the semantic part is untouched
+    res = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    book = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    cfg = QuantizeConfig(levels=2, codebook_sizes=[3, 5], max_dedup_rounds=3)
+    unique, _ = dedup_by_sinkhorn(codes, res, book, cfg)
+    assert collision_rate(unique) == 0.0
+    assert (unique[:, :-1] == codes[:, :-1]).all()  # only the last code changes
+
+
+def test_level_stats() -> None:
+    codes = np.array([[0, 0], [1, 0], [2, 0], [3, 0]])
+    s = level_stats(codes, [8, 4])
+    assert s[0]["utilisation"] == 0.5 and s[0]["perplexity"] == pytest.approx(4.0)
+    assert s[1]["used"] == 1 and s[1]["perplexity"] == pytest.approx(1.0)
+
+
+def _quantize_args(emb: Path, out: Path, *extra: str) -> list[str]:
+    return ["quantize", str(emb), "-o", str(out), "--levels", "2", "--codebook-size", "8", "--code-dim", "8",
+            "--hidden", "32", "--epochs", "20", "--warmup-epochs", "10", "--quiet", *extra]
+
+
+def test_cli_unique_sids_lcrec_roundtrip_and_determinism(tmp_path: Path) -> None:
+    x, _ = hierarchical_clusters(per=6)
+    emb = write_emb(tmp_path / "e.st", x)
+    out = tmp_path / "sids.jsonl"
+    r = runner.invoke(app, _quantize_args(emb, out, "--format", "lcrec", "--json"))
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.stdout)
+    table = io.read_sids(out)
+    assert collision_rate(table.codes) == 0.0 and stats["final_collision_rate"] == 0.0
+    assert table.dataset_fingerprint == "fp" and table.stats["per_level"][0]["codebook_size"] == 8
+    assert table.provenance["parameters"]["method"] == "rqvae"
+    index = io.read_sids(tmp_path / "sids.index.json")
+    assert index.as_dict() == table.as_dict()
+    out2 = tmp_path / "sids2.jsonl"
+    r = runner.invoke(app, _quantize_args(emb, out2, "--format", "lcrec"))
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == out2.read_bytes()
+    out3 = tmp_path / "sids3.jsonl"
+    assert runner.invoke(app, _quantize_args(emb, out3, "--seed", "7")).exit_code == 0
+    assert out.read_bytes() != out3.read_bytes()
+
+
+def test_cli_rqkmeans_sinkhorn_dedup(tmp_path: Path) -> None:
+    x, _ = hierarchical_clusters(per=6)
+    emb = write_emb(tmp_path / "e.st", x)
+    out = tmp_path / "s.jsonl"
+    r = runner.invoke(app, _quantize_args(emb, out, "--method", "rqkmeans", "--dedup", "sinkhorn",
+                                          "--sinkhorn-eps", "0.01", "--codebook-size", "8,32", "--json"))
+    assert r.exit_code == 0, r.output
+    table = io.read_sids(out)
+    assert table.levels == 2 and collision_rate(table.codes) == 0.0
+
+
+def test_apply_saved_quantizer(tmp_path: Path) -> None:
+    x, _ = hierarchical_clusters(per=6)
+    emb = write_emb(tmp_path / "e.st", x)
+    out, model = tmp_path / "s.jsonl", tmp_path / "q.st"
+    assert runner.invoke(app, _quantize_args(emb, out, "--save-model", str(model))).exit_code == 0
+    new = x[:5] + 0.01  # near-copies of known items: they land on known SIDs
+    new_path = tmp_path / "new.st"
+    io.save_embeddings(new_path, new, [f"n{k}" for k in range(5)], io.make_provenance("t", {}), "text")
+    r = runner.invoke(app, ["quantize", "--apply", str(model), str(new_path), "-o", str(tmp_path / "n.jsonl"),
+                            "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.stdout)
+    assert stats["collisions_with_existing"] >= 1  # reported
+    old, fresh = io.read_sids(out), io.read_sids(tmp_path / "n.jsonl")
+    assert fresh.levels == old.levels
+    assert not set(old.as_dict().values()) & set(fresh.as_dict().values())  # made unique against old items
+    raw_old = {k: v[:2] for k, v in old.as_dict().items()}
+    assert [v[:2] for v in fresh.as_dict().values()] == [raw_old[f"i{k}"] for k in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "needle"),
+    [
+        ("nan", [], "NaN"),
+        ("ok", ["--codebook-size", "64"], "try --codebook-size"),
+        ("ok", ["--method", "pq"], "--method"),
+        ("ok", ["--codebook-size", "4,4,4"], "--codebook-size"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path: Path, make: str, args: list[str], needle: str) -> None:
+    x, _ = hierarchical_clusters(n_top=2, n_sub=2, per=5)
+    if make == "nan":
+        x[3, 0] = float("nan")
+    emb = tmp_path / "e.st"
+    io.save_embeddings(emb, x, [f"i{k}" for k in range(len(x))], {}, "text")
+    out = tmp_path / "s.jsonl"
+    r = runner.invoke(app, ["quantize", str(emb), "-o", str(out), "--levels", "2", "--quiet", *args])
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and len(r.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_existing_output_needs_force(tmp_path: Path) -> None:
+    x, _ = hierarchical_clusters(per=6)
+    emb = write_emb(tmp_path / "e.st", x)
+    out = tmp_path / "s.jsonl"
+    out.write_text("keep")
+    r = runner.invoke(app, _quantize_args(emb, out))
+    assert r.exit_code == 2 and "--force" in r.output
+    assert out.read_text() == "keep"

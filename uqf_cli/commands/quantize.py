@@ -1,0 +1,103 @@
+"""``uqf quantize EMB.st -o sids.jsonl`` and ``uqf quantize --apply quantizer.st new.st -o new_sids.jsonl``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from uqf_cli import runtime
+from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.errors import OptionError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quantize")
+    @cli_command
+    def quantize_cmd(
+        embeddings: Annotated[Path, typer.Argument(help="Embedding file (.st): text, collaborative or unified.")],
+        output: OutFile,
+        method: Annotated[str, typer.Option("--method", help="rqvae (trained MLP + residual codebooks) | "
+                                            "rqkmeans (residual k-means, no training).")] = "rqvae",
+        levels: Annotated[int, typer.Option("--levels", help="Number of code levels.")] = 3,
+        codebook_size: Annotated[str, typer.Option("--codebook-size", help="Codes per level: one int, or one per "
+                                                   "level (\"256,256,128\").")] = "256",
+        code_dim: Annotated[int, typer.Option("--code-dim", help="RQ-VAE latent dimension.")] = 32,
+        hidden: Annotated[str, typer.Option("--hidden", help="RQ-VAE encoder hidden sizes (decoder mirrors).")]
+        = "512,256",
+        epochs: Annotated[int, typer.Option("--epochs", help="RQ-VAE training epochs (after warm-up).")] = 100,
+        warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="Autoencoder-only epochs before the "
+                                                   "k-means codebook initialisation.")] = 30,
+        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-3,
+        beta: Annotated[float, typer.Option("--beta", help="Commitment weight.")] = 0.25,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Items per step (full batch below it).")]
+        = 8192,
+        sinkhorn_eps: Annotated[float | None, typer.Option("--sinkhorn-eps", help="Balanced (Sinkhorn) assignment "
+                                                           "on the last level with this epsilon (e.g. 0.003).")]
+        = None,
+        dedup: Annotated[str, typer.Option("--dedup", help="level (append a disambiguating code) | sinkhorn "
+                                           "(re-assign the last code of colliding items).")] = "level",
+        fmt: Annotated[str, typer.Option("--format", help="jsonl | lcrec (also writes <stem>.index.json).")]
+        = "jsonl",
+        save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the quantizer (safetensors) "
+                                                        "to code new items later with --apply.")] = None,
+        apply: Annotated[Path | None, typer.Option("--apply", help="Code EMBEDDINGS with this saved quantizer "
+                                                   "instead of fitting one.")] = None,
+        seed: Seed = 0,
+        device: Device = "auto",
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Quantize item embeddings into hierarchical semantic IDs (RQ-VAE or residual k-means)."""
+        from uqf_cli import quantize as q
+        from uqf_cli.commands._common import parse_csv
+
+        start(quiet)
+        if apply is not None:
+            result = q.apply_quantizer(apply, embeddings, output, fmt=fmt, device=device, force=force)
+        else:
+            try:
+                hidden_sizes = [int(h) for h in parse_csv(hidden)]
+            except ValueError as e:
+                raise OptionError("--hidden", f"expected comma-separated ints, got {hidden!r}") from e
+            cfg = q.QuantizeConfig(
+                method=method, levels=levels, codebook_sizes=q.parse_codebook_sizes(codebook_size, levels),
+                code_dim=code_dim, hidden=hidden_sizes, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
+                beta=beta, batch_size=batch_size, sinkhorn_eps=sinkhorn_eps, dedup=dedup, seed=seed,
+            )
+            cfg.validate()
+            result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=device, force=force)
+        if json_out:
+            emit_json({"outputs": result.outputs, **result.stats})
+            return
+        runtime.stdout_console().print(stats_table(result.stats, str(output)))
+
+
+def stats_table(stats: dict[str, Any], title: str) -> Table:
+    """Per-level utilisation/perplexity, then collisions and reconstruction error."""
+    t = Table(title=title)
+    t.add_column("level")
+    t.add_column("codes", justify="right")
+    t.add_column("used", justify="right")
+    t.add_column("utilisation", justify="right")
+    t.add_column("perplexity", justify="right")
+    for lv in stats["per_level"]:
+        t.add_row(str(lv["level"]), str(lv["codebook_size"]), str(lv["used"]), f"{lv['utilisation']:.1%}",
+                  f"{lv['perplexity']:.1f}")
+    t.add_section()
+    rows = [("items", f"{stats['items']:,}"), ("raw collision rate", f"{stats['raw_collision_rate']:.2%}")]
+    if "collisions_with_existing" in stats:
+        rows.append(("collisions with existing items", str(stats["collisions_with_existing"])))
+    if "raw_collision_groups" in stats:
+        groups = f"{stats['raw_collision_groups']} / {stats['max_items_per_sid']}"
+        rows.append(("colliding SIDs / largest group", groups))
+    if "final_levels" in stats:
+        rows.append(("final levels (dedup " + stats["dedup"] + ")", str(stats["final_levels"])))
+    rows += [("final collision rate", f"{stats['final_collision_rate']:.2%}"),
+             ("reconstruction MSE (relative)", f"{stats['recon_mse']:.4g} ({stats['recon_rel']:.1%})")]
+    for name, value in rows:
+        t.add_row(name, "", "", "", value)
+    return t
