@@ -1,0 +1,121 @@
+"""TIGER backbone: vocabulary, training, saving/loading, determinism, DDP over two gloo processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from uqf_cli.cli import app
+from uqf_cli.dataset import Dataset
+from uqf_cli.errors import InputError
+from uqf_cli.io import SidTable, read_sids, write_sids
+from uqf_cli.rec import tiger
+
+TINY = {"epochs": 2, "batch_size": 32, "d_model": 16, "d_kv": 8, "num_heads": 2, "d_ff": 32, "num_layers": 1,
+        "num_decoder_layers": 1, "eval_users": 50, "beam_size": 20, "lr": 5e-3, "warmup_steps": 2}
+
+
+def write_random_sids(ds_dir: Path, path: Path, levels: int = 2, k: int = 4, seed: int = 0,
+                      collide: bool = False, drop: int = 0) -> Path:
+    ds = Dataset.load(ds_dir)
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[int, ...]] = []
+    for _ in ds.item_ids:
+        while True:
+            r = tuple(int(c) for c in rng.integers(0, k, levels))
+            if collide or r not in rows:
+                rows.append(r)
+                break
+    if collide:
+        rows[1] = rows[0]
+    ids = ds.item_ids[drop:]
+    table = SidTable(ids, np.asarray(rows[drop:]), [k] * levels, dataset_fingerprint=ds.fingerprint)
+    write_sids(path, table, force=True)
+    return path
+
+
+def test_vocab_layout_and_collision_level(tiny_ds: Path, tmp_path: Path) -> None:
+    sids = read_sids(write_random_sids(tiny_ds, tmp_path / "s.jsonl", collide=True))
+    vocab = tiger.TigerVocab.build(sids, sids.item_ids, user_tokens=3)
+    assert vocab.dedup_level and vocab.levels == 3
+    assert vocab.offsets[:2] == [2, 6]
+    assert len({tuple(r) for r in vocab.codes.tolist()}) == len(sids.item_ids)  # now unique
+    assert vocab.codes[1, 2] == 1 and vocab.codes[0, 2] == 0
+    assert vocab.size == 2 + 4 + 4 + vocab.codebook_sizes[2] + 3
+    assert vocab.user_token("u1") == vocab.user_token("u1") and vocab.user_offset <= vocab.user_token("u1") < vocab.size
+    ids, mask = tiger.encode_histories(vocab, [[0, 1], [2]], max_history=1, user_ids=["u1", "u2"])
+    assert ids.shape == (2, 4) and mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 1]]
+    assert ids[0, 1:].tolist() == vocab.token_matrix()[1].tolist()  # only the last history item kept
+
+
+def test_train_save_load_recommend_deterministic(tiny_ds: Path, tmp_path: Path) -> None:
+    ds = Dataset.load(tiny_ds)
+    sids = read_sids(write_random_sids(tiny_ds, tmp_path / "s.jsonl"))
+    s1 = tiger.train(ds, sids, tmp_path / "m1", TINY)
+    s2 = tiger.train(ds, sids, tmp_path / "m2", TINY)
+    assert s1["parameters_sha256"] == s2["parameters_sha256"]  # same seed, same model on CPU
+    assert s1["best_epoch"] >= 1 and 0.0 <= s1["best_valid_ndcg10_sample"] <= 1.0
+    for name in ("config.json", "model.safetensors", "uqf_model.json", "sids.jsonl"):
+        assert (tmp_path / "m1" / name).exists()
+    meta = json.loads((tmp_path / "m1" / "uqf_model.json").read_text())
+    assert meta["backbone"] == "tiger" and meta["sid_hash"] == sids.content_hash()
+    assert meta["provenance"]["inputs"]["sids"]["sha256"]
+    rec = tiger.load(tmp_path / "m1", "cpu")
+    out = rec.recommend([["1", "2"], ["3"]], k=5, beam_size=20)
+    assert [len(o) for o in out] == [5, 5]
+    assert all(i in ds.items for o in out for i in o) and all(len(set(o)) == 5 for o in out)
+    with pytest.raises(Exception, match="beam"):
+        rec.recommend([["1"]], k=25, beam_size=20)
+    s3 = tiger.train(ds, sids, tmp_path / "m3", {**TINY, "seed": 1})
+    assert s3["parameters_sha256"] != s1["parameters_sha256"]
+
+
+def test_sids_must_cover_dataset(tiny_ds: Path, tmp_path: Path) -> None:
+    ds = Dataset.load(tiny_ds)
+    sids = read_sids(write_random_sids(tiny_ds, tmp_path / "s.jsonl", drop=2))
+    with pytest.raises(InputError, match="do not cover"):
+        tiger.train(ds, sids, tmp_path / "m", TINY)
+    res = CliRunner().invoke(app, ["train-rec", str(tiny_ds), "--sids", str(tmp_path / "s.jsonl"),
+                                   "-o", str(tmp_path / "m"), "--backbone", "tiger", "--epochs", "1"])
+    assert res.exit_code == 2 and "do not cover" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "m").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, ds_dir: str, sids_path: str, out: str, result_dir: str) -> None:
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
+    torch.set_num_threads(1)
+    summary = tiger.train(Dataset.load(ds_dir), read_sids(sids_path), out, {**TINY, "device": "cpu"})
+    Path(result_dir, f"rank{rank}.json").write_text(json.dumps(summary))
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_train_one_model(tiny_ds: Path, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    sids_path = write_random_sids(tiny_ds, tmp_path / "s.jsonl")
+    # fork (CPU only): the workers inherit the imported modules instead of re-importing torch/transformers
+    mp.start_processes(_ddp_worker, nprocs=2, join=True, start_method="fork",
+                       args=(2, _free_port(), str(tiny_ds), str(sids_path), str(tmp_path / "m"), str(tmp_path)))
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert r0["parameters_sha256"] == r1["parameters_sha256"]  # DDP kept the replicas identical
+    assert r0["epochs_run"] == r1["epochs_run"]
+    loaded = tiger._param_digest(tiger.load(tmp_path / "m", "cpu").model)
+    assert loaded == r0["parameters_sha256"]  # the saved model is the one both ranks hold

@@ -1,0 +1,71 @@
+"""``uqf evaluate MODEL_DIR DS [--split test] [--json] [-o metrics.json] [--predictions preds.jsonl]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from uqf_cli import runtime
+from uqf_cli.commands._common import Device, Force, JsonOut, Quiet, cli_command, emit_json, parse_csv, start
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    @cli_command
+    def evaluate_cmd(
+        model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
+        dataset: Annotated[Path, typer.Argument(help="The dataset directory the model was trained on.")],
+        split: Annotated[str, typer.Option("--split", help="valid | test")] = "test",
+        recall_ks: Annotated[str, typer.Option("--recall-k", help="Comma list of K for Recall@K.")] = "1,5,10,20",
+        ndcg_ks: Annotated[str, typer.Option("--ndcg-k", help="Comma list of K for NDCG@K.")] = "5,10,20",
+        beam_size: Annotated[int, typer.Option("--beam-size", help="Beam size (>= the largest K).")] = 20,
+        sids: Annotated[Path | None, typer.Option("--sids", help="Check that the model was trained on these SIDs.",
+                                                  dir_okay=False)] = None,
+        predictions: Annotated[Path | None, typer.Option("--predictions", help="Write top-K lists (JSONL).",
+                                                         dir_okay=False)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write metrics JSON (with provenance).",
+                                                    dir_okay=False)] = None,
+        baseline: Annotated[bool, typer.Option("--baseline", help="Add the popularity baseline.")] = False,
+        max_users: Annotated[int | None, typer.Option("--max-users", help="Only the first N users (quick look).")
+                             ] = None,
+        device: Device = "auto",
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Recall@K and NDCG@K of a trained recommender (full ranking, one target per user)."""
+        from uqf_cli.errors import OptionError
+        from uqf_cli.evaluate import evaluate
+
+        start(quiet)
+        try:
+            rks = [int(k) for k in parse_csv(recall_ks)]
+            nks = [int(k) for k in parse_csv(ndcg_ks)]
+        except ValueError as e:
+            raise OptionError("--recall-k/--ndcg-k", "expected comma-separated integers") from e
+        if max_users is not None and max_users < 1:
+            raise OptionError("--max-users", "must be a positive integer")
+        result = evaluate(model_dir, dataset, split=split, recall_ks=rks, ndcg_ks=nks, beam_size=beam_size,
+                          device=device, sids_path=sids, predictions=predictions, output=output, baseline=baseline,
+                          max_users=max_users, force=force)
+        if json_out:
+            emit_json(result)
+            return
+        runtime.stdout_console().print(metrics_table(result))
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    """Metrics as rows; the popularity baselines as extra columns when present."""
+    t = Table(title=f"{result['backbone']} on {result['split']} ({result['users']:,} users, beam "
+                    f"{result['beam_size']}, {result['users_per_second']} users/s)")
+    t.add_column("metric")
+    t.add_column(result["backbone"], justify="right")
+    extra = [k for k in ("popularity", "popularity_excluding_history") if k in result]
+    for k in extra:
+        t.add_column(k.replace("_", " "), justify="right")
+    for name, value in result["metrics"].items():
+        t.add_row(name, f"{value:.4f}", *(f"{result[k][name]:.4f}" for k in extra))
+    return t

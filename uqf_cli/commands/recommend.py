@@ -1,0 +1,45 @@
+"""``uqf recommend MODEL_DIR DS --history ID,ID,... [-k 10]``: look at what a model recommends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from uqf_cli import runtime
+from uqf_cli.commands._common import Device, JsonOut, Quiet, cli_command, emit_json, parse_csv, start
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("recommend")
+    @cli_command
+    def recommend_cmd(
+        model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
+        dataset: Annotated[Path, typer.Argument(help="The dataset directory (for titles and item ids).")],
+        history: Annotated[str, typer.Option("--history", help="Item ids, oldest first, comma-separated.")],
+        k: Annotated[int, typer.Option("--k", "-k", help="How many items to show.")] = 10,
+        beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).")
+                             ] = None,
+        user_id: Annotated[str | None, typer.Option("--user-id", help="User id (models with user tokens).")] = None,
+        device: Device = "auto",
+        quiet: Quiet = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Top-k items, with titles, for one history."""
+        from uqf_cli.evaluate import recommend_for_history
+
+        start(quiet)
+        ds, items = recommend_for_history(model_dir, dataset, parse_csv(history), k, beam_size, device, user_id)
+        if json_out:
+            emit_json({"history": parse_csv(history), "item_ids": items,
+                       "titles": [ds.title(i) for i in items]})
+            return
+        t = Table(title=f"top {k} after {len(parse_csv(history))} items")
+        t.add_column("rank", justify="right")
+        t.add_column("item id")
+        t.add_column("title")
+        for r, iid in enumerate(items, 1):
+            t.add_row(str(r), iid, ds.title(iid))
+        runtime.stdout_console().print(t)

@@ -1,0 +1,124 @@
+"""``uqf train-rec DS [--sids SIDS] -o MODEL_DIR --backbone tiger|lcrec|sasrec``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from uqf_cli import runtime
+from uqf_cli.commands._common import Device, Force, JsonOut, OutDir, Quiet, Seed, cli_command, emit_json, start
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train-rec")
+    @cli_command
+    def train_rec_cmd(
+        dataset: Annotated[Path, typer.Argument(help="Dataset directory from `uqf prepare`.")],
+        output: OutDir,
+        sids: Annotated[Path | None, typer.Option("--sids", help="SIDs file (tiger, lcrec; sasrec needs none).",
+                                                  dir_okay=False)] = None,
+        backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec")] = "tiger",
+        epochs: Annotated[float | None, typer.Option("--epochs", help="Training epochs (backbone default).")] = None,
+        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size per device.")] = None,
+        lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (AdamW).")] = None,
+        weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
+        max_history: Annotated[int | None, typer.Option("--max-history", help="History items per sample (20).")] = None,
+        warmup_steps: Annotated[int | None, typer.Option("--warmup-steps", help="tiger: warmup steps.")] = None,
+        eval_every: Annotated[int | None, typer.Option("--eval-every", help="tiger/sasrec: validate every N epochs.")
+                              ] = None,
+        eval_users: Annotated[int | None, typer.Option("--eval-users", help="tiger: valid users sampled for early "
+                                                       "stopping.")] = None,
+        patience: Annotated[int | None, typer.Option("--patience", help="Evaluations without improvement "
+                                                     "before stopping.")] = None,
+        user_tokens: Annotated[int | None, typer.Option("--user-tokens", help="tiger: hashed user tokens (0 = off).")
+                               ] = None,
+        d_model: Annotated[int | None, typer.Option("--d-model", help="tiger/sasrec: hidden size.")] = None,
+        num_layers: Annotated[int | None, typer.Option("--num-layers", help="tiger: encoder layers; sasrec: "
+                                                       "blocks.")] = None,
+        num_decoder_layers: Annotated[int | None, typer.Option("--num-decoder-layers", help="tiger: decoder "
+                                                               "layers.")] = None,
+        dropout: Annotated[float | None, typer.Option("--dropout")] = None,
+        base_model: Annotated[str | None, typer.Option("--base-model", help="lcrec: hub id, local dir or .gguf "
+                                                       "(default: embedded SmolLM2-135M).")] = None,
+        gguf_file: Annotated[str | None, typer.Option("--gguf-file", help="lcrec: GGUF file inside --base-model.")
+                             ] = None,
+        trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="lcrec: allow the base "
+                                                        "model's own code (only for models you trust).")] = False,
+        lora_r: Annotated[int | None, typer.Option("--lora-r", help="lcrec: LoRA rank.")] = None,
+        lora_alpha: Annotated[int | None, typer.Option("--lora-alpha", help="lcrec: LoRA alpha.")] = None,
+        lora_dropout: Annotated[float | None, typer.Option("--lora-dropout")] = None,
+        lora_target_modules: Annotated[str | None, typer.Option("--lora-target-modules",
+                                                                help="lcrec: comma list of module names.")] = None,
+        align_tasks: Annotated[bool, typer.Option("--align-tasks", help="lcrec: add title<->SID tasks.")] = False,
+        max_steps: Annotated[int | None, typer.Option("--max-steps", help="lcrec: cap optimizer steps.")] = None,
+        grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="lcrec: gradient accumulation.")] = None,
+        max_samples: Annotated[int | None, typer.Option("--max-samples", help="lcrec: cap training samples.")
+                               ] = None,
+        seed: Seed = 0,
+        device: Device = "auto",
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Train a recommender (TIGER, LC-Rec or SASRec) on the train split and write a model directory.
+
+        Multi-GPU / multi-process: `torchrun --nproc_per_node N -m uqf_cli train-rec ...`.
+        """
+        from uqf_cli.dataset import Dataset
+        from uqf_cli.io import check_output, read_sids
+        from uqf_cli.rec import backbone_module
+
+        start(quiet)
+        module = backbone_module(backbone)
+        check_output(output, force)
+        ds = Dataset.load(dataset)
+        table = read_sids(sids) if sids is not None else None
+        options: dict[str, Any] = {
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+            "max_history": max_history, "warmup_steps": warmup_steps, "eval_every": eval_every,
+            "eval_users": eval_users, "patience": patience, "user_tokens": user_tokens, "d_model": d_model,
+            "num_layers": num_layers, "num_decoder_layers": num_decoder_layers, "dropout": dropout,
+            "base_model": base_model, "gguf_file": gguf_file, "trust_remote_code": trust_remote_code or None,
+            "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+            "lora_target_modules": lora_target_modules, "align_tasks": align_tasks or None, "max_steps": max_steps,
+            "grad_accum": grad_accum, "max_samples": max_samples, "seed": seed, "device": device,
+        }
+        if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
+            options["epochs"] = _whole_epochs(epochs) if backbone == "tiger" else (
+                int(epochs) if epochs == int(epochs) else epochs)
+        summary = module.train(ds, table, output, {k: v for k, v in options.items() if v is not None}, force)
+        if not _is_main_process():
+            return
+        if json_out:
+            emit_json(summary)
+            return
+        runtime.stdout_console().print(summary_table(summary, str(output)))
+
+
+def _whole_epochs(epochs: float) -> int:
+    from uqf_cli.errors import OptionError
+
+    if epochs != int(epochs) or epochs < 1:
+        raise OptionError("--epochs", "the tiger backbone trains whole epochs (a positive integer)")
+    return int(epochs)
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def summary_table(summary: dict[str, Any], title: str) -> Table:
+    """Scalar entries of a training summary, one row each."""
+    t = Table(title=title)
+    t.add_column("field")
+    t.add_column("value", justify="right")
+    for k, v in summary.items():
+        if isinstance(v, (dict, list)):
+            continue
+        t.add_row(k.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else str(v))
+    return t
