@@ -1,0 +1,127 @@
+"""``uqf fuse --text T --collab C --dataset DS -o unified.st`` and ``uqf fuse --apply fuser.st ...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from uqf_cli import runtime
+from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.errors import OptionError
+
+_D = "UQF model"
+_O = "Objective"
+_A = "Ablations"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fuse")
+    @cli_command
+    def fuse_cmd(
+        output: OutFile,
+        text: Annotated[Path, typer.Option("--text", help="Text embedding file (modality text).")],
+        collab: Annotated[
+            Path | None, typer.Option("--collab", help="Collaborative embedding file from train-gcn.")
+        ] = None,
+        dataset: Annotated[
+            Path | None, typer.Option("--dataset", help="Dataset directory (train interactions only are read).")
+        ] = None,
+        apply: Annotated[
+            Path | None, typer.Option("--apply", help="Fuse with a saved fuser instead of training.")
+        ] = None,
+        save_model: Annotated[
+            Path | None, typer.Option("--save-model", help="Also save the trained fuser (safetensors) here.")
+        ] = None,
+        method: Annotated[str, typer.Option("--method", help="uqf | concat | text | collab")] = "uqf",
+        d_model: Annotated[int, typer.Option("--d-model", help="Width of queries and memories.", rich_help_panel=_D)
+                           ] = 256,
+        queries: Annotated[int, typer.Option("--queries", help="Number of learnable queries.", rich_help_panel=_D)
+                           ] = 8,
+        layers: Annotated[int, typer.Option("--layers", help="Q-Former blocks.", rich_help_panel=_D)] = 2,
+        heads: Annotated[int, typer.Option("--heads", help="Attention heads.", rich_help_panel=_D)] = 4,
+        out_dim: Annotated[int, typer.Option("--out-dim", help="Output dimension.", rich_help_panel=_D)] = 128,
+        memory: Annotated[str, typer.Option("--memory", help="neighbours | tokens: what the queries attend to.",
+                                            rich_help_panel=_D)] = "neighbours",
+        k_memory: Annotated[int, typer.Option("--k-memory", help="Neighbours per memory (--memory neighbours).",
+                                              rich_help_panel=_D)] = 4,
+        memory_tokens: Annotated[int, typer.Option("--memory-tokens", help="Tokens per memory (--memory tokens).",
+                                                   rich_help_panel=_D)] = 4,
+        epochs: Annotated[int, typer.Option("--epochs", rich_help_panel=_O)] = 10,
+        batch_size: Annotated[int, typer.Option("--batch-size", rich_help_panel=_O)] = 256,
+        lr: Annotated[float, typer.Option("--lr", rich_help_panel=_O)] = 2e-3,
+        temperature: Annotated[float, typer.Option("--temperature", help="InfoNCE temperature.",
+                                                   rich_help_panel=_O)] = 0.1,
+        structural: Annotated[str, typer.Option("--structural", help="cooc (train co-occurrence) | collab "
+                                                "(LightGCN cosine): source of structural neighbours.",
+                                                rich_help_panel=_O)] = "cooc",
+        k_structural: Annotated[int, typer.Option("--k-structural", rich_help_panel=_O)] = 10,
+        k_semantic: Annotated[int, typer.Option("--k-semantic", rich_help_panel=_O)] = 10,
+        w_structural: Annotated[float, typer.Option("--w-structural", rich_help_panel=_O)] = 1.0,
+        w_semantic: Annotated[float, typer.Option("--w-semantic", rich_help_panel=_O)] = 0.25,
+        w_recon: Annotated[float, typer.Option("--w-recon", help="Reconstruction of both inputs (0 = off).",
+                                               rich_help_panel=_O)] = 0.1,
+        w_align: Annotated[float, typer.Option("--w-align", help="Text/collab branch alignment (0 = off).",
+                                               rich_help_panel=_O)] = 0.1,
+        p_drop_collab: Annotated[float, typer.Option("--p-drop-collab", rich_help_panel=_O)] = 0.3,
+        p_drop_text: Annotated[float, typer.Option("--p-drop-text", rich_help_panel=_O)] = 0.1,
+        no_gate: Annotated[bool, typer.Option("--no-gate", help="Mean of the branches instead of the gate.",
+                                              rich_help_panel=_A)] = False,
+        no_shortcut: Annotated[bool, typer.Option("--no-shortcut", help="No linear input shortcut to the output.",
+                                                  rich_help_panel=_A)] = False,
+        no_structural: Annotated[bool, typer.Option("--no-structural", rich_help_panel=_A)] = False,
+        no_semantic: Annotated[bool, typer.Option("--no-semantic", rich_help_panel=_A)] = False,
+        no_modality_dropout: Annotated[bool, typer.Option("--no-modality-dropout", rich_help_panel=_A)] = False,
+        seed: Seed = 0,
+        device: Device = "auto",
+        force: Force = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Fuse text and collaborative embeddings into one unified space (Unified Q-Former)."""
+        from uqf_cli.fuse import FuseOptions, apply_fuser, fuse
+
+        start(quiet)
+        if apply is not None:
+            if dataset is not None or save_model is not None:
+                raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset or --save-model)")
+            result = apply_fuser(apply, text, collab, output, device_spec=device, force=force)
+        else:
+            if collab is None:
+                raise OptionError("--collab", "is required to fit a fuser (only --apply works from text alone)")
+            if dataset is None:
+                raise OptionError("--dataset", "is required to fit a fuser (the train interaction graph)")
+            opts = FuseOptions(
+                method=method, d_model=d_model, queries=queries, layers=layers, heads=heads, out_dim=out_dim,
+                memory=memory, k_memory=k_memory, memory_tokens=memory_tokens, epochs=epochs,
+                batch_size=batch_size, lr=lr, temperature=temperature, structural=structural,
+                k_structural=k_structural, k_semantic=k_semantic, w_structural=w_structural,
+                w_semantic=w_semantic, w_recon=w_recon, w_align=w_align, p_drop_collab=p_drop_collab,
+                p_drop_text=p_drop_text, gate=not no_gate, shortcut=not no_shortcut, use_structural=not no_structural,
+                use_semantic=not no_semantic, modality_dropout=not no_modality_dropout, seed=seed, device=device,
+            )
+            result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=force)
+        if json_out:
+            emit_json(result.as_dict())
+            return
+        con = runtime.stdout_console()
+        con.print(overlap_table(result.overlap, f"{result.output}: {result.items} items "
+                                f"({result.cold_items} cold), {result.dim}-d, {result.method}, {result.seconds:.1f}s"))
+        if result.gate:
+            con.print("gate (1 = text, 0 = collab): " + ", ".join(f"{k} {v:.3f}" for k, v in result.gate.items()))
+        if result.model_path:
+            con.print(f"fuser saved to {result.model_path}")
+
+
+def overlap_table(overlap: dict, title: str) -> Table:
+    """Neighbourhood preservation: mean overlap of top-10 neighbours with each reference space."""
+    t = Table(title=title, show_header=True)
+    t.add_column("space")
+    t.add_column("overlap@10 text", justify="right")
+    t.add_column("overlap@10 collab", justify="right")
+    t.add_column("overlap@10 co-occurrence", justify="right")
+    for name, row in overlap.items():
+        t.add_row(name, *(f"{row[c]:.3f}" if row.get(c) is not None else "-" for c in ("text", "collab", "cooc")))
+    return t
