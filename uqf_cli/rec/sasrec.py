@@ -1,0 +1,334 @@
+"""SASRec baseline: causal self-attention over item-id histories (Kang & McAuley, ICDM 2018).
+
+Why it is here: every generative-recommendation paper (TIGER, LC-Rec, LETTER) reports SASRec beside
+the SID models; it needs no SIDs, so it tells whether the SIDs help at all over plain item ids.
+
+Model (the paper's design, sized for Amazon data)
+    * item embedding ``E`` (one row per item, row 0 = padding) + learned positional embedding, scaled
+      by ``sqrt(hidden)``, dropout;
+    * ``blocks`` (2) pre-LayerNorm Transformer blocks with ``heads`` (1) causal self-attention heads,
+      a point-wise feed-forward (hidden -> hidden, as in the paper) and residuals, then a LayerNorm;
+    * the score of item ``i`` after position ``t`` is ``h_t . E_i`` (the input embedding is shared
+      with the output, as in the paper).
+
+Training differs from the paper on purpose: cross-entropy over **all** items (softmax over the
+catalogue) instead of binary cross-entropy with one sampled negative. Full softmax is cheap at this
+catalogue size and is known to train SASRec much better (Klenitskiy & Vasilev, RecSys 2023). Every
+position of each user's train part (:meth:`uqf_cli.dataset.Dataset.train_sequences`) is a target;
+sequences longer than ``max_history + 1`` are cut into consecutive windows from the end, so every
+train target is predicted exactly once per epoch with up to ``max_history`` previous items.
+
+Model selection: NDCG@10 on the valid split after every epoch (full ranking), keeping the best
+epoch's weights; training stops after ``patience`` epochs without improvement.
+
+Ranking (:class:`SasRecRecommender`): the last ``max_history`` items of the history, the hidden
+state at the last position, scores for **all** items, top-k. Items already in the history are
+*not* masked: the SID backbones can recommend them too, and uqf evaluate ranks over all items for
+every backbone (Amazon users do re-buy items).
+
+Option keys read from ``options`` (every key has a default; unknown keys are ignored):
+``hidden`` 64, ``blocks`` 2, ``heads`` 1, ``dropout`` 0.2, ``max_history`` 20, ``epochs`` 200,
+``batch_size`` 128, ``lr`` 1e-3, ``weight_decay`` 0.0, ``patience`` 10 (evaluations), ``eval_every`` 1
+(epochs), ``seed`` 0, ``device`` "auto", ``eval_batch_size`` 1024. The train-rec CLI's ``d_model`` and
+``num_layers`` are read as ``hidden`` and ``blocks``; ``sids`` is ignored (``None`` is fine).
+
+Files: ``model.safetensors`` (uqf model file of kind ``sasrec``: weights, with the config and the
+item id list in its metadata) and ``uqf_model.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from uqf_cli import runtime
+from uqf_cli.dataset import Dataset
+from uqf_cli.errors import InputError, OptionError
+from uqf_cli.io import SidTable, atomic_path, check_output, load_model_file, make_provenance, save_model_file
+from uqf_cli.rec.base import read_model_meta, write_model_meta
+
+BACKBONE = "sasrec"
+WEIGHTS_FILE = "model.safetensors"
+MODEL_KIND = "sasrec"
+
+DEFAULTS: dict[str, Any] = {
+    "hidden": 64,
+    "blocks": 2,
+    "heads": 1,
+    "dropout": 0.2,
+    "max_history": 20,
+    "epochs": 200,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "patience": 10,
+    "seed": 0,
+    "device": "auto",
+    "eval_batch_size": 1024,
+    "eval_every": 1,
+}
+_ARCH_KEYS = ("hidden", "blocks", "heads", "dropout", "max_history")
+_ALIASES = {"d_model": "hidden", "num_layers": "blocks"}
+
+
+def resolve_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with the caller's non-``None`` values, checked for range."""
+    opts = dict(DEFAULTS)
+    options = dict(options or {})
+    for alias, key in _ALIASES.items():  # the train-rec CLI's shared flag names
+        if options.get(alias) is not None and options.get(key) is None:
+            options[key] = options[alias]
+    for key, value in options.items():
+        if key in DEFAULTS and value is not None:
+            opts[key] = value
+    opts["epochs"] = math.ceil(float(opts["epochs"]))
+    for key in ("hidden", "blocks", "heads", "max_history", "epochs", "batch_size", "patience", "eval_batch_size",
+                "eval_every"):
+        if int(opts[key]) < 1:
+            raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {opts[key]}")
+    if int(opts["hidden"]) % int(opts["heads"]):
+        raise OptionError("--heads", f"hidden size {opts['hidden']} is not divisible by {opts['heads']} heads")
+    if not 0 <= float(opts["dropout"]) < 1:
+        raise OptionError("--dropout", f"must be in [0, 1), got {opts['dropout']}")
+    if float(opts["lr"]) <= 0:
+        raise OptionError("--lr", f"must be > 0, got {opts['lr']}")
+    return opts
+
+
+class SasRec(nn.Module):
+    """Item + position embeddings, causal pre-LN Transformer blocks, dot-product item scores."""
+
+    def __init__(self, n_items: int, hidden: int, blocks: int, heads: int, dropout: float, max_history: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.items = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+        self.positions = nn.Embedding(max_history, hidden)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=hidden, dropout=dropout,
+                                           activation="relu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+        nn.init.normal_(self.items.weight, std=hidden ** -0.5)
+        nn.init.normal_(self.positions.weight, std=hidden ** -0.5)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def hidden_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        """``seqs`` [B, T] of item indices (0 = padding, left-padded) -> hidden states [B, T, d]."""
+        t = seqs.shape[1]
+        pos = torch.arange(t, device=seqs.device)
+        x = self.items(seqs) * math.sqrt(self.hidden) + self.positions(pos)
+        x = self.dropout(x) * (seqs > 0).unsqueeze(-1)
+        x = self.encoder(x, mask=self._attention_mask(seqs))
+        return self.norm(x)
+
+    def _attention_mask(self, seqs: torch.Tensor) -> torch.Tensor:
+        """[B * heads, T, T] boolean, True = blocked: future positions and padding keys (each position
+        may always see itself, so a padding row is never fully blocked, which would give NaN)."""
+        t = seqs.shape[1]
+        future = torch.triu(torch.ones((t, t), dtype=torch.bool, device=seqs.device), diagonal=1)
+        eye = torch.eye(t, dtype=torch.bool, device=seqs.device)
+        blocked = future.unsqueeze(0) | ((seqs == 0).unsqueeze(1) & ~eye.unsqueeze(0))
+        heads = self.encoder.layers[0].self_attn.num_heads
+        return blocked.repeat_interleave(heads, dim=0)
+
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        """Scores of every item (padding row excluded): [..., n_items]."""
+        return h @ self.items.weight[1:].T
+
+
+def _windows(seq: list[int], max_len: int) -> list[list[int]]:
+    """Cut a sequence into windows of at most ``max_len + 1`` items from the end, so that each
+    position after the first is a target exactly once, with up to ``max_len`` items before it."""
+    out = []
+    end = len(seq)
+    while end > 1:
+        start = max(0, end - max_len - 1)
+        out.append(seq[start:end])
+        end = start + 1
+        if start == 0:
+            break
+    return out
+
+
+def _training_tensors(dataset: Dataset, index: dict[str, int], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded inputs and next-item targets [W, max_len] (target 0 = no loss)."""
+    rows = []
+    for seq in dataset.train_sequences().values():
+        rows.extend(_windows([index[i] for i in seq], max_len))
+    inputs = torch.zeros((len(rows), max_len), dtype=torch.long)
+    targets = torch.zeros((len(rows), max_len), dtype=torch.long)
+    for r, w in enumerate(rows):
+        n = len(w) - 1
+        inputs[r, max_len - n:] = torch.tensor(w[:-1])
+        targets[r, max_len - n:] = torch.tensor(w[1:])
+    return inputs, targets
+
+
+def _left_pad(histories: Sequence[Sequence[int]], max_len: int) -> torch.Tensor:
+    out = torch.zeros((len(histories), max_len), dtype=torch.long)
+    for r, h in enumerate(histories):
+        h = list(h)[-max_len:]
+        if h:
+            out[r, max_len - len(h):] = torch.tensor(h)
+    return out
+
+
+@torch.no_grad()
+def _top_k(model: SasRec, histories: Sequence[Sequence[int]], k: int, max_len: int, device: torch.device,
+           batch: int) -> torch.Tensor:
+    """Top-k item rows (0-based, into the item list) for each history."""
+    model.eval()
+    out = []
+    for start in range(0, len(histories), batch):
+        seqs = _left_pad(histories[start:start + batch], max_len).to(device)
+        h = model.hidden_states(seqs)[:, -1]
+        out.append(model.scores(h).topk(k, dim=-1).indices.cpu())
+    return torch.cat(out) if out else torch.zeros((0, k), dtype=torch.long)
+
+
+def _valid_ndcg10(model: SasRec, dataset: Dataset, index: dict[str, int], opts: dict[str, Any],
+                  device: torch.device) -> float:
+    cases = dataset.eval_cases("valid")
+    if not cases:
+        return 0.0
+    k = min(10, len(index))
+    top = _top_k(model, [[index[i] for i in c.history] for c in cases], k, int(opts["max_history"]), device,
+                 int(opts["eval_batch_size"]))
+    targets = torch.tensor([index[c.target] - 1 for c in cases]).unsqueeze(1)
+    hit = (top == targets).float()
+    gains = hit / torch.log2(torch.arange(2, k + 2, dtype=torch.float)).unsqueeze(0)
+    return float(gains.sum() / len(cases))
+
+
+def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any],
+          force: bool = False) -> dict[str, Any]:
+    """Train SASRec with full-softmax cross-entropy, select the best epoch on valid NDCG@10, save."""
+    output = Path(output)
+    check_output(output, force)
+    opts = resolve_options(options)
+    device = runtime.resolve_device(str(opts["device"]))
+    seed = int(opts["seed"])
+    gen = runtime.seed_everything(seed)
+    index = {iid: k + 1 for k, iid in enumerate(dataset.item_ids)}  # 0 = padding
+    max_len = int(opts["max_history"])
+    inputs, targets = _training_tensors(dataset, index, max_len)
+    if len(inputs) == 0:
+        raise InputError(dataset.path, "no training sequence has two items; SASRec has nothing to learn")
+    model = SasRec(len(index), *(int(opts[k]) if k != "dropout" else float(opts[k]) for k in _ARCH_KEYS)).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=float(opts["lr"]), weight_decay=float(opts["weight_decay"]))
+    best = (-1.0, 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    t0, bs, history, stale = time.perf_counter(), int(opts["batch_size"]), [], 0
+    with runtime.progress() as bar:
+        task = bar.add_task("sasrec: training", total=int(opts["epochs"]), status="")
+        for epoch in range(1, int(opts["epochs"]) + 1):
+            model.train()
+            order = torch.randperm(len(inputs), generator=gen)
+            total, count = 0.0, 0
+            for start in range(0, len(order), bs):
+                rows = order[start:start + bs]
+                seqs, tgt = inputs[rows].to(device), targets[rows].to(device)
+                logits = model.scores(model.hidden_states(seqs))
+                loss = nn.functional.cross_entropy(logits[tgt > 0], tgt[tgt > 0] - 1)
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                total, count = total + float(loss.detach()) * len(rows), count + len(rows)
+            bar.update(task, completed=epoch, status=f"loss {total / count:.3f}")
+            if epoch % int(opts["eval_every"]) and epoch != int(opts["epochs"]):
+                continue
+            ndcg = _valid_ndcg10(model, dataset, index, opts, device)
+            history.append({"epoch": epoch, "loss": total / count, "valid_ndcg@10": ndcg})
+            if ndcg > best[0]:
+                best = (ndcg, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                stale = 0
+            else:
+                stale += 1
+            bar.update(task, status=f"loss {total / count:.3f} valid NDCG@10 {ndcg:.4f}")
+            if stale >= int(opts["patience"]):
+                break  # `patience` evaluations without improvement
+    model.load_state_dict(best[2])
+    summary = {
+        "backbone": BACKBONE,
+        "output": str(output),
+        "epochs_run": history[-1]["epoch"],
+        "best_epoch": best[1],
+        "valid_ndcg@10": best[0],
+        "train_windows": len(inputs),
+        "final_loss": history[-1]["loss"],
+        "device": str(device),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    _save(model, dataset, opts, summary, history, output, force)
+    return summary
+
+
+def _save(model: SasRec, dataset: Dataset, opts: dict[str, Any], summary: dict[str, Any],
+          history: list[dict[str, Any]], output: Path, force: bool) -> None:
+    params = {k: opts[k] for k in DEFAULTS if k != "device"}
+    inputs = {}
+    if dataset.path is not None:
+        inputs = {"dataset_items": dataset.path / "items.jsonl", "dataset_sequences": dataset.path / "sequences.jsonl"}
+    provenance = make_provenance("train-rec", {"backbone": BACKBONE, **params}, inputs)
+    config = {**{k: opts[k] for k in _ARCH_KEYS}, "item_ids": list(dataset.item_ids)}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(output, force, directory=True) as tmp:
+        save_model_file(tmp / WEIGHTS_FILE, MODEL_KIND, state, config, provenance,
+                        dataset_fingerprint=dataset.fingerprint)
+        write_model_meta(tmp, BACKBONE, dataset, params, provenance, None,
+                         train_summary={k: summary[k] for k in ("epochs_run", "best_epoch", "valid_ndcg@10")},
+                         epochs=history)
+
+
+class SasRecRecommender:
+    """A trained SASRec that ranks all items for each history."""
+
+    backbone = BACKBONE
+
+    def __init__(self, model: SasRec, item_ids: list[str], max_history: int, device: torch.device,
+                 batch: int = 1024) -> None:
+        self.model = model.to(device).eval()
+        self.item_ids = item_ids
+        self.index = {iid: k + 1 for k, iid in enumerate(item_ids)}
+        self.max_history = max_history
+        self.device = device
+        self.batch = batch
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
+        """Top-``k`` items by score over the whole catalogue (``beam_size`` is unused: no beams here)."""
+        rows = []
+        for h in histories:
+            unknown = next((i for i in h if i not in self.index), None)
+            if unknown is not None:
+                raise InputError(None, f"history names item {unknown!r}, which this SASRec model does not know")
+            rows.append([self.index[i] for i in h])
+        k = min(int(k), len(self.item_ids))
+        top = _top_k(self.model, rows, k, self.max_history, self.device, self.batch)
+        return [[self.item_ids[j] for j in r] for r in top.tolist()]
+
+
+def load(model_dir: str | Path, device: str | torch.device = "auto") -> SasRecRecommender:
+    """Load a SASRec model directory for ranking."""
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    if meta.get("backbone") != BACKBONE:
+        raise InputError(model_dir, f"is a {meta.get('backbone')} model, not a {BACKBONE} one")
+    state, config, _ = load_model_file(model_dir / WEIGHTS_FILE, MODEL_KIND)
+    item_ids = config.get("item_ids")
+    if not isinstance(item_ids, list) or not item_ids:
+        raise InputError(model_dir / WEIGHTS_FILE, "config has no item_ids list")
+    model = SasRec(len(item_ids), int(config["hidden"]), int(config["blocks"]), int(config["heads"]),
+                   float(config["dropout"]), int(config["max_history"]))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise InputError(model_dir / WEIGHTS_FILE, f"weights do not match the config ({str(e).splitlines()[0]})") from e
+    dev = device if isinstance(device, torch.device) else runtime.resolve_device(str(device))
+    batch = int(meta.get("options", {}).get("eval_batch_size", DEFAULTS["eval_batch_size"]))
+    return SasRecRecommender(model, item_ids, int(config["max_history"]), dev, batch)
