@@ -407,15 +407,44 @@ def save_tensors(
     metadata: Mapping[str, Any],
     force: bool = False,
 ) -> Path:
-    """Save tensors with JSON-encoded metadata values, atomically."""
-    from safetensors.torch import save_file
+    """Save tensors with JSON-encoded metadata values, atomically, in the safetensors format.
 
+    Why our own writer: the safetensors library emits metadata keys in hash-map order, so two
+    identical runs gave files that differed in bytes. The format is simple (an 8-byte header length,
+    a JSON header, the raw little-endian data), so we write it with sorted keys and sorted tensor
+    names; any safetensors reader loads the result.
+    """
     meta = {k: v if isinstance(v, str) else to_json(v) for k, v in metadata.items()}
-    contiguous = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
+    payload = serialize_safetensors({k: t.detach().to("cpu") for k, t in tensors.items()}, meta)
     with atomic_path(path, force) as tmp:
-        save_file(contiguous, str(tmp), metadata=meta)
-        tmp.chmod(0o666 & ~_UMASK)  # safetensors recreates the file with mode 0600
+        tmp.write_bytes(payload)
     return Path(path)
+
+
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def serialize_safetensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """Deterministic safetensors bytes: tensors in name order, metadata keys sorted, header padded to 8."""
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        if t.dtype not in _ST_DTYPES:
+            raise ValueError(f"tensor {name!r}: dtype {t.dtype} cannot be stored")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        end = offset + len(data)
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, end]}
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(chunks)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
