@@ -202,3 +202,95 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     r = runner.invoke(app, _quantize_args(emb, out))
     assert r.exit_code == 2 and "--force" in r.output
     assert out.read_text() == "keep"
+
+
+def _plan_argmax(dist: torch.Tensor, eps: float, iters: int) -> torch.Tensor:
+    """Reference: the Sinkhorn plan itself (no biases), normalised over codes then items, argmax per item."""
+    d = dist.double()
+    log_q = -(d - d.min()) / (d.max() - d.min()) / eps
+    n, k = d.shape
+    for _ in range(iters):
+        log_q = log_q - torch.logsumexp(log_q, 0, keepdim=True) - np.log(k)
+        log_q = log_q - torch.logsumexp(log_q, 1, keepdim=True) - np.log(n)
+    return log_q.argmax(1)
+
+
+def test_code_bias_gives_the_sinkhorn_assignment_item_by_item() -> None:
+    from uqf_cli.quantize import sinkhorn_code_bias
+
+    g = torch.Generator().manual_seed(0)
+    dist = torch.rand(300, 12, generator=g) + torch.linspace(0, 0.5, 12)  # later codes are farther: argmin skews
+    bias = sinkhorn_code_bias(dist, 0.01, 100)
+    batch = (dist - bias).argmin(1)
+    assert torch.equal(batch, _plan_argmax(dist, 0.01, 100))
+    one_by_one = torch.stack([(dist[i : i + 1] - bias).argmin(1)[0] for i in range(len(dist))])
+    assert torch.equal(batch, one_by_one)  # no batch needed once the biases are known
+    counts = np.bincount(batch.numpy(), minlength=12)
+    assert counts.min() >= 15 and np.bincount(dist.argmin(1).numpy(), minlength=12).min() < 15
+
+
+def test_balanced_levels_spread_hub_codes_without_costing_reconstruction() -> None:
+    from uqf_cli.quantize import encode
+
+    x = torch.randn(600, 64, generator=torch.Generator().manual_seed(0))  # no structure: residual hubs form
+    out = {}
+    for eps in (None, 0.001):
+        cfg = QuantizeConfig(method="rqkmeans", levels=3, codebook_sizes=[16, 16, 16], sinkhorn_eps=eps)
+        model, history = fit_quantizer(x, cfg, torch.device("cpu"))
+        codes, errors, _ = encode(model, x)
+        out[eps] = (codes, errors["recon_rel"], history)
+    plain, balanced = out[None], out[0.001]
+    assert balanced[2]["balanced_levels"] == [2, 3] and plain[2]["balanced_levels"] == []
+    assert (plain[0][:, 0] == balanced[0][:, 0]).all()  # level 1 is not balanced by default
+    for level in (1, 2):
+        assert level_stats(balanced[0], [16] * 3)[level]["perplexity"] > level_stats(plain[0], [16] * 3)[level][
+            "perplexity"] + 1
+    assert collision_rate(balanced[0]) < collision_rate(plain[0])
+    assert balanced[1] < plain[1] + 0.02
+
+
+def test_apply_reproduces_the_balanced_codes_of_fitted_items(tmp_path: Path) -> None:
+    x, _ = hierarchical_clusters(per=6)
+    emb = write_emb(tmp_path / "e.st", x)
+    out, model = tmp_path / "s.jsonl", tmp_path / "q.st"
+    r = runner.invoke(app, _quantize_args(emb, out, "--save-model", str(model), "--json"))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["training"]["balanced_levels"] == [2]
+    same = tmp_path / "same.st"  # the fitted vectors under new ids
+    io.save_embeddings(same, x, [f"n{k}" for k in range(len(x))], io.make_provenance("t", {}), "text")
+    r = runner.invoke(app, ["quantize", "--apply", str(model), str(same), "-o", str(tmp_path / "n.jsonl"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    fitted, applied = io.read_sids(out), io.read_sids(tmp_path / "n.jsonl")
+    assert (applied.codes[:, :2] == fitted.codes[:, :2]).all()
+
+
+def test_fit_sample_codes_every_item_deterministically() -> None:
+    from uqf_cli.quantize import encode
+
+    x, _ = hierarchical_clusters(per=12)
+    cfg = QuantizeConfig(method="rqkmeans", levels=2, codebook_sizes=[4, 4], fit_sample=64)
+    m1, h1 = fit_quantizer(x, cfg, torch.device("cpu"))
+    m2, _ = fit_quantizer(x, cfg, torch.device("cpu"))
+    c1, _, _ = encode(m1, x, batch_size=50)  # chunked coding of all 192 items
+    c2, _, _ = encode(m2, x)
+    assert h1["fit_items"] == 64 and len(c1) == len(x) and (c1 == c2).all()
+    assert (encode(m1, x)[0] == c1).all()  # chunking does not change codes
+    assert len(np.unique(c1[:, 0])) == 4  # items outside the sample use the whole level-1 codebook too
+
+
+def test_sinkhorn_levels_option() -> None:
+    from uqf_cli.errors import OptionError
+    from uqf_cli.quantize import parse_sinkhorn_levels
+
+    assert parse_sinkhorn_levels("rest", 3) == [1, 2] and parse_sinkhorn_levels("rest", 1) == []
+    assert parse_sinkhorn_levels("last", 3) == [2] and parse_sinkhorn_levels("all", 2) == [0, 1]
+    assert parse_sinkhorn_levels("3,1", 3) == [0, 2]
+    for bad in ("4", "0", "x", ""):
+        with pytest.raises(OptionError, match="--sinkhorn-levels"):
+            parse_sinkhorn_levels(bad, 3)
+
+
+def test_cli_defaults_match_the_library() -> None:
+    from uqf_cli.commands import quantize as cmd
+
+    assert (QuantizeConfig.sinkhorn_eps, QuantizeConfig.sinkhorn_levels) == (cmd.DEFAULT_EPS, cmd.DEFAULT_LEVELS)

@@ -12,6 +12,9 @@ from uqf_cli import runtime
 from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Seed, cli_command, emit_json, start
 from uqf_cli.errors import OptionError
 
+DEFAULT_EPS = 0.001  # kept equal to QuantizeConfig's defaults (asserted in tests)
+DEFAULT_LEVELS = "rest"
+
 
 def register(app: typer.Typer) -> None:
     @app.command("quantize")
@@ -35,8 +38,16 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size", help="Items per step (full batch below it).")]
         = 8192,
         sinkhorn_eps: Annotated[float | None, typer.Option("--sinkhorn-eps", help="Balanced (Sinkhorn) assignment "
-                                                           "on the last level with this epsilon (e.g. 0.003).")]
-        = None,
+                                                           "epsilon on the --sinkhorn-levels (default "
+                                                           f"{DEFAULT_EPS}); --no-sinkhorn for nearest codes.")]
+        = DEFAULT_EPS,
+        no_sinkhorn: Annotated[bool, typer.Option("--no-sinkhorn", help="Plain nearest-code assignment on every "
+                                                  "level.")] = False,
+        sinkhorn_levels: Annotated[str, typer.Option("--sinkhorn-levels", help="Balanced levels: rest (all but the "
+                                                     "first) | last | all | numbers (\"2,3\").")] = DEFAULT_LEVELS,
+        sinkhorn_iters: Annotated[int, typer.Option("--sinkhorn-iters", help="Sinkhorn-Knopp iterations.")] = 50,
+        fit_sample: Annotated[int, typer.Option("--fit-sample", help="Fit on at most this many items (seeded "
+                                                "sample); all items are coded.")] = 8192,
         dedup: Annotated[str, typer.Option("--dedup", help="level (append a disambiguating code) | sinkhorn "
                                            "(re-assign the last code of colliding items).")] = "level",
         fmt: Annotated[str, typer.Option("--format", help="jsonl | lcrec (also writes <stem>.index.json).")]
@@ -66,7 +77,9 @@ def register(app: typer.Typer) -> None:
             cfg = q.QuantizeConfig(
                 method=method, levels=levels, codebook_sizes=q.parse_codebook_sizes(codebook_size, levels),
                 code_dim=code_dim, hidden=hidden_sizes, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
-                beta=beta, batch_size=batch_size, sinkhorn_eps=sinkhorn_eps, dedup=dedup, seed=seed,
+                beta=beta, batch_size=batch_size, sinkhorn_eps=None if no_sinkhorn else sinkhorn_eps,
+                sinkhorn_iters=sinkhorn_iters, sinkhorn_levels=sinkhorn_levels, fit_sample=fit_sample, dedup=dedup,
+                seed=seed,
             )
             cfg.validate()
             result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=device, force=force)
