@@ -1,4 +1,4 @@
-"""``uqf demo [--workdir DIR]``."""
+"""``uqf demo [--workdir DIR] [--quick]``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, Quiet, cli_command, emit_json, start
+from uqf_cli.commands._common import Device, Force, JsonOut, Quiet, Seed, cli_command, emit_json, start
 
 
 def register(app: typer.Typer) -> None:
@@ -20,30 +20,64 @@ def register(app: typer.Typer) -> None:
         workdir: Annotated[
             Path, typer.Option("--workdir", "-w", help="Where the demo writes its files.", file_okay=False)
         ] = Path("uqf-demo"),
+        quick: Annotated[bool, typer.Option("--quick", help="A tiny budget (Office 15-core, tiny models): checks "
+                                            "that the pipeline works in about a minute; numbers mean nothing.")
+                         ] = False,
+        seed: Seed = 0,
         force: Force = False,
         device: Device = "auto",
         quiet: Quiet = False,
         json_out: JsonOut = False,
     ) -> None:
-        """Run the pipeline on the embedded Office dataset (reuses finished steps unless --force)."""
+        """Run the whole pipeline on the embedded Office dataset: prepare, embed-text, train-gcn, fuse, quantize,
+        train-rec (TIGER), evaluate (test), inspect-sids. Reuses finished steps unless --force."""
         from uqf_cli.demo import run_demo
 
         start(quiet)
-        reports = run_demo(workdir, force=force, device=device)
+        result = run_demo(workdir, force=force, device=device, seed=seed, quick=quick)
         if json_out:
-            emit_json({"workdir": str(workdir), "steps": [r.__dict__ for r in reports]})
+            emit_json(result.as_dict())
             return
-        t = Table(title=escape(f"uqf demo in {workdir}"))
-        t.add_column("step")
-        t.add_column("status")
-        t.add_column("output", overflow="fold")
-        t.add_column("result", overflow="fold")
-        t.add_column("seconds", justify="right")
-        for r in reports:
-            result = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in r.summary.items())
-            t.add_row(r.name, r.status, escape("\n".join(r.outputs)), escape(result) or "-", f"{r.seconds:.1f}")
-        runtime.stdout_console().print(t)
-        runtime.stdout_console().print(
-            escape(f"all files are in {workdir}/ (the output column); a rerun reuses them, --force redoes every step"),
-            soft_wrap=True,
-        )
+        con = runtime.stdout_console()
+        con.print(steps_table(result))
+        con.print(results_table(result))
+        con.print(escape("budget: " + "; ".join(result.budget.notes)), soft_wrap=True)
+        con.print("\nthe same pipeline in the shell (examples/office.sh is the commented version):")
+        for r in result.steps:
+            if r.command:
+                con.print(escape(r.command), soft_wrap=True, highlight=False)
+        con.print(escape(f"\nall files are in {workdir}/; a rerun reuses them, --force redoes every step"),
+                  soft_wrap=True)
+
+
+def steps_table(result) -> Table:
+    """One row per step: status, outputs, a short summary and the wall time."""
+    t = Table(title=escape(f"uqf demo in {result.workdir} ({result.budget.name} budget, seed {result.seed}, "
+                           f"{result.seconds:.0f} s wall, {result.cpu_seconds:.0f} s CPU)"))
+    t.add_column("step")
+    t.add_column("status")
+    t.add_column("output", overflow="fold")
+    t.add_column("result", overflow="fold")
+    t.add_column("seconds", justify="right")
+    t.add_column("CPU s", justify="right")
+    for r in result.steps:
+        summary = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in r.summary.items())
+        t.add_row(r.name, r.status, escape("\n".join(r.outputs)), escape(summary) or "-", f"{r.seconds:.1f}",
+                  f"{r.cpu_seconds:.1f}")
+    return t
+
+
+def results_table(result) -> Table:
+    """Test Recall@5/10 and NDCG@5/10 of TIGER, then the SID statistics."""
+    from uqf_cli.demo import TABLE_NDCG_KS, TABLE_RECALL_KS
+
+    t = Table(title="TIGER on the test split (full ranking) and the SIDs it was trained on")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    names = [f"recall@{k}" for k in TABLE_RECALL_KS] + [f"ndcg@{k}" for k in TABLE_NDCG_KS]
+    for name in names:
+        value = result.test_metrics.get(name)
+        t.add_row(f"test {name}", "-" if value is None else f"{value:.4f}")
+    for name, value in result.sid_stats.items():
+        t.add_row(f"SIDs: {name}", f"{value:.4f}" if isinstance(value, float) else str(value))
+    return t

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-BACKBONES = ("tiger", "lcrec", "sasrec")
+BACKBONES = ("tiger", "lcrec", "sasrec", "lightgcn", "pop")
 
 
 def backbone_module(name: str) -> ModuleType:

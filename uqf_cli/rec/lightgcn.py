@@ -1,0 +1,192 @@
+"""LightGCN as a recommender (``--backbone lightgcn``): user x item dot products of train-gcn's embeddings.
+
+``uqf train-gcn`` already learns LightGCN user and item embeddings (final, layer-averaged) on the
+train interactions, with early stopping on the valid split (:mod:`uqf_cli.gcn`). Used directly as a
+recommender, the score of item ``i`` for user ``u`` is ``e_u . e_i`` over the whole catalogue, exactly
+what LightGCN optimises (BPR on these dot products).
+
+Two ways to build the model directory:
+
+* ``uqf train-rec DS --backbone lightgcn -o DIR`` trains LightGCN through :func:`uqf_cli.gcn.train_lightgcn`
+  (the train-rec flags map onto train-gcn's: ``--epochs``, ``--d-model`` = ``--dim``, ``--num-layers`` =
+  ``--layers``, ``--lr``, ``--batch-size``, ``--patience``, ``--eval-every``, ``--seed``, ``--device``);
+* with option ``collab`` (a train-gcn file, e.g. the one the SIDs were built from; library call
+  ``train(ds, None, DIR, {"collab": "collab.st"})``) its embeddings are reused as they are, so the
+  baseline is exactly the collaborative signal the fuser saw. The file must come from the same dataset.
+
+Users: :func:`uqf_cli.evaluate.evaluate` passes each case's ``user_id`` to ``recommend`` (this
+recommender sets ``uses_user_ids``), and the user's learned embedding is used. The user vector is
+fitted on the train split only, so it never saw the valid item (nor, of course, the test item). For
+an unknown user, a user without train interactions (zero row), or a call without ids
+(``uqf recommend`` with only ``--history``), the user vector is the mean of the history items'
+embeddings (a fold-in: LightGCN's first propagation step builds a user from its items the same way,
+up to normalisation).
+
+History masking: on by default (``exclude_history``), see :mod:`uqf_cli.baselines` for why; cold items
+(no train interaction) have all-zero embeddings, score 0 and are never learned.
+
+Files: ``model.safetensors`` (uqf model file of kind ``lightgcn_rec``: ``items`` [N, d] and ``users``
+[U, d]; item and user ids in its config) and ``uqf_model.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from uqf_cli import runtime
+from uqf_cli.baselines import top_k_from_scores
+from uqf_cli.dataset import Dataset
+from uqf_cli.errors import InputError
+from uqf_cli.gcn import GcnConfig, train_lightgcn
+from uqf_cli.io import (
+    SidTable,
+    atomic_path,
+    check_output,
+    load_embeddings,
+    load_model_file,
+    make_provenance,
+    save_model_file,
+)
+from uqf_cli.rec.base import read_model_meta, write_model_meta
+
+BACKBONE = "lightgcn"
+WEIGHTS_FILE = "model.safetensors"
+MODEL_KIND = "lightgcn_rec"
+# train-rec option name -> GcnConfig field
+_GCN_OPTIONS = {"epochs": "epochs", "d_model": "dim", "dim": "dim", "num_layers": "layers", "layers": "layers",
+                "lr": "lr", "batch_size": "batch_size", "patience": "patience", "eval_every": "eval_every",
+                "seed": "seed", "device": "device", "reg": "reg"}
+
+
+def gcn_config(options: dict[str, Any]) -> GcnConfig:
+    """train-gcn's defaults overlaid with the train-rec options that map onto them."""
+    cfg = GcnConfig()
+    for key, field_name in _GCN_OPTIONS.items():
+        value = options.get(key)
+        if value is not None:
+            setattr(cfg, field_name, type(getattr(cfg, field_name))(value))
+    cfg.validate()
+    return cfg
+
+
+def embeddings_from_collab(path: str | Path, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, list[str],
+                                                                          dict[str, Any]]:
+    """Item rows (dataset order), user rows and user ids of a train-gcn file made from ``dataset``."""
+    emb = load_embeddings(path)
+    if emb.dataset_fingerprint and dataset.fingerprint and emb.dataset_fingerprint != dataset.fingerprint:
+        raise InputError(path, f"comes from dataset {emb.dataset_fingerprint}, not {dataset.path} "
+                               f"({dataset.fingerprint})")
+    users = emb.extra_tensors.get("user_embeddings")
+    user_ids = emb.extra_metadata.get("user_ids")
+    if users is None or not isinstance(user_ids, list) or len(user_ids) != users.shape[0]:
+        raise InputError(path, "has no user embeddings (tensor 'user_embeddings' with metadata 'user_ids'); "
+                               "make it with `uqf train-gcn`")
+    missing = [i for i in dataset.item_ids if i not in set(emb.item_ids)]
+    if missing:
+        raise InputError(path, f"{len(missing)} dataset items have no row (first: {missing[0]!r})")
+    info = {"source": "collab file", "collab": str(path), "provenance_stage": emb.provenance.get("stage")}
+    return emb.rows_for(dataset.item_ids).float(), users.float(), [str(u) for u in user_ids], info
+
+
+def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any] | None,
+          force: bool = False) -> dict[str, Any]:
+    """Train LightGCN (or reuse a train-gcn file given as option ``collab``) and write the model directory."""
+    output = Path(output)
+    options = dict(options or {})
+    check_output(output, force)
+    exclude = bool(options.get("exclude_history", True))
+    started = time.perf_counter()
+    collab = options.get("collab")
+    if collab is not None:
+        items, users, user_ids, info = embeddings_from_collab(collab, dataset)
+        params: dict[str, Any] = {"collab": str(collab), "exclude_history": exclude}
+        inputs = {"collab": collab}
+    else:
+        cfg = gcn_config(options)
+        runtime.info(f"lightgcn: training on {len(dataset.user_ids):,} users x {len(dataset.item_ids):,} items "
+                     f"(dim {cfg.dim}, {cfg.layers} layers, up to {cfg.epochs} epochs)")
+        result = train_lightgcn(dataset, cfg)
+        items, users, user_ids = result.item_embeddings, result.user_embeddings, result.user_ids
+        info = {"source": "trained", "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                **result.metrics}
+        params = {**{k: v for k, v in cfg.__dict__.items() if k != "device"}, "exclude_history": exclude}
+        inputs = {}
+        if dataset.path is not None:
+            inputs = {"dataset_items": dataset.path / "items.jsonl",
+                      "dataset_sequences": dataset.path / "sequences.jsonl"}
+    provenance = make_provenance("train-rec", {"backbone": BACKBONE, **params}, inputs, training=info)
+    config = {"item_ids": list(dataset.item_ids), "user_ids": user_ids, "exclude_history": exclude}
+    state = {"items": items.contiguous(), "users": users.contiguous()}
+    with atomic_path(output, force, directory=True) as tmp:
+        save_model_file(tmp / WEIGHTS_FILE, MODEL_KIND, state, config, provenance,
+                        dataset_fingerprint=dataset.fingerprint or "")
+        write_model_meta(tmp, BACKBONE, dataset, params, provenance, None, training=info)
+    return {"backbone": BACKBONE, "output": str(output), "dim": int(items.shape[1]),
+            "exclude_history": exclude, **info, "seconds": round(time.perf_counter() - started, 1)}
+
+
+class LightGcnRecommender:
+    """Ranks all items by ``e_u . e_i`` for the case's user (or the mean of its history's items)."""
+
+    backbone = BACKBONE
+    uses_user_ids = True
+
+    def __init__(self, items: torch.Tensor, users: torch.Tensor, item_ids: list[str], user_ids: list[str],
+                 exclude_history: bool, device: torch.device) -> None:
+        self.items = items.to(device)
+        self.users = users.to(device)
+        self.item_ids = item_ids
+        self.item_row = {iid: r for r, iid in enumerate(item_ids)}
+        self.user_row = {uid: r for r, uid in enumerate(user_ids)}
+        self.exclude_history = exclude_history
+        self.device = device
+        self.learned_user = self.users.abs().sum(dim=1) > 0  # zero rows = users without train items
+
+    def user_vectors(self, histories: Sequence[Sequence[int]], user_ids: Sequence[str] | None) -> torch.Tensor:
+        """The learned user embedding where there is one, else the mean of the history items' embeddings."""
+        out = torch.zeros(len(histories), self.items.shape[1], device=self.device)
+        for n, hist in enumerate(histories):
+            row = self.user_row.get(user_ids[n]) if user_ids is not None else None
+            if row is not None and bool(self.learned_user[row]):
+                out[n] = self.users[row]
+            elif hist:
+                out[n] = self.items[torch.as_tensor(list(hist), dtype=torch.long, device=self.device)].mean(0)
+        return out
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None,
+                  user_ids: Sequence[str] | None = None) -> list[list[str]]:
+        """Top-``k`` items over the catalogue (``beam_size`` is unused: no search, exact scores)."""
+        rows = []
+        for h in histories:
+            unknown = next((i for i in h if i not in self.item_row), None)
+            if unknown is not None:
+                raise InputError(None, f"history names item {unknown!r}, which this LightGCN model does not know")
+            rows.append([self.item_row[i] for i in h])
+        scores = self.user_vectors(rows, user_ids) @ self.items.T
+        top = top_k_from_scores(scores.cpu(), k, rows if self.exclude_history else None)
+        return [[self.item_ids[j] for j in r] for r in top.tolist()]
+
+
+def load(model_dir: str | Path, device: str | torch.device = "cpu") -> LightGcnRecommender:
+    """Load a LightGCN recommender directory."""
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    if meta.get("backbone") != BACKBONE:
+        raise InputError(model_dir, f"is a {meta.get('backbone')} model, not a {BACKBONE} one")
+    state, config, _ = load_model_file(model_dir / WEIGHTS_FILE, MODEL_KIND)
+    item_ids, user_ids = config.get("item_ids"), config.get("user_ids")
+    items, users = state.get("items"), state.get("users")
+    if (not isinstance(item_ids, list) or not isinstance(user_ids, list) or items is None or users is None
+            or items.shape[0] != len(item_ids) or users.shape[0] != len(user_ids)
+            or items.shape[1] != users.shape[1]):
+        raise InputError(model_dir / WEIGHTS_FILE, "expected tensors 'items' and 'users' matching the config's "
+                                                   "item_ids and user_ids")
+    dev = device if isinstance(device, torch.device) else runtime.resolve_device(str(device))
+    return LightGcnRecommender(items.float(), users.float(), [str(i) for i in item_ids], [str(u) for u in user_ids],
+                               bool(config.get("exclude_history", True)), dev)
