@@ -246,8 +246,10 @@ def test_bad_inputs_are_refused_with_one_line(syn: Synthetic, tmp_path: Path, tr
     _assert_refused(_cli(*base, "--text", empty, "--collab", syn.collab_path), "empty")
     foreign = _write(tmp_path / "foreign.st", syn.collab, ids, "collab", "0123456789abcdef")
     _assert_refused(_cli(*base, "--text", syn.text_path, "--collab", foreign), "same dataset")
-    both_foreign = _write(tmp_path / "ft.st", syn.text, ids, "text", "0123456789abcdef")
-    _assert_refused(_cli(*base, "--text", both_foreign, "--collab", foreign), "fingerprint")
+    # another dataset's files that miss some of this dataset's items: refused (covering files only warn)
+    both_foreign = _write(tmp_path / "ft.st", syn.text[:-1], ids[:-1], "text", "0123456789abcdef")
+    foreign_sub = _write(tmp_path / "fc.st", syn.collab[:-1], ids[:-1], "collab", "0123456789abcdef")
+    _assert_refused(_cli(*base, "--text", both_foreign, "--collab", foreign_sub), "fingerprint")
     small = _write(tmp_path / "small.st", syn.text[:, :10], ids, "text", syn.fp)
     _assert_refused(_cli("fuse", "--apply", trained[1], "--text", small, "-o", out, "-q"), "10-d", "expects 48-d")
     _assert_refused(_cli(*base, "--text", syn.text_path, "--collab", syn.collab_path, "--no-structural",

@@ -119,3 +119,42 @@ def test_two_gloo_processes_train_one_model(tiny_ds: Path, tmp_path: Path) -> No
     assert r0["epochs_run"] == r1["epochs_run"]
     loaded = tiger._param_digest(tiger.load(tmp_path / "m", "cpu").model)
     assert loaded == r0["parameters_sha256"]  # the saved model is the one both ranks hold
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_ds: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from uqf_cli.checkpoint import STOP_HOOK_ENV, checkpoint_path
+
+    ds = Dataset.load(tiny_ds)
+    sids = read_sids(write_random_sids(tiny_ds, tmp_path / "s.jsonl"))
+    opts = {**TINY, "epochs": 3, "patience": 5}
+    full = tiger.train(ds, sids, tmp_path / "full", opts)
+    monkeypatch.setenv(STOP_HOOK_ENV, "1")  # save a checkpoint after epoch 1, then stop as a Ctrl-C would
+    with pytest.raises(KeyboardInterrupt):
+        tiger.train(ds, sids, tmp_path / "cut", opts)
+    assert checkpoint_path(tmp_path / "cut").exists() and not (tmp_path / "cut").exists()
+    monkeypatch.delenv(STOP_HOOK_ENV)
+    with pytest.raises(InputError, match="different run"):  # another run's checkpoint is refused
+        tiger.train(ds, sids, tmp_path / "cut", {**opts, "lr": 1e-3, "resume": True})
+    resumed = tiger.train(ds, sids, tmp_path / "cut", {**opts, "resume": True})
+    assert resumed["parameters_sha256"] == full["parameters_sha256"]
+    assert resumed["history"] == full["history"] and resumed["best_epoch"] == full["best_epoch"]
+    assert not checkpoint_path(tmp_path / "cut").exists()  # removed once the model directory is written
+
+
+def test_presets_and_fast_dropout() -> None:
+    small = tiger.TigerOptions.from_dict({"preset": "small", "d_ff": 256})
+    assert (small.num_layers, small.num_decoder_layers, small.num_heads, small.d_kv) == (2, 2, 4, 32)
+    assert small.d_ff == 256  # an explicit option beats the preset
+    assert tiger.TigerOptions.from_dict({}).d_ff == 1024 and tiger.TigerOptions().num_layers == 4
+    with pytest.raises(Exception, match="preset"):
+        tiger.TigerOptions.from_dict({"preset": "huge"})
+    torch.manual_seed(0)
+    drop = tiger.FastDropout(0.1).train()
+    x = torch.ones(200_000, requires_grad=True)
+    y = drop(x)
+    assert abs(float((y == 0).float().mean()) - 0.1) < 0.005  # drops p of the elements ...
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))  # ... and rescales the rest
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)
+    assert torch.equal(drop.eval()(x), x)

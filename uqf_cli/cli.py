@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from uqf_cli import __version__, commands
-from uqf_cli.commands._common import set_debug
+from uqf_cli.commands._common import install_signal_handlers, set_debug
 
 PIPELINE_ORDER = [
     "prepare", "embed_text", "train_gcn", "fuse", "quantize", "inspect_sids",
@@ -64,6 +64,7 @@ def main() -> None:
     args = sys.argv[1:]
     if "--debug" in args[1:]:
         args = ["--debug", *[a for a in args if a != "--debug"]]
+    install_signal_handlers()
     app(args=args, prog_name="uqf")
 
 

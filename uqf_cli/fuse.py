@@ -63,6 +63,7 @@ Reports
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -75,6 +76,7 @@ import torch
 import torch.nn.functional as F
 
 from uqf_cli import runtime
+from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
 from uqf_cli.fuse_model import FuserConfig, UnifiedQFormer
@@ -199,6 +201,8 @@ class AlignedInputs:
 def load_text(path: str | Path) -> EmbeddingFile:
     """Load the text file; NaN/Inf rows and empty files are refused by the io layer (naming the item)."""
     ef = load_embeddings(path)
+    if ef.modality == "collab":  # the classic swap: refuse, the fused space would be meaningless
+        raise InputError(path, "modality is 'collab' (a train-gcn file), expected text embeddings for --text")
     if ef.modality not in ("text", "unknown"):
         runtime.warn(f"{path}: modality is {ef.modality!r}, expected 'text'")
     return ef
@@ -206,9 +210,32 @@ def load_text(path: str | Path) -> EmbeddingFile:
 
 def load_collab(path: str | Path) -> EmbeddingFile:
     ef = load_embeddings(path)
+    if ef.modality == "text":
+        raise InputError(path, "modality is 'text' (an embed-text file), expected collaborative embeddings (--collab)")
     if ef.modality not in ("collab", "unknown"):
         runtime.warn(f"{path}: modality is {ef.modality!r}, expected 'collab'")
     return ef
+
+
+def text_model_of(text: EmbeddingFile) -> dict[str, Any]:
+    """Which text encoder made ``text`` (from embed-text's provenance) and its dimension.
+
+    Recorded in the fuser so that ``--apply`` can tell text from another encoder: a different
+    dimension cannot be fused at all (refused), a different model name of the same dimension lives
+    in another vector space and gives meaningless neighbours (warned: it may be a renamed copy).
+    """
+    model = (text.provenance.get("parameters") or {}).get("model")
+    name = model.get("name") if isinstance(model, dict) else model
+    return {"name": name if isinstance(name, str) else None, "dim": text.dim}
+
+
+def check_text_model(fuser_path: str | Path, meta: dict[str, Any], text: EmbeddingFile) -> None:
+    """Warn when ``text`` was made by another encoder than the one the fuser was trained on."""
+    trained = ((meta.get("provenance") or {}).get("text_model") or {}).get("name")
+    given = text_model_of(text)["name"]
+    if trained and given and trained != given:
+        runtime.warn(f"{text.path}: text embeddings come from model {given!r}, but the fuser {fuser_path} was "
+                     f"trained on {trained!r} text; fused vectors will not match the fuser's catalogue")
 
 
 def check_same_dataset(a: EmbeddingFile, b: EmbeddingFile) -> None:
@@ -254,12 +281,21 @@ def align_inputs(text: EmbeddingFile, collab: EmbeddingFile | None) -> AlignedIn
 
 
 def check_dataset(data: AlignedInputs, ds: Dataset) -> None:
-    """The dataset must be the one the embeddings were computed from, and share items with them."""
-    if data.fingerprint and ds.fingerprint and data.fingerprint != ds.fingerprint:
-        raise InputError(ds.path, f"dataset fingerprint {ds.fingerprint} differs from the embeddings' "
-                                  f"{data.fingerprint} ({data.text_path}); use the dataset they were made from")
+    """The dataset should be the one the embeddings were computed from, and share items with them.
+
+    A different fingerprint is refused when the embeddings miss some of the dataset's items (another
+    catalogue), and only warned about when they cover every item (e.g. the same catalogue re-prepared
+    with more interactions): the embeddings are still valid per item, the graph is simply newer.
+    """
     known = set(ds.item_ids)
     covered = sum(1 for i in data.item_ids if i in known)
+    if data.fingerprint and ds.fingerprint and data.fingerprint != ds.fingerprint:
+        if covered < len(known):
+            raise InputError(ds.path, f"dataset fingerprint {ds.fingerprint} differs from the embeddings' "
+                                      f"{data.fingerprint} ({data.text_path}) and {len(known) - covered} of its "
+                                      "items have no embedding; use the dataset they were made from")
+        runtime.warn(f"{data.text_path}: made from dataset {data.fingerprint}, {ds.path} is {ds.fingerprint} "
+                     "(every item is covered, continuing)")
     if covered == 0:
         raise InputError(data.text_path, f"shares no item ids with dataset {ds.path}")
     lacking = len(known) - covered
@@ -272,30 +308,54 @@ def check_dataset(data: AlignedInputs, ds: Dataset) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+TOPK_BLOCK_ELEMENTS = 1 << 24  # similarity entries per block (64 MB of float32), whatever the catalogue size
+
+
 def topk_cosine(
     queries: torch.Tensor,
     bank: torch.Tensor,
     k: int,
     exclude: torch.Tensor | None = None,
-    chunk: int = 2048,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """Indices [Nq, k] of each query's k most cosine-similar bank rows (inputs already unit length).
 
-    ``exclude[i]`` is a bank row query i may not pick (itself), -1 for none. Ties break by index
-    (stable sort), so results are deterministic. ``k`` is capped at the usable bank size.
+    ``exclude[i]`` is a bank row query i may not pick (itself), -1 for none. Ties break by index, so
+    results are deterministic. ``k`` is capped at the usable bank size.
+
+    Memory: queries go in blocks of ``chunk`` rows (by default sized so that a block holds
+    ``TOPK_BLOCK_ELEMENTS`` similarities), so no [Nq, Nb] matrix ever exists: at 200k items a block is
+    83 rows. Time: ``torch.topk`` per block (linear in Nb), not a full sort; a row whose k-th value is
+    tied with a value outside the top k (duplicate vectors) is re-done with a stable sort, which
+    keeps the index tie-break exact.
     """
     k = max(0, min(k, bank.shape[0] - (1 if exclude is not None else 0)))
     out = torch.empty(queries.shape[0], k, dtype=torch.long)
     if k == 0:
         return out
-    for s in range(0, queries.shape[0], chunk):
-        sims = queries[s:s + chunk] @ bank.T
+    rows_per_block = chunk or max(1, TOPK_BLOCK_ELEMENTS // max(1, bank.shape[0]))
+    for s in range(0, queries.shape[0], rows_per_block):
+        sims = queries[s:s + rows_per_block] @ bank.T
         if exclude is not None:
-            ex = exclude[s:s + chunk]
+            ex = exclude[s:s + rows_per_block]
             rows = torch.nonzero(ex >= 0).squeeze(1)
             sims[rows, ex[rows]] = -math.inf
-        out[s:s + chunk] = torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :k]
+        out[s:s + rows_per_block] = _topk_index_ties(sims, k)
     return out
+
+
+def _topk_index_ties(sims: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k column indices of each row, larger first, equal values by ascending index."""
+    vals, idx = torch.topk(sims, k, dim=1)
+    # order the selected entries by (value desc, index asc): sort by index, then a stable sort by value
+    by_index = torch.sort(idx, dim=1).indices
+    idx, vals = torch.gather(idx, 1, by_index), torch.gather(vals, 1, by_index)
+    idx = torch.gather(idx, 1, torch.sort(vals, dim=1, descending=True, stable=True).indices)
+    kth = vals.min(dim=1, keepdim=True).values
+    tied = ((sims >= kth).sum(dim=1) > k).nonzero().squeeze(1)  # the boundary value also lies outside the top k
+    for r in tied.tolist():
+        idx[r] = torch.sort(sims[r], descending=True, stable=True).indices[:k]
+    return idx
 
 
 def cooccurrence_neighbours(ds: Dataset, item_ids: list[str], k: int) -> list[np.ndarray]:
@@ -438,8 +498,11 @@ def train_fuser(
     cfg: FuserConfig,
     opts: FuseOptions,
     device: torch.device,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
-    """Minimise the hybrid objective (module docstring) with AdamW; returns the model and its loss curve."""
+    """Minimise the hybrid objective (module docstring) with AdamW; returns the model and its loss curve.
+
+    ``checkpoint`` saves the loop's state at epoch ends and, with ``--resume``, restores it first."""
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
@@ -454,9 +517,15 @@ def train_fuser(
     result = TrainResult(model)
     start = time.perf_counter()
     model.train()
+    live = {"modules": {"fuser": model}, "optimizers": {"adamw": optim}, "schedulers": {"warmup_cosine": sched},
+            "generators": {"dropout": gen}, "numpy_generators": {"positives": rng}}
+    first_epoch, saved = 0, checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        saved.restore(**live)
+        first_epoch, result.curve = saved.epoch, list(saved.state["curve"])
     with runtime.progress() as bar:
-        task = bar.add_task("fusing", total=opts.epochs, status="")
-        for epoch in range(opts.epochs):
+        task = bar.add_task("fusing", total=opts.epochs, completed=first_epoch, status="")
+        for epoch in range(first_epoch, opts.epochs):
             perm = rng.permutation(n)
             sums: dict[str, float] = {}
             for s in range(0, n, opts.batch_size):
@@ -476,6 +545,10 @@ def train_fuser(
             point = {"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()}}
             result.curve.append(point)
             bar.update(task, advance=1, status=f"loss {point.get('loss', float('nan')):.4f}")
+            if checkpoint is not None:
+                checkpoint.epoch_done(epoch + 1, functools.partial(Snapshot.capture, epoch + 1, **live,
+                                                                   state={"curve": result.curve}),
+                                      last=epoch + 1 == opts.epochs)
     result.seconds = time.perf_counter() - start
     model.eval()
     return result
@@ -562,18 +635,35 @@ def concat_embeddings(data: AlignedInputs) -> torch.Tensor:
     return torch.cat([data.text, data.collab], dim=1)
 
 
+OVERLAP_MAX_QUERIES = 20_000  # above this, overlap@k is measured on an evenly spaced sample of query items
+
+
+def overlap_queries(n: int) -> torch.Tensor:
+    """Bool mask of the items whose neighbourhoods the overlap table measures: all of them up to
+    ``OVERLAP_MAX_QUERIES``, else an evenly spaced (deterministic) sample. Neighbours are still searched
+    among *all* items, so the estimate is unbiased; it keeps the diagnostic at O(sample x N), not O(N^2)."""
+    mask = torch.zeros(n, dtype=torch.bool)
+    if n <= OVERLAP_MAX_QUERIES:
+        mask[:] = True
+    else:
+        mask[torch.linspace(0, n - 1, OVERLAP_MAX_QUERIES).round().long()] = True
+    return mask
+
+
 def neighbour_overlap(
-    emb: torch.Tensor, ref_neigh: list[np.ndarray], rows: torch.Tensor, k: int = OVERLAP_K
+    emb: torch.Tensor, ref_neigh: list[np.ndarray], rows: torch.Tensor, k: int = OVERLAP_K,
+    queries: torch.Tensor | None = None,
 ) -> float | None:
-    """Mean over ``rows`` of |top-k(emb, among rows) ∩ ref_neigh| / |ref_neigh| (ref given as positions)."""
+    """Mean over ``rows`` (& ``queries``) of |top-k(emb, among rows) ∩ ref_neigh| / |ref_neigh| (positions)."""
     sub = rows.nonzero().squeeze(1)
     if sub.numel() < 2:
         return None
     x = F.normalize(emb[sub], dim=-1)
-    nb = topk_cosine(x, x, k, torch.arange(sub.numel()))
+    local_q = torch.arange(sub.numel()) if queries is None else queries[sub].nonzero().squeeze(1)
+    nb = topk_cosine(x[local_q], x, k, local_q)
     nb_global = sub[nb].numpy()
     scores = []
-    for j, i in enumerate(sub.tolist()):
+    for j, i in enumerate(sub[local_q].tolist()):
         ref = ref_neigh[i]
         if len(ref):
             scores.append(len(set(nb_global[j].tolist()) & set(ref.tolist())) / len(ref))
@@ -585,37 +675,46 @@ class ReferenceNeighbours:
     text: list[np.ndarray]
     collab: list[np.ndarray]  # among warm items; empty for cold items
     cooc: list[np.ndarray] | None
+    queries: torch.Tensor | None = None  # items whose lists were computed (None: all)
 
 
-def reference_neighbours(data: AlignedInputs, cooc: list[np.ndarray] | None, k: int = OVERLAP_K
-                         ) -> ReferenceNeighbours:
+def reference_neighbours(data: AlignedInputs, cooc: list[np.ndarray] | None, k: int = OVERLAP_K,
+                         queries: torch.Tensor | None = None) -> ReferenceNeighbours:
+    """Each (query) item's k nearest text and collab neighbours and top-k co-occurrences, as positions."""
     n = len(data.item_ids)
-    text = knn_lists(topk_cosine(data.text, data.text, k, torch.arange(n)))
-    collab: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * n
+    q = torch.ones(n, dtype=torch.bool) if queries is None else queries
+    empty = np.zeros(0, dtype=np.int64)
+    text: list[np.ndarray] = [empty] * n
+    qi = q.nonzero().squeeze(1)
+    for j, row in zip(qi.tolist(), topk_cosine(data.text[qi], data.text, k, qi), strict=True):
+        text[j] = row.numpy()
+    collab: list[np.ndarray] = [empty] * n
     warm = data.has_collab.nonzero().squeeze(1)
     if warm.numel() >= 2:
-        nb = topk_cosine(data.collab[warm], data.collab[warm], k, torch.arange(warm.numel()))
-        for j, i in enumerate(warm.tolist()):
+        local_q = q[warm].nonzero().squeeze(1)
+        nb = topk_cosine(data.collab[warm[local_q]], data.collab[warm], k, local_q)
+        for j, i in enumerate(warm[local_q].tolist()):
             collab[i] = warm[nb[j]].numpy()
     top_cooc = [c[:k] for c in cooc] if cooc is not None else None
-    return ReferenceNeighbours(text, collab, top_cooc)
+    return ReferenceNeighbours(text, collab, top_cooc, queries)
 
 
 def overlap_row(emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs, ref: ReferenceNeighbours
                 ) -> dict[str, float | None]:
     """Overlap@10 of an embedding space with the text, collab and co-occurrence neighbourhoods."""
     warm = data.has_collab & present
+    q = ref.queries
     return {
-        "text": neighbour_overlap(emb, ref.text, present),
-        "collab": neighbour_overlap(emb, ref.collab, warm),
-        "cooc": neighbour_overlap(emb, ref.cooc, present) if ref.cooc is not None else None,
+        "text": neighbour_overlap(emb, ref.text, present, queries=q),
+        "collab": neighbour_overlap(emb, ref.collab, warm, queries=q),
+        "cooc": neighbour_overlap(emb, ref.cooc, present, queries=q) if ref.cooc is not None else None,
     }
 
 
 def overlap_table(method: str, emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs,
                   cooc: list[np.ndarray] | None) -> dict[str, dict[str, float | None]]:
     """The neighbourhood-preservation table: inputs, concat and the chosen method, in one run."""
-    ref = reference_neighbours(data, cooc)
+    ref = reference_neighbours(data, cooc, queries=overlap_queries(len(data.item_ids)))
     everyone = torch.ones(len(data.item_ids), dtype=torch.bool)
     table = {
         "text": overlap_row(data.text, everyone, data, ref),
@@ -663,8 +762,11 @@ def fuse(
     opts: FuseOptions,
     save_model: str | Path | None = None,
     force: bool = False,
+    resume: bool = False,
 ) -> FuseResult:
-    """Fit the chosen method on (text, collab, train graph) and write the unified embeddings."""
+    """Fit the chosen method on (text, collab, train graph) and write the unified embeddings.
+
+    ``--method uqf`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it."""
     opts.validate()
     check_output(output, force)
     if save_model is not None:
@@ -690,13 +792,16 @@ def fuse(
     state = None
     cfg = None
     bank = None
+    ckpt = None
     if opts.method == "uqf":
         cfg = opts.fuser_config(text.dim, collab.dim)
         bank = bank_from(data)
         mem = build_memory(data, bank, cfg)
         structural = cooc if opts.structural == "cooc" else reference_neighbours(data, None, opts.k_structural).collab
         semantic = knn_lists(topk_cosine(data.text, data.text, opts.k_semantic, torch.arange(len(data.item_ids))))
-        trained = train_fuser(mem, data.text, data.collab, structural, semantic, cfg, opts, device)
+        ckpt = Checkpointer(output, "fuse", {k: v for k, v in asdict(opts).items() if k != "device"},
+                            {"text": text_path, "collab": collab_path, "dataset": dataset_dir}, resume=resume)
+        trained = train_fuser(mem, data.text, data.collab, structural, semantic, cfg, opts, device, checkpoint=ckpt)
         emb, gate = embed_items(trained.model, mem, device)
         curve = trained.curve
         state = {MODEL_PREFIX + k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
@@ -717,7 +822,7 @@ def fuse(
     params = {k: v for k, v in asdict(opts).items() if k != "device"}
     prov = make_provenance("fuse", params, {"text": text_path, "collab": collab_path, "dataset": dataset_dir},
                            loss_curve=curve, neighbourhood_overlap=table,
-                           device=str(device))
+                           device=str(device), text_model=text_model_of(text))
     extra_t = {"gate": gate[keep]} if gate is not None else None
     extra_m = {"cold_item_ids": data.cold_ids, "method": opts.method, "neighbourhood_overlap": table}
     if omitted:
@@ -727,6 +832,8 @@ def fuse(
     save_embeddings(output, emb[keep], out_ids, prov, "unified", fp, extra_t, extra_m, force=force)
     if save_model is not None and state is not None and cfg is not None and bank is not None:
         save_fuser(save_model, state, cfg, bank, prov, fp, force)
+    if ckpt is not None:
+        ckpt.finish()
     return FuseResult(Path(output), opts.method, len(out_ids), len(data.cold_ids), int(emb.shape[1]),
                       round(seconds, 2), table, gate_summary(gate, data.has_collab), curve,
                       Path(save_model) if save_model else None, len(omitted))
@@ -799,6 +906,7 @@ def apply_fuser(
     if text.dim != cfg.text_dim:
         raise InputError(text_path, f"text embeddings are {text.dim}-d but the fuser {fuser_path} expects "
                                     f"{cfg.text_dim}-d")
+    check_text_model(fuser_path, meta, text)
     collab = load_collab(collab_path) if collab_path is not None else None
     if collab is not None and collab.dim != cfg.collab_dim:
         raise InputError(collab_path, f"collab embeddings are {collab.dim}-d but the fuser {fuser_path} expects "

@@ -63,6 +63,7 @@ from torch_geometric.nn.conv import LGConv
 from torch_geometric.nn.models import LightGCN
 
 from uqf_cli import runtime
+from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import check_output, make_provenance, save_embeddings
@@ -348,12 +349,15 @@ def train_lightgcn(
     cfg: GcnConfig,
     on_eval: EvalCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> GcnResult:
     """Train LightGCN on ``ds``'s train split; return the embeddings of the best validated epoch.
 
     ``on_eval(record, is_best)`` is called after each validation, ``on_epoch(epoch, loss)`` after
     each epoch (progress display). With ``include_valid`` there is no validation (the valid items
     are training edges): exactly ``cfg.epochs`` epochs run and the last one is kept.
+    ``checkpoint`` saves the loop's state at epoch ends and, with ``--resume``, restores it first
+    (see :mod:`uqf_cli.checkpoint`).
     """
     cfg.validate()
     started = time.perf_counter()
@@ -373,7 +377,23 @@ def train_lightgcn(
     best = {"recall": -1.0, "epoch": 0, "weight": model.embedding.weight.detach().clone(), "ndcg": float("nan")}
     curve: list[EvalRecord] = []
     since_best, stopped_early, epoch = 0, False, 0
-    for epoch in range(1, cfg.epochs + 1):
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        saved.restore(modules={"lightgcn": model}, optimizers={"adam": optimizer}, generators={"sample": generator})
+        best = {**saved.state["best"], "weight": saved.extra_tensors()["best_weight"].to(device)}
+        curve = [EvalRecord(**row) for row in saved.state["curve"]]
+        since_best, epoch = int(saved.state["since_best"]), saved.epoch
+    first_epoch = epoch + 1
+
+    def snapshot() -> Snapshot:
+        return Snapshot.capture(
+            epoch, modules={"lightgcn": model}, optimizers={"adam": optimizer}, generators={"sample": generator},
+            tensors={"best_weight": best["weight"]},
+            state={"best": {k: v for k, v in best.items() if k != "weight"}, "since_best": since_best,
+                   "curve": [asdict(r) for r in curve]},
+        )
+
+    for epoch in range(first_epoch, cfg.epochs + 1):
         loss = _train_epoch(model, optimizer, adj, graph, edge_users, edge_items, cfg, generator)
         if on_epoch is not None:
             on_epoch(epoch, loss)
@@ -384,8 +404,12 @@ def train_lightgcn(
                 curve.append(record)
                 if on_eval is not None:
                     on_eval(record, False)
+            if checkpoint is not None:
+                checkpoint.epoch_done(epoch, snapshot, last)
             continue
         if epoch % cfg.eval_every and not last:
+            if checkpoint is not None:
+                checkpoint.epoch_done(epoch, snapshot, last)
             continue
         recall, ndcg = _evaluate(model, adj, graph, validation, cfg.k)
         record = EvalRecord(epoch, loss, recall, ndcg, time.perf_counter() - started)
@@ -401,6 +425,8 @@ def train_lightgcn(
         if cfg.patience and since_best >= cfg.patience:
             stopped_early = not last
             break
+        if checkpoint is not None:
+            checkpoint.epoch_done(epoch, snapshot, last)
 
     if validation is None:
         best.update(epoch=epoch, weight=model.embedding.weight.detach().clone())
@@ -477,14 +503,20 @@ def train_gcn(
     force: bool = False,
     on_eval: EvalCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    resume: bool = False,
 ) -> GcnResult:
-    """Load the dataset, train, and write the collab embedding file (atomically, with provenance)."""
+    """Load the dataset, train, and write the collab embedding file (atomically, with provenance).
+
+    A checkpoint ``<output>.ckpt.st`` is kept while training; ``resume`` continues from it."""
     cfg.validate()
     check_output(output, force)
     runtime.resolve_device(cfg.device)  # a bad --device fails before the dataset is read
     ds = Dataset.load(dataset_dir)
-    result = train_lightgcn(ds, cfg, on_eval=on_eval, on_epoch=on_epoch)
+    params = {k: v for k, v in asdict(cfg).items() if k != "device"}
+    ckpt = Checkpointer(output, STAGE, params, inputs={"dataset": dataset_dir}, resume=resume)
+    result = train_lightgcn(ds, cfg, on_eval=on_eval, on_epoch=on_epoch, checkpoint=ckpt)
     save_collab_embeddings(output, result, ds, cfg, dataset_dir, force)
+    ckpt.finish()
     return result
 
 

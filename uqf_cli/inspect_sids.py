@@ -182,6 +182,11 @@ def load_inspection(sids: str | Path, dataset: str | Path | None = None, text: s
     table = io.read_sids(sids)
     ds = Dataset.load(dataset) if dataset else None
     if ds is not None and table.dataset_fingerprint and ds.fingerprint and table.dataset_fingerprint != ds.fingerprint:
+        have = set(table.item_ids)
+        missing = sum(1 for i in ds.items if i not in have)
+        if missing:  # another catalogue: the statistics would silently mix two datasets
+            raise InputError(sids, f"made from dataset {table.dataset_fingerprint}, {dataset} is {ds.fingerprint} "
+                                   f"and {missing} of its items have no SID")
         runtime.warn(f"{sids} was made from dataset {table.dataset_fingerprint}, {dataset} is {ds.fingerprint}")
     if ds is not None and not set(table.item_ids) & set(ds.items):
         raise InputError(dataset, f"shares no item id with {sids}")

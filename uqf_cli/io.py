@@ -27,8 +27,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,25 +132,76 @@ def atomic_path(path: str | Path, force: bool = False, directory: bool = False) 
     """
     target = check_output(path, force)
     parent = target.parent if str(target.parent) else Path(".")
+    tmp: Path | None = None
+    try:
+        with signals_deferred():  # a Ctrl-C between creating the temporary and noting its name would leak it
+            tmp = _make_temporary(target, parent, directory)
+        yield tmp
+        _test_pause_before_rename()
+        with signals_deferred():  # the directory swap is two renames: never stop between them
+            if target.exists() and not force:  # appeared while we worked
+                raise OutputExistsError(target)
+            if directory:
+                _replace_dir(tmp, target)
+            else:
+                os.replace(tmp, target)
+    except BaseException:
+        if tmp is not None:
+            _remove(tmp)
+        raise
+
+
+def _make_temporary(target: Path, parent: Path, directory: bool) -> Path:
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
         tmp.chmod(0o777 & ~_UMASK)
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-        os.close(fd)
-        tmp = Path(name)
-        tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should follow the user's umask
+        return tmp
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should follow the user's umask
+    return tmp
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a few file-system calls must happen together; they act right after.
+
+    Python raises KeyboardInterrupt between any two bytecodes, so without this a Ctrl-C could land
+    after ``mkstemp`` created the temporary file but before its name is known (a leaked ``.tmp``), or
+    between the two renames that swap a directory output (the earlier output gone). The Python-level
+    handlers are swapped for one that only records the signal (blocking it with ``pthread_sigmask``
+    would not do: the kernel hands a process signal to any thread, and torch runs several); the
+    recorded signal is then passed to the previous handler. Only the main thread can do this
+    (Python runs signal handlers there); elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not None]  # None: set in C
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in held}
     try:
-        yield tmp
-        if target.exists() and not force:  # appeared while we worked
-            raise OutputExistsError(target)
-        if directory:
-            _replace_dir(tmp, target)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)  # KeyboardInterrupt / the CLI's Terminated
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(pending[0])
+
+
+def _test_pause_before_rename() -> None:
+    """Test hook: ``UQF_TEST_PAUSE_BEFORE_RENAME=SECONDS`` sleeps with the complete temporary output in place,
+    so tests/test_interrupt.py can signal a stage exactly while it is writing (see docs/robustness.md)."""
+    raw = os.environ.get("UQF_TEST_PAUSE_BEFORE_RENAME", "")
+    if raw:
+        import time
+
+        time.sleep(float(raw))
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:

@@ -66,6 +66,7 @@ input units, and relative to the mean squared norm of the centred input).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -77,6 +78,7 @@ import torch
 from torch import nn
 
 from uqf_cli import io, runtime
+from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.errors import InputError, OptionError
 
 METHODS = ("rqvae", "rqkmeans")
@@ -425,14 +427,20 @@ def _reinit_dead_codes(model: ResidualQuantizer, usage: list[torch.Tensor], resi
     return revived
 
 
-def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, gen: torch.Generator) -> dict[str, Any]:
-    """Warm up the autoencoder, k-means-initialise the codebooks, then train the whole RQ-VAE."""
+def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, gen: torch.Generator,
+                checkpoint: Checkpointer | None = None) -> dict[str, Any]:
+    """Warm up the autoencoder, k-means-initialise the codebooks, then train the whole RQ-VAE.
+
+    ``checkpoint`` saves the state at the end of RQ-VAE epochs (after the warm-up and the codebook
+    initialisation); a resumed run skips both and continues from the saved epoch.
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = x.shape[0]
     history: dict[str, Any] = {"revived_codes": 0}
+    saved = checkpoint.load() if checkpoint is not None else None
     with runtime.progress() as bar:
         task = bar.add_task("rq-vae", total=cfg.warmup_epochs + cfg.epochs, status="warm-up")
-        for _ in range(cfg.warmup_epochs):
+        for _ in range(cfg.warmup_epochs if saved is None else 0):
             for idx in _batches(n, cfg.batch_size, gen):
                 xb = x[idx]
                 loss = (model.decoder(model.latent(xb)) - xb).pow(2).sum(1).mean()
@@ -440,12 +448,22 @@ def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, 
                 loss.backward()
                 opt.step()
             bar.advance(task)
-        with torch.no_grad():
-            model.init_codebooks(_latent_in_batches(model, x, cfg.batch_size), gen)
+        if saved is None:
+            with torch.no_grad():
+                model.init_codebooks(_latent_in_batches(model, x, cfg.batch_size), gen)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         usage = [torch.zeros(k, device=x.device) for k in cfg.codebook_sizes]
         recon = quant = torch.zeros(())
-        for epoch in range(1, cfg.epochs + 1):
+        first_epoch = 1
+        if saved is not None:
+            saved.restore(modules={"rqvae": model}, optimizers={"adamw": opt}, generators={"batches": gen})
+            kept = saved.extra_tensors()
+            usage = [kept[f"usage.{level}"].to(x.device) for level in range(cfg.levels)]
+            history["revived_codes"] = int(saved.state["revived_codes"])
+            recon, quant = torch.tensor(saved.state["recon"]), torch.tensor(saved.state["quant"])
+            first_epoch = saved.epoch + 1
+            bar.update(task, completed=cfg.warmup_epochs + saved.epoch)
+        for epoch in range(first_epoch, cfg.epochs + 1):
             for idx in _batches(n, cfg.batch_size, gen):
                 xb = x[idx]
                 z = model.latent(xb)
@@ -467,6 +485,12 @@ def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, 
                 history["revived_codes"] += _reinit_dead_codes(model, usage, residuals, codes, gen)
                 usage = [torch.zeros_like(u) for u in usage]
             bar.update(task, advance=1, status=f"recon {float(recon.detach()):.4f} vq {float(quant.detach()):.4f}")
+            if checkpoint is not None:
+                checkpoint.epoch_done(epoch, functools.partial(
+                    Snapshot.capture, epoch, modules={"rqvae": model}, optimizers={"adamw": opt},
+                    generators={"batches": gen}, tensors={f"usage.{level}": u for level, u in enumerate(usage)},
+                    state={"revived_codes": history["revived_codes"], "recon": float(recon.detach()),
+                           "quant": float(quant.detach())}), last=epoch == cfg.epochs)
     history["final_train_recon"] = float(recon.detach())
     history["final_train_vq"] = float(quant.detach())
     return history
@@ -508,8 +532,8 @@ def fit_code_biases(model: ResidualQuantizer, z: torch.Tensor, cfg: QuantizeConf
     return balanced
 
 
-def fit_quantizer(embeddings: torch.Tensor, cfg: QuantizeConfig, device: torch.device) -> tuple[ResidualQuantizer,
-                                                                                                 dict[str, Any]]:
+def fit_quantizer(embeddings: torch.Tensor, cfg: QuantizeConfig, device: torch.device,
+                  checkpoint: Checkpointer | None = None) -> tuple[ResidualQuantizer, dict[str, Any]]:
     """Fit a quantizer (rqvae or rqkmeans) on ``embeddings`` [N, d]; deterministic given ``cfg.seed``.
 
     Normalisation uses every item (in chunks); training, k-means and balancing use
@@ -528,7 +552,7 @@ def fit_quantizer(embeddings: torch.Tensor, cfg: QuantizeConfig, device: torch.d
             model.init_codebooks(x, gen)
         history: dict[str, Any] = {}
     else:
-        history = train_rqvae(model, x, cfg, gen)
+        history = train_rqvae(model, x, cfg, gen, checkpoint)
     model.eval()
     with torch.no_grad():
         balanced = fit_code_biases(model, _latent_in_batches(model, x, cfg.batch_size), cfg)
@@ -733,8 +757,12 @@ def quantize(
     fmt: str = "jsonl",
     device: str = "auto",
     force: bool = False,
+    resume: bool = False,
 ) -> QuantizeResult:
-    """Quantize an embedding file into a SIDs file (and optionally save the quantizer)."""
+    """Quantize an embedding file into a SIDs file (and optionally save the quantizer).
+
+    ``rqvae`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it.
+    """
     output = Path(output)
     save_model = Path(save_model) if save_model else None
     lcrec = _check_outputs(output, fmt, save_model, force)
@@ -743,7 +771,9 @@ def quantize(
     dev = runtime.resolve_device(device)
     runtime.info(f"quantizing {len(emb.item_ids):,} {emb.modality} embeddings (dim {emb.dim}) with {cfg.method}, "
                  f"{cfg.levels} x {cfg.codebook_sizes} codes on {dev}")
-    model, history = fit_quantizer(emb.embeddings, cfg, dev)
+    ckpt = (Checkpointer(output, "quantize", asdict(cfg), {"embeddings": embeddings_path}, resume=resume)
+            if cfg.method == "rqvae" else None)
+    model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt)
     raw, final, stats = _finalise_codes(model, emb.embeddings, cfg)
     stats["training"] = history
     sizes = _final_sizes(cfg, final)
@@ -755,6 +785,8 @@ def quantize(
     if save_model is not None:
         save_quantizer(save_model, model, cfg, table, raw, provenance, force)
         outputs["model"] = str(save_model)
+    if ckpt is not None:
+        ckpt.finish()
     return QuantizeResult(table, stats, outputs)
 
 
@@ -790,7 +822,8 @@ def load_quantizer(path: str | Path) -> tuple[ResidualQuantizer, QuantizeConfig,
         extras = {"raw_codes": state.pop("items.raw_codes").numpy(),
                   "final_codes": state.pop("items.final_codes").numpy(),
                   "item_ids": list(meta.get("item_ids", [])), "final_codebook_sizes": config["final_codebook_sizes"],
-                  "dataset_fingerprint": meta.get("dataset_fingerprint") or None}
+                  "dataset_fingerprint": meta.get("dataset_fingerprint") or None,
+                  "modality": (meta.get("provenance") or {}).get("modality")}
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as e:
         raise InputError(path, f"quantizer file is incomplete or inconsistent ({e})") from e
@@ -818,6 +851,10 @@ def apply_quantizer(
     emb = _load_valid_embeddings(embeddings_path)
     if emb.dim != model.input_dim:
         raise InputError(embeddings_path, f"embeddings have dim {emb.dim}, the quantizer expects {model.input_dim}")
+    trained_on = extras.get("modality")
+    if trained_on and emb.modality not in ("unknown", trained_on):  # same dim, another space: codes mean little
+        runtime.warn(f"{embeddings_path}: {emb.modality!r} embeddings, but the quantizer {model_path} was trained "
+                     f"on {trained_on!r} embeddings; their codes are not comparable")
     dev = runtime.resolve_device(device)
     model.to(dev)
     raw, errors, last_res = encode(model, emb.embeddings, cfg.batch_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -29,6 +30,11 @@ Device = Annotated[
 ]
 OutFile = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
 OutDir = Annotated[Path, typer.Option("--output", "-o", help="Output directory.", file_okay=False)]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue an interrupted run from its checkpoint <output>.ckpt.st "
+                 "(same options and inputs; see docs/robustness.md)."),
+]
 
 _debug = {"on": False}
 
@@ -59,12 +65,42 @@ def cli_command(fn: F) -> F:
         except UqfError as e:
             _report(e, str(e), e.exit_code)
         except KeyboardInterrupt as e:
-            _report(e, "interrupted; no partial output was left behind", 130)
+            _report(e, _interrupt_message(e), 143 if isinstance(e, Terminated) else 130)
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             _report(e, f"{where}{e.strerror or e}", 2)
 
     return wrapper  # type: ignore[return-value]
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler, so a ``kill`` unwinds like Ctrl-C (temporary files removed)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def install_signal_handlers() -> None:
+    """Make Ctrl-C (SIGINT) and ``kill`` (SIGTERM) raise inside the running stage.
+
+    Why: the atomic writers remove their temporary file when an exception unwinds through them;
+    Python's default SIGTERM action kills the process without unwinding. SIGINT is reset to
+    Python's handler too, because a shell may start background jobs with SIGINT ignored.
+    Exit codes: 130 after SIGINT, 143 after SIGTERM (128 + signal number, as shells report).
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _interrupt_message(exc: KeyboardInterrupt) -> str:
+    from uqf_cli.checkpoint import active_checkpoint
+
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    saved = active_checkpoint()
+    epoch = f" (epoch {saved['epoch']})" if "epoch" in saved else ""
+    resume = f"; checkpoint {saved['path']}{epoch} can be continued with --resume" if saved else ""
+    return f"{what}; no partial output was left behind{resume}"
 
 
 def _report(exc: BaseException, message: str, code: int) -> None:
@@ -92,5 +128,5 @@ def parse_csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-__all__ = ["Device", "Force", "JsonOut", "OutDir", "OutFile", "Quiet", "Seed", "cli_command", "emit_json",
+__all__ = ["Device", "Force", "JsonOut", "OutDir", "OutFile", "Quiet", "Resume", "Seed", "cli_command", "emit_json",
            "json", "parse_csv", "start"]

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed, cli_command, emit_json, start
 from uqf_cli.errors import OptionError
 
 _D = "UQF model"
@@ -77,6 +77,7 @@ def register(app: typer.Typer) -> None:
         seed: Seed = 0,
         device: Device = "auto",
         force: Force = False,
+        resume: Resume = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
     ) -> None:
@@ -102,7 +103,7 @@ def register(app: typer.Typer) -> None:
                 p_drop_text=p_drop_text, gate=not no_gate, shortcut=not no_shortcut, use_structural=not no_structural,
                 use_semantic=not no_semantic, modality_dropout=not no_modality_dropout, seed=seed, device=device,
             )
-            result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=force)
+            result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=force, resume=resume)
         if json_out:
             emit_json(result.as_dict())
             return

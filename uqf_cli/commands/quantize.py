@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed, cli_command, emit_json, start
 from uqf_cli.errors import OptionError
 
 DEFAULT_EPS = 0.001  # kept equal to QuantizeConfig's defaults (asserted in tests)
@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         seed: Seed = 0,
         device: Device = "auto",
         force: Force = False,
+        resume: Resume = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
     ) -> None:
@@ -82,7 +83,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
             )
             cfg.validate()
-            result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=device, force=force)
+            result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=device, force=force,
+                                resume=resume)
         if json_out:
             emit_json({"outputs": result.outputs, **result.stats})
             return

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed, cli_command, emit_json, start
 from uqf_cli.gcn import GcnConfig
 
 _DEFAULTS = GcnConfig()
@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
         seed: Seed = 0,
         device: Device = "auto",
         force: Force = False,
+        resume: Resume = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
     ) -> None:
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
         display = TrainingDisplay(cfg)
         with display:
             result = train_gcn(dataset, output, cfg, force=force, on_eval=display.on_eval,
-                               on_epoch=display.on_epoch)
+                               on_epoch=display.on_epoch, resume=resume)
         summary: dict[str, Any] = {
             "output": str(output),
             "best_epoch": result.best_epoch,

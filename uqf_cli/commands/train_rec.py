@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutDir, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.commands._common import Device, Force, JsonOut, OutDir, Quiet, Resume, Seed, cli_command, emit_json, start
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
                                                      "before stopping.")] = None,
         user_tokens: Annotated[int | None, typer.Option("--user-tokens", help="tiger: hashed user tokens (0 = off).")
                                ] = None,
+        preset: Annotated[str | None, typer.Option("--preset", help="tiger: model shape, tiger (the paper's, default) "
+                                                   "| small (CPU budgets); explicit shape options override it.")
+                          ] = None,
         d_model: Annotated[int | None, typer.Option("--d-model", help="tiger/sasrec: hidden size.")] = None,
         num_layers: Annotated[int | None, typer.Option("--num-layers", help="tiger: encoder layers; sasrec: "
                                                        "blocks.")] = None,
@@ -60,6 +63,7 @@ def register(app: typer.Typer) -> None:
         seed: Seed = 0,
         device: Device = "auto",
         force: Force = False,
+        resume: Resume = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
     ) -> None:
@@ -85,6 +89,7 @@ def register(app: typer.Typer) -> None:
             "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "lora_target_modules": lora_target_modules, "align_tasks": align_tasks or None, "max_steps": max_steps,
             "grad_accum": grad_accum, "max_samples": max_samples, "seed": seed, "device": device,
+            "resume": resume or None, "preset": preset,
         }
         if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
             options["epochs"] = _whole_epochs(epochs) if backbone == "tiger" else (

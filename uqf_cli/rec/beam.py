@@ -124,40 +124,108 @@ class StepDecoder(Protocol):
         ...
 
 
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """T5's layer norm (no mean subtraction, no bias; variance in fp32), as ``T5LayerNorm`` computes it."""
+    variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+    return weight * (x * torch.rsqrt(variance + eps))
+
+
+def _feed_forward(x: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
+    """T5's ReLU feed-forward (``wo(relu(wi(x)))``; dropout is the identity in eval mode)."""
+    return torch.nn.functional.linear(torch.relu_(torch.nn.functional.linear(x, wi)), wo)
+
+
+def t5_encode(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              chunk_users: int = 32) -> torch.Tensor:
+    """The T5 encoder's last hidden state, computed straight from the model's weights.
+
+    Same arithmetic as ``model.get_encoder()`` in eval mode (embeddings, pre-norm blocks, unscaled
+    dot-product attention with the first layer's relative position bias added to the padding mask,
+    ReLU feed-forward, final RMS norm), but (a) the relative position bias is computed once for the
+    whole batch and (b) the users are processed in chunks of ``chunk_users``, so the feed-forward's
+    ``[tokens, d_ff]`` intermediate stays in the CPU cache instead of streaming through memory; on
+    a small model these memory-bound steps cost as much as the matrix products.
+    """
+    enc = model.get_encoder()
+    cfg = model.config
+    heads, d_kv, eps = cfg.num_heads, cfg.d_kv, cfg.layer_norm_epsilon
+    seq = input_ids.shape[1]
+    first = enc.block[0].layer[0].SelfAttention
+    pos_bias = first.compute_bias(seq, seq, device=input_ids.device)  # [1, H, S, S]
+    neg = torch.finfo(enc.embed_tokens.weight.dtype).min
+    layers = [(blk.layer[0].layer_norm.weight, blk.layer[0].SelfAttention, blk.layer[1].layer_norm.weight,
+               blk.layer[1].DenseReluDense) for blk in enc.block]
+    outs = []
+    for start in range(0, input_ids.shape[0], chunk_users):
+        ids, mask = input_ids[start:start + chunk_users], attention_mask[start:start + chunk_users]
+        bsz = ids.shape[0]
+        bias = pos_bias + (1.0 - mask[:, None, None, :].to(pos_bias.dtype)) * neg  # [b, H, S, S]
+        x = enc.embed_tokens(ids)
+        for ln_att, att, ln_ff, ff in layers:
+            h = _rms_norm(x, ln_att, eps)
+            q = att.q(h).view(bsz, seq, heads, d_kv).transpose(1, 2)
+            k = att.k(h).view(bsz, seq, heads, d_kv).transpose(1, 2)
+            v = att.v(h).view(bsz, seq, heads, d_kv).transpose(1, 2)
+            ctx = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+            x = x + att.o(ctx.transpose(1, 2).reshape(bsz, seq, heads * d_kv))
+            x = x + _feed_forward(_rms_norm(x, ln_ff, eps), ff.wi.weight, ff.wo.weight)
+        outs.append(_rms_norm(x, enc.final_layer_norm.weight, eps))
+    return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
 class T5StepDecoder:
     """Incremental decoding of an HF ``T5ForConditionalGeneration`` with per-user cross-attention.
 
-    The encoder runs once per user, and the cross-attention keys/values are projected once per user
-    and layer (``[B, H, S, d]``); every beam of a user attends to them through a batched matmul with
-    the beams as the query axis, so nothing of size ``beam x source length`` is ever copied. The
-    self-attention cache (at most ``levels`` positions) is reordered with ``index_select`` after each
-    step. The arithmetic is T5's: RMS layer norms, unscaled dot products, the decoder's relative
-    position bias from its first layer, ``d_model ** -0.5`` output scaling when embeddings are tied.
+    The encoder runs once per user (:func:`t5_encode`), and the cross-attention keys/values of all
+    decoder layers are projected once per user in one matrix product (``[B, H, S, d]`` per layer);
+    every beam of a user attends to them through a batched matmul with the beams as the query axis,
+    so nothing of size ``beam x source length`` is ever copied. The self-attention cache (at most
+    ``levels`` positions) is reordered with ``index_select`` after each step. The decoder layers are
+    evaluated from their weight tensors (no module dispatch in the inner loop), with the arithmetic
+    of T5: RMS layer norms, unscaled dot products, the decoder's relative position bias from its first
+    layer (computed once for positions ``0..levels``), ``d_model ** -0.5`` output scaling when
+    embeddings are tied.
     """
 
     def __init__(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 decoder_start_token_id: int = 0) -> None:
+                 decoder_start_token_id: int = 0, max_steps: int = 8) -> None:
         self.model = model
         self.cfg = model.config
-        self.blocks = list(model.decoder.block)
+        self.eps = self.cfg.layer_norm_epsilon
         self.heads, self.d_kv = self.cfg.num_heads, self.cfg.d_kv
         self.bsz = input_ids.shape[0]
         self.rows_per_user = 1
         self.start_token = decoder_start_token_id
-        enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        hidden = enc.last_hidden_state
-        self.cross_kv = []
-        for block in self.blocks:
-            att = block.layer[1].EncDecAttention
-            self.cross_kv.append((self._heads(att.k(hidden)), self._heads(att.v(hidden))))
+        blocks = list(model.decoder.block)
+        self.layers = [self._layer_weights(b) for b in blocks]
+        hidden = t5_encode(model, input_ids, attention_mask)
+        inner = self.heads * self.d_kv
+        cross_w = torch.cat([torch.cat([b.layer[1].EncDecAttention.k.weight, b.layer[1].EncDecAttention.v.weight])
+                             for b in blocks])  # [layers * 2 * inner, D]
+        kv = torch.nn.functional.linear(hidden, cross_w)  # [B, S, layers * 2 * inner]
+        # Contiguous once, keys already transposed: the per-step matmuls then read them in place.
+        self.cross_kv = [(self._heads(kv[..., (2 * i) * inner:(2 * i + 1) * inner]).transpose(2, 3).contiguous(),
+                          self._heads(kv[..., (2 * i + 1) * inner:(2 * i + 2) * inner]).contiguous())
+                         for i in range(len(blocks))]  # ([B, H, d, S], [B, H, S, d]) per layer
         neg = torch.finfo(hidden.dtype).min
         self.cross_bias = ((1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * neg)  # [B, 1, 1, S]
+        first_att = blocks[0].layer[0].SelfAttention
+        # Row t: bias of query position t over key positions 0..max_steps-1 (sliced to 0..t when used).
+        self.pos_bias = first_att.compute_bias(max_steps, max_steps, device=hidden.device)[0]  # [H, T, T]
         self.self_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.position = 0
 
+    @staticmethod
+    def _layer_weights(block: torch.nn.Module) -> dict[str, torch.Tensor]:
+        sa, ca, ff = block.layer[0], block.layer[1], block.layer[2]
+        att, catt = sa.SelfAttention, ca.EncDecAttention
+        return {"ln_sa": sa.layer_norm.weight, "qkv": torch.cat([att.q.weight, att.k.weight, att.v.weight]),
+                "o": att.o.weight, "ln_ca": ca.layer_norm.weight, "cq": catt.q.weight, "co": catt.o.weight,
+                "ln_ff": ff.layer_norm.weight, "wi": ff.DenseReluDense.wi.weight, "wo": ff.DenseReluDense.wo.weight}
+
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, S, H*d]`` -> ``[B, H, S, d]``."""
-        return x.view(x.shape[0], x.shape[1], self.heads, self.d_kv).transpose(1, 2)
+        return x.reshape(x.shape[0], x.shape[1], self.heads, self.d_kv).transpose(1, 2)
 
     def first(self) -> torch.Tensor:
         tokens = torch.full((self.bsz,), self.start_token, dtype=torch.long, device=self.cross_bias.device)
@@ -174,40 +242,37 @@ class T5StepDecoder:
 
     def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
         rows, r, t = tokens.shape[0], self.rows_per_user, self.position
-        x = self.model.decoder.embed_tokens(tokens)[:, None, :]  # [rows, 1, D]
-        first_att = self.blocks[0].layer[0].SelfAttention
-        pos_bias = first_att.compute_bias(1, t + 1, device=x.device, past_seen_tokens=t)  # [1, H, 1, t+1]
+        linear = torch.nn.functional.linear
+        inner = self.heads * self.d_kv
+        x = self.model.decoder.embed_tokens(tokens)  # [rows, D]
+        pos_bias = self.pos_bias[:, t:t + 1, :t + 1]  # [H, 1, t+1]
         new_kv = []
-        for i, block in enumerate(self.blocks):
-            sa_layer, ca_layer, ff_layer = block.layer[0], block.layer[1], block.layer[2]
-            att = sa_layer.SelfAttention
-            h = sa_layer.layer_norm(x)
-            q = self._heads(att.q(h))
-            k, v = self._heads(att.k(h)), self._heads(att.v(h))
+        for i, w in enumerate(self.layers):
+            qkv = linear(_rms_norm(x, w["ln_sa"], self.eps), w["qkv"]).view(rows, 3, self.heads, 1, self.d_kv)
+            q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [rows, H, 1, d]
             if self.self_kv:
                 k = torch.cat([self.self_kv[i][0], k], dim=2)
                 v = torch.cat([self.self_kv[i][1], v], dim=2)
             new_kv.append((k, v))
-            w = torch.softmax(q @ k.transpose(2, 3) + pos_bias, dim=-1)
-            x = x + att.o((w @ v).transpose(1, 2).reshape(rows, 1, -1))
+            # One query against at most `levels` keys per row: elementwise products beat a batched
+            # matmul of rows x heads tiny matrices.
+            att = torch.softmax((q * k).sum(-1) + pos_bias[:, 0], dim=-1)  # [rows, H, t+1]
+            x = x + linear((att.unsqueeze(-1) * v).sum(2).reshape(rows, inner), w["o"])
             # Cross-attention: the beams of one user form its query axis.
-            catt = ca_layer.EncDecAttention
-            h = ca_layer.layer_norm(x)
-            q = catt.q(h).view(self.bsz, r, self.heads, self.d_kv).transpose(1, 2)  # [B, H, r, d]
+            q = linear(_rms_norm(x, w["ln_ca"], self.eps), w["cq"]).view(self.bsz, r, self.heads, self.d_kv)
             ck, cv = self.cross_kv[i]
-            w = torch.softmax(q @ ck.transpose(2, 3) + self.cross_bias, dim=-1)
-            ctx = (w @ cv).transpose(1, 2).reshape(rows, 1, -1)  # [B, r, H*d] -> rows
-            x = x + catt.o(ctx)
-            x = ff_layer(x)
+            att = torch.softmax(q.transpose(1, 2) @ ck + self.cross_bias, dim=-1)  # [B, H, r, S]
+            x = x + linear((att @ cv).transpose(1, 2).reshape(rows, inner), w["co"])
+            x = x + _feed_forward(_rms_norm(x, w["ln_ff"], self.eps), w["wi"], w["wo"])
         self.self_kv = new_kv
         self.position += 1
-        out = self.model.decoder.final_layer_norm(x)[:, 0, :]
+        out = _rms_norm(x, self.model.decoder.final_layer_norm.weight, self.eps)
         if getattr(self.cfg, "scale_decoder_outputs", self.cfg.tie_word_embeddings):
             out = out * (self.cfg.d_model ** -0.5)
         return self.model.lm_head(out)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def constrained_beam_search(decoder: StepDecoder, trie: SidTrie, bsz: int, beam_size: int,
                             device: torch.device | str = "cpu") -> BeamResult:
     """Beam search over the trie with any :class:`StepDecoder` (``levels`` decoder calls)."""
@@ -246,8 +311,8 @@ def constrained_beam_search_t5(
     decoder_start_token_id: int = 0,
 ) -> BeamResult:
     """Constrained beam search of an HF ``T5ForConditionalGeneration`` (encoder once, cached decoder)."""
-    with torch.no_grad():
-        decoder = T5StepDecoder(model, input_ids, attention_mask, decoder_start_token_id)
+    with torch.inference_mode():
+        decoder = T5StepDecoder(model, input_ids, attention_mask, decoder_start_token_id, trie.levels + 1)
         return constrained_beam_search(decoder, trie, input_ids.shape[0], beam_size, input_ids.device)
 
 

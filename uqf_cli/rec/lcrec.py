@@ -70,8 +70,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +82,7 @@ import numpy as np
 import torch
 
 from uqf_cli import runtime
+from uqf_cli.checkpoint import TrainerCheckpoints
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import SidTable, atomic_path, check_output, make_provenance
@@ -419,6 +420,9 @@ def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
     if missing:
         raise InputError(sids.path, f"{len(missing)} of the dataset's {len(dataset.item_ids)} items have no SID "
                                     f"(first: {missing[0]!r}); SIDs must cover the dataset")
+    if sids.dataset_fingerprint and dataset.fingerprint and sids.dataset_fingerprint != dataset.fingerprint:
+        runtime.warn(f"{sids.path}: SIDs were made for dataset {sids.dataset_fingerprint}, training on "
+                     f"{dataset.fingerprint} (every item is covered, continuing)")
     from uqf_cli.rec.tiger import restrict_sids  # the same restriction (and SID hash) as uqf evaluate checks
 
     return restrict_sids(sids, dataset.item_ids)
@@ -478,7 +482,11 @@ def _trainer_callback(bar):
 
 def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any],
           force: bool = False) -> dict[str, Any]:
-    """Fine-tune the base model with LoRA on LC-Rec's tasks and write the model directory."""
+    """Fine-tune the base model with LoRA on LC-Rec's tasks and write the model directory.
+
+    Trainer checkpoints go to ``<output>.ckpt/``; ``options["resume"]`` continues from the newest one
+    (see :class:`uqf_cli.checkpoint.TrainerCheckpoints`).
+    """
     from peft import get_peft_model
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
@@ -499,36 +507,40 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     examples, counts = build_examples(dataset, sids, tokenizer, opts, random.Random(seed))
     bf16, fp16 = _precision(device)
     max_steps = int(opts["max_steps"]) if opts["max_steps"] is not None else -1
-    with tempfile.TemporaryDirectory(prefix="uqf-lcrec-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            per_device_train_batch_size=int(opts["batch_size"]),
-            gradient_accumulation_steps=int(opts["grad_accum"]),
-            learning_rate=float(opts["lr"]),
-            weight_decay=float(opts["weight_decay"]),
-            num_train_epochs=float(opts["epochs"]),
-            max_steps=max_steps,
-            warmup_steps=float(opts["warmup_ratio"]),
-            lr_scheduler_type="linear",
-            logging_steps=10,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            seed=seed,
-            data_seed=seed,
-            use_cpu=device.type == "cpu",
-            bf16=bf16,
-            fp16=fp16,
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            ddp_find_unused_parameters=False,
-        )
-        with runtime.progress() as bar:
-            callback = _trainer_callback(bar)
-            trainer = Trainer(model=model, args=args, train_dataset=_ExampleDataset(examples),
-                              data_collator=_Collator(int(tokenizer.pad_token_id)), callbacks=[callback])
-            trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
-            result = trainer.train()
+    params = {"backbone": BACKBONE, **{k: opts[k] for k in DEFAULTS if k != "device"}}
+    ckpts = TrainerCheckpoints(output, "train-rec", params, _run_inputs(dataset, sids, ref),
+                               resume=bool((options or {}).get("resume")))
+    resume_from = ckpts.prepare(main_process=os.environ.get("RANK", "0") == "0")
+    args = TrainingArguments(
+        output_dir=str(ckpts.dir),  # checkpoints for --resume (saved by ckpts.callback())
+        per_device_train_batch_size=int(opts["batch_size"]),
+        gradient_accumulation_steps=int(opts["grad_accum"]),
+        learning_rate=float(opts["lr"]),
+        weight_decay=float(opts["weight_decay"]),
+        num_train_epochs=float(opts["epochs"]),
+        max_steps=max_steps,
+        warmup_steps=float(opts["warmup_ratio"]),
+        lr_scheduler_type="linear",
+        logging_steps=10,
+        save_strategy="no",
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=True,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=device.type == "cpu",
+        bf16=bf16,
+        fp16=fp16,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+    with runtime.progress() as bar:
+        callback = _trainer_callback(bar)
+        trainer = Trainer(model=model, args=args, train_dataset=_ExampleDataset(examples),
+                          data_collator=_Collator(int(tokenizer.pad_token_id)), callbacks=[callback, ckpts.callback()])
+        trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
+        result = trainer.train(resume_from_checkpoint=resume_from)
     world = max(1, int(args.world_size))
     per_step = int(opts["batch_size"]) * int(opts["grad_accum"]) * world
     summary = {
@@ -549,7 +561,19 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     }
     if trainer.is_world_process_zero():  # under DDP only rank 0 writes the model directory
         _save(trainer.model, tokenizer, dataset, sids, ref, opts, token_ids, summary, output, force)
+        ckpts.finish()
     return summary
+
+
+def _run_inputs(dataset: Dataset, sids: SidTable, ref: BaseModelRef) -> dict[str, Path | None]:
+    """The inputs a run depends on (its provenance, and the identity of its --resume checkpoints)."""
+    inputs: dict[str, Path | None] = {"sids": sids.path}
+    if dataset.path is not None:
+        inputs["dataset_items"] = dataset.path / "items.jsonl"
+        inputs["dataset_sequences"] = dataset.path / "sequences.jsonl"
+    if ref.gguf_file and Path(ref.path).is_dir():
+        inputs["base_model"] = Path(ref.path) / ref.gguf_file
+    return inputs
 
 
 def _save(model, tokenizer, dataset: Dataset, sids: SidTable, ref: BaseModelRef, opts: dict[str, Any],

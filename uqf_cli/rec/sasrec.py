@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from uqf_cli import runtime
+from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import SidTable, atomic_path, check_output, load_model_file, make_provenance, save_model_file
@@ -209,7 +210,9 @@ def _valid_ndcg10(model: SasRec, dataset: Dataset, index: dict[str, int], opts: 
 
 def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any],
           force: bool = False) -> dict[str, Any]:
-    """Train SASRec with full-softmax cross-entropy, select the best epoch on valid NDCG@10, save."""
+    """Train SASRec with full-softmax cross-entropy, select the best epoch on valid NDCG@10, save.
+
+    A checkpoint ``<output>.ckpt.st`` is kept while training; ``options["resume"]`` continues from it."""
     output = Path(output)
     check_output(output, force)
     opts = resolve_options(options)
@@ -225,9 +228,24 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     optim = torch.optim.Adam(model.parameters(), lr=float(opts["lr"]), weight_decay=float(opts["weight_decay"]))
     best = (-1.0, 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
     t0, bs, history, stale = time.perf_counter(), int(opts["batch_size"]), [], 0
+    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **{k: opts[k] for k in DEFAULTS if k != "device"}},
+                        _dataset_inputs(dataset), resume=bool((options or {}).get("resume")))
+    live = {"modules": {"sasrec": model}, "optimizers": {"adam": optim}, "generators": {"order": gen}}
+    first_epoch, saved = 1, ckpt.load()
+    if saved is not None:
+        saved.restore(**live)
+        best_state = {k[len("best."):]: v.to(device) for k, v in saved.extra_tensors().items()}
+        best = (float(saved.state["best_ndcg"]), int(saved.state["best_epoch"]), best_state)
+        history, stale, first_epoch = list(saved.state["history"]), int(saved.state["stale"]), saved.epoch + 1
+
+    def snapshot() -> Snapshot:
+        return Snapshot.capture(epoch, **live, tensors={f"best.{k}": v for k, v in best[2].items()},
+                                state={"best_ndcg": best[0], "best_epoch": best[1], "history": history,
+                                       "stale": stale})
+
     with runtime.progress() as bar:
-        task = bar.add_task("sasrec: training", total=int(opts["epochs"]), status="")
-        for epoch in range(1, int(opts["epochs"]) + 1):
+        task = bar.add_task("sasrec: training", total=int(opts["epochs"]), completed=first_epoch - 1, status="")
+        for epoch in range(first_epoch, int(opts["epochs"]) + 1):
             model.train()
             order = torch.randperm(len(inputs), generator=gen)
             total, count = 0.0, 0
@@ -242,6 +260,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                 total, count = total + float(loss.detach()) * len(rows), count + len(rows)
             bar.update(task, completed=epoch, status=f"loss {total / count:.3f}")
             if epoch % int(opts["eval_every"]) and epoch != int(opts["epochs"]):
+                ckpt.epoch_done(epoch, snapshot, last=False)
                 continue
             ndcg = _valid_ndcg10(model, dataset, index, opts, device)
             history.append({"epoch": epoch, "loss": total / count, "valid_ndcg@10": ndcg})
@@ -253,6 +272,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
             bar.update(task, status=f"loss {total / count:.3f} valid NDCG@10 {ndcg:.4f}")
             if stale >= int(opts["patience"]):
                 break  # `patience` evaluations without improvement
+            ckpt.epoch_done(epoch, snapshot, last=epoch == int(opts["epochs"]))
     model.load_state_dict(best[2])
     summary = {
         "backbone": BACKBONE,
@@ -266,7 +286,14 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         "seconds": round(time.perf_counter() - t0, 1),
     }
     _save(model, dataset, opts, summary, history, output, force)
+    ckpt.finish()
     return summary
+
+
+def _dataset_inputs(dataset: Dataset) -> dict[str, Path]:
+    if dataset.path is None:
+        return {}
+    return {"dataset_items": dataset.path / "items.jsonl", "dataset_sequences": dataset.path / "sequences.jsonl"}
 
 
 def _save(model: SasRec, dataset: Dataset, opts: dict[str, Any], summary: dict[str, Any],
