@@ -13,7 +13,7 @@ from rich.table import Table
 
 from uqf_cli import runtime
 from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed, cli_command, emit_json, start
-from uqf_cli.gcn import GcnConfig
+from uqf_cli.gcn_config import GcnConfig
 
 _DEFAULTS = GcnConfig()
 
