@@ -152,7 +152,7 @@ def test_bad_inputs_are_clear_errors(setup) -> None:
                        path=tmp / "sids.jsonl")
     with pytest.raises(InputError, match="have no SID"):
         lcrec.train(ds, partial, tmp / "x", {**OPTS, "base_model": str(base)})
-    with pytest.raises(OptionError, match="needs SIDs"):
+    with pytest.raises(OptionError, match="needs --sids"):
         lcrec.train(ds, None, tmp / "x", {**OPTS, "base_model": str(base)})
     with pytest.raises(OptionError, match="--lora-r"):
         lcrec.train(ds, sids, tmp / "x", {**OPTS, "lora_r": 0})

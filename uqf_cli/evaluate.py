@@ -45,7 +45,7 @@ def check_model_inputs(model_dir: str | Path, dataset: Dataset, sids_path: str |
 
 
 def _dataset_sid_hash(sids, dataset: Dataset) -> str:
-    from uqf_cli.rec.tiger import restrict_sids
+    from uqf_cli.rec.base import restrict_sids
 
     return restrict_sids(sids, dataset.item_ids).content_hash()
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from uqf_cli import runtime
 from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError
+from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import SidTable, read_json, read_sids, require_dir, to_json, write_sids
 
 MODEL_META_FILE = "uqf_model.json"
@@ -92,3 +93,34 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
 def read_model_sids(model_dir: str | Path) -> SidTable:
     """The SIDs a model was trained on (the copy inside its directory)."""
     return read_sids(Path(model_dir) / MODEL_SIDS_FILE)
+
+
+def check_sids_cover(dataset: Dataset, sids: SidTable | None, backbone: str) -> SidTable:
+    """The SIDs must give every dataset item a code tuple; return them restricted to the dataset.
+
+    A fingerprint from another dataset only warns when every item is covered (the same catalogue
+    re-prepared, say); missing items are refused because the model could never recommend them.
+    """
+    if sids is None:
+        raise OptionError("--sids", f"the {backbone} backbone needs --sids (a SIDs file from `uqf quantize`)")
+    have = set(sids.item_ids)
+    missing = [i for i in dataset.item_ids if i not in have]
+    if missing:
+        raise InputError(sids.path, f"SIDs do not cover the dataset: {len(missing)} of {len(dataset.item_ids)} "
+                                    f"items have no SID (e.g. {missing[0]!r})")
+    if sids.dataset_fingerprint and dataset.fingerprint and sids.dataset_fingerprint != dataset.fingerprint:
+        runtime.warn(f"{sids.path}: SIDs were made for dataset {sids.dataset_fingerprint}, training on "
+                     f"{dataset.fingerprint} (every item is covered, continuing)")
+    return restrict_sids(sids, dataset.item_ids)
+
+
+def restrict_sids(sids: SidTable, item_ids: Sequence[str]) -> SidTable:
+    """The SID rows of ``item_ids`` only (in the SID file's order): what a model of this dataset decodes,
+    and what its SID hash is computed over."""
+    keep = set(item_ids)
+    rows = [r for r, iid in enumerate(sids.item_ids) if iid in keep]
+    if len(rows) == len(sids.item_ids):
+        return sids
+    return SidTable(item_ids=[sids.item_ids[r] for r in rows], codes=sids.codes[rows],
+                    codebook_sizes=list(sids.codebook_sizes), provenance=sids.provenance, stats=sids.stats,
+                    dataset_fingerprint=sids.dataset_fingerprint, path=sids.path)

@@ -86,6 +86,7 @@ from uqf_cli.checkpoint import TrainerCheckpoints
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import read_model_meta, read_model_sids, training_samples, write_model_meta
 
 BACKBONE = "lcrec"
@@ -411,21 +412,8 @@ class _Collator:
 
 
 def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
-    """LC-Rec needs a SID for every item of the dataset (histories and targets are written in SIDs);
-    SIDs of items outside the dataset are dropped, so only the dataset's items can be generated."""
-    if sids is None:
-        raise OptionError("--sids", "the lcrec backbone needs SIDs (uqf quantize ... or an LC-Rec index.json)")
-    have = set(sids.item_ids)
-    missing = [i for i in dataset.item_ids if i not in have]
-    if missing:
-        raise InputError(sids.path, f"{len(missing)} of the dataset's {len(dataset.item_ids)} items have no SID "
-                                    f"(first: {missing[0]!r}); SIDs must cover the dataset")
-    if sids.dataset_fingerprint and dataset.fingerprint and sids.dataset_fingerprint != dataset.fingerprint:
-        runtime.warn(f"{sids.path}: SIDs were made for dataset {sids.dataset_fingerprint}, training on "
-                     f"{dataset.fingerprint} (every item is covered, continuing)")
-    from uqf_cli.rec.tiger import restrict_sids  # the same restriction (and SID hash) as uqf evaluate checks
-
-    return restrict_sids(sids, dataset.item_ids)
+    """The SIDs must cover the dataset (see :func:`uqf_cli.rec.base.check_sids_cover`)."""
+    return base_check_sids_cover(dataset, sids, "lcrec")
 
 
 def _precision(device: torch.device) -> tuple[bool, bool]:

@@ -66,6 +66,7 @@ from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import read_model_meta, read_model_sids, training_samples, write_model_meta
 from uqf_cli.rec.beam import SidTrie, constrained_beam_search_t5
 
@@ -339,29 +340,8 @@ def _init_distributed(device: torch.device) -> _Dist:
 
 
 def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
-    """The SIDs must give every dataset item a code tuple."""
-    if sids is None:
-        raise OptionError("--sids", "the tiger backbone needs --sids (a SIDs file from `uqf quantize`)")
-    have = set(sids.item_ids)
-    missing = [i for i in dataset.item_ids if i not in have]
-    if missing:
-        raise InputError(sids.path, f"SIDs do not cover the dataset: {len(missing)} of {len(dataset.item_ids)} "
-                                    f"items have no SID (e.g. {missing[0]!r})")
-    if sids.dataset_fingerprint and dataset.fingerprint and sids.dataset_fingerprint != dataset.fingerprint:
-        runtime.warn(f"{sids.path}: SIDs were made for dataset {sids.dataset_fingerprint}, training on "
-                     f"{dataset.fingerprint} (every item is covered, continuing)")
-    return restrict_sids(sids, dataset.item_ids)
-
-
-def restrict_sids(sids: SidTable, item_ids: Sequence[str]) -> SidTable:
-    """The SID rows of ``item_ids`` only (in the SID file's order): what a model of this dataset decodes."""
-    keep = set(item_ids)
-    rows = [r for r, iid in enumerate(sids.item_ids) if iid in keep]
-    if len(rows) == len(sids.item_ids):
-        return sids
-    return SidTable(item_ids=[sids.item_ids[r] for r in rows], codes=sids.codes[rows],
-                    codebook_sizes=list(sids.codebook_sizes), provenance=sids.provenance, stats=sids.stats,
-                    dataset_fingerprint=sids.dataset_fingerprint, path=sids.path)
+    """The SIDs must give every dataset item a code tuple (see :func:`uqf_cli.rec.base.check_sids_cover`)."""
+    return base_check_sids_cover(dataset, sids, BACKBONE)
 
 
 def _tensorize(dataset: Dataset, vocab: TigerVocab, opts: TigerOptions) -> tuple[torch.Tensor, ...]:
