@@ -65,7 +65,7 @@ class FuserConfig:
     text_dim: int
     collab_dim: int
     d_model: int = 256
-    queries: int = 16
+    queries: int = 8  # the same default as `uqf fuse --queries`
     layers: int = 2
     heads: int = 4
     out_dim: int = 128
