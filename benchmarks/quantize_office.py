@@ -35,6 +35,10 @@ CONFIGS: dict[str, dict] = {
     "epochs-0": {"epochs": 0},
     "rqkmeans": {"method": "rqkmeans"},
     "rqkmeans-no-sinkhorn": {"method": "rqkmeans", "sinkhorn_eps": None},
+    "batch-512": {"batch_size": 512},
+    "batch-256": {"batch_size": 256},
+    "batch-512-code-dim-64": {"batch_size": 512, "code_dim": 64},
+    "batch-1024-epochs-300": {"batch_size": 1024, "epochs": 300},
 }
 
 

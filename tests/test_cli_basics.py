@@ -60,3 +60,24 @@ def test_demo_cli_rejects_file_workdir(tmp_path: Path) -> None:
     f.write_text("x")
     res = runner.invoke(app, ["demo", "--workdir", str(f)])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_parser_errors_are_one_line_exit_2(capsys, tmp_path: Path) -> None:
+    """Click's own errors (bad option type, unknown option, missing argument) follow our one-line rule."""
+    from uqf_cli.cli import run
+
+    cases = [
+        (["quantize", "--levels", "abc", str(tmp_path / "e.st"), "-o", str(tmp_path / "s.jsonl")], "--levels"),
+        (["fuse", "--no-such-option"], "--no-such-option"),
+        (["quantize"], "embeddings"),
+        (["no-such-command"], "no-such-command"),
+    ]
+    for args, named in cases:
+        assert run(args) == 2, args
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0] and "Traceback" not in err, err
+        assert lines[0].startswith("uqf"), lines[0]
+    assert not list(tmp_path.iterdir())
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"uqf {__version__}"

@@ -61,11 +61,63 @@ for _name in _command_modules():
 
 def main() -> None:
     """Console-script entry point; ``--debug`` is accepted anywhere on the command line."""
-    args = sys.argv[1:]
+    sys.exit(run(sys.argv[1:]))
+
+
+def run(args: list[str]) -> int:
+    """Run ``uqf ARGS`` and return the exit code.
+
+    Click's own errors (an option value that is not a number, an unknown option, a missing
+    argument) become one line on stderr naming the command, exit code 2, as our own errors do:
+    a shell script's log should not fill with a usage block and a framed panel per failure.
+    """
     if "--debug" in args[1:]:
         args = ["--debug", *[a for a in args if a != "--debug"]]
     install_signal_handlers()
-    app(args=args, prog_name="uqf")
+    try:
+        rv = app(args=args, prog_name="uqf", standalone_mode=False)
+    except _CLI_ERRORS as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()  # a bare `uqf SUBCOMMAND` prints that command's help, as Click does
+            return 2
+        print(one_line_cli_error(e), file=sys.stderr)
+        return int(getattr(e, "exit_code", 2))
+    except _ABORTS:
+        print("uqf: interrupted", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+def _parser_error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(usage/parameter errors, aborts) of the Click that Typer runs on.
+
+    Typer >= 0.2x vendors its own Click (errors derive from ``typer.TyperException``); older
+    Typer uses the ``click`` package. Both are covered so the one-line rule holds on either.
+    """
+    errors: list[type[BaseException]] = []
+    aborts: list[type[BaseException]] = [typer.Abort]
+    if hasattr(typer, "TyperException"):
+        errors.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        errors.append(click.ClickException)
+        aborts.append(click.exceptions.Abort)
+    return tuple(errors), tuple(aborts)
+
+
+_CLI_ERRORS, _ABORTS = _parser_error_types()
+
+
+def one_line_cli_error(e: BaseException) -> str:
+    """``uqf quantize: Invalid value for '--levels': ... (see uqf quantize --help)``."""
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "uqf"
+    message = " ".join(str(getattr(e, "format_message", e.__str__)()).split())
+    hint = f" (see {where} --help)" if ctx is not None else ""
+    return f"{where}: {message}{hint}"
 
 
 if __name__ == "__main__":

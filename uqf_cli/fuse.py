@@ -413,29 +413,56 @@ class MemoryBank:
 
 @dataclass
 class MemoryInputs:
-    """Per item: the rows that make up its text and collab memories (row 0 = the item itself)."""
+    """Per item, where its text and collab memories come from: row 0 is the item itself, rows 1..k its
+    k nearest bank neighbours in that modality.
 
-    text_seq: torch.Tensor  # [N, M, dt]
-    collab_seq: torch.Tensor  # [N, M, dc]
+    Neighbour *indices* are kept, not the stacked vectors, and each batch gathers its rows on demand
+    (:meth:`batch`): stacked, the text memory alone would take N x (1 + k) x d floats (1.5 GB at 200k
+    items of 384-d text), five times the input it is made of.
+    """
+
+    text: torch.Tensor  # [N, dt] the items' own unit rows
+    collab: torch.Tensor  # [N, dc] (zeros for cold items)
     has_collab: torch.Tensor  # [N] bool
+    bank_text: torch.Tensor  # [Nb, dt]
+    bank_collab: torch.Tensor  # [Nw, dc]
+    text_neighbours: torch.Tensor  # [N, k] rows of bank_text (k = 0 with --memory tokens)
+    collab_neighbours: torch.Tensor  # [N, k] rows of bank_collab
+
+    def __len__(self) -> int:
+        return self.text.shape[0]
+
+    def batch(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(text_seq [B, 1+k, dt], collab_seq [B, 1+k, dc])`` for ``rows``; cold items' collab memory is zero."""
+        text_seq = torch.cat([self.text[rows].unsqueeze(1), self.bank_text[self.text_neighbours[rows]]], dim=1)
+        warm = self.has_collab[rows]
+        nbr = self.bank_collab[self.collab_neighbours[rows]] * warm[:, None, None]
+        collab_seq = torch.cat([self.collab[rows].unsqueeze(1), nbr], dim=1)
+        return text_seq, collab_seq
 
 
-def build_memory(data: AlignedInputs, bank: MemoryBank, cfg: FuserConfig) -> MemoryInputs:
-    """Stack each item's own vector with its k nearest bank neighbours in the same modality."""
+def build_memory(data: AlignedInputs, bank: MemoryBank, cfg: FuserConfig,
+                 text_neighbours: torch.Tensor | None = None) -> MemoryInputs:
+    """Find each item's k nearest bank neighbours in each modality (its memory, see :class:`MemoryInputs`).
+
+    ``text_neighbours``: an already computed top-k' text search of these items against this bank
+    (k' >= k, self excluded, same tie-break), of which the first k columns are used; ``fuse`` passes
+    its semantic-neighbour search so the largest kNN search runs once, not twice.
+    """
     k = cfg.k_memory if cfg.memory == "neighbours" else 0
-    text_seq = data.text.unsqueeze(1)
-    collab_seq = data.collab.unsqueeze(1)
+    n = len(data.item_ids)
+    tn = cn = torch.zeros(n, 0, dtype=torch.long)
     if k > 0:
-        bank_pos = {iid: n for n, iid in enumerate(bank.item_ids)}
-        ex = torch.tensor([bank_pos.get(i, -1) for i in data.item_ids], dtype=torch.long)
-        tn = _pad_neighbours(topk_cosine(data.text, bank.text, k, ex), k)
-        text_seq = torch.cat([text_seq, bank.text[tn]], dim=1)
-        cpos = {iid: n for n, iid in enumerate(bank.collab_ids)}
+        if text_neighbours is not None and text_neighbours.shape[1] >= min(k, bank.text.shape[0] - 1):
+            tn = _pad_neighbours(text_neighbours[:, :k], k)
+        else:
+            bank_pos = {iid: j for j, iid in enumerate(bank.item_ids)}
+            ex = torch.tensor([bank_pos.get(i, -1) for i in data.item_ids], dtype=torch.long)
+            tn = _pad_neighbours(topk_cosine(data.text, bank.text, k, ex), k)
+        cpos = {iid: j for j, iid in enumerate(bank.collab_ids)}
         cex = torch.tensor([cpos.get(i, -1) for i in data.item_ids], dtype=torch.long)
         cn = _pad_neighbours(topk_cosine(data.collab, bank.collab, k, cex), k)
-        nbr = bank.collab[cn] * data.has_collab[:, None, None]
-        collab_seq = torch.cat([collab_seq, nbr], dim=1)
-    return MemoryInputs(text_seq, collab_seq, data.has_collab)
+    return MemoryInputs(data.text, data.collab, data.has_collab, bank.text, bank.collab, tn, cn)
 
 
 def _pad_neighbours(nbrs: torch.Tensor, k: int) -> torch.Tensor:
@@ -508,7 +535,7 @@ def train_fuser(
     rng = np.random.default_rng(opts.seed)
     model = UnifiedQFormer(cfg).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    n = mem.text_seq.shape[0]
+    n = len(mem)
     steps_per_epoch = max(1, math.ceil(n / opts.batch_size))
     total = steps_per_epoch * opts.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / max(1, total // 20))
@@ -583,8 +610,8 @@ def _step_losses(
     rows = torch.from_numpy(np.concatenate([anchors, positives]))
     t_present, c_present = modality_masks(mem.has_collab[rows], opts.p_drop_collab, opts.p_drop_text,
                                           opts.modality_dropout, gen)
-    out = model(mem.text_seq[rows].to(device), mem.collab_seq[rows].to(device), t_present.to(device),
-                c_present.to(device))
+    text_seq, collab_seq = mem.batch(rows)
+    out = model(text_seq.to(device), collab_seq.to(device), t_present.to(device), c_present.to(device))
     b = len(anchors)
     z = out.fused
     losses: dict[str, torch.Tensor] = {}
@@ -614,12 +641,11 @@ def embed_items(
     """Fused embeddings and gate values for every item; collab-less items take the text-only path."""
     model.eval()
     fused, gates = [], []
-    n = mem.text_seq.shape[0]
-    for s in range(0, n, batch):
+    for s in range(0, len(mem), batch):
         sl = slice(s, s + batch)
-        present = torch.ones(mem.text_seq[sl].shape[0], dtype=torch.bool, device=device)
-        out = model(mem.text_seq[sl].to(device), mem.collab_seq[sl].to(device), present,
-                    mem.has_collab[sl].to(device))
+        text_seq, collab_seq = mem.batch(sl)
+        present = torch.ones(text_seq.shape[0], dtype=torch.bool, device=device)
+        out = model(text_seq.to(device), collab_seq.to(device), present, mem.has_collab[sl].to(device))
         fused.append(out.fused.float().cpu())
         gates.append(out.gate.float().cpu())
     return torch.cat(fused), torch.cat(gates)
@@ -795,10 +821,12 @@ def fuse(
     ckpt = None
     if opts.method == "uqf":
         cfg = opts.fuser_config(text.dim, collab.dim)
-        bank = bank_from(data)
-        mem = build_memory(data, bank, cfg)
+        bank = bank_from(data)  # the bank is these items, so the text search below serves the memory too
+        text_knn = topk_cosine(data.text, data.text, max(opts.k_semantic, cfg.k_memory),
+                               torch.arange(len(data.item_ids)))
+        mem = build_memory(data, bank, cfg, text_neighbours=text_knn)
         structural = cooc if opts.structural == "cooc" else reference_neighbours(data, None, opts.k_structural).collab
-        semantic = knn_lists(topk_cosine(data.text, data.text, opts.k_semantic, torch.arange(len(data.item_ids))))
+        semantic = knn_lists(text_knn[:, :opts.k_semantic])
         ckpt = Checkpointer(output, "fuse", {k: v for k, v in asdict(opts).items() if k != "device"},
                             {"text": text_path, "collab": collab_path, "dataset": dataset_dir}, resume=resume)
         trained = train_fuser(mem, data.text, data.collab, structural, semantic, cfg, opts, device, checkpoint=ckpt)
