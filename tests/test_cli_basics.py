@@ -81,3 +81,22 @@ def test_parser_errors_are_one_line_exit_2(capsys, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
     assert run(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"uqf {__version__}"
+
+
+def test_quiet_silences_library_progress_bars(monkeypatch) -> None:
+    """transformers' "Loading weights" bar must not land in a pipe's stderr or a --quiet run."""
+    import transformers.utils.logging as hf_logging
+
+    from uqf_cli import runtime
+
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    hf_logging.enable_progress_bar()
+    try:
+        runtime.configure(quiet=True)
+        assert not hf_logging.is_progress_bar_enabled()
+        import os
+
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    finally:
+        runtime.configure(quiet=False)
+        hf_logging.enable_progress_bar()

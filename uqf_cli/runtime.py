@@ -35,6 +35,24 @@ def configure(quiet: bool = False) -> None:
     """Set quietness for this process (the CLI calls it once per command)."""
     _state["quiet"] = quiet
     _state["console"] = None
+    if quiet or not sys.stderr.isatty():
+        silence_library_progress_bars()
+
+
+def silence_library_progress_bars() -> None:
+    """No tqdm bars from huggingface_hub / transformers (e.g. "Loading weights" when a model loads).
+
+    Why: our own bars already vanish in pipes and with --quiet, and a batch job's log should not
+    collect a library's bar either. The environment variable covers libraries imported later; the
+    calls cover those already imported.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None and hasattr(hub, "disable_progress_bars"):
+        hub.disable_progress_bars()
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    if hf_logging is not None and hasattr(hf_logging, "disable_progress_bar"):
+        hf_logging.disable_progress_bar()
 
 
 def is_quiet() -> bool:
