@@ -196,6 +196,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
     ap.add_argument("--tiger-epochs", type=int, default=3)
+    ap.add_argument("--tiger-preset", default="tiger", help="TIGER shape (uqf train-rec --preset): tiger | small")
     ap.add_argument("--codebook-size", type=int, default=256, help="codes per level (3 levels, both tokenizers)")
     ap.add_argument("--warm-eval-users", type=int, default=1000, help="sampled warm-target test cases")
     ap.add_argument("--reuse", action="store_true", help="reuse the train-gcn, fuse and quantize files already in "
@@ -303,8 +304,8 @@ def recommendation(args: argparse.Namespace, full: Dataset, warm_ds: Dataset, ta
     if len(warm_cases) > args.warm_eval_users:
         warm_cases = sorted(rng.sample(warm_cases, args.warm_eval_users), key=lambda c: c.user_id)
     rec_rows: dict[str, dict[str, dict[str, float]]] = {}
-    tiger_opts = {"epochs": args.tiger_epochs, "eval_users": 500, "patience": 2, "seed": args.seed,
-                  "device": args.device}
+    tiger_opts = {"preset": args.tiger_preset, "epochs": args.tiger_epochs, "eval_users": 500, "patience": 2,
+                  "seed": args.seed, "device": args.device}
     for name, table in tables.items():
         t = time.perf_counter()
         write_sids(work / f"{name}_all_sids.jsonl", table, force=True)
@@ -320,6 +321,12 @@ def recommendation(args: argparse.Namespace, full: Dataset, warm_ds: Dataset, ta
     rec = pop.load(work / "pop")
     rec_rows["popularity (warm counts)"] = {"cold": rank_cases(rec, cold_cases), "warm": rank_cases(rec, warm_cases)}
     return rec_rows, len(warm_cases)
+
+
+def tiger_shape(preset: str) -> str:
+    shape = tiger.PRESETS.get(preset, {})
+    return (f"{shape.get('num_layers')}+{shape.get('num_decoder_layers')} layers, d_model {shape.get('d_model')}, "
+            f"d_ff {shape.get('d_ff')}")
 
 
 def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Dataset, agreement: dict,
@@ -377,7 +384,8 @@ def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Da
         "",
         f"Full-data test cases (histories as observed, full ranking, beam 20): {n_cold_cases:,} whose target is a "
         f"cold item, and a seeded sample of {n_warm_cases:,} whose target is warm. TIGER budget: {args.tiger_epochs} "
-        "epochs (defaults otherwise: 4+4 layers, d_model 128; early stopping on 500 warm valid users, patience 2) "
+        f"epochs, preset `{args.tiger_preset}` ({tiger_shape(args.tiger_preset)}; early stopping on 500 warm valid "
+        "users, patience 2) "
         "on the warm data, with the cold items' SIDs in its vocabulary but never a training target. "
         "Baselines mask history items; TIGER does not.",
         "",
