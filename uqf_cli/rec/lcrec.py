@@ -73,6 +73,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,12 @@ from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import SidTable, atomic_path, check_output, make_provenance
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import read_model_meta, read_model_sids, training_samples, write_model_meta
+
+# peft looks for the base model's config.json when it saves an adapter, to see whether the vocabulary
+# changed; the embedded SmolLM2 is a GGUF file without one, so every save (each Trainer checkpoint too)
+# warned. We add tokens ourselves and save the resized embedding rows with the adapter, so the warning
+# says nothing a user can act on.
+warnings.filterwarnings("ignore", message="Could not find a config file in", category=UserWarning)
 
 BACKBONE = "lcrec"
 EMBEDDED_BASE = "smollm2"
