@@ -92,8 +92,8 @@ from uqf_cli.rec.base import read_model_meta, read_model_sids, training_samples,
 
 # peft looks for the base model's config.json when it saves an adapter, to see whether the vocabulary
 # changed; the embedded SmolLM2 is a GGUF file without one, so every save (each Trainer checkpoint too)
-# warned. We add tokens ourselves and save the resized embedding rows with the adapter, so the warning
-# says nothing a user can act on.
+# warned. The SID tokens are added by uqf and their rows trained and saved by peft's trainable tokens, so
+# the warning says nothing a user can act on.
 warnings.filterwarnings("ignore", message="Could not find a config file in", category=UserWarning)
 
 BACKBONE = "lcrec"
