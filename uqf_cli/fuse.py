@@ -681,18 +681,29 @@ def neighbour_overlap(
     queries: torch.Tensor | None = None,
 ) -> float | None:
     """Mean over ``rows`` (& ``queries``) of |top-k(emb, among rows) ∩ ref_neigh| / |ref_neigh| (positions)."""
+    found = space_neighbours(emb, rows, k, queries)
+    return None if found is None else overlap_score(*found, ref_neigh)
+
+
+def space_neighbours(emb: torch.Tensor, rows: torch.Tensor, k: int = OVERLAP_K,
+                     queries: torch.Tensor | None = None) -> tuple[list[int], np.ndarray] | None:
+    """``(query positions, their top-k neighbours among rows, as positions)`` in one embedding space."""
     sub = rows.nonzero().squeeze(1)
     if sub.numel() < 2:
         return None
     x = F.normalize(emb[sub], dim=-1)
     local_q = torch.arange(sub.numel()) if queries is None else queries[sub].nonzero().squeeze(1)
     nb = topk_cosine(x[local_q], x, k, local_q)
-    nb_global = sub[nb].numpy()
+    return sub[local_q].tolist(), sub[nb].numpy()
+
+
+def overlap_score(query_pos: list[int], found: np.ndarray, ref_neigh: list[np.ndarray]) -> float | None:
+    """Mean share of each query's reference neighbours that the found top-k contains."""
     scores = []
-    for j, i in enumerate(sub[local_q].tolist()):
+    for j, i in enumerate(query_pos):
         ref = ref_neigh[i]
         if len(ref):
-            scores.append(len(set(nb_global[j].tolist()) & set(ref.tolist())) / len(ref))
+            scores.append(len(set(found[j].tolist()) & set(ref.tolist())) / len(ref))
     return float(np.mean(scores)) if scores else None
 
 
@@ -730,11 +741,15 @@ def overlap_row(emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs, r
     """Overlap@10 of an embedding space with the text, collab and co-occurrence neighbourhoods."""
     warm = data.has_collab & present
     q = ref.queries
-    return {
-        "text": neighbour_overlap(emb, ref.text, present, queries=q),
-        "collab": neighbour_overlap(emb, ref.collab, warm, queries=q),
-        "cooc": neighbour_overlap(emb, ref.cooc, present, queries=q) if ref.cooc is not None else None,
-    }
+    # One search per candidate set (not per reference): on 200k items each is a 20k x 200k scan.
+    over_present = space_neighbours(emb, present, queries=q)
+    over_warm = over_present if torch.equal(warm, present) else space_neighbours(emb, warm, queries=q)
+
+    def score(found: tuple[list[int], np.ndarray] | None, neigh: list[np.ndarray] | None) -> float | None:
+        return None if found is None or neigh is None else overlap_score(*found, neigh)
+
+    return {"text": score(over_present, ref.text), "collab": score(over_warm, ref.collab),
+            "cooc": score(over_present, ref.cooc)}
 
 
 def overlap_table(method: str, emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs,
