@@ -3,7 +3,7 @@
 #
 #   examples/office.sh                 # writes everything under ./uqf-office
 #   WORK=/tmp/office examples/office.sh
-#   TIGER_EPOCHS=20 examples/office.sh # the backbone's full budget instead of the demo's
+#   TIGER_PRESET=tiger TIGER_EPOCHS=20 examples/office.sh  # the paper's shape and budget instead of the demo's
 #   PREPARE_FLAGS="--kcore 15 --max-history 10" QUANTIZE_FLAGS="--codebook-size 16" TIGER_EPOCHS=1 \
 #       examples/office.sh             # a small smoke run (344 items: smaller codebooks)
 #
@@ -16,7 +16,8 @@ WORK=${WORK:-uqf-office}
 SOURCE=${SOURCE:-builtin:office}     # the Office data embedded in the package (LC-Rec format)
 SEED=${SEED:-0}
 DEVICE=${DEVICE:-auto}               # auto picks CUDA when present
-TIGER_EPOCHS=${TIGER_EPOCHS:-1}      # the demo's budget (TIGER's own default is 20)
+TIGER_PRESET=${TIGER_PRESET:-small} # the demo's shape (TIGER's own default is the paper's, "tiger")
+TIGER_EPOCHS=${TIGER_EPOCHS:-4}      # the demo's budget (TIGER's own default is 20)
 PREPARE_FLAGS=${PREPARE_FLAGS:-}     # e.g. "--kcore 15 --max-history 10" to shrink the data
 QUANTIZE_FLAGS=${QUANTIZE_FLAGS:-}   # e.g. "--codebook-size 64" for a small catalogue
 FORCE=${FORCE:-}
@@ -43,7 +44,7 @@ $UQF quantize "$WORK/unified.st" -o "$WORK/sids.jsonl" --save-model "$WORK/quant
 
 # 6. TIGER: a small T5 that generates the next item's SID from the history's SIDs.
 $UQF train-rec "$WORK/dataset" --sids "$WORK/sids.jsonl" --backbone tiger -o "$WORK/tiger" \
-    --epochs "$TIGER_EPOCHS" --eval-users 500 --seed "$SEED" --device "$DEVICE" $FORCE
+    --preset "$TIGER_PRESET" --epochs "$TIGER_EPOCHS" --eval-users 500 --seed "$SEED" --device "$DEVICE" $FORCE
 
 # 7. Test metrics: full ranking (constrained beam search, beam 20), one held-out item per user.
 $UQF evaluate "$WORK/tiger" "$WORK/dataset" --split test --sids "$WORK/sids.jsonl" \

@@ -63,6 +63,7 @@ def test_budgets_and_commands_agree() -> None:
     ctx = DemoContext(Path("w"), budget=FULL)
     by_name = {s.name: s for s in STEPS}
     assert f"--epochs {FULL.tiger['epochs']}" in by_name["train-rec"].command(ctx)
+    assert f"--preset {FULL.tiger['preset']}" in by_name["train-rec"].command(ctx)
     assert "--kcore" not in by_name["prepare"].command(ctx)
     quick = DemoContext(Path("w"), budget=QUICK, seed=7)
     assert "--kcore 15 --max-history 10" in by_name["prepare"].command(quick)
