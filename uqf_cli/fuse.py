@@ -104,14 +104,15 @@ class FuseOptions:
     """Every knob of ``uqf fuse`` (defaults are the CLI defaults)."""
 
     method: str = "uqf"
-    d_model: int = 256
-    queries: int = 8
-    layers: int = 2
-    heads: int = 4
-    out_dim: int = 128
-    memory: str = "neighbours"
-    k_memory: int = 4
-    memory_tokens: int = 4
+    # the fuser's shape: FuserConfig holds the defaults, so a saved fuser and the CLI cannot disagree
+    d_model: int = FuserConfig.d_model
+    queries: int = FuserConfig.queries
+    layers: int = FuserConfig.layers
+    heads: int = FuserConfig.heads
+    out_dim: int = FuserConfig.out_dim
+    memory: str = FuserConfig.memory
+    k_memory: int = FuserConfig.k_memory
+    memory_tokens: int = FuserConfig.memory_tokens
     epochs: int = 10
     batch_size: int = 256
     lr: float = 2e-3
@@ -674,15 +675,6 @@ def overlap_queries(n: int) -> torch.Tensor:
     else:
         mask[torch.linspace(0, n - 1, OVERLAP_MAX_QUERIES).round().long()] = True
     return mask
-
-
-def neighbour_overlap(
-    emb: torch.Tensor, ref_neigh: list[np.ndarray], rows: torch.Tensor, k: int = OVERLAP_K,
-    queries: torch.Tensor | None = None,
-) -> float | None:
-    """Mean over ``rows`` (& ``queries``) of |top-k(emb, among rows) ∩ ref_neigh| / |ref_neigh| (positions)."""
-    found = space_neighbours(emb, rows, k, queries)
-    return None if found is None else overlap_score(*found, ref_neigh)
 
 
 def space_neighbours(emb: torch.Tensor, rows: torch.Tensor, k: int = OVERLAP_K,
