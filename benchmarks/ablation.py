@@ -153,7 +153,10 @@ def fmt(values: list[float], digits: int = 4, pct: bool = False) -> str:
 
 
 def tokenization_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {"fuse_epochs": args.fuse_epochs, "codebook_size": args.codebook_size, "levels": 3}
+    settings = {"fuse_epochs": args.fuse_epochs, "codebook_size": args.codebook_size, "levels": 3}
+    if args.quantize:  # only when set, so records cached before the option existed still match
+        settings["quantize"] = args.quantize
+    return settings
 
 
 def tokenize(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -169,7 +172,7 @@ def tokenize(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any
     t = time.perf_counter()
     fres = fuse(args.text, args.collab, args.dataset, wdir / "emb.st", opts, force=True)
     fuse_s = time.perf_counter() - t
-    qcfg = QuantizeConfig(seed=seed, codebook_sizes=[args.codebook_size] * 3)
+    qcfg = QuantizeConfig(**{**args.quantize, "seed": seed, "codebook_sizes": [args.codebook_size] * 3})
     t = time.perf_counter()
     qres = quantize(wdir / "emb.st", wdir / "sids.jsonl", qcfg, device=args.device, force=True)
     quant_s = time.perf_counter() - t
@@ -374,7 +377,9 @@ def ratio_lines(tigers: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def render(args: argparse.Namespace, ds: Dataset, toks: dict, tigers: dict, others: dict, wall: float) -> str:
-    budget = (f"fuse {args.fuse_epochs} epochs (other fuse options at their defaults); RQ-VAE defaults, 3 x "
+    rq = ("RQ-VAE defaults" if not args.quantize
+          else "RQ-VAE defaults except " + ", ".join(f"{k}={v}" for k, v in args.quantize.items()))
+    budget = (f"fuse {args.fuse_epochs} epochs (other fuse options at their defaults); {rq}, 3 x "
               f"{args.codebook_size} codes; seeds {args.seeds} (main) / {args.ablation_seeds} (ablations)")
     if not args.skip_rec:
         size = TIGER_PRESETS[args.tiger_preset]
@@ -441,6 +446,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
     ap.add_argument("--codebook-size", type=int, default=256)
+    ap.add_argument("--quantize", type=json.loads, default={},
+                    help='QuantizeConfig overrides as JSON, e.g. \'{"code_dim": 4, "epochs": 300}\' (default: none)')
     ap.add_argument("--skip-rec", action="store_true", help="tokenization metrics only (no TIGER)")
     ap.add_argument("--tiger-variants", default=None, help="train TIGER only on these variants (default: all)")
     ap.add_argument("--tiger-epochs", type=int, default=20)
@@ -500,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     everything = {"command": command_line(), "machine": machine_line(args), "code": code_version(),
                   "wall_seconds": round(wall, 1),
                   "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                  "tiger_presets": TIGER_PRESETS, "quantize_config": asdict(QuantizeConfig()),
+                  "tiger_presets": TIGER_PRESETS, "quantize_config": asdict(QuantizeConfig(**args.quantize)),
                   "tokenization": toks, "tiger": tigers, "others": others}
     json_path = args.json or args.out.with_suffix(".json")
     json_path.write_text(json.dumps(everything, indent=1, sort_keys=True, default=str), encoding="utf-8")

@@ -19,6 +19,7 @@ from uqf_cli.inspect_sids import (
     cosine_consistency,
     items_per_prefix,
 )
+from uqf_cli.quantize import collision_rate
 
 runner = CliRunner()
 N_GROUPS, PER = 6, 20
@@ -76,8 +77,9 @@ def test_collaborative_consistency_planted_vs_shuffled() -> None:
 
 def test_items_per_prefix() -> None:
     codes = np.array([[0, 0], [0, 1], [0, 1], [1, 0]])
-    assert items_per_prefix(codes, 1) == {"prefixes": 2, "max": 3, "mean": 2.0}
+    assert items_per_prefix(codes, 1) == {"prefixes": 2, "max": 3, "mean": 2.0, "shared": 0.75}
     assert items_per_prefix(codes, 2)["max"] == 2
+    assert items_per_prefix(codes, 2)["shared"] == 0.5 == collision_rate(codes)
 
 
 # ---- CLI -----------------------------------------------------------------------------------

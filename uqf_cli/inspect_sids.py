@@ -6,7 +6,9 @@ table with ``N`` items and ``L`` levels; "prefix of depth ``d``" is an item's fi
 * **utilisation** of level ``l``: distinct codes used / codebook size. **perplexity**:
   ``exp(-sum_k p_k log p_k)`` over the level's code frequencies (``K`` when usage is even).
 * **collision rate**: share of items whose full SID is shared with another item.
-* **items per prefix** (depth ``d``): max and mean number of items over the non-empty prefixes.
+* **items per prefix** (depth ``d``): max and mean number of items over the non-empty prefixes,
+  and ``shared``: the share of items whose depth-``d`` prefix is shared with another item (the
+  collision rate of the SIDs cut to ``d`` levels, e.g. a 4-level tokenization's rate at 3 levels).
 * **semantic consistency** (``--text``), depth ``d``: the mean cosine similarity of the text
   embeddings of all item pairs that share a depth-``d`` prefix (``within``), against the mean
   cosine over all item pairs (``random``: the expectation for a tokenization that ignores
@@ -66,9 +68,11 @@ def prefix_groups(codes: np.ndarray, depth: int) -> np.ndarray:
 
 
 def items_per_prefix(codes: np.ndarray, depth: int) -> dict[str, float]:
-    """Max and mean items over the non-empty depth-``depth`` prefixes, and how many there are."""
+    """Max and mean items over the non-empty depth-``depth`` prefixes, how many there are, and the
+    share of items in a prefix with others (the collision rate of the codes cut to ``depth`` levels)."""
     counts = np.bincount(prefix_groups(codes, depth))
-    return {"prefixes": len(counts), "max": int(counts.max()), "mean": float(counts.mean())}
+    shared = float(counts[counts > 1].sum() / counts.sum())
+    return {"prefixes": len(counts), "max": int(counts.max()), "mean": float(counts.mean()), "shared": shared}
 
 
 def code_summary(table: io.SidTable) -> dict[str, Any]:

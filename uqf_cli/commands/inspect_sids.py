@@ -89,7 +89,8 @@ def summary_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
                      f"{lv['utilisation']:.1%} / {lv['perplexity']:.1f}"))
     rows.append(("collision rate", f"{m['collision_rate']:.2%}"))
     for d, s in m["items_per_prefix"].items():
-        rows.append((f"items per depth-{d} prefix (max / mean)", f"{s['max']} / {s['mean']:.2f}"))
+        rows.append((f"items per depth-{d} prefix (max / mean / shared)",
+                     f"{s['max']} / {s['mean']:.2f} / {s['shared']:.2%}"))
     for key, name in (("semantic_cosine", "text cosine"), ("collab_cosine", "collab cosine")):
         for d, s in m.get(key, {}).items():
             rows.append((f"{name} depth {d} (within / random / lift)",
