@@ -469,7 +469,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.tiger_list = args.variant_list if tv is None else [v.strip() for v in tv.split(",") if v.strip()]
     if args.lcrec_steps and not {"uqf", "text"} <= set(args.variant_list):
         ap.error("--lcrec-steps needs the uqf and text variants")
+    check_quantize_overrides(ap, args.quantize)
     return args
+
+
+def check_quantize_overrides(ap: argparse.ArgumentParser, overrides: Any) -> None:
+    """``--quantize`` may change any RQ-VAE knob except those the ablation fixes (seed, 3 levels, sizes)."""
+    if not isinstance(overrides, dict):
+        ap.error("--quantize must be a JSON object, e.g. '{\"code_dim\": 4}'")
+    fixed = sorted({"seed", "levels", "codebook_sizes"} & set(overrides))
+    if fixed:
+        ap.error(f"--quantize cannot set {', '.join(fixed)} (use --seed / --seeds and --codebook-size)")
+    known = set(QuantizeConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        ap.error(f"--quantize: unknown QuantizeConfig field(s) {', '.join(unknown)}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -63,3 +63,52 @@ def test_same_seed_gives_byte_identical_sids(tmp_path: Path) -> None:
     header = json.loads(first["sids.jsonl"].decode().splitlines()[0])
     assert header["_uqf"] == "sids" and header["items"] == 16
     assert header["provenance"]["inputs"]  # the SIDs really carry their upstream hashes
+
+
+def _grad_hashes(fn, threads: int, repeats: int = 3) -> set[bytes]:
+    """Run ``fn() -> (loss, leaf)`` ``repeats`` times with ``threads`` torch threads; distinct grad bytes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        seen = set()
+        for _ in range(repeats):
+            loss, leaf = fn()
+            loss.backward()
+            seen.add(leaf.grad.numpy().tobytes())
+        return seen
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_gathers_with_shared_rows_have_a_run_to_run_identical_backward() -> None:
+    """quantize's codebook gather and train-gcn's BPR gather, many items per row, two threads.
+
+    Advanced indexing (``book[codes]``) accumulates the gradients of rows shared by many items in a
+    thread-dependent order on a multi-threaded CPU, so identical runs differed in the last bits (and
+    Office SIDs from two identical ``uqf quantize`` runs differed). Every repeat must give the same bytes.
+    """
+    import torch
+
+    from uqf_cli.gcn import bpr_loss
+    from uqf_cli.quantize import _gather_codes
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 64, (20000,), generator=g)
+    upstream = torch.randn(20000, 32, generator=g)
+    book0 = torch.randn(64, 32, generator=g)
+
+    def codebook_step():
+        book = book0.clone().requires_grad_(True)
+        return (_gather_codes(book, codes) * upstream).sum(), book
+
+    nodes0 = torch.randn(300, 16, generator=g)
+    u, p, n = (torch.randint(0, 300, (20000,), generator=g) for _ in range(3))
+
+    def bpr_step():
+        nodes = nodes0.clone().requires_grad_(True)
+        return bpr_loss(nodes * 1.0, nodes, u, p, n, reg=1e-4), nodes
+
+    assert len(_grad_hashes(codebook_step, threads=2)) == 1
+    assert len(_grad_hashes(bpr_step, threads=2)) == 1

@@ -112,9 +112,12 @@ def test_cli_tree_summary_and_json(office_like: tuple[Path, Path, Path]) -> None
     assert r.exit_code == 0, r.output
     assert "<a_1>" in r.output and "Pens" in r.output and "category purity depth 1" in r.output
     assert "\x1b[" not in r.output  # no colour in pipes
+    assert "depth-1 prefix (max / mean / shared)" in r.output
     r = runner.invoke(app, ["inspect-sids", str(sids), "--dataset", str(ds), "--text", str(text), "--json"])
     m = json.loads(r.stdout)["metrics"]
     assert m["category_purity"]["1"]["purity"] == 1.0  # code 0 = pens, code 1 = paper
+    # level 1 has two codes for all items (every item shares it); level 3 is the item id (no one does)
+    assert m["items_per_prefix"]["1"]["shared"] == 1.0 and m["items_per_prefix"]["3"]["shared"] == 0.0
     assert m["per_level"][0]["used"] == 2 and "semantic_cosine" in m and "collab_adjacency" in m
 
 

@@ -237,13 +237,18 @@ def sample_negatives(users: torch.Tensor, graph: TrainGraph, generator: torch.Ge
 def bpr_loss(
     final: torch.Tensor, ego: torch.Tensor, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, reg: float
 ) -> torch.Tensor:
-    """BPR on final embeddings + λ·(‖e⁰_u‖² + ‖e⁰_p‖² + ‖e⁰_n‖²)/(2B) on ego embeddings (node indices)."""
-    e_u = final[u]
-    diff = (e_u * (final[n] - final[p])).sum(-1)
+    """BPR on final embeddings + λ·(‖e⁰_u‖² + ‖e⁰_p‖² + ‖e⁰_n‖²)/(2B) on ego embeddings (node indices).
+
+    Rows are gathered with ``index_select``, not ``final[u]``: advanced indexing's backward adds the
+    gradients of repeated nodes in a thread-dependent order on a multi-threaded CPU, which broke
+    run-to-run determinism; ``index_select``'s backward accumulates in a fixed order.
+    """
+    e_u = final.index_select(0, u)
+    diff = (e_u * (final.index_select(0, n) - final.index_select(0, p))).sum(-1)
     loss = F.softplus(diff).mean()
     if reg > 0:
         idx = torch.cat([u, p, n])
-        loss = loss + reg * ego[idx].square().sum() / (2 * u.numel())
+        loss = loss + reg * ego.index_select(0, idx).square().sum() / (2 * u.numel())
     return loss
 
 

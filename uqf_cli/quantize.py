@@ -364,7 +364,7 @@ class ResidualQuantizer(nn.Module):
             residuals.append(residual)
             dist = _sq_dist(residual.detach(), book.detach())
             idx = (dist - self.code_bias(level)).argmin(1)
-            chosen = book[idx]
+            chosen = _gather_codes(book, idx)
             codes.append(idx)
             z_q = z_q + chosen
             residual = residual - chosen
@@ -400,6 +400,17 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
         return [torch.arange(n)]
     perm = torch.randperm(n, generator=gen)
     return list(perm.split(batch_size))
+
+
+def _gather_codes(book: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``book[codes]`` with a deterministic backward.
+
+    Why: the backward of advanced indexing (``index_put_`` with accumulation) adds the gradients of
+    items that share a code in a thread-dependent order on a multi-threaded CPU, so two identical
+    runs differed in the last bits, and the chaotic training turned that into different SIDs.
+    ``index_select``'s backward accumulates in a fixed order.
+    """
+    return book.index_select(0, codes)
 
 
 def _reinit_dead_codes(model: ResidualQuantizer, usage: list[torch.Tensor], residuals: list[torch.Tensor],
@@ -470,7 +481,8 @@ def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, 
                 codes, z_q, residuals = model.quantize(z)
                 # codebook loss pulls codes to (frozen) residuals, commitment pulls residuals to codes
                 quant = sum(
-                    (r.detach() - book[c]).pow(2).sum(1).mean() + cfg.beta * (r - book[c].detach()).pow(2).sum(1).mean()
+                    (r.detach() - _gather_codes(book, c)).pow(2).sum(1).mean()
+                    + cfg.beta * (r - _gather_codes(book, c).detach()).pow(2).sum(1).mean()
                     for r, book, c in zip(residuals, model.codebooks, codes.T, strict=True)
                 )
                 z_st = z + (z_q - z).detach()  # straight-through estimator
