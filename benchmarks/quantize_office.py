@@ -10,7 +10,8 @@ on the same file, writes its SIDs to a temporary directory, and reports utilisat
 raw collisions, relative reconstruction error, the level-1 lift and the wall seconds (the machine
 may be shared: compare seconds within one run only).
 
-Run: ``UQF_THREADS=1 .venv/bin/python benchmarks/quantize_office.py [--emb /work/notes/artifacts/office_text.st]``
+Run: ``UQF_THREADS=1 .venv/bin/python benchmarks/quantize_office.py --emb office_text.st``, where
+``office_text.st`` is ``uqf prepare builtin:office -o office && uqf embed-text office -o office_text.st``
 (``--only default,rqkmeans`` for a subset; ``--seeds 0,1,2,3`` fits every row once per seed and adds
 a mean / min / max line: the raw collision rate moves by a few points between seeds).
 
@@ -111,7 +112,7 @@ def print_peer(path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--emb", default="/work/notes/artifacts/office_text.st")
+    ap.add_argument("--emb", required=True, help="uqf embed-text output for Office (see the module docstring)")
     ap.add_argument("--only", default="", help="comma-separated config names")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds; each row is fitted once per seed")
     ap.add_argument("--peer-index", type=Path, default=DEFAULT_PEER, help="an LC-Rec/LETTER index.json")
