@@ -1,4 +1,4 @@
-"""benchmarks/ablation.py end to end on a tiny synthetic dataset: tables, cache/resume, cold-item SIDs."""
+"""benchmarks/ablation.py end to end on a tiny synthetic dataset: workers, records, budget, resume, curves."""
 
 from __future__ import annotations
 
@@ -12,21 +12,25 @@ import pytest
 from conftest import make_dataset
 
 from uqf_cli.dataset import Dataset
+from uqf_cli.gcn import train_gcn
+from uqf_cli.gcn_config import GcnConfig
 from uqf_cli.io import SidTable, make_provenance, save_embeddings
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("ablation_bench", SCRIPT)
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["ablation_bench"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-ablation = _load_script()
+ablation = _load("ablation")
+units = sys.modules["ablation_units"]
 
 
 @pytest.fixture(scope="module")
@@ -38,57 +42,71 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ids = list(ds.item_ids)
     text = rng.normal(size=(len(ids), 16)).astype(np.float32)
     save_embeddings(root / "text.st", text, ids, make_provenance("test", {}), "text", ds.fingerprint)
-    # the last two items have no collab row: the collab-only tokenizer cannot place them
-    warm = ids[:-2]
-    collab = rng.normal(size=(len(warm), 8)).astype(np.float32)
-    save_embeddings(root / "collab.st", collab, warm, make_provenance("test", {}), "collab", ds.fingerprint,
-                    extra_metadata={"cold_item_ids": []})
+    train_gcn(ds_dir, root / "collab.st", GcnConfig(dim=8, epochs=2, eval_every=1, patience=0, seed=0, device="cpu"))
     return {"ds": ds_dir, "text": root / "text.st", "collab": root / "collab.st", "root": root}
 
 
-def _argv(inputs: dict[str, Path], *extra: str) -> list[str]:
+def _argv(inputs: dict[str, Path], out: str, *extra: str) -> list[str]:
     return ["--dataset", str(inputs["ds"]), "--text", str(inputs["text"]), "--collab", str(inputs["collab"]),
-            "--work", str(inputs["root"] / "work"), "--fuse-epochs", "1", "--codebook-size", "4", *extra]
+            "--work", str(inputs["root"] / "work"), "--out", str(inputs["root"] / out), "--fuse-epochs", "1",
+            "--codebook-size", "4", "--quantize", '{"epochs": 5, "warmup_epochs": 1}', "--tiger-preset", "tiny",
+            "--tiger-eval-users", "10", "--tiger-patience", "1", "--device", "cpu", *extra]
 
 
-def test_tokenization_table_and_resume(inputs: dict[str, Path]) -> None:
-    out = inputs["root"] / "tok.md"
-    result = ablation.main(_argv(inputs, "--skip-rec", "--variants", "text,collab,uqf-no-gate", "--seeds", "2",
-                                 "--out", str(out)))
-    assert [len(result["tokenization"][v]) for v in ("text", "collab", "uqf-no-gate")] == [2, 2, 1]
-    collab_rec = result["tokenization"]["collab"][0]
-    assert collab_rec["items"] == 38 and collab_rec["fuse_omitted_items"] == 2
-    text_rec = result["tokenization"]["text"][0]
-    assert -1.0 <= text_rec["semantic_lift"]["1"] <= 1.0 and text_rec["cooc_lift"]["1"] >= 0
-    md = out.read_text(encoding="utf-8")
-    assert "| text-only RQ-VAE (TIGER/LC-Rec) | 2 |" in md and "UQF, no gate" in md and "Command:" in md
-    assert json.loads(out.with_suffix(".json").read_text())["tokenization"]["text"][1]["seed"] == 1
-    # a rerun resumes: the cached records are not rewritten
-    record = inputs["root"] / "work" / "tok" / "text_s0" / "record.json"
+def test_parallel_workers_records_resume_and_curves(inputs: dict[str, Path]) -> None:
+    argv = _argv(inputs, "cmp.md", "--variants", "text,collab", "--seeds", "1", "--tiger-epochs", "2", "--jobs", "2",
+                 "--baselines")
+    result = ablation.main(argv)
+    names = sorted(r["unit"] for r in result["records"])
+    assert names == ["base_lightgcn_s0", "base_pop_s0", "base_sasrec_s0", "sid_collab_s0", "sid_text_s0"]
+    collab = next(r for r in result["records"] if r["unit"] == "sid_collab_s0")
+    assert collab["epoch_cap"] == 2 and 1 <= collab["epochs_run"] <= 2 and collab["curve"][0]["epoch"] == 1
+    assert 0.0 <= collab["test"]["ndcg@10"] <= collab["test"]["recall@10"] <= 1.0
+    assert "python benchmarks/ablation.py --dataset" in collab["command"] and collab["machine"].startswith("CPU")
+    md = (inputs["root"] / "cmp.md").read_text(encoding="utf-8")
+    assert "| collaborative-only | 1 |" in md and "| SASRec | 1 |" in md and "Command:" in md
+    png = inputs["root"] / "cmp_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    # a rerun skips recorded units: no record is rewritten
+    record = inputs["root"] / "cmp" / "units" / "sid_text_s0.json"
     before = record.stat().st_mtime_ns
-    ablation.main(_argv(inputs, "--skip-rec", "--variants", "text", "--seeds", "2", "--out", str(out)))
+    ablation.main(argv)
     assert record.stat().st_mtime_ns == before
-    # other settings in the same work dir are refused, not mixed
+    # another budget for the same table is refused, not mixed
     with pytest.raises(SystemExit, match="other settings"):
-        ablation.main(_argv(inputs, "--skip-rec", "--variants", "text", "--codebook-size", "8", "--out", str(out)))
+        ablation.main([*argv[:-5], "--variants", "text", "--seeds", "1", "--tiger-patience", "3"])
 
 
-def test_tiger_rows_and_ratio(inputs: dict[str, Path]) -> None:
-    out = inputs["root"] / "rec.md"
-    result = ablation.main(_argv(inputs, "--variants", "text,collab", "--seeds", "1", "--tiger-preset", "tiny",
-                                 "--tiger-epochs", "1", "--tiger-eval-users", "10", "--out", str(out)))
-    rec = result["tiger"]["collab"][0]
-    assert rec["reserved_cold_items"] == 2  # the two items without a collab row got the reserved prefix
-    assert 0.0 <= rec["test"]["ndcg@10"] <= rec["test"]["recall@10"] <= 1.0
-    md = out.read_text(encoding="utf-8")
-    assert "## TIGER on each tokenizer" in md and "preset `tiny`" in md
+def test_budget_calibrates_an_equal_epoch_cap(inputs: dict[str, Path]) -> None:
+    argv = _argv(inputs, "budget.md", "--variants", "text,concat", "--seeds", "1", "--tiger-epochs", "50",
+                 "--budget-minutes", "3")
+    result = ablation.main(argv)
+    manifest = result["manifest"]
+    cap = manifest["epoch_cap"]
+    assert 1 <= cap <= 50 and manifest["plan"]["epoch_seconds"] > 0
+    assert {r["epoch_cap"] for r in result["records"]} == {cap}
+    assert json.loads((inputs["root"] / "budget" / "run.json").read_text())["epoch_cap"] == cap
+
+
+def test_budget_too_small_is_one_clear_error(inputs: dict[str, Path]) -> None:
+    with pytest.raises(SystemExit, match="too small"):
+        ablation.main(_argv(inputs, "tiny_budget.md", "--variants", "text", "--seeds", "1",
+                            "--budget-minutes", "0.01"))
+
+
+def test_define_adds_a_variant_and_bad_definitions_are_refused(inputs: dict[str, Path]) -> None:
+    args = ablation.parse_args(_argv(inputs, "d.md", "--define", 'uqf-w={"method": "uqf", "fuse": {"w_semantic": 1}}',
+                                     "--variants", "uqf-w"))
+    assert ablation.planned_units(args)[0] == ["sid_uqf-w_s0", "sid_uqf-w_s1"]
+    with pytest.raises(SystemExit):
+        ablation.parse_args(_argv(inputs, "d.md", "--define", 'x={"method": "uqf", "fuse": {"nope": 1}}'))
 
 
 def test_reserved_codes_are_distinct_and_outside_the_codebook(tmp_path: Path) -> None:
     ds = Dataset.load(make_dataset(tmp_path / "ds", n_items=12))
     known = ds.item_ids[:2]
     table = SidTable(known, np.array([[0, 1, 2], [1, 1, 2]]), [2, 2, 3], {}, {}, ds.fingerprint)
-    full, added = ablation.sids_covering(table, ds)
+    full, added = units.sids_covering(table, ds)
     # 10 uncovered items need 10 distinct deeper pairs: 2 x 3 are too few, so the last codebook grows to 5
     assert added == 10 and full.codebook_sizes == [3, 2, 5]
     extra = full.codes[2:]

@@ -1,0 +1,194 @@
+"""The tokenizer comparison's report: a markdown table, a JSON of every record and the validation curves.
+
+Everything is rendered from the unit records under ``<out stem>/units/`` (whichever invocation or
+machine wrote them), so a report can be re-rendered at any time (``ablation.py --report-only``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ablation_units import manifest_path, read_json, records_dir, write_json
+
+from uqf_cli.dataset import Dataset
+
+METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+def load_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    folder = records_dir(args)
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+
+
+def mean_std(values: list[float | None]) -> tuple[float, float, int]:
+    vals = [float(v) for v in values if v is not None and not np.isnan(v)]
+    if not vals:
+        return float("nan"), float("nan"), 0
+    return float(np.mean(vals)), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+
+
+def fmt(values: list[float | None], digits: int = 4, pct: bool = False) -> str:
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "-"
+    scale, unit, d = (100.0, "%", 1) if pct else (1.0, "", digits)
+    return f"{m * scale:.{d}f}{unit}" if n == 1 else f"{m * scale:.{d}f} ± {s * scale:.{d}f}{unit}"
+
+
+def grouped(records: list[dict[str, Any]], variants: dict[str, dict[str, Any]], baselines: dict[str, str]
+            ) -> dict[str, list[dict[str, Any]]]:
+    """Rows in a fixed order: SID variants as defined, then baselines; each a list of seeds' records."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for variant, spec in variants.items():
+        recs = sorted((r for r in records if r["kind"] == "sid" and r["variant"] == variant), key=lambda r: r["seed"])
+        if recs:
+            rows[spec["label"]] = recs
+    for name, label in baselines.items():
+        recs = sorted((r for r in records if r["kind"] == "baseline" and r["name"] == name), key=lambda r: r["seed"])
+        if recs:
+            rows[label] = recs
+    return rows
+
+
+def tokenization_table(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines = ["| tokenizer | seeds | raw collisions | semantic lift d1 | co-occ. lift d1 | collab-cos lift d1 | "
+             "fuse s | quantize s |", "|---|---|---|---|---|---|---|---|"]
+    for label, recs in rows.items():
+        toks = [r["tokenization"] for r in recs if r["kind"] == "sid"]
+        if not toks:
+            continue
+        lines.append(
+            f"| {label} | {len(toks)} | {fmt([t['raw_collision_rate'] for t in toks], pct=True)} | "
+            f"{fmt([t['semantic_lift']['1'] for t in toks], 3)} | {fmt([t['cooc_lift']['1'] for t in toks], 2)} | "
+            f"{fmt([t['collab_cosine_lift']['1'] for t in toks], 3)} | "
+            f"{fmt([t['seconds']['fuse'] for t in toks], 0)} | {fmt([t['seconds']['quantize'] for t in toks], 0)} |")
+    return lines
+
+
+def budget_cell(recs: list[dict[str, Any]]) -> str:
+    if "epochs_run" not in recs[0]:
+        return "-"
+    runs = "/".join(str(r["epochs_run"]) for r in recs)
+    best = "/".join(str(r["best_epoch"]) for r in recs)
+    stopped = sum(bool(r.get("early_stopped")) for r in recs)
+    cap = recs[0].get("epoch_cap")
+    return f"{runs} (best {best}){'' if cap is None else f' of {cap}'}; early stop {stopped}/{len(recs)}"
+
+
+def rec_table(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines = ["| model | seeds | epochs run (best) of cap; early stop | test R@10 | test N@10 | valid N@10 | "
+             "train min |", "|---|---|---|---|---|---|---|"]
+    for label, recs in rows.items():
+        lines.append(
+            f"| {label} | {len(recs)} | {budget_cell(recs)} | {fmt([r['test']['recall@10'] for r in recs])} | "
+            f"{fmt([r['test']['ndcg@10'] for r in recs])} | {fmt([r['valid']['ndcg@10'] for r in recs])} | "
+            f"{fmt([r['seconds']['train'] / 60 for r in recs], 1)} |")
+    return lines
+
+
+def verdict(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict[str, Any]]) -> list[str]:
+    """Plain ratios of test NDCG@10 means: UQF against each other tokenizer, the best SID model against SASRec."""
+    def mean(label: str) -> float:
+        return mean_std([r["test"]["ndcg@10"] for r in rows.get(label, [])])[0]
+
+    labels = {v: variants[v]["label"] for v in ("uqf", "text", "concat", "collab") if v in variants}
+    out = []
+    uqf = mean(labels.get("uqf", ""))
+    for other in ("text", "concat", "collab"):
+        if other in labels and labels[other] in rows and labels["uqf"] in rows and mean(labels[other]) > 0:
+            out.append(f"- UQF / {labels[other]}: {uqf / mean(labels[other]):.2f}x test NDCG@10")
+    sid_rows = {lab: mean(lab) for lab, recs in rows.items() if recs[0]["kind"] == "sid"}
+    if sid_rows and "SASRec" in rows and mean("SASRec") > 0:
+        best = max(sid_rows, key=lambda k: sid_rows[k])
+        out.append(f"- best SID model ({best}) / SASRec: {sid_rows[best] / mean('SASRec'):.2f}x test NDCG@10")
+    return out
+
+
+def draw_curves(rows: dict[str, list[dict[str, Any]]], path: Path, title: str) -> bool:
+    """Validation NDCG@10 per evaluation for every run with a curve; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    colours = plt.get_cmap("tab10")
+    for n, (label, recs) in enumerate(rows.items()):
+        for k, rec in enumerate(r for r in recs if r.get("curve")):
+            pts = [(c["epoch"], c["valid_ndcg10"]) for c in rec["curve"] if c.get("valid_ndcg10") is not None]
+            if not pts:
+                continue
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, color=colours(n % 10), linestyle=("-", "--", ":")[k % 3], linewidth=1.4,
+                    label=label if k == 0 else None)
+            best = rec.get("best_epoch")
+            if best in xs:
+                ax.plot([best], [ys[xs.index(best)]], marker="o", color=colours(n % 10), markersize=4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NDCG@10 (early-stopping sample)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def header(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]:
+    ds = Dataset.load(args.dataset)
+    manifest = read_json(manifest_path(args)) or {}
+    commands = sorted({r["command"] for r in records})
+    codes = sorted({r["code"] for r in records})
+    machines = sorted({r["machine"] for r in records})
+    cap = manifest.get("epoch_cap")
+    plan = manifest.get("plan")
+    budget = (f"every TIGER at most {cap} epochs" + (f", the equal cap that fits --budget-minutes "
+              f"{manifest['budget_minutes']} with --jobs {manifest['jobs']} (calibration: {plan})" if plan else "")
+              + f"; early stopping after {args.tiger_patience} evaluations without improvement on "
+              f"{args.tiger_eval_users} seeded validation users; TIGER preset `{args.tiger_preset}`; fuse "
+              f"{args.fuse_epochs} epochs; RQ-VAE {args.levels} x {args.codebook_size}"
+              + (f" with {args.quantize}" if args.quantize else "")
+              + "; SASRec trains to its own early stopping (same patience, full validation set)")
+    return [
+        "# Tokenizers for generative recommendation: TIGER on each tokenizer's SIDs",
+        "",
+        *(f"Command: `{c}`" for c in commands), "",
+        f"Code: {', '.join(codes)}. Machine: {'; '.join(machines)}.", "",
+        f"Data: {args.dataset} ({len(ds.user_ids):,} users, {len(ds.item_ids):,} items, "
+        f"{ds.num_interactions:,} interactions); full ranking over all items, "
+        f"{'all' if args.eval_users is None else f'the first {args.eval_users}'} users, beam 20.", "",
+        f"Budget: {budget}.", "",
+    ]
+
+
+def write(args: argparse.Namespace, variants: dict[str, dict[str, Any]], baselines: dict[str, str],
+          presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Render ``--out``, its JSON and the curves PNG from the records; return the JSON's content."""
+    records = load_records(args)
+    rows = grouped(records, variants, baselines)
+    curves = args.out.with_name(args.out.stem + "_curves.png")
+    lines = header(args, records) if records else ["# Tokenizer comparison", "", "No unit has finished yet.", ""]
+    if rows:
+        lines += ["## Recommendation (mean ± std over seeds)", "", *rec_table(rows), "", *verdict(rows, variants)]
+        drawn = draw_curves(rows, curves, f"{args.out.stem}: validation NDCG@10 per epoch (dot: best epoch)")
+        lines += ["", f"Curves: `{curves.name}`" if drawn else "Curves: not drawn (install the plot extra)."]
+        lines += ["", "## SID space", "", *tokenization_table(rows)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(args.out)
+    everything = {"tiger_presets": presets, "manifest": read_json(manifest_path(args)), "records": records}
+    write_json(args.out.with_suffix(".json"), everything)
+    print(text)
+    return everything
