@@ -99,12 +99,8 @@ def read_index_map(path: Path) -> dict[str, str]:
 
 def read_split_rows(path: Path, split: str, users: dict[str, UserRows], known_items: dict[str, str]) -> None:
     """Add one split file's rows to ``users`` (by user index); unknown item indices are an error."""
-    require_file(path)
+    _check_header(path)
     for lineno, row, _ in _iter_recbole(path):
-        missing = [c for c in ROW_COLUMNS if c not in row]
-        if missing:
-            raise InputError(path, f"header lacks column(s) {', '.join(missing)} (benchmark files have "
-                             "user_id, item_id_list, item_id)")
         history, target = tuple(row["item_id_list"].split()), row["item_id"]
         if not row["user_id"] or not target:
             raise InputError(path, f"line {lineno}: empty user_id or item_id")
@@ -119,6 +115,20 @@ def read_split_rows(path: Path, split: str, users: dict[str, UserRows], known_it
         if getattr(rows, split) is not None:
             raise InputError(path, f"line {lineno}: user {row['user_id']!r} has a second {split} row")
         setattr(rows, split, rec)
+
+
+def _check_header(path: Path) -> None:
+    """The split files' three columns, checked even when a file has no rows."""
+    require_file(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = {col.partition(":")[0] for col in f.readline().rstrip("\n\r").split("\t")}
+    except UnicodeDecodeError as e:
+        raise InputError(path, "not UTF-8 text") from e
+    missing = [c for c in ROW_COLUMNS if c not in names]
+    if missing:
+        raise InputError(path, f"header lacks column(s) {', '.join(missing)} (benchmark files have "
+                         "user_id, item_id_list, item_id)")
 
 
 def _tail(items: tuple[str, ...] | list[str], k: int = 4) -> str:
@@ -158,33 +168,35 @@ def rebuild_sequence(user: str, rows: UserRows, cap: int) -> list[str]:
         raise InputError(test.path, f"line {test.lineno}: user {user!r} has no row in the valid file")
     seq = [*test.history, test.target]
     length = len(rows.train) + 3
+    origin = "the test row"
     if len(seq) < length and len(test.history) == cap and rows.train:
         seq = [*_follow_train_rows(user, rows, cap), valid.target, test.target]
+        origin = f"the test row and the chained train rows (histories cut at {cap})"
     if len(seq) != length:
         raise InputError(test.path, f"line {test.lineno}: user {user!r}: the test row's history holds "
                          f"{len(test.history)} items, but the train file has {len(rows.train)} rows for this "
                          f"user (a sequence of n items has n-3 train rows)")
-    _check_row(user, valid, seq, length - 2, cap, "valid")
-    _check_row(user, test, seq, length - 1, cap, "test")
-    _check_train_rows(user, rows.train, seq, cap)
+    _check_row(user, valid, seq, length - 2, cap, "valid", origin)
+    _check_row(user, test, seq, length - 1, cap, "test", origin)
+    _check_train_rows(user, rows.train, seq, cap, origin)
     return seq
 
 
-def _check_row(user: str, row: PrefixRow, seq: list[str], p: int, cap: int, split: str) -> None:
+def _check_row(user: str, row: PrefixRow, seq: list[str], p: int, cap: int, split: str, origin: str) -> None:
     history, target = _expected_row(seq, p, cap)
     if (row.history, row.target) != (history, target):
         raise InputError(row.path, f"line {row.lineno}: user {user!r}: the {split} row ({_tail(row.history)} -> "
-                         f"{row.target}) disagrees with the sequence rebuilt from the test row "
+                         f"{row.target}) disagrees with the sequence rebuilt from {origin} "
                          f"(expected {_tail(history)} -> {target})")
 
 
-def _check_train_rows(user: str, train: list[PrefixRow], seq: list[str], cap: int) -> None:
+def _check_train_rows(user: str, train: list[PrefixRow], seq: list[str], cap: int, origin: str) -> None:
     expected = Counter(_expected_row(seq, p, cap) for p in range(1, len(seq) - 2))
     for r in train:
         key = (r.history, r.target)
         if expected[key] == 0:
             raise InputError(r.path, f"line {r.lineno}: user {user!r}: train row ({_tail(r.history)} -> "
-                             f"{r.target}) is no prefix of the sequence rebuilt from the test row")
+                             f"{r.target}) is no prefix of the sequence rebuilt from {origin}")
         expected[key] -= 1
 
 
