@@ -38,7 +38,7 @@ def split_rows(seq: list[str], cap: int) -> dict[str, list[tuple[list[str], str]
     return {
         "train": [(train[:-k][-cap:], train[-k]) for k in range(1, len(train))],
         "valid": [(train[-cap:], seq[-2])],
-        "test": [((train + [seq[-2]])[-cap:], seq[-1])],
+        "test": [([*train, seq[-2]][-cap:], seq[-1])],
     }
 
 

@@ -34,13 +34,12 @@ def _is_text(value: Any) -> bool:
 
 
 def string_fields(items: Iterable[dict[str, Any]]) -> list[str]:
-    """Fields holding text in at least one item, in order of first appearance."""
-    order: dict[str, bool] = {}
+    """Fields holding text in at least one item, in order of the field's first appearance."""
+    has_text: dict[str, bool] = {}
     for fields in items:
         for name, value in fields.items():
-            if _is_text(value):
-                order.setdefault(name, True)
-    return list(order)
+            has_text[name] = has_text.get(name, False) or _is_text(value)
+    return [name for name, text in has_text.items() if text]
 
 
 def choose_fields(items: dict[str, dict[str, Any]], fields: Sequence[str] | None) -> FieldChoice:
