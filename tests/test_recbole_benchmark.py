@@ -162,7 +162,7 @@ def test_index_missing_from_item2index(tmp_path: Path) -> None:
     u, h, _ = (src / "Sci.test.inter").read_text().splitlines()[2].split("\t")
     _edit(src / "Sci.test.inter", 3, f"{u}\t{h}\t999")
     assert_one_line_error(run_cli("prepare", str(src), "-o", str(tmp_path / "ds")), "Sci.test.inter", "line 3",
-                          "'999'", "item2index")
+                          "'999'", "Sci.item2index")
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,8 @@ def read_index_map(path: Path) -> dict[str, str]:
     return by_index
 
 
-def read_split_rows(path: Path, split: str, users: dict[str, UserRows], known_items: dict[str, str]) -> None:
+def read_split_rows(path: Path, split: str, users: dict[str, UserRows], known_items: dict[str, str],
+                    map_name: str) -> None:
     """Add one split file's rows to ``users`` (by user index); unknown item indices are an error."""
     _check_header(path)
     for lineno, row, _ in _iter_recbole(path):
@@ -106,7 +107,7 @@ def read_split_rows(path: Path, split: str, users: dict[str, UserRows], known_it
             raise InputError(path, f"line {lineno}: empty user_id or item_id")
         for idx in (*history, target):
             if idx not in known_items:
-                raise InputError(path, f"line {lineno}: item index {idx!r} is not in the item2index file")
+                raise InputError(path, f"line {lineno}: item index {idx!r} is not in {map_name}")
         rec = PrefixRow(path, lineno, history, target)
         rows = users.setdefault(row["user_id"], UserRows())
         if split == "train":
@@ -223,12 +224,13 @@ def read_recbole_benchmark(source: Path) -> RawDataset:
         raise InputError(source, "RecBole benchmark layout needs X.train.inter, X.valid.inter, X.test.inter, "
                          "X.text and X.item2index")
     folder, stem = found
-    item_map = read_index_map(folder / f"{stem}.item2index")
+    item_file = folder / f"{stem}.item2index"
+    item_map = read_index_map(item_file)
     user_file = folder / f"{stem}.user2index"
     user_map = read_index_map(user_file) if user_file.is_file() else None
     users: dict[str, UserRows] = {}
     for split in SPLITS:
-        read_split_rows(folder / f"{stem}.{split}.inter", split, users, item_map)
+        read_split_rows(folder / f"{stem}.{split}.inter", split, users, item_map, item_file.name)
     cap = max(len(r.history) for rows in users.values() for r in [*rows.train, rows.valid, rows.test] if r)
     interactions: list[Interaction] = []
     for uidx, rows in users.items():

@@ -74,6 +74,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(summary)
             return
+        if from_array is not None:
+            runtime.stdout_console().print(f"wrote {res.output}: [{res.items:,}, {res.dim}] float32 from "
+                                           f"{from_array.name} (no model run)", soft_wrap=True)
+            return
         runtime.stdout_console().print(
             f"wrote {res.output}: [{res.items:,}, {res.dim}] float32, {res.model} ({res.pooling} pooling) on "
             f"{res.device}: {res.items_per_second:,.1f} items/s ({res.seconds:.1f} s encoding, "
