@@ -155,6 +155,12 @@ def test_train_row_that_is_no_prefix(tmp_path: Path) -> None:
     _edit(cut / "Sci.train.inter", 2, f"{u}\t{h}\t{h.split()[0]}")
     assert_one_line_error(run_cli("prepare", str(cut), "-o", str(tmp_path / "ds")), "Sci.valid.inter",
                           "chained train rows", "disagrees")
+    # ... and a wrong valid target of that user is blamed on the valid file, not on the test row.
+    cut2 = write_benchmark(tmp_path / "Cut2", make_sequences(), cap=4)
+    u, h, _ = (cut2 / "Sci.valid.inter").read_text().splitlines()[1].split("\t")
+    _edit(cut2 / "Sci.valid.inter", 2, f"{u}\t{h}\t{h.split()[0]}")
+    assert_one_line_error(run_cli("prepare", str(cut2), "-o", str(tmp_path / "ds")), "Sci.valid.inter", "line 2",
+                          "disagrees")
 
 
 def test_index_missing_from_item2index(tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ def rebuild_sequence(user: str, rows: UserRows, cap: int) -> list[str]:
     length = len(rows.train) + 3
     origin = "the test row"
     if len(seq) < length and len(test.history) == cap and rows.train:
-        seq = [*_follow_train_rows(user, rows, cap), valid.target, test.target]
+        seq = [*_follow_train_rows(user, rows, cap), test.history[-1], test.target]
         origin = f"the test row and the chained train rows (histories cut at {cap})"
     if len(seq) != length:
         raise InputError(test.path, f"line {test.lineno}: user {user!r}: the test row's history holds "
