@@ -159,3 +159,48 @@ def test_cli_bad_dataset(tmp_path: Path) -> None:
     (bad / "sequences.jsonl").write_text('{"user_id": "u", "item_ids": ["1"]}\n')
     res = runner.invoke(app, ["embed-text", str(bad), "-o", str(tmp_path / "t.st")])
     assert res.exit_code == 2 and "duplicate item id" in res.output and "line 2" in res.output
+
+
+# ---- which fields without --fields -------------------------------------------------------------
+
+
+def _write_items(path: Path, items: dict[str, dict]) -> Path:
+    from uqf_cli.io import write_dataset_dir
+
+    seqs = {f"u{u}": [str((u + k) % len(items)) for k in range(4)] for u in range(6)}
+    write_dataset_dir(path, {str(k): v for k, v in zip(range(len(items)), items.values(), strict=True)}, seqs,
+                      {"source": "synthetic"})
+    return path
+
+
+def test_only_a_name_field_works_without_fields(tmp_path: Path) -> None:
+    items = {str(k): {"name": f"stapler model {k}", "colour": ["red", "black"][k % 2], "price": 3.5 + k}
+             for k in range(5)}
+    ds_dir = _write_items(tmp_path / "ds", items)
+    out = tmp_path / "t.st"
+    res = runner.invoke(app, ["embed-text", str(ds_dir), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "every string field: name, colour" in " ".join(res.stderr.split())  # on stderr, in first-seen order
+    ef = load_embeddings(out)
+    assert ef.embeddings.shape == (5, 384)
+    params = ef.provenance["parameters"]
+    assert params["fields"] == ["name", "colour"] and params["fields_chosen"] == "all string fields"
+    # the same as naming those fields explicitly
+    named = tmp_path / "named.st"
+    assert runner.invoke(app, ["embed-text", str(ds_dir), "-o", str(named), "--fields", "name,colour"]).exit_code == 0
+    assert torch.equal(load_embeddings(named).embeddings, ef.embeddings)
+    assert load_embeddings(named).provenance["parameters"]["fields_chosen"] == "option"
+
+
+def test_field_choice_rules() -> None:
+    from uqf_cli.text_fields import choose_fields
+
+    full = choose_fields({"1": {"title": "a", "brand": "b", "categories": "c", "description": "d"}}, None)
+    assert full.fields == ("title", "brand", "categories", "description") and full.note is None
+    some = choose_fields({"1": {"title": "a", "name": "n"}, "2": {"brand": "b"}}, None)
+    assert some.fields == ("title", "brand") and "categories, description" in (some.note or "")
+    fallback = choose_fields({"1": {"size": 3, "name": ""}, "2": {"text": "x", "name": "n", "tags": ["a"]}}, None)
+    assert fallback.fields == ("name", "text", "tags") and fallback.source == "all string fields"
+    assert choose_fields({"1": {"title": "a"}}, ["colour"]).fields == ("colour",)  # checked later by build_texts
+    with pytest.raises(OptionError, match="no item has a text field"):
+        choose_fields({"1": {"price": 2.0}}, None)

@@ -50,9 +50,9 @@ from uqf_cli import runtime
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import OptionError, UqfError
 from uqf_cli.io import check_output, make_provenance, save_embeddings
+from uqf_cli.text_fields import DEFAULT_FIELDS, choose_fields
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_FIELDS = ("title", "brand", "categories", "description")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 POOLINGS = ("auto", "model", "mean")
 MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -376,7 +376,7 @@ def embed_text(
     output: str | Path,
     model: str = DEFAULT_MODEL,
     pooling: str = "auto",
-    fields: Sequence[str] = DEFAULT_FIELDS,
+    fields: Sequence[str] | None = None,
     template: str | None = None,
     max_length: int = 128,
     batch_size: int = 64,
@@ -386,8 +386,17 @@ def embed_text(
     fp16: bool = True,
     trust_remote_code: bool = False,
     force: bool = False,
+    from_array: str | Path | None = None,
 ) -> TextEmbeddingResult:
-    """Embed every item's text and write ``[N, d]`` float32 embeddings with ids and provenance."""
+    """Embed every item's text and write ``[N, d]`` float32 embeddings with ids and provenance.
+
+    ``fields=None`` picks the fields as :mod:`uqf_cli.text_fields` documents; ``from_array`` wraps
+    precomputed vectors instead of running a model (:mod:`uqf_cli.embed_array`).
+    """
+    if from_array is not None:
+        from uqf_cli.embed_array import embed_from_array
+
+        return embed_from_array(dataset_dir, output, from_array, model, fields, template, devices, normalize, force)
     if max_length < 1:
         raise OptionError("--max-length", "must be at least 1")
     if batch_size < 1:
@@ -395,7 +404,10 @@ def embed_text(
     check_output(output, force)
     _quiet_hf_progress_bars()
     ds = Dataset.load(dataset_dir)
-    texts = build_texts(ds, fields, template)
+    choice = None if template else choose_fields(ds.items, fields)
+    if choice and choice.note:
+        runtime.info(choice.note)
+    texts = build_texts(ds, choice.fields if choice else (), template)
     resolved = resolve_model(model)
     how = choose_pooling(pooling, resolved)
     if devices and how != "model":
@@ -431,7 +443,8 @@ def embed_text(
     params = {
         "model": resolved.provenance(),
         "pooling": how,
-        "fields": None if template else list(fields),
+        "fields": list(choice.fields) if choice else None,
+        "fields_chosen": choice.source if choice else None,
         "template": template,
         "max_length": max_length,
         "normalize": normalize,

@@ -7,6 +7,9 @@ Readers (format auto-detected from the files present, or chosen with ``fmt=``):
 * ``recbole``: RecBole atomic files, ``X.inter`` (tab-separated, typed header such as
   ``user_id:token	item_id:token	rating:float	timestamp:float``) and ``X.item`` (``item_id:token`` plus
   text columns of type ``token`` or ``token_seq``, which become the item's text fields).
+* ``recbole-benchmark``: RecBole's pre-split benchmark files (``X.train.inter``, ``X.valid.inter``,
+  ``X.test.inter``, ``X.text``, ``X.item2index``), as UniSRec and VQ-Rec ship Amazon 2018; read by
+  :mod:`uqf_cli.recbole_benchmark`, which rebuilds and checks each user's sequence.
 * ``amazon2018``: the McAuley lab's 2018 dumps, reviews ``X_5.json.gz`` (or ``X.json.gz``: one JSON
   object a line with ``reviewerID``, ``asin``, ``unixReviewTime``) and ``meta_X.json.gz`` (``asin``,
   ``title``, ``brand``, ``category`` list, ``description`` list).
@@ -59,10 +62,12 @@ from uqf_cli.io import check_output, iter_jsonl, require_file, write_dataset_dir
 TEXT_FIELDS = ("title", "brand", "categories", "description")
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = {"office": ("Office.inter.json.gz", "Office.item.json.gz")}
+UNTITLED_OK = ("lcrec", "recbole", "recbole-benchmark")  # curated files: every item with a line counts as text
 SPLIT_PROTOCOL = "leave-one-out: last item = test, second to last = valid, the rest = train"
 FORMAT_DEFAULTS: dict[str, dict[str, Any]] = {
     "lcrec": {"kcore": 0, "dedup": False},
     "recbole": {"kcore": 0, "dedup": True},
+    "recbole-benchmark": {"kcore": 0, "dedup": False},
     "amazon2018": {"kcore": 5, "dedup": True},
     "amazon2023": {"kcore": 5, "dedup": True},
 }
@@ -358,8 +363,22 @@ def read_amazon2023(source: Path) -> RawDataset:
                         1000.0, _meta_2023)
 
 
+def read_recbole_benchmark(source: Path) -> RawDataset:
+    """RecBole benchmark files (pre-split ``X.train/valid/test.inter`` + ``X.text``); see that module."""
+    from uqf_cli.recbole_benchmark import read_recbole_benchmark as read
+
+    return read(source)
+
+
+def is_recbole_benchmark(source: Path) -> bool:
+    from uqf_cli.recbole_benchmark import benchmark_stem
+
+    return benchmark_stem(source) is not None
+
+
 READERS: dict[str, Callable[[Path], RawDataset]] = {
     "lcrec": read_lcrec,
+    "recbole-benchmark": read_recbole_benchmark,
     "recbole": read_recbole,
     "amazon2018": read_amazon2018,
     "amazon2023": read_amazon2023,
@@ -375,6 +394,8 @@ def detect_format(source: Path) -> str:
 
     if has(lambda n: n.endswith(".inter.json")):
         return "lcrec"
+    if is_recbole_benchmark(source):
+        return "recbole-benchmark"
     if has(lambda n: n.endswith(".inter")):
         return "recbole"
     if has(lambda n: n.endswith(".jsonl.gz")):
@@ -382,7 +403,7 @@ def detect_format(source: Path) -> str:
     if has(lambda n: n.endswith(".json.gz")):
         return "amazon2018"
     known = ", ".join(READERS)
-    raise InputError(source, f"unknown dataset format: no X.inter.json, X.inter, X.json.gz or X.jsonl.gz "
+    raise InputError(source, f"unknown dataset format: no X.inter.json, X.test.inter, X.inter, X.json.gz or X.jsonl.gz "
                      f"(pass --format; known: {known})")
 
 
@@ -443,7 +464,7 @@ def clean_interactions(raw: RawDataset, kcore_k: int, dedup: bool, max_history: 
 ]:
     """Apply the documented cleaning steps; return (items, sequences, counts of each step)."""
     counts: dict[str, Any] = {"interactions_read": len(raw.interactions), "items_read": len(raw.items)}
-    titled = {i for i, f in raw.items.items() if raw.format in ("lcrec", "recbole") or f.get("title")}
+    titled = {i for i, f in raw.items.items() if raw.format in UNTITLED_OK or f.get("title")}
     counts["items_without_title"] = len(raw.items) - len(titled)
     kept = [x for x in raw.interactions if x.item in titled]
     counts["interactions_without_item_text"] = len(raw.interactions) - len(kept)

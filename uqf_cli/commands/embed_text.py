@@ -27,8 +27,10 @@ def register(app: typer.Typer) -> None:
                               "mean (masked mean of last hidden states, as LC-Rec).")
         ] = "auto",
         fields: Annotated[
-            str, typer.Option("--fields", help="Comma-separated item fields, embedded as 'name: value; ...'.")
-        ] = "title,brand,categories,description",
+            str | None,
+            typer.Option("--fields", help="Comma-separated item fields, embedded as 'name: value; ...'. Default: "
+                         "those of title,brand,categories,description that exist, else every string field."),
+        ] = None,
         template: Annotated[
             str | None,
             typer.Option("--template", help="Item text template, e.g. '{title} | {brand}' (overrides --fields)."),
@@ -46,6 +48,12 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: Annotated[
             bool, typer.Option("--trust-remote-code", help="Allow a hub model to run its own Python code.")
         ] = False,
+        from_array: Annotated[
+            Path | None,
+            typer.Option("--from-array", help="Wrap precomputed vectors instead of running a model: a raw "
+                         "float32 N x D file in item-index order (UniSRec's X.feat1CLS), rows named by the "
+                         "X.item2index next to it; D is inferred from the file size."),
+        ] = None,
         force: Force = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
@@ -54,15 +62,21 @@ def register(app: typer.Typer) -> None:
         from uqf_cli.embed_text import embed_text
 
         start(quiet)
-        res = embed_text(dataset, output, model=model, pooling=pooling, fields=parse_csv(fields), template=template,
+        chosen = parse_csv(fields) if fields is not None else None
+        res = embed_text(dataset, output, model=model, pooling=pooling, fields=chosen, template=template,
                          max_length=max_length, batch_size=batch_size, device=device, devices=parse_csv(devices),
-                         normalize=normalize, fp16=fp16, trust_remote_code=trust_remote_code, force=force)
+                         normalize=normalize, fp16=fp16, trust_remote_code=trust_remote_code, force=force,
+                         from_array=from_array)
         summary = {"output": str(res.output), "items": res.items, "dim": res.dim, "model": res.model,
                    "pooling": res.pooling, "device": res.device, "seconds": round(res.seconds, 3),
                    "load_seconds": round(res.load_seconds, 3),
                    "items_per_second": round(res.items_per_second, 1)}
         if json_out:
             emit_json(summary)
+            return
+        if from_array is not None:
+            runtime.stdout_console().print(f"wrote {res.output}: [{res.items:,}, {res.dim}] float32 from "
+                                           f"{from_array.name} (no model run)", soft_wrap=True)
             return
         runtime.stdout_console().print(
             f"wrote {res.output}: [{res.items:,}, {res.dim}] float32, {res.model} ({res.pooling} pooling) on "

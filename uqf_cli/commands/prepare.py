@@ -17,12 +17,14 @@ def register(app: typer.Typer) -> None:
     def prepare_cmd(
         source: Annotated[
             str,
-            typer.Argument(help="Source: a directory or file (LC-Rec JSON, RecBole atomic, raw Amazon 2018/2023 "
-                           "dumps), or builtin:office (the embedded Office dataset)."),
+            typer.Argument(help="Source: a directory or file (LC-Rec JSON, RecBole atomic or "
+                           "benchmark files, raw Amazon 2018/2023 dumps), or builtin:office (the embedded Office "
+                           "dataset)."),
         ],
         output: OutDir,
         fmt: Annotated[
-            str, typer.Option("--format", help="auto | lcrec | recbole | amazon2018 | amazon2023")
+            str, typer.Option("--format", help="auto | lcrec | recbole | recbole-benchmark | "
+                              "amazon2018 | amazon2023")
         ] = "auto",
         kcore: Annotated[
             int | None,
@@ -31,7 +33,7 @@ def register(app: typer.Typer) -> None:
         dedup: Annotated[
             bool | None,
             typer.Option("--dedup/--no-dedup", help="Keep only the first (user, item) interaction. Default: on for "
-                         "raw dumps and RecBole, off for LC-Rec files."),
+                         "raw dumps and RecBole atomic files, off for LC-Rec and benchmark files."),
         ] = None,
         max_history: Annotated[
             int | None, typer.Option("--max-history", help="Keep each user's last N interactions.")
