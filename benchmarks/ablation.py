@@ -156,7 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tiger-eval-users", type=int, default=1000, help="seeded valid sample for early stopping")
     ap.add_argument("--tiger-patience", type=int, default=5)
     ap.add_argument("--eval-users", type=int, default=None, help="score only the first N users (default: all)")
-    ap.add_argument("--baselines", action="store_true", help="popularity, LightGCN, SASRec rows")
+    ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=False,
+                    help="popularity, LightGCN, SASRec rows")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes at a time")
     ap.add_argument("--budget-minutes", type=float, default=None, help="wall-clock deadline for this invocation")
     ap.add_argument("--device", default="auto")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -113,3 +115,20 @@ def test_reserved_codes_are_distinct_and_outside_the_codebook(tmp_path: Path) ->
     assert (extra[:, 0] == 2).all() and len({tuple(r) for r in extra.tolist()}) == 10
     assert (extra[:, 1] < 2).all() and (extra[:, 2] < 5).all()
     assert full.item_ids[:2] == known and sorted(full.item_ids) == sorted(ds.item_ids)
+
+
+def test_gpu_script_runs_on_cpu_at_a_tiny_budget(inputs: dict[str, Path]) -> None:
+    """benchmarks/gpu_office.sh end to end (what the GPU machine runs), tiny data and a tiny TIGER on the CPU."""
+    out = inputs["root"] / "gpu" / "office_gpu.md"
+    env = {**os.environ, "PYTHON": sys.executable, "TEXT": str(inputs["text"]), "DATASET": str(inputs["ds"]),
+           "OUT": str(out), "WORK": str(inputs["root"] / "gpu_work"), "BUDGET_MINUTES": "4", "JOBS": "2",
+           "DEVICE": "cpu", "UQF_THREADS": "1"}
+    tiny = ["--variants", "text,uqf", "--seeds", "1", "--no-baselines", "--tiger-preset", "tiny", "--tiger-epochs", "2",
+            "--tiger-eval-users", "10", "--fuse-epochs", "1", "--codebook-size", "4",
+            "--quantize", '{"epochs": 5, "warmup_epochs": 1}']
+    res = subprocess.run(["bash", str(BENCH / "gpu_office.sh"), *tiny], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    md = out.read_text(encoding="utf-8")
+    assert "| UQF | 1 |" in md and "| text-only RQ-VAE (TIGER/LC-Rec) | 1 |" in md and "SASRec |" not in md
+    assert "preset `tiny`" in md and "s wall; table in" in res.stderr
