@@ -300,7 +300,7 @@ def sid_summary(figures: dict[str, Any]) -> dict[str, Any]:
     for key, label, sub in (("semantic_cosine", "semantic lift", "lift"),
                             ("collab_adjacency", "collab adjacency lift", "lift")):
         for depth, s in figures.get(key, {}).items():
-            out[f"{label} @{depth}"] = round(s[sub], 3)
+            out[f"{label} @{depth}"] = None if s[sub] is None else round(s[sub], 3)  # None: below its floor
     return out
 
 
