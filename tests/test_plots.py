@@ -137,3 +137,48 @@ def test_projection_is_deterministic_and_sign_fixed() -> None:
     assert np.corrcoef(a[:, 0], x[:, 0])[0, 1] > 0.9  # the widest axis comes first
     flipped = projection_2d(-x)  # same cloud mirrored: same picture up to the fixed signs
     assert np.allclose(np.abs(flipped), np.abs(a))
+
+
+def test_fuse_plot_loss_and_gate(tiny_ds: Path, tmp_path: Path) -> None:
+    from uqf_cli.dataset import Dataset
+
+    ds = Dataset.load(tiny_ds)
+    ids = ds.item_ids
+    g = torch.Generator().manual_seed(0)
+    text, collab = tmp_path / "text.st", tmp_path / "collab.st"
+    io.save_embeddings(text, torch.randn(len(ids), 16, generator=g), ids, {}, "text", ds.fingerprint)
+    warm = ids[:-3]  # the last three items have no collab row: cold
+    io.save_embeddings(collab, torch.randn(len(warm), 8, generator=g), warm, {}, "collab", ds.fingerprint)
+    base = ["fuse", "--text", str(text), "--collab", str(collab), "--dataset", str(tiny_ds), "--epochs", "3",
+            "--d-model", "16", "--queries", "2", "--layers", "1", "--heads", "2", "--out-dim", "8",
+            "--device", "cpu", "--quiet"]
+    png = tmp_path / "fuse.png"
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "u.st"), "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert_png(png, 15_000)
+    assert b"fuse" in png.read_bytes()  # the fused file's provenance rides along
+    # a method without a gate or a curve is refused before any work
+    concat = ["--method", "concat", "-o", str(tmp_path / "c.st"), "--plot", str(tmp_path / "c.png")]
+    r = runner.invoke(app, [*base, *concat])
+    assert r.exit_code == 2 and "only --method uqf" in r.output and not (tmp_path / "c.st").exists()
+
+
+def test_train_rec_plot_tiger_and_refusal(tiny_ds: Path, tmp_path: Path) -> None:
+    from tests.test_evaluate import write_random_sids
+
+    sids = write_random_sids(tiny_ds, tmp_path / "s.jsonl")
+    png = tmp_path / "curve.png"
+    args = ["train-rec", str(tiny_ds), "--sids", str(sids), "--backbone", "tiger", "--epochs", "2", "--d-model", "16",
+            "--num-layers", "1", "--num-decoder-layers", "1", "--batch-size", "32", "--eval-users", "20",
+            "--eval-every", "1", "--device", "cpu", "--quiet"]
+    r = runner.invoke(app, [*args, "-o", str(tmp_path / "m"), "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert_png(png, 15_000)
+    from uqf_cli.plots.training import training_curve
+
+    backbone, records = training_curve(tmp_path / "m")
+    assert backbone == "tiger" and [r["epoch"] for r in records] == [1, 2]
+    assert all(r["valid_ndcg10"] is not None for r in records)
+    r = runner.invoke(app, ["train-rec", str(tiny_ds), "--backbone", "pop", "-o", str(tmp_path / "p"), "--plot",
+                            str(tmp_path / "p.png")])
+    assert r.exit_code == 2 and "records no training curve" in r.output and not (tmp_path / "p").exists()
