@@ -109,7 +109,8 @@ def draw_item_map(ax: Any, ins: Inspection, m: ItemMap) -> None:
 
     codes = ins.table.codes[m.rows, 0]
     cmap = colormaps[PALETTE]
-    ax.scatter(m.xy[:, 0], m.xy[:, 1], c=[cmap(int(c) % cmap.N) for c in codes], s=6, alpha=0.7, linewidths=0)
+    size = float(np.clip(20_000 / len(codes), 6, 30))  # bigger dots when there are few
+    ax.scatter(m.xy[:, 0], m.xy[:, 1], c=[cmap(int(c) % cmap.N) for c in codes], s=size, alpha=0.7, linewidths=0)
     for row, xy, code in representative_items(ins, m):
         iid = ins.table.item_ids[row]
         title = ins.dataset.title(iid) if ins.dataset is not None else iid
