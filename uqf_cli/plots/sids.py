@@ -2,9 +2,9 @@
 
 The map is a PCA projection (exact SVD of the centred embeddings, each axis signed so that its
 largest loading is positive: the same input always gives the same picture) of whichever embeddings
-are given, coloured by level-1 code, with the titles of a few items that stand for the largest
-level-1 codes. With a second tokenization the figure has one row per tokenization, both mapped
-with the same embeddings.
+are given, with the largest level-1 codes in colour (a code that groups items that belong together
+shows as a tight patch) and the title of one typical item of each; the other items are grey. With
+a second tokenization the figure has one row per tokenization, both mapped with the same embeddings.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from uqf_cli import io
 from uqf_cli.errors import InputError
 from uqf_cli.inspect_sids import Inspection, prefix_groups
 
-MAP_TITLES = 8  # items named on the map: one for each of the largest level-1 codes
+MAP_CODES = 10  # level-1 codes drawn in colour on the map (the largest), each with one title
 TITLE_CHARS = 32
-PALETTE = "tab20"
+PALETTE = "tab10"
 
 
 @dataclass
@@ -104,26 +104,30 @@ def draw_prefix_sizes(ax: Any, table: io.SidTable) -> None:
 
 
 def draw_item_map(ax: Any, ins: Inspection, m: ItemMap) -> None:
-    """The 2-D map coloured by level-1 code, with a title for the largest codes' typical items."""
+    """The 2-D map: the largest level-1 codes in colour (one title each), every other item in grey."""
     from matplotlib import colormaps
 
-    codes = ins.table.codes[m.rows, 0]
     cmap = colormaps[PALETTE]
-    size = float(np.clip(20_000 / len(codes), 6, 30))  # bigger dots when there are few
-    ax.scatter(m.xy[:, 0], m.xy[:, 1], c=[cmap(int(c) % cmap.N) for c in codes], s=size, alpha=0.7, linewidths=0)
-    for row, xy, code in representative_items(ins, m):
+    size = float(np.clip(20_000 / len(m.rows), 6, 30))  # bigger dots when there are few
+    ax.scatter(m.xy[:, 0], m.xy[:, 1], c="#d0d0d0", s=size * 0.6, linewidths=0)
+    picks = representative_items(ins, m)
+    codes = ins.table.codes[m.rows, 0]
+    for k, (row, xy, code) in enumerate(picks):
+        colour = cmap(k % cmap.N)
+        members = codes == code
+        ax.scatter(m.xy[members, 0], m.xy[members, 1], color=colour, s=size * 1.6, linewidths=0, alpha=0.9)
         iid = ins.table.item_ids[row]
         title = ins.dataset.title(iid) if ins.dataset is not None else iid
         label = f"{io.level_token(0, code)} {title[:TITLE_CHARS]}" + ("..." if len(title) > TITLE_CHARS else "")
-        ax.scatter([xy[0]], [xy[1]], s=30, facecolors="none", edgecolors="black", linewidths=0.8)
-        ax.annotate(label, xy, xytext=(4, 4), textcoords="offset points", fontsize=7,
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.75, "lw": 0})
-    ax.set_title(f"Items ({len(m.rows):,}) on the 2 principal axes of {m.source}, coloured by level-1 code")
+        ax.annotate(label, xy, xytext=(4, 4), textcoords="offset points", fontsize=7, color="black",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": colour, "alpha": 0.35, "lw": 0})
+    ax.set_title(f"{len(m.rows):,} items on the 2 principal axes of {m.source}: the {len(picks)} largest "
+                 "level-1 codes in colour", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def representative_items(ins: Inspection, m: ItemMap, n: int = MAP_TITLES) -> list[tuple[int, np.ndarray, int]]:
+def representative_items(ins: Inspection, m: ItemMap, n: int = MAP_CODES) -> list[tuple[int, np.ndarray, int]]:
     """(row, position, code) of the item nearest the median position of each of the ``n`` largest level-1 codes."""
     codes = ins.table.codes[m.rows, 0]
     values, counts = np.unique(codes, return_counts=True)
