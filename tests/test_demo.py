@@ -14,7 +14,7 @@ from uqf_cli.io import read_sids
 runner = CliRunner()
 
 EXPECTED_FILES = ("dataset", "text.st", "collab.st", "unified.st", "fuser.st", "sids.jsonl", "quantizer.st", "tiger",
-                  "test_metrics.json", "test_predictions.jsonl", "sid_stats.json", "demo.json")
+                  "test_metrics.json", "test_predictions.jsonl", "sid_stats.json", "sids.png", "demo.json")
 
 
 def test_quick_demo_end_to_end_then_reuse(tmp_path: Path) -> None:
@@ -33,6 +33,7 @@ def test_quick_demo_end_to_end_then_reuse(tmp_path: Path) -> None:
     for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10"):
         assert 0.0 <= out["test_metrics"][k] <= 1.0
     assert out["test_metrics"]["recall@10"] >= out["test_metrics"]["recall@5"]
+    assert (wd / "sids.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sids = read_sids(wd / "sids.jsonl")
     assert out["sid_stats"]["items"] == len(sids.item_ids) and out["sid_stats"]["collision_rate"] == 0.0
     # Every command the demo prints is a real `uqf` subcommand with options it accepts (checked by --help).
@@ -55,7 +56,8 @@ def test_quick_demo_end_to_end_then_reuse(tmp_path: Path) -> None:
 
     table = runner.invoke(app, ["demo", "--quick", "--workdir", str(wd), "--device", "cpu"], env={"COLUMNS": "200"})
     assert table.exit_code == 0
-    for text in ("test recall@10", "test ndcg@5", "collision_rate", "uqf train-rec", "quick budget"):
+    for text in ("test recall@10", "test ndcg@5", "collision_rate", "uqf train-rec", "quick budget",
+                 f"picture of the SIDs: {wd / 'sids.png'}"):
         assert text in table.output
 
 

@@ -166,3 +166,40 @@ def test_cli_bad_sids_file(tmp_path: Path, lines: list[str], needle: str) -> Non
     p.write_text("\n".join(lines) + "\n")
     r = runner.invoke(app, ["inspect-sids", str(p)])
     assert r.exit_code == 2 and needle in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_adjacency_lift_floor() -> None:
+    """A lift over fewer than one expected shared pair is withheld (None + a note), not a huge number."""
+    n = 200
+    codes = np.stack([np.arange(n) // 2, np.arange(n)], axis=1)  # depth 1: pairs of items
+    rng = np.random.default_rng(0)
+    spread = rng.choice(n, size=(30, 2), replace=False)  # 30 pairs over 60 distinct items
+    pairs = np.concatenate([spread, [(0, 1), (2, 3)]])  # two of them inside a depth-1 prefix
+    low = collaborative_consistency(codes, pairs, 1)
+    assert low["share"] > 0 and low["expected_shared_pairs"] < 1
+    assert low["lift"] is None and "below the floor" in low["lift_note"]
+    many = np.tile(pairs, (200, 1))  # the same pairs seen often: the expectation clears the floor
+    high = collaborative_consistency(codes, many, 1)
+    assert high["expected_shared_pairs"] >= 1 and high["lift"] == pytest.approx(high["share"] / high["random"])
+    assert "lift_note" not in high
+
+
+def test_cli_lift_floor_in_table_and_json(tmp_path: Path) -> None:
+    from tests.conftest import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", n_users=3, n_items=40)
+    from uqf_cli.dataset import Dataset
+
+    ids = Dataset.load(ds).item_ids
+    codes = np.array([[k % 2, k] for k in range(len(ids))])
+    sids = _write_table(tmp_path / "s.jsonl", codes, ids)
+    r = runner.invoke(app, ["inspect-sids", str(sids), "--dataset", str(ds), "--no-tree", "--json"])
+    adj = json.loads(r.stdout)["metrics"]["collab_adjacency"]["1"]
+    assert adj["expected_shared_pairs"] >= 1 and isinstance(adj["lift"], float)  # two big prefixes: fine
+    codes = np.array([[k // 2, k] for k in range(len(ids))])  # 20 prefixes of 2 items, few train pairs
+    sids = _write_table(tmp_path / "s2.jsonl", codes, ids)
+    r = runner.invoke(app, ["inspect-sids", str(sids), "--dataset", str(ds), "--no-tree", "--json"])
+    adj = json.loads(r.stdout)["metrics"]["collab_adjacency"]["1"]
+    assert adj["lift"] is None and adj["expected_shared_pairs"] < 1 and "floor" in adj["lift_note"]
+    r = runner.invoke(app, ["inspect-sids", str(sids), "--dataset", str(ds), "--no-tree"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0 and "n/a [1]" in r.output and "[1] depth 1: n/a: the random expectation" in r.output

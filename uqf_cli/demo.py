@@ -1,10 +1,11 @@
 """``uqf demo``: the whole pipeline on the embedded Office dataset, as a list of steps.
 
 prepare -> embed-text -> train-gcn -> fuse -> quantize -> train-rec (TIGER) -> evaluate (test) ->
-inspect-sids. Each :class:`Step` names its outputs (paths inside the work directory) and a function
-that produces them by calling the stage's library function, exactly what the matching ``uqf`` command
-would do (the step also knows that command, :attr:`Step.command`, and the demo prints it), so the
-demo exercises the real code path and its files can be fed to the commands by hand afterwards.
+inspect-sids -> a picture of the SIDs (``sids.png``, with the optional ``plot`` extra). Each
+:class:`Step` names its outputs (paths inside the work directory) and a function that produces them
+by calling the stage's library function, exactly what the matching ``uqf`` command would do (the
+step also knows that command, :attr:`Step.command`, and the demo prints it), so the demo exercises
+the real code path and its files can be fed to the commands by hand afterwards.
 
 A rerun reuses a step whose outputs all exist, unless ``force`` is set or an earlier step was redone
 in this run: then its inputs changed, so everything after it is redone too. ``demo.json`` in the work
@@ -49,6 +50,7 @@ from uqf_cli.errors import InputError, OptionError
 DEMO_SOURCE = "builtin:office"
 DEFAULT_WORKDIR = Path("uqf-demo")
 SETTINGS_FILE = "demo.json"
+PICTURE = "sids.png"
 TABLE_RECALL_KS = (5, 10)
 TABLE_NDCG_KS = (5, 10)
 
@@ -286,6 +288,32 @@ def _inspect_cmd(ctx: DemoContext) -> str:
             f"--collab {ctx.q('collab.st')} --seed {ctx.seed}   # --json > sid_stats.json for the figures")
 
 
+def _picture(ctx: DemoContext, force: bool) -> dict[str, Any]:
+    """Draw the SIDs (code usage, items per prefix, the fused embeddings' map); skipped without matplotlib."""
+    from uqf_cli import inspect_sids
+    from uqf_cli.errors import UqfError
+    from uqf_cli.io import load_embeddings, make_provenance
+    from uqf_cli.plots import EXTRA_HINT, require_matplotlib
+    from uqf_cli.plots.sids import write_sids_pictures
+
+    try:
+        require_matplotlib()
+    except UqfError:
+        runtime.warn(f"no picture of the SIDs: matplotlib is missing ({EXTRA_HINT})")
+        return {"skipped": "matplotlib missing"}
+    ins = inspect_sids.load_inspection(ctx.path("sids.jsonl"), ctx.path("dataset"))
+    prov = make_provenance("inspect-sids", {"seed": ctx.seed},
+                           {"sids": ctx.path("sids.jsonl"), "map": ctx.path("unified.st")})
+    write_sids_pictures([ins], [], prov, plot=ctx.path(PICTURE), map_emb=load_embeddings(ctx.path("unified.st")),
+                        force=force)
+    return {"picture": str(ctx.path(PICTURE))}
+
+
+def _picture_cmd(ctx: DemoContext) -> str:
+    return (f"uqf inspect-sids {ctx.q('sids.jsonl')} --dataset {ctx.q('dataset')} --map {ctx.q('unified.st')} "
+            f"--no-tree --plot {ctx.q(PICTURE)}")
+
+
 def _table_metrics() -> list[str]:
     return [f"recall@{k}" for k in TABLE_RECALL_KS] + [f"ndcg@{k}" for k in TABLE_NDCG_KS]
 
@@ -300,7 +328,7 @@ def sid_summary(figures: dict[str, Any]) -> dict[str, Any]:
     for key, label, sub in (("semantic_cosine", "semantic lift", "lift"),
                             ("collab_adjacency", "collab adjacency lift", "lift")):
         for depth, s in figures.get(key, {}).items():
-            out[f"{label} @{depth}"] = round(s[sub], 3)
+            out[f"{label} @{depth}"] = None if s[sub] is None else round(s[sub], 3)  # None: below its floor
     return out
 
 
@@ -314,6 +342,7 @@ STEPS: list[Step] = [
     Step("evaluate", ("test_metrics.json", "test_predictions.jsonl"), _evaluate,
          "test split, full ranking (constrained beam search)", _evaluate_cmd),
     Step("inspect-sids", ("sid_stats.json",), _inspect, "SID statistics -> sid_stats.json", _inspect_cmd),
+    Step("sids-picture", (PICTURE,), _picture, f"a picture of the SIDs -> {PICTURE}", _picture_cmd),
 ]
 
 

@@ -25,7 +25,10 @@ table with ``N`` items and ``L`` levels; "prefix of depth ``d``" is an item's fi
   looked at). ``share`` is the fraction of those pairs whose items share a depth-``d`` prefix.
   ``random`` is its expectation when both ends are drawn independently from their observed
   popularity (left-end and right-end frequencies) and conditioned on being distinct items:
-  ``(sum_g pL(g) pR(g) - sum_i pL(i) pR(i)) / (1 - sum_i pL(i) pR(i))``. ``lift = share / random``.
+  ``(sum_g pL(g) pR(g) - sum_i pL(i) pR(i)) / (1 - sum_i pL(i) pR(i))``. ``lift = share / random``,
+  reported only when ``random * pairs`` (the expected number of shared pairs) is at least
+  ``MIN_EXPECTED_PAIRS``; below it ``lift`` is ``None`` and ``lift_note`` says why (deep prefixes
+  holding about one item make the expectation near zero and the ratio huge and meaningless).
 * **collaborative cosine** (``--collab``): the cosine consistency above on collaborative
   embeddings.
 """
@@ -49,6 +52,9 @@ from uqf_cli.errors import InputError, OptionError
 from uqf_cli.quantize import collision_rate, level_stats
 
 PURITY_PERMUTATIONS = 5
+MIN_EXPECTED_PAIRS = 1.0  # adjacency lift floor: expected shared pairs in the sample under the random model
+LIFT_NOTE = ("n/a: the random expectation is {expected:.2g} shared pairs out of {pairs:,}, below the floor of "
+             "1 expected pair, so the ratio would mean nothing")
 STOPWORDS = frozenset({
     "a", "an", "and", "the", "of", "for", "with", "in", "on", "to", "by", "from", "at", "or", "pack", "pk",
     "count", "ct", "inch", "inches", "oz", "lb", "lbs", "set", "box", "black", "white", "blue", "red", "per", "each",
@@ -162,7 +168,12 @@ def collaborative_consistency(codes: np.ndarray, pairs: np.ndarray, depth: int) 
     same_group = float((np.bincount(groups, p_left, g) * np.bincount(groups, p_right, g)).sum())
     same_item = float((p_left * p_right).sum())
     rand = (same_group - same_item) / (1 - same_item) if same_item < 1 else float("nan")
-    return {"share": share, "random": rand, "lift": share / rand if rand > 0 else float("nan"), "pairs": len(pairs)}
+    out: dict[str, Any] = {"share": share, "random": rand, "lift": share / rand if rand > 0 else float("nan"),
+                           "pairs": len(pairs), "expected_shared_pairs": rand * len(pairs)}
+    if not rand * len(pairs) >= MIN_EXPECTED_PAIRS:  # a ratio over a near-zero expectation means nothing
+        out["lift"] = None
+        out["lift_note"] = LIFT_NOTE.format(expected=rand * len(pairs), pairs=len(pairs))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

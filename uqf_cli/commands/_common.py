@@ -30,6 +30,11 @@ Device = Annotated[
 ]
 OutFile = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
 OutDir = Annotated[Path, typer.Option("--output", "-o", help="Output directory.", file_okay=False)]
+PlotOut = Annotated[
+    Path | None,
+    typer.Option("--plot", help="Also draw a picture here (.png, .svg or .pdf; needs the 'plot' extra).",
+                 dir_okay=False),
+]
 Resume = Annotated[
     bool,
     typer.Option("--resume", help="Continue an interrupted run from its checkpoint <output>.ckpt.st "
@@ -128,5 +133,5 @@ def parse_csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-__all__ = ["Device", "Force", "JsonOut", "OutDir", "OutFile", "Quiet", "Resume", "Seed", "cli_command", "emit_json",
-           "json", "parse_csv", "start"]
+__all__ = ["Device", "Force", "JsonOut", "OutDir", "OutFile", "PlotOut", "Quiet", "Resume", "Seed", "cli_command",
+           "emit_json", "json", "parse_csv", "start"]

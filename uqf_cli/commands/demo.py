@@ -30,8 +30,9 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Run the whole pipeline on the embedded Office dataset: prepare, embed-text, train-gcn, fuse, quantize,
-        train-rec (TIGER), evaluate (test), inspect-sids. Reuses finished steps unless --force."""
-        from uqf_cli.demo import run_demo
+        train-rec (TIGER), evaluate (test), inspect-sids, a picture of the SIDs (sids.png). Reuses finished steps
+        unless --force."""
+        from uqf_cli.demo import PICTURE, run_demo
 
         start(quiet)
         result = run_demo(workdir, force=force, device=device, seed=seed, quick=quick)
@@ -46,6 +47,9 @@ def register(app: typer.Typer) -> None:
         for r in result.steps:
             if r.command:
                 con.print(escape(r.command), soft_wrap=True, highlight=False)
+        picture = workdir / PICTURE
+        if picture.exists():
+            con.print(escape(f"\npicture of the SIDs: {picture}"), soft_wrap=True)
         con.print(escape(f"\nall files are in {workdir}/; a rerun reuses them, --force redoes every step"),
                   soft_wrap=True)
 

@@ -9,7 +9,19 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed, cli_command, emit_json, start
+from uqf_cli.commands._common import (
+    Device,
+    Force,
+    JsonOut,
+    OutFile,
+    PlotOut,
+    Quiet,
+    Resume,
+    Seed,
+    cli_command,
+    emit_json,
+    start,
+)
 from uqf_cli.errors import OptionError
 
 _D = "UQF model"
@@ -74,6 +86,7 @@ def register(app: typer.Typer) -> None:
         no_structural: Annotated[bool, typer.Option("--no-structural", rich_help_panel=_A)] = False,
         no_semantic: Annotated[bool, typer.Option("--no-semantic", rich_help_panel=_A)] = False,
         no_modality_dropout: Annotated[bool, typer.Option("--no-modality-dropout", rich_help_panel=_A)] = False,
+        plot: PlotOut = None,
         seed: Seed = 0,
         device: Device = "auto",
         force: Force = False,
@@ -85,6 +98,8 @@ def register(app: typer.Typer) -> None:
         from uqf_cli.fuse import FuseOptions, apply_fuser, fuse
 
         start(quiet)
+        if plot is not None:
+            _check_plot(plot, output, method, apply is not None, force)
         if apply is not None:
             if dataset is not None or save_model is not None:
                 raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset or --save-model)")
@@ -104,6 +119,10 @@ def register(app: typer.Typer) -> None:
                 use_semantic=not no_semantic, modality_dropout=not no_modality_dropout, seed=seed, device=device,
             )
             result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=force, resume=resume)
+        if plot is not None:
+            from uqf_cli.plots.training import plot_fuse
+
+            runtime.info(f"wrote {plot_fuse(result.output, result.curve, plot, force)}")
         if json_out:
             emit_json(result.as_dict())
             return
@@ -114,6 +133,16 @@ def register(app: typer.Typer) -> None:
             con.print("gate (1 = text, 0 = collab): " + ", ".join(f"{k} {v:.3f}" for k, v in result.gate.items()))
         if result.model_path:
             con.print(f"fuser saved to {result.model_path}")
+
+
+def _check_plot(plot: Path, output: Path, method: str, applying: bool, force: bool) -> None:
+    from uqf_cli.plots import check_plot_output
+    from uqf_cli.plots.training import check_fuse_plot
+
+    check_fuse_plot(method, applying)
+    check_plot_output(plot, force)
+    if plot.resolve() == output.resolve():
+        raise OptionError("--plot", "must differ from --output")
 
 
 def overlap_table(overlap: dict, title: str) -> Table:

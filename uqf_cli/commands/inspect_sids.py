@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import JsonOut, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.commands._common import Force, JsonOut, PlotOut, Quiet, Seed, cli_command, emit_json, start
 from uqf_cli.errors import OptionError
 
 
@@ -33,7 +33,14 @@ def register(app: typer.Typer) -> None:
         depth: Annotated[int, typer.Option("--depth", help="Levels of the tree to show below the prefix.")] = 2,
         top: Annotated[int, typer.Option("--top", help="Children (codes or items) shown per node.")] = 8,
         no_tree: Annotated[bool, typer.Option("--no-tree", help="Only the summary table.")] = False,
+        plot: PlotOut = None,
+        html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report (tables "
+                                                  "and pictures; needs the 'plot' extra).", dir_okay=False)] = None,
+        map_emb: Annotated[Path | None, typer.Option("--map", help="Embeddings projected for the pictures' item "
+                                                     "map (default: --text, else --collab; e.g. the fused file).")]
+        = None,
         seed: Seed = 0,
+        force: Force = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
     ) -> None:
@@ -45,6 +52,7 @@ def register(app: typer.Typer) -> None:
             raise OptionError("--depth", "must be at least 1")
         if top < 1:
             raise OptionError("--top", "must be at least 1")
+        _check_picture_outputs(plot, html, force)
         ins = ins_mod.load_inspection(sids, dataset, text, collab)
         pre = ins_mod.parse_prefix(prefix, ins.table)
         tree, item_info = None, None
@@ -53,9 +61,12 @@ def register(app: typer.Typer) -> None:
         elif not no_tree:
             tree = ins_mod.build_tree(ins, pre, depth, top)
         figures = ins_mod.metrics(ins, seed)
-        other = None
+        other, other_ins = None, None
         if compare is not None:
-            other = ins_mod.metrics(ins_mod.load_inspection(compare, dataset, text, collab), seed)
+            other_ins = ins_mod.load_inspection(compare, dataset, text, collab)
+            other = ins_mod.metrics(other_ins, seed)
+        if plot is not None or html is not None:
+            _write_pictures(ins, figures, other_ins, other, plot, html, map_emb, seed, force)
         if json_out:
             payload: dict[str, Any] = {"metrics": figures}
             if other is not None:
@@ -70,53 +81,43 @@ def register(app: typer.Typer) -> None:
         con.print(summary_table(figures, other))
 
 
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
+def _check_picture_outputs(plot: Path | None, html: Path | None, force: bool) -> None:
+    from uqf_cli.io import check_output
+    from uqf_cli.plots import check_plot_output, require_matplotlib
+
+    if plot is not None:
+        check_plot_output(plot, force)
+    if html is not None:
+        require_matplotlib("--html")
+        check_output(html, force)
+    if plot is not None and html is not None and plot.resolve() == html.resolve():
+        raise OptionError("--html", "must differ from --plot")
 
 
-def summary_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) rows of one metrics dict, in reading order."""
-    rows = [("items", _fmt(m["items"])), ("levels", _fmt(m["levels"])),
-            ("codebook sizes", ",".join(map(str, m["codebook_sizes"])))]
-    for lv in m["per_level"]:
-        rows.append((f"level {lv['level']} utilisation / perplexity",
-                     f"{lv['utilisation']:.1%} / {lv['perplexity']:.1f}"))
-    rows.append(("collision rate", f"{m['collision_rate']:.2%}"))
-    for d, s in m["items_per_prefix"].items():
-        rows.append((f"items per depth-{d} prefix (max / mean / shared)",
-                     f"{s['max']} / {s['mean']:.2f} / {s['shared']:.2%}"))
-    for key, name in (("semantic_cosine", "text cosine"), ("collab_cosine", "collab cosine")):
-        for d, s in m.get(key, {}).items():
-            rows.append((f"{name} depth {d} (within / random / lift)",
-                         f"{_fmt(s['within'])} / {_fmt(s['random'])} / {_fmt(s['lift'])}"))
-    for d, s in m.get("category_purity", {}).items():
-        rows.append((f"category purity depth {d} (observed / random)", f"{_fmt(s['purity'])} / {_fmt(s['random'])}"))
-    for d, s in m.get("collab_adjacency", {}).items():
-        rows.append((f"adjacent train pairs sharing depth-{d} prefix (share / random / lift)",
-                     f"{_fmt(s['share'])} / {_fmt(s['random'])} / {_fmt(s['lift'])}"))
-    return rows
+def _write_pictures(ins: Any, figures: dict[str, Any], other_ins: Any, other: dict[str, Any] | None,
+                    plot: Path | None, html: Path | None, map_emb: Path | None, seed: int, force: bool) -> None:
+    from uqf_cli.io import load_embeddings, make_provenance
+    from uqf_cli.plots.sids import write_sids_pictures
+
+    inspections = [ins] if other_ins is None else [ins, other_ins]
+    inputs = {"sids": ins.table.path, "compare": other_ins.table.path if other_ins else None, "map": map_emb}
+    prov = make_provenance("inspect-sids", {"seed": seed}, inputs)
+    emb = load_embeddings(map_emb) if map_emb is not None else None
+    for path in write_sids_pictures(inspections, [figures] + ([other] if other else []), prov, plot, html, emb,
+                                    force):
+        runtime.info(f"wrote {path}")
 
 
 def summary_table(m: dict[str, Any], other: dict[str, Any] | None = None) -> Table:
     """The summary; with ``other`` the two tokenizations side by side (rows matched by label)."""
-    t = Table(title="SIDs summary")
+    from uqf_cli.sid_summary import side_by_side
+
+    rows, notes = side_by_side(m, other)
+    t = Table(title="SIDs summary", caption=escape("\n".join(notes)) or None, caption_justify="left")
     t.add_column("metric", overflow="fold")
     t.add_column(Path(m["sids"]).name if m.get("sids") else "value", justify="right", overflow="fold")
-    mine = summary_rows(m)
-    if other is None:
-        for label, value in mine:
-            t.add_row(label, value)
-        return t
-    t.add_column(Path(other["sids"]).name if other.get("sids") else "compare", justify="right", overflow="fold")
-    theirs = dict(summary_rows(other))
-    labels = [label for label, _ in mine] + [label for label in theirs if label not in dict(mine)]
-    mine_d = dict(mine)
-    for label in labels:
-        t.add_row(label, mine_d.get(label, "-"), theirs.get(label, "-"))
+    if other is not None:
+        t.add_column(Path(other["sids"]).name if other.get("sids") else "compare", justify="right", overflow="fold")
+    for row in rows:
+        t.add_row(*(escape(cell) for cell in row))
     return t

@@ -9,7 +9,19 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutDir, Quiet, Resume, Seed, cli_command, emit_json, start
+from uqf_cli.commands._common import (
+    Device,
+    Force,
+    JsonOut,
+    OutDir,
+    PlotOut,
+    Quiet,
+    Resume,
+    Seed,
+    cli_command,
+    emit_json,
+    start,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +72,7 @@ def register(app: typer.Typer) -> None:
         grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="lcrec: gradient accumulation.")] = None,
         max_samples: Annotated[int | None, typer.Option("--max-samples", help="lcrec: cap training samples.")
                                ] = None,
+        plot: PlotOut = None,
         seed: Seed = 0,
         device: Device = "auto",
         force: Force = False,
@@ -78,6 +91,8 @@ def register(app: typer.Typer) -> None:
         start(quiet)
         module = backbone_module(backbone)
         check_output(output, force)
+        if plot is not None:
+            _check_plot(plot, backbone, force)
         ds = Dataset.load(dataset)
         table = read_sids(sids) if sids is not None else None
         options: dict[str, Any] = {
@@ -97,10 +112,22 @@ def register(app: typer.Typer) -> None:
         summary = module.train(ds, table, output, {k: v for k, v in options.items() if v is not None}, force)
         if not _is_main_process():
             return
+        if plot is not None:
+            from uqf_cli.plots.training import plot_training
+
+            runtime.info(f"wrote {plot_training(output, plot, force)}")
         if json_out:
             emit_json(summary)
             return
         runtime.stdout_console().print(summary_table(summary, str(output)))
+
+
+def _check_plot(plot: Path, backbone: str, force: bool) -> None:
+    from uqf_cli.plots import check_plot_output
+    from uqf_cli.plots.training import check_curve_backbone
+
+    check_curve_backbone(backbone)
+    check_plot_output(plot, force)
 
 
 def _whole_epochs(epochs: float) -> int:

@@ -1,0 +1,184 @@
+"""Pictures: --plot/--html of inspect-sids, fuse and train-rec write valid files; the extra is optional."""
+
+from __future__ import annotations
+
+import json
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from uqf_cli import io
+from uqf_cli.cli import app
+from uqf_cli.plots.sids import projection_2d
+
+runner = CliRunner()
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path, min_bytes: int = 5_000) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and min_bytes < len(data) < 2_000_000, len(data)
+
+
+class _Collect(HTMLParser):
+    """Tag names, text, image sources and the JSON data block of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.images: list[str] = []
+        self.scripts: dict[str, str] = {}
+        self._script: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        if tag == "script":
+            assert a.get("type") == "application/json" and "src" not in a  # data only, nothing runs
+            self._script = a.get("id") or ""
+        if tag in ("link",) or (tag == "img" and not (a.get("src") or "").startswith("data:")):
+            raise AssertionError(f"external resource: {tag} {a}")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._script = None
+
+    def handle_data(self, data: str) -> None:
+        if self._script is not None:
+            self.scripts[self._script] = self.scripts.get(self._script, "") + data
+        else:
+            self.text.append(data)
+
+
+def parse_html(path: Path) -> _Collect:
+    page = _Collect()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+@pytest.fixture
+def sids_case(tmp_path: Path, tiny_ds: Path) -> dict[str, Path]:
+    """Two tokenizations of the tiny dataset (by category / by id) and text embeddings."""
+    from uqf_cli.dataset import Dataset
+
+    ds = Dataset.load(tiny_ds)
+    ids = ds.item_ids
+    by_cat = np.array([[int(i) % 2, int(i) // 2 % 3, int(i)] for i in ids])
+    by_id = np.array([[int(i) % 3, int(i) % 4, int(i)] for i in ids])
+    out = {"ds": tiny_ds}
+    for name, codes in (("a", by_cat), ("b", by_id)):
+        table = io.SidTable(item_ids=ids, codes=codes, codebook_sizes=[int(codes[:, k].max()) + 1 for k in range(3)])
+        out[name] = io.write_sids(tmp_path / f"{name}.jsonl", table)
+    emb = torch.randn(len(ids), 8, generator=torch.Generator().manual_seed(0))
+    out["text"] = tmp_path / "t.st"
+    io.save_embeddings(out["text"], emb, ids, {}, "text", ds.fingerprint)
+    return out
+
+
+def test_inspect_plot_and_html(sids_case: dict[str, Path], tmp_path: Path) -> None:
+    png, page = tmp_path / "sids.png", tmp_path / "sids.html"
+    args = ["inspect-sids", str(sids_case["a"]), "--dataset", str(sids_case["ds"]), "--text", str(sids_case["text"]),
+            "--compare", str(sids_case["b"]), "--no-tree", "--plot", str(png), "--html", str(page)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert_png(png, 20_000)
+    doc = parse_html(page)
+    assert {"table", "img", "h1"} <= set(doc.tags)
+    assert doc.images[0].startswith("data:image/png;base64,")
+    import base64
+
+    assert base64.b64decode(doc.images[0].split(",", 1)[1])[:8] == PNG_SIGNATURE
+    text = " ".join(doc.text)
+    assert "a.jsonl" in text and "b.jsonl" in text and "<a_0>" in text and "collision rate" in text
+    data = json.loads(doc.scripts["uqf-data"])
+    assert [m["items"] for m in data["metrics"]] == [12, 12] and data["provenance"]["stage"] == "inspect-sids"
+    # provenance also rides in the PNG's text chunk; outputs are never overwritten without --force
+    assert b"inspect-sids" in png.read_bytes()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--force" in again.output
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+
+
+def test_plot_without_embeddings_and_bad_suffix(sids_case: dict[str, Path], tmp_path: Path) -> None:
+    png = tmp_path / "bare.png"
+    r = runner.invoke(app, ["inspect-sids", str(sids_case["a"]), "--no-tree", "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert_png(png)
+    bad = runner.invoke(app, ["inspect-sids", str(sids_case["a"]), "--plot", str(tmp_path / "x.jpg")])
+    assert bad.exit_code == 2 and ".png" in bad.output and not (tmp_path / "x.jpg").exists()
+
+
+def test_missing_matplotlib_is_one_line_exit_2(sids_case: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` sees when it is absent
+    for flag, out in (("--plot", "p.png"), ("--html", "p.html")):
+        r = runner.invoke(app, ["inspect-sids", str(sids_case["a"]), flag, str(tmp_path / out)])
+        assert r.exit_code == 2, r.output
+        assert r.output.strip().splitlines() == [f"error: {flag}: needs matplotlib, the optional 'plot' extra: "
+                                                 "pip install 'uqf-cli[plot]'"]
+        assert not (tmp_path / out).exists()
+
+
+def test_projection_is_deterministic_and_sign_fixed() -> None:
+    x = np.random.default_rng(0).normal(size=(50, 6)) * np.array([5, 3, 1, 1, 1, 1])
+    a, b = projection_2d(x), projection_2d(x.copy())
+    assert np.array_equal(a, b) and a.shape == (50, 2)
+    assert np.corrcoef(a[:, 0], x[:, 0])[0, 1] > 0.9  # the widest axis comes first
+    flipped = projection_2d(-x)  # same cloud mirrored: same picture up to the fixed signs
+    assert np.allclose(np.abs(flipped), np.abs(a))
+
+
+def test_fuse_plot_loss_and_gate(tiny_ds: Path, tmp_path: Path) -> None:
+    from uqf_cli.dataset import Dataset
+
+    ds = Dataset.load(tiny_ds)
+    ids = ds.item_ids
+    g = torch.Generator().manual_seed(0)
+    text, collab = tmp_path / "text.st", tmp_path / "collab.st"
+    io.save_embeddings(text, torch.randn(len(ids), 16, generator=g), ids, {}, "text", ds.fingerprint)
+    warm = ids[:-3]  # the last three items have no collab row: cold
+    io.save_embeddings(collab, torch.randn(len(warm), 8, generator=g), warm, {}, "collab", ds.fingerprint)
+    base = ["fuse", "--text", str(text), "--collab", str(collab), "--dataset", str(tiny_ds), "--epochs", "3",
+            "--d-model", "16", "--queries", "2", "--layers", "1", "--heads", "2", "--out-dim", "8",
+            "--device", "cpu", "--quiet"]
+    png = tmp_path / "fuse.png"
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "u.st"), "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert_png(png, 15_000)
+    assert b"fuse" in png.read_bytes()  # the fused file's provenance rides along
+    # a method without a gate or a curve is refused before any work
+    concat = ["--method", "concat", "-o", str(tmp_path / "c.st"), "--plot", str(tmp_path / "c.png")]
+    r = runner.invoke(app, [*base, *concat])
+    assert r.exit_code == 2 and "only --method uqf" in r.output and not (tmp_path / "c.st").exists()
+
+
+def test_train_rec_plot_tiger_and_refusal(tiny_ds: Path, tmp_path: Path) -> None:
+    from tests.test_evaluate import write_random_sids
+
+    sids = write_random_sids(tiny_ds, tmp_path / "s.jsonl")
+    png = tmp_path / "curve.png"
+    args = ["train-rec", str(tiny_ds), "--sids", str(sids), "--backbone", "tiger", "--epochs", "2", "--d-model", "16",
+            "--num-layers", "1", "--num-decoder-layers", "1", "--batch-size", "32", "--eval-users", "20",
+            "--eval-every", "1", "--device", "cpu", "--quiet"]
+    r = runner.invoke(app, [*args, "-o", str(tmp_path / "m"), "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert_png(png, 15_000)
+    from uqf_cli.plots.training import training_curve
+
+    backbone, records = training_curve(tmp_path / "m")
+    assert backbone == "tiger" and [r["epoch"] for r in records] == [1, 2]
+    assert all(r["valid_ndcg10"] is not None for r in records)
+    r = runner.invoke(app, ["train-rec", str(tiny_ds), "--backbone", "pop", "-o", str(tmp_path / "p"), "--plot",
+                            str(tmp_path / "p.png")])
+    assert r.exit_code == 2 and "records no training curve" in r.output and not (tmp_path / "p").exists()
