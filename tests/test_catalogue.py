@@ -57,7 +57,7 @@ def refused(r, *needles: str) -> str:
 def edited(src: Path, dst: Path, title: dict[str, str] | None = None, add: int = 0,
            sequences_from: Path | None = None) -> Path:
     """A copy of dataset ``src`` with some titles changed, ``add`` new items, or another interaction log."""
-    items, seqs, info = read_dataset_dir(src)
+    items, seqs, _ = read_dataset_dir(src)
     for iid, t in (title or {}).items():
         items[iid] = {**items[iid], "title": t}
     for k in range(add):
@@ -161,3 +161,15 @@ def test_reuse_needs_the_same_settings_and_a_file_with_text_hashes(root: Path, t
     assert enc.seen == [] and not (tmp_path / "a.st").exists()
     r = cli("embed-text", root / "ds", "-o", tmp_path / "b.st", "--reuse", legacy)
     refused(r, "legacy.st", "no per-item text hashes")
+
+
+def test_a_model_is_checked_against_the_train_interactions_only(root: Path, tmp_path: Path) -> None:
+    model = tmp_path / "sasrec"
+    r = cli("train-rec", root / "log", "--backbone", "sasrec", "-o", model, "--epochs", "1", "--d-model", "16",
+            "--num-layers", "1", "--device", "cpu", "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads((model / "uqf_model.json").read_text())["interaction_fingerprint"]
+    ok = cli("evaluate", model, root / "retitled", "--max-users", "3", "--device", "cpu", "--json")
+    assert ok.exit_code == 0, ok.stderr  # another item text, the same train interactions
+    refused(cli("evaluate", model, root / "ds", "--max-users", "3", "--device", "cpu"), "another dataset",
+            "train interactions")

@@ -73,7 +73,7 @@ def test_the_pair_is_written_together_or_not_at_all(tmp_path: Path) -> None:
         write_jsonl_with_meta(path, [{"user_id": "u2", "item_ids": ["b"]}], {"uqf_kind": "predictions", "n": 2})
     meta_path(path).unlink()
     (tmp_path / "q.jsonl.meta.json").write_text("{}")
-    with pytest.raises(OutputExistsError, match="q.jsonl.meta.json"):  # a sidecar alone also counts as output
+    with pytest.raises(OutputExistsError, match=r"q\.jsonl\.meta\.json"):  # a sidecar alone also counts as output
         write_jsonl_with_meta(tmp_path / "q.jsonl", [], {"uqf_kind": "predictions"})
     write_jsonl_with_meta(path, [{"user_id": "u2", "item_ids": ["b"]}], {"uqf_kind": "predictions", "n": 2},
                           force=True)
