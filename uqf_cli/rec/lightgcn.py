@@ -82,8 +82,8 @@ def embeddings_from_collab(path: str | Path, dataset: Dataset) -> tuple[torch.Te
     learned_from = interactions_of(emb)
     if learned_from:
         if learned_from != dataset.interaction_fingerprint:
-            raise InputError(path, f"was learned from other train interactions ({learned_from}) than {dataset.path} "
-                                   f"({dataset.interaction_fingerprint})")
+            raise InputError(path, f"comes from dataset with other train interactions ({learned_from}) than "
+                                   f"{dataset.path} ({dataset.interaction_fingerprint})")
     elif emb.dataset_fingerprint and dataset.fingerprint and emb.dataset_fingerprint != dataset.fingerprint:
         raise InputError(path, f"comes from dataset {emb.dataset_fingerprint}, not {dataset.path} "
                                f"({dataset.fingerprint})")
