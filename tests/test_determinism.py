@@ -27,7 +27,7 @@ STEPS = [
      "--device", "cpu", "--seed", "7"],
 ]
 OUTPUTS = ["ds/items.jsonl", "ds/sequences.jsonl", "ds/dataset.json", "text.st", "collab.st", "fused.st",
-           "sids.jsonl"]
+           "sids.jsonl", "sids.jsonl.meta.json"]
 
 
 def _write_source(d: Path, n_users: int = 40, n_items: int = 16) -> None:
@@ -60,8 +60,8 @@ def test_same_seed_gives_byte_identical_sids(tmp_path: Path) -> None:
     second = _run_pipeline(tmp_path / "b")
     differing = [name for name in OUTPUTS if first[name] != second[name]]
     assert not differing, f"not byte-identical across two identical runs: {differing}"
-    header = json.loads(first["sids.jsonl"].decode().splitlines()[0])
-    assert header["_uqf"] == "sids" and header["items"] == 16
+    header = json.loads(first["sids.jsonl.meta.json"].decode())
+    assert header["uqf_kind"] == "sids" and header["items"] == 16
     assert header["provenance"]["inputs"]  # the SIDs really carry their upstream hashes
 
 

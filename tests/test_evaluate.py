@@ -88,6 +88,14 @@ def test_evaluate_json_output_and_predictions(trained: tuple[Path, Path, Path], 
     cases = {c.user_id: c.target for c in Dataset.load(ds_dir).eval_cases("valid")}
     hits = sum(cases[p["user_id"]] in p["item_ids"][:10] for p in preds)
     assert out["metrics"]["recall@10"] == pytest.approx(hits / len(preds))
+    # one record schema a line, metadata beside: pandas reads it as it is
+    import pandas as pd
+
+    df = pd.read_json(tmp_path / "p.jsonl", lines=True, dtype={"user_id": str, "target": str})
+    assert list(df.columns) == ["user_id", "item_ids", "target"] and len(df) == out["users"]
+    assert df["target"].tolist() == [cases[u] for u in df["user_id"]]
+    meta = json.loads((tmp_path / "p.jsonl.meta.json").read_text())
+    assert meta["uqf_kind"] == "predictions" and meta["split"] == "valid" and meta["provenance"]["stage"] == "evaluate"
     table = runner.invoke(app, ["evaluate", str(model), str(ds_dir), "--max-users", "5"])
     assert table.exit_code == 0 and "recall@10" in table.stdout
 

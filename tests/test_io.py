@@ -70,9 +70,10 @@ def test_sids_round_trip_and_lcrec_index(tmp_path: Path) -> None:
                      provenance={"stage": "t"}, stats={"collisions": 0}, dataset_fingerprint="fp")
     p = write_sids(tmp_path / "s.jsonl", table)
     lines = p.read_text().splitlines()
-    header = json.loads(lines[0])
-    assert header["_uqf"] == "sids" and header["levels"] == 3 and header["codebook_sizes"] == [4, 4, 2]
-    assert json.loads(lines[1]) == {"item_id": "x", "codes": [1, 2, 0], "tokens": "<a_1><b_2><c_0>"}
+    meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
+    assert meta["uqf_kind"] == "sids" and meta["levels"] == 3 and meta["codebook_sizes"] == [4, 4, 2]
+    assert json.loads(lines[0]) == {"item_id": "x", "codes": [1, 2, 0], "tokens": "<a_1><b_2><c_0>"}
+    assert len(lines) == 3
     back = read_sids(p)
     assert back.item_ids == table.item_ids and np.array_equal(back.codes, table.codes)
     assert back.codebook_sizes == [4, 4, 2] and back.dataset_fingerprint == "fp"

@@ -173,8 +173,8 @@ def test_hostile_ids_never_become_paths(tmp_path: Path) -> None:
             assert r.exit_code == 0, f"{step[0]}: {r.stderr}\n{r.exception!r}"
     finally:
         os.chdir(cwd)
-    outputs = {"ds", "text.st", "collab.st", "fused.st", "fuser.st", "sids.jsonl", "sids.index.json", "q.st",
-               "tiger", "pred.jsonl", "metrics.json"}
+    outputs = {"ds", "text.st", "collab.st", "fused.st", "fuser.st", "sids.jsonl", "sids.jsonl.meta.json",
+               "sids.index.json", "q.st", "tiger", "pred.jsonl", "pred.jsonl.meta.json", "metrics.json"}
     new = _all_files(root) - before
     prefix = "a/b/work/"
     stray = sorted(f for f in new if not (f.startswith(prefix) and f[len(prefix):].split("/")[0] in outputs))

@@ -12,11 +12,13 @@ for training only (all their items are train) and take no part in evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from uqf_cli.fingerprints import interaction_fingerprint
 from uqf_cli.io import read_dataset_dir
 
 Split = Literal["train", "valid", "test"]
@@ -61,6 +63,11 @@ class Dataset:
     def fingerprint(self) -> str | None:
         """Content hash of items and sequences; downstream files record it to detect mix-ups."""
         return self.info.get("fingerprint")
+
+    @cached_property
+    def interaction_fingerprint(self) -> str:
+        """Hash of the train part of the split: what collaborative files and recommenders depend on."""
+        return interaction_fingerprint(self.train_sequences())
 
     @property
     def num_interactions(self) -> int:

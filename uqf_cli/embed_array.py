@@ -9,6 +9,7 @@ inferred from the file size (``bytes / (4 N)``), which must divide evenly.
 
 The output holds one row per item of the dataset, in ``items.jsonl`` order, found through the
 item's original id; the provenance records the array, the index file (with hashes), N, D and base.
+No item text is read, so the catalogue fingerprint covers the item ids only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from uqf_cli.dataset import Dataset
 from uqf_cli.embed_text import DEFAULT_MODEL, TextEmbeddingResult
 from uqf_cli.errors import InputError, OptionError
+from uqf_cli.fingerprints import TextSpec, text_file_fields, text_hashes
 from uqf_cli.io import check_output, make_provenance, require_file, save_embeddings
 from uqf_cli.recbole_benchmark import read_index_map
 
@@ -83,7 +85,9 @@ def wrap_array(dataset_dir: str | Path, output: str | Path, array: str | Path, n
               "dtype": "float32 little-endian", "normalize": normalize}
     inputs = {"array": array_path, "index_map": map_path, "items": ds.path / "items.jsonl" if ds.path else None}
     prov = make_provenance("embed-text", params, inputs=inputs)
-    save_embeddings(output, emb, ds.item_ids, prov, modality="text", dataset_fingerprint=ds.fingerprint, force=force)
+    extra_t, extra_m = text_file_fields(ds.item_ids, text_hashes([""] * len(ds.item_ids)), TextSpec())
+    save_embeddings(output, emb, ds.item_ids, prov, modality="text", dataset_fingerprint=ds.fingerprint,
+                    extra_tensors=extra_t, extra_metadata=extra_m, force=force)
     return Path(output), len(ds.item_ids), int(emb.shape[1]), time.perf_counter() - started
 
 

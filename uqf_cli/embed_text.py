@@ -49,6 +49,7 @@ import torch
 from uqf_cli import runtime
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import OptionError, UqfError
+from uqf_cli.fingerprints import TextSpec, text_file_fields, text_hashes
 from uqf_cli.io import check_output, make_provenance, save_embeddings
 from uqf_cli.text_fields import DEFAULT_FIELDS, choose_fields
 
@@ -88,10 +89,12 @@ class TextEmbeddingResult:
     device: str
     params: dict[str, Any] = field(default_factory=dict)
     load_seconds: float = 0.0
+    embedded: int | None = None  # items encoded (the rest were copied by --reuse); None = all
 
     @property
     def items_per_second(self) -> float:
-        return self.items / self.seconds if self.seconds > 0 else math.inf
+        done = self.items if self.embedded is None else self.embedded
+        return done / self.seconds if self.seconds > 0 else math.inf
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +374,30 @@ def encode_with_mean_pooling(
 # --------------------------------------------------------------------------------------------
 
 
+Encoder = Callable[[list[str], Callable[[int], None]], torch.Tensor]
+"""Texts and a progress callback (items done) -> ``[len(texts), d]`` vectors, not yet normalised."""
+
+
+def load_encoder(resolved: ResolvedModel, how: str, dev: torch.device, max_length: int, batch_size: int,
+                 devices: Sequence[str], fp16: bool, trust_remote_code: bool) -> Encoder:
+    """Load the model once and return the function that encodes texts with it."""
+    runtime.info(f"loading {resolved.name} from {resolved.location}")
+    if how == "model":
+        st = load_sentence_transformer(resolved, dev, max_length, fp16, trust_remote_code)
+        return lambda texts, advance: encode_with_sentence_transformer(texts, st, batch_size, devices=devices,
+                                                                       on_batch=advance)
+    tokenizer, net = load_for_mean_pooling(resolved, dev, fp16, trust_remote_code)
+    return lambda texts, advance: encode_with_mean_pooling(texts, tokenizer, net, max_length, batch_size,
+                                                           on_batch=advance)
+
+
+def encode_all(texts: list[str], encoder: Encoder) -> torch.Tensor:
+    """Run ``encoder`` over ``texts`` behind a progress bar."""
+    with runtime.progress() as bar:
+        task = bar.add_task("embed-text", total=len(texts), status="")
+        return encoder(texts, lambda n: bar.advance(task, n))
+
+
 def embed_text(
     dataset_dir: str | Path,
     output: str | Path,
@@ -387,13 +414,19 @@ def embed_text(
     trust_remote_code: bool = False,
     force: bool = False,
     from_array: str | Path | None = None,
+    reuse: str | Path | None = None,
+    encoder: Encoder | None = None,
 ) -> TextEmbeddingResult:
-    """Embed every item's text and write ``[N, d]`` float32 embeddings with ids and provenance.
+    """Embed every item's text and write ``[N, d]`` float32 embeddings with ids, text hashes and provenance.
 
     ``fields=None`` picks the fields as :mod:`uqf_cli.text_fields` documents; ``from_array`` wraps
-    precomputed vectors instead of running a model (:mod:`uqf_cli.embed_array`).
+    precomputed vectors instead of running a model (:mod:`uqf_cli.embed_array`); ``reuse`` copies the
+    rows of unchanged items from an earlier file (:mod:`uqf_cli.embed_reuse`). ``encoder`` replaces the
+    model named by ``model`` (which is still recorded), e.g. to run a model already in memory.
     """
     if from_array is not None:
+        if reuse is not None:
+            raise OptionError("--reuse", "does not apply with --from-array (no model runs)")
         from uqf_cli.embed_array import embed_from_array
 
         return embed_from_array(dataset_dir, output, from_array, model, fields, template, devices, normalize, force)
@@ -408,37 +441,40 @@ def embed_text(
     if choice and choice.note:
         runtime.info(choice.note)
     texts = build_texts(ds, choice.fields if choice else (), template)
+    spec = TextSpec(choice.fields if choice else (), template)
+    hashes = text_hashes(texts)
     resolved = resolve_model(model)
     how = choose_pooling(pooling, resolved)
     if devices and how != "model":
         raise OptionError("--devices", "several devices work with sentence-transformers pooling only")
+    plan = None
+    if reuse is not None:
+        from uqf_cli.embed_reuse import plan_reuse
+
+        signature = {"model": resolved.name, "pooling": how, "fields": list(choice.fields) if choice else None,
+                     "template": template, "max_length": max_length, "normalize": normalize}
+        plan = plan_reuse(reuse, ds.item_ids, hashes, signature)
+        runtime.info(f"--reuse {reuse}: {plan.copied:,} items unchanged, {plan.new_items:,} new, "
+                     f"{plan.changed_items:,} with changed text")
+    todo = plan.to_embed if plan else list(range(len(texts)))
     dev = runtime.resolve_device(devices[0] if devices else device)
-    runtime.info(f"embedding {len(texts):,} items with {resolved.name} ({how} pooling) on {dev}")
-
-    runtime.info(f"loading {resolved.name} from {resolved.location}")
-    loading = time.perf_counter()
-    if how == "model":
-        st = load_sentence_transformer(resolved, dev, max_length, fp16, trust_remote_code)
-    else:
-        tokenizer, net = load_for_mean_pooling(resolved, dev, fp16, trust_remote_code)
-    load_seconds = time.perf_counter() - loading
-
-    started = time.perf_counter()
-    with runtime.progress() as bar:
-        task = bar.add_task("embed-text", total=len(texts), status="")
-
-        def advance(n: int) -> None:
-            bar.advance(task, n)
-
-        if how == "model":
-            emb = encode_with_sentence_transformer(texts, st, batch_size, devices=devices, on_batch=advance)
-        else:
-            emb = encode_with_mean_pooling(texts, tokenizer, net, max_length, batch_size, on_batch=advance)
-    if normalize:
-        emb = torch.nn.functional.normalize(emb, dim=1)
-    seconds = time.perf_counter() - started
-    if not torch.isfinite(emb).all():
-        raise UqfError(f"model {resolved.name} produced NaN/Inf embeddings (try --no-fp16 or another model)")
+    emb, seconds, load_seconds = None, 0.0, 0.0
+    if todo:
+        runtime.info(f"embedding {len(todo):,} items with {resolved.name} ({how} pooling) on {dev}")
+        loading = time.perf_counter()
+        if encoder is None:
+            encoder = load_encoder(resolved, how, dev, max_length, batch_size, devices, fp16, trust_remote_code)
+        load_seconds = time.perf_counter() - loading
+        started = time.perf_counter()
+        emb = encode_all([texts[i] for i in todo], encoder)
+        if normalize:
+            emb = torch.nn.functional.normalize(emb, dim=1)
+        seconds = time.perf_counter() - started
+        if not torch.isfinite(emb).all():
+            raise UqfError(f"model {resolved.name} produced NaN/Inf embeddings (try --no-fp16 or another model)")
+    if plan is not None:
+        emb = plan.assemble(emb)
+    assert emb is not None
 
     params = {
         "model": resolved.provenance(),
@@ -451,16 +487,19 @@ def embed_text(
         "fp16": bool(fp16 and dev.type == "cuda"),
         "batch_size": batch_size,
     }
-    inputs: dict[str, Any] = {"items": ds.path / "items.jsonl" if ds.path else None}
+    if plan is not None:
+        params["reuse"] = plan.provenance()
+    inputs: dict[str, Any] = {"items": ds.path / "items.jsonl" if ds.path else None, "reuse": reuse}
     if resolved.local:
         model_path = Path(resolved.location)
         inputs["model"] = model_path / resolved.gguf_file if resolved.gguf_file else model_path
     prov = make_provenance("embed-text", params, inputs=inputs)
+    extra_t, extra_m = text_file_fields(ds.item_ids, hashes, spec)
     save_embeddings(output, emb, ds.item_ids, prov, modality="text", dataset_fingerprint=ds.fingerprint,
-                    force=force)
+                    extra_tensors=extra_t, extra_metadata=extra_m, force=force)
     return TextEmbeddingResult(Path(output), len(texts), int(emb.shape[1]), seconds, resolved.name, how, str(dev),
-                               params, load_seconds)
+                               params, load_seconds, embedded=len(todo))
 
 
-__all__ = ["DEFAULT_FIELDS", "DEFAULT_MODEL", "TextEmbeddingResult", "build_texts", "embed_text", "item_text",
-           "resolve_model"]
+__all__ = ["DEFAULT_FIELDS", "DEFAULT_MODEL", "Encoder", "TextEmbeddingResult", "build_texts", "embed_text",
+           "item_text", "resolve_model"]

@@ -7,8 +7,9 @@ Generative backbones return their beam: the beam size must be at least the large
 beam search yields at most beam-size items (an item outside the beam counts as a miss).
 
 Works for every backbone through ``backbone_module(name).load(model_dir, device).recommend(...)``.
-Before any ranking it checks that the model was trained on this dataset (fingerprint) and, when
-``sids`` is given, on the same SID map (hash), so a mixed-up run fails in a second with one clear line.
+Before any ranking it checks that the model was trained on this dataset (the fingerprint of its train
+interactions; the whole-dataset one for models of earlier versions) and, when ``sids`` is given, on
+the same SID map (hash), so a mixed-up run fails in a second with one clear line.
 """
 
 from __future__ import annotations
@@ -19,19 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from uqf_cli import runtime
-from uqf_cli.dataset import Dataset
+from uqf_cli.dataset import Dataset, EvalCase
 from uqf_cli.errors import InputError, OptionError
-from uqf_cli.io import check_output, make_provenance, read_sids, write_json, write_jsonl
+from uqf_cli.io import check_output, make_provenance, read_sids, write_json
 from uqf_cli.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
+from uqf_cli.sidecar import write_jsonl_with_meta
 
 
 def check_model_inputs(model_dir: str | Path, dataset: Dataset, sids_path: str | Path | None) -> dict[str, Any]:
     """Read the model's metadata and check it against the dataset (and SIDs file, if given)."""
     meta = read_model_meta(model_dir)
     fp = meta.get("dataset_fingerprint")
-    if fp and dataset.fingerprint and fp != dataset.fingerprint:
+    trained_on = meta.get("interaction_fingerprint")
+    if trained_on:  # the model depends on the train interactions only, not on item texts
+        if trained_on != dataset.interaction_fingerprint:
+            raise InputError(model_dir, f"model was trained on another dataset (train interactions {trained_on}, "
+                                        f"{dataset.path} has {dataset.interaction_fingerprint})")
+    elif fp and dataset.fingerprint and fp != dataset.fingerprint:
         raise InputError(model_dir, f"model was trained on another dataset (fingerprint {fp}, "
                                     f"{dataset.path} has {dataset.fingerprint})")
     if sids_path is not None:
@@ -105,16 +112,30 @@ def evaluate(
         result["popularity"] = ranking_metrics(popularity_lists(dataset, hists, max(ks)), targets, recall_ks, ndcg_ks)
         result["popularity_excluding_history"] = ranking_metrics(
             popularity_lists(dataset, hists, max(ks), exclude_history=True), targets, recall_ks, ndcg_ks)
+    params = {"split": split, "beam_size": beam_size, "recall_ks": list(recall_ks), "ndcg_ks": list(ndcg_ks),
+              "max_users": max_users}
     if predictions is not None:
-        write_jsonl(predictions, ({"user_id": c.user_id, "item_ids": r} for c, r in zip(cases, ranked, strict=True)),
-                    force=force)
+        prov = make_provenance("evaluate", params, inputs={"model": Path(model_dir) / "uqf_model.json",
+                                                           "dataset": dataset_dir})
+        write_predictions(predictions, cases, ranked, result, prov, force)
     if output is not None:
-        params = {"split": split, "beam_size": beam_size, "recall_ks": list(recall_ks), "ndcg_ks": list(ndcg_ks),
-                  "max_users": max_users}
         prov = make_provenance("evaluate", params, inputs={"model": Path(model_dir) / "uqf_model.json",
                                                            "dataset": dataset_dir})
         write_json(output, {**result, "provenance": prov}, force=force)
     return result
+
+
+def write_predictions(path: str | Path, cases: Sequence[EvalCase], ranked: Sequence[list[str]],
+                      result: dict[str, Any], provenance: dict[str, Any], force: bool) -> Path:
+    """One line per user (``user_id``, ranked ``item_ids``, the ``target``); the rest in the sidecar."""
+    records = ({"user_id": c.user_id, "item_ids": r, "target": c.target}
+               for c, r in zip(cases, ranked, strict=True))
+    meta = {"uqf_kind": "predictions",
+            "records": {"user_id": "string", "item_ids": "list of string, best first", "target": "string"},
+            **{k: result[k] for k in ("model", "backbone", "dataset", "dataset_fingerprint", "split", "users",
+                                      "beam_size")},
+            "provenance": provenance}
+    return write_jsonl_with_meta(path, records, meta, force=force)
 
 
 def _recommend_all(rec, cases, k: int, beam_size: int, chunk: int = 512) -> list[list[str]]:

@@ -12,8 +12,11 @@ Alignment and cold items
     text). Items that the collab file lacks, or lists in ``cold_item_ids`` (no train interaction, so their
     LightGCN row was never learned), are *cold*: their collab input is absent and they take the text-only
     path, yet they still get a fused embedding. Collab items missing from the text file, disjoint id sets,
-    files from different datasets (``dataset_fingerprint``), NaN/Inf rows and empty files are refused with
-    one line naming the file.
+    files from different datasets, NaN/Inf rows and empty files are refused with one line naming the file.
+    "Different datasets" means, for files that record the split fingerprints (:mod:`uqf_cli.fingerprints`),
+    a dataset item the text file lacks or whose text changed since it was embedded; text embeddings of the
+    same catalogue fuse with collab embeddings of a newer interaction log. Older files compare the
+    whole-dataset ``dataset_fingerprint``.
 
     Both inputs are L2-normalised first: MiniLM vectors are unit length while LightGCN norms grow with
     popularity, and raw scale differences would otherwise decide the gate before any learning.
@@ -79,6 +82,7 @@ from uqf_cli import runtime
 from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
+from uqf_cli.fingerprints import both_recorded, check_catalogue, interactions_of, text_record
 from uqf_cli.fuse_model import FuserConfig, UnifiedQFormer
 from uqf_cli.io import (
     EmbeddingFile,
@@ -240,7 +244,12 @@ def check_text_model(fuser_path: str | Path, meta: dict[str, Any], text: Embeddi
 
 
 def check_same_dataset(a: EmbeddingFile, b: EmbeddingFile) -> None:
-    """Refuse files whose recorded dataset fingerprints differ (mixing datasets silently is the worst bug)."""
+    """Refuse files whose recorded dataset fingerprints differ (mixing datasets silently is the worst bug).
+
+    Files that both record the split fingerprints are not compared with each other: text is checked
+    against the dataset's catalogue and collab against its interactions (:func:`check_dataset`)."""
+    if both_recorded((a, b)):
+        return
     if a.dataset_fingerprint and b.dataset_fingerprint and a.dataset_fingerprint != b.dataset_fingerprint:
         raise InputError(b.path, f"comes from dataset {b.dataset_fingerprint}, but {a.path} comes from "
                                  f"{a.dataset_fingerprint}; both inputs must come from the same dataset")
@@ -281,16 +290,22 @@ def align_inputs(text: EmbeddingFile, collab: EmbeddingFile | None) -> AlignedIn
     return AlignedInputs(ids, text_x, collab_x, has, fp, text.path, collab.path)
 
 
-def check_dataset(data: AlignedInputs, ds: Dataset) -> None:
+def check_dataset(data: AlignedInputs, ds: Dataset, text: EmbeddingFile | None = None,
+                  collab: EmbeddingFile | None = None) -> None:
     """The dataset should be the one the embeddings were computed from, and share items with them.
 
-    A different fingerprint is refused when the embeddings miss some of the dataset's items (another
+    When both files record the split fingerprints (:mod:`uqf_cli.fingerprints`), the text file is
+    refused unless every dataset item is in it with unchanged text, and a collab file of other train
+    interactions is warned about. Otherwise (files of earlier versions) the whole-dataset fingerprint
+    decides: a different one is refused when the embeddings miss some of the dataset's items (another
     catalogue), and only warned about when they cover every item (e.g. the same catalogue re-prepared
     with more interactions): the embeddings are still valid per item, the graph is simply newer.
     """
     known = set(ds.item_ids)
     covered = sum(1 for i in data.item_ids if i in known)
-    if data.fingerprint and ds.fingerprint and data.fingerprint != ds.fingerprint:
+    if text is not None and collab is not None and both_recorded((text, collab)):
+        check_split_fingerprints(text, collab, ds)
+    elif data.fingerprint and ds.fingerprint and data.fingerprint != ds.fingerprint:
         if covered < len(known):
             raise InputError(ds.path, f"dataset fingerprint {ds.fingerprint} differs from the embeddings' "
                                       f"{data.fingerprint} ({data.text_path}) and {len(known) - covered} of its "
@@ -302,6 +317,19 @@ def check_dataset(data: AlignedInputs, ds: Dataset) -> None:
     lacking = len(known) - covered
     if lacking:
         runtime.warn(f"{data.text_path}: {lacking} dataset items have no text embedding and will not be fused")
+
+
+def check_split_fingerprints(text: EmbeddingFile, collab: EmbeddingFile, ds: Dataset) -> None:
+    """Text against the dataset's catalogue (refused on a changed or missing item), collab against its
+    train interactions (warned: the embeddings are valid per item, the structural graph is newer)."""
+    record = text_record(text)
+    if record is None:
+        raise InputError(text.path, "records fingerprints but no per-item text hashes (not an embed-text file?)")
+    check_catalogue(text, record, ds)
+    made_from = interactions_of(collab)
+    if made_from and made_from != ds.interaction_fingerprint:
+        runtime.warn(f"{collab.path}: learned from other train interactions ({made_from}) than {ds.path}'s "
+                     f"({ds.interaction_fingerprint}); structural neighbours come from {ds.path}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -813,7 +841,7 @@ def fuse(
     ds = Dataset.load(dataset_dir)
     text, collab = load_text(text_path), load_collab(collab_path)
     data = align_inputs(text, collab)
-    check_dataset(data, ds)
+    check_dataset(data, ds, text, collab)
     fp = ds.fingerprint or data.fingerprint
     runtime.info(f"fuse: {len(data.item_ids)} items ({len(data.cold_ids)} cold), text {text.dim}-d, "
                  f"collab {collab.dim}-d, method {opts.method}")

@@ -66,6 +66,7 @@ from uqf_cli import runtime
 from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError
+from uqf_cli.fingerprints import interaction_fields
 from uqf_cli.gcn_config import GcnConfig
 from uqf_cli.io import check_output, make_provenance, save_embeddings
 
@@ -524,6 +525,7 @@ def save_collab_embeddings(
             "cold_item_ids": result.cold_item_ids,
             "cold_user_ids": result.cold_user_ids,
             "cold_rows": "zeros: items/users without any train interaction are not learned",
+            **interaction_fields(ds),
         },
         force=force,
     )

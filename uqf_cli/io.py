@@ -10,9 +10,10 @@ The contracts (also in docs/formats.md):
   and ``dataset_fingerprint``. Extra tensors (user embeddings, gate values) may sit beside it with
   their own id lists in metadata. Stages align files by id, never by position.
 * **Model files** (safetensors + JSON config in metadata ``config``), ``uqf_kind`` names the stage.
-* **SIDs file** (JSONL): a header line ``{"_uqf": "sids", ...}`` with levels, codebook sizes and
-  provenance, then one item a line: ``item_id``, ``codes`` (ints), ``tokens`` (``<a_12><b_3>...``).
-  LC-Rec/LETTER ``*.index.json`` files are read too.
+* **SIDs file** (JSONL): one item a line, ``item_id``, ``codes`` (ints), ``tokens`` (``<a_12><b_3>...``),
+  and a sidecar ``<file>.meta.json`` with levels, codebook sizes and provenance
+  (:mod:`uqf_cli.sidecar`). Files of earlier versions, whose first line was a header
+  ``{"_uqf": "sids", ...}``, and LC-Rec/LETTER ``*.index.json`` files are read too.
 
 Writes are atomic: the data goes to a temporary file in the target directory, which is renamed over
 the target only once complete, so an interrupted run never leaves a partial file. An existing output
@@ -727,9 +728,12 @@ class SidTable:
 
 
 def write_sids(path: str | Path, table: SidTable, force: bool = False) -> Path:
-    """Write a SIDs JSONL file: header line, then one item a line."""
-    header = {
-        SIDS_HEADER_KEY: "sids",
+    """Write a SIDs JSONL file (one item a line, nothing else) and its ``.meta.json`` sidecar."""
+    from uqf_cli.sidecar import write_jsonl_with_meta
+
+    meta = {
+        "uqf_kind": "sids",
+        "records": {"item_id": "string", "codes": "list of int, one per level", "tokens": "string"},
         "levels": table.levels,
         "codebook_sizes": list(table.codebook_sizes),
         "items": len(table.item_ids),
@@ -742,7 +746,7 @@ def write_sids(path: str | Path, table: SidTable, force: bool = False) -> Path:
         {"item_id": iid, "codes": [int(c) for c in row], "tokens": "".join(table.tokens(k))}
         for k, (iid, row) in enumerate(zip(table.item_ids, table.codes, strict=True))
     )
-    return write_jsonl(path, records, force=force, header=header)
+    return write_jsonl_with_meta(path, records, meta, force=force)
 
 
 def write_lcrec_index(path: str | Path, table: SidTable, force: bool = False) -> Path:
@@ -760,12 +764,14 @@ def read_sids(path: str | Path) -> SidTable:
         raise InputError(p, "empty file")
     if p.suffix == ".json":
         return _read_lcrec_index(p)
+    from uqf_cli.sidecar import read_meta
+
     header: dict[str, Any] = {}
     ids: list[str] = []
     rows: list[list[int]] = []
     seen: set[str] = set()
     for lineno, rec in iter_jsonl(p):
-        if SIDS_HEADER_KEY in rec:
+        if SIDS_HEADER_KEY in rec:  # files of earlier versions: metadata as the first line
             if ids or header:
                 raise InputError(p, f"line {lineno}: header line must come first")
             header = rec
@@ -787,6 +793,7 @@ def read_sids(path: str | Path) -> SidTable:
         rows.append(codes)
     if not ids:
         raise InputError(p, "no SIDs")
+    header = header or read_meta(p, "sids") or {}
     codes_arr = np.asarray(rows, dtype=np.int64)
     sizes = header.get("codebook_sizes") or [int(c) + 1 for c in codes_arr.max(axis=0)]
     if len(sizes) != codes_arr.shape[1]:

@@ -54,6 +54,12 @@ def register(app: typer.Typer) -> None:
                          "float32 N x D file in item-index order (UniSRec's X.feat1CLS), rows named by the "
                          "X.item2index next to it; D is inferred from the file size."),
         ] = None,
+        reuse: Annotated[
+            Path | None,
+            typer.Option("--reuse", help="An earlier embed-text file of this catalogue (same model, pooling, "
+                         "fields/template, max length, normalisation): copy the rows of items whose text is "
+                         "unchanged, encode only new or changed items."),
+        ] = None,
         force: Force = False,
         quiet: Quiet = False,
         json_out: JsonOut = False,
@@ -66,11 +72,13 @@ def register(app: typer.Typer) -> None:
         res = embed_text(dataset, output, model=model, pooling=pooling, fields=chosen, template=template,
                          max_length=max_length, batch_size=batch_size, device=device, devices=parse_csv(devices),
                          normalize=normalize, fp16=fp16, trust_remote_code=trust_remote_code, force=force,
-                         from_array=from_array)
+                         from_array=from_array, reuse=reuse)
         summary = {"output": str(res.output), "items": res.items, "dim": res.dim, "model": res.model,
                    "pooling": res.pooling, "device": res.device, "seconds": round(res.seconds, 3),
                    "load_seconds": round(res.load_seconds, 3),
                    "items_per_second": round(res.items_per_second, 1)}
+        if "reuse" in res.params:
+            summary["reuse"] = res.params["reuse"]
         if json_out:
             emit_json(summary)
             return
@@ -84,3 +92,8 @@ def register(app: typer.Typer) -> None:
             f"{res.load_seconds:.1f} s loading the model)",
             soft_wrap=True,
         )
+        if "reuse" in res.params:
+            r = res.params["reuse"]
+            runtime.stdout_console().print(f"reused {r['file']}: {r['copied']:,} items copied, {r['embedded']:,} "
+                                           f"encoded ({r['new']:,} new, {r['changed']:,} with changed text)",
+                                           soft_wrap=True)

@@ -4,8 +4,8 @@ Samples follow LC-Rec, TIGER and LETTER: per user, every position of the train p
 with up to ``max_history`` previous items as history; the valid target is the second to last item and
 the test target the last one (:meth:`uqf_cli.dataset.Dataset.eval_cases`).
 
-A model directory always holds ``uqf_model.json`` (backbone, SID hash, dataset fingerprint,
-options, provenance) and, for SID backbones, ``sids.jsonl`` (a copy of the SIDs the model was
+A model directory always holds ``uqf_model.json`` (backbone, SID hash, dataset and interaction
+fingerprints, options, provenance) and, for SID backbones, ``sids.jsonl`` (a copy of the SIDs the model was
 trained on), so evaluation can check that it is given compatible inputs.
 """
 
@@ -66,6 +66,7 @@ def write_model_meta(
     meta: dict[str, Any] = {
         "backbone": backbone,
         "dataset_fingerprint": dataset.fingerprint,
+        "interaction_fingerprint": dataset.interaction_fingerprint,
         "options": options,
         "provenance": provenance,
         **extra,

@@ -42,6 +42,7 @@ from uqf_cli import runtime
 from uqf_cli.baselines import top_k_from_scores
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError
+from uqf_cli.fingerprints import interactions_of
 from uqf_cli.gcn import GcnConfig, train_lightgcn
 from uqf_cli.io import (
     SidTable,
@@ -78,7 +79,12 @@ def embeddings_from_collab(path: str | Path, dataset: Dataset) -> tuple[torch.Te
                                                                           dict[str, Any]]:
     """Item rows (dataset order), user rows and user ids of a train-gcn file made from ``dataset``."""
     emb = load_embeddings(path)
-    if emb.dataset_fingerprint and dataset.fingerprint and emb.dataset_fingerprint != dataset.fingerprint:
+    learned_from = interactions_of(emb)
+    if learned_from:
+        if learned_from != dataset.interaction_fingerprint:
+            raise InputError(path, f"comes from dataset with other train interactions ({learned_from}) than "
+                                   f"{dataset.path} ({dataset.interaction_fingerprint})")
+    elif emb.dataset_fingerprint and dataset.fingerprint and emb.dataset_fingerprint != dataset.fingerprint:
         raise InputError(path, f"comes from dataset {emb.dataset_fingerprint}, not {dataset.path} "
                                f"({dataset.fingerprint})")
     users = emb.extra_tensors.get("user_embeddings")
