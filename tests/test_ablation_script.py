@@ -113,3 +113,17 @@ def test_reserved_codes_are_distinct_and_outside_the_codebook(tmp_path: Path) ->
     assert (extra[:, 0] == 2).all() and len({tuple(r) for r in extra.tolist()}) == 10
     assert (extra[:, 1] < 2).all() and (extra[:, 2] < 5).all()
     assert full.item_ids[:2] == known and sorted(full.item_ids) == sorted(ds.item_ids)
+
+
+def test_letter_variant_tokenizes_with_the_collab_file(inputs: dict[str, Path]) -> None:
+    from uqf_cli.io import read_sids, sha256_file
+
+    args = ablation.parse_args(_argv(inputs, "letter.md", "--variants", "letter", "--seeds", "1"))
+    record = units.tokenize("sid_letter_s0", args)
+    assert record["settings"]["letter"] == {"clusters": 4, "w_collab": 0.02, "w_diversity": 1e-4}
+    assert "letter" not in units.tokenization_settings("text", args)  # other variants' settings unchanged
+    prov = read_sids(record["sids"]).provenance
+    assert prov["inputs"]["collab"]["sha256"] == sha256_file(inputs["collab"])
+    assert prov["parameters"]["letter"]["w_collab"] == 0.02
+    with pytest.raises(SystemExit):
+        ablation.parse_args(_argv(inputs, "d.md", "--define", 'x={"method": "text", "letter": {"alpha": 1}}'))
