@@ -21,7 +21,7 @@ Output: ``--out`` (markdown table), its ``.json`` (every record), ``<stem>_curve
 NDCG@10 per evaluation of every run, when matplotlib is installed: ``pip install 'uqf-cli[plot]'``).
 ``--report-only`` re-renders them from the records.
 
-Variants: ``text``, ``collab``, ``concat``, ``uqf`` and UQF ablations (see ``VARIANTS``);
+Variants: ``text``, ``collab``, ``concat``, ``uqf``, UQF ablations and ``letter`` (see ``VARIANTS``);
 ``--define NAME=JSON`` adds one (``{"method": "uqf", "fuse": {...}, "quantize": {...}, "label": "..."}``).
 
 Run (the committed results state their own command)::
@@ -67,6 +67,7 @@ from ablation_units import (
 from uqf_cli.dataset import Dataset
 from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
+from uqf_cli.quantize_letter import LetterConfig
 
 SCRIPT = Path(__file__).resolve()
 
@@ -199,6 +200,9 @@ def parse_defines(ap: argparse.ArgumentParser, defines: list[str]) -> dict[str, 
         if bad:
             ap.error(f"--define {name}: unknown fuse option(s) {', '.join(bad)}")
         check_quantize_overrides(ap, value.get("quantize", {}))
+        bad = sorted(set(value.get("letter", {})) - (set(LetterConfig.__dataclass_fields__) - {"collab"}))
+        if bad:
+            ap.error(f"--define {name}: unknown letter option(s) {', '.join(bad)}")
         out[name] = {"label": name, **value}
     return out
 

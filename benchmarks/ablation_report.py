@@ -17,6 +17,8 @@ from ablation_units import manifest_path, read_json, records_dir, write_json
 
 from uqf_cli.dataset import Dataset
 
+TAIL_RULE = ("test targets in the tail of the train popularity (items sorted by train interactions; the items "
+             "after the first 80% of interactions, cold items included; `uqf evaluate --by-popularity`)")
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
 
@@ -80,13 +82,21 @@ def budget_cell(recs: list[dict[str, Any]]) -> str:
     return f"{runs} (best {best}){'' if cap is None else f' of {cap}'}; early stop {stopped}/{len(recs)}"
 
 
+def group_metric(rec: dict[str, Any], group: str, metric: str) -> float | None:
+    """Test ``metric`` on targets of one popularity ``group`` (records made before it existed: None)."""
+    by_pop = rec.get("test_by_popularity") or {}
+    return ((by_pop.get("groups") or {}).get(group) or {}).get("metrics", {}).get(metric)
+
+
 def rec_table(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = ["| model | seeds | epochs run (best) of cap; early stop | test R@10 | test N@10 | valid N@10 | "
-             "train min |", "|---|---|---|---|---|---|---|"]
+             "tail test R@10 | tail test N@10 | train min |", "|---|---|---|---|---|---|---|---|---|"]
     for label, recs in rows.items():
         lines.append(
             f"| {label} | {len(recs)} | {budget_cell(recs)} | {fmt([r['test']['recall@10'] for r in recs])} | "
             f"{fmt([r['test']['ndcg@10'] for r in recs])} | {fmt([r['valid']['ndcg@10'] for r in recs])} | "
+            f"{fmt([group_metric(r, 'tail', 'recall@10') for r in recs])} | "
+            f"{fmt([group_metric(r, 'tail', 'ndcg@10') for r in recs])} | "
             f"{fmt([r['seconds']['train'] / 60 for r in recs], 1)} |")
     return lines
 
@@ -179,7 +189,8 @@ def write(args: argparse.Namespace, variants: dict[str, dict[str, Any]], baselin
     curves = args.out.with_name(args.out.stem + "_curves.png")
     lines = header(args, records) if records else ["# Tokenizer comparison", "", "No unit has finished yet.", ""]
     if rows:
-        lines += ["## Recommendation (mean ± std over seeds)", "", *rec_table(rows), "", *verdict(rows, variants)]
+        lines += ["## Recommendation (mean ± std over seeds)", "", *rec_table(rows), "", f"Tail: {TAIL_RULE}.", "",
+                  *verdict(rows, variants)]
         drawn = draw_curves(rows, curves, f"{args.out.stem}: validation NDCG@10 per epoch (dot: best epoch)")
         lines += ["", f"Curves: `{curves.name}`" if drawn else "Curves: not drawn (install the plot extra)."]
         lines += ["", "## SID space", "", *tokenization_table(rows)]

@@ -31,12 +31,14 @@ from uqf_cli.inspect_sids import load_inspection
 from uqf_cli.inspect_sids import metrics as sid_metrics
 from uqf_cli.io import SidTable, read_sids, write_sids
 from uqf_cli.quantize import QuantizeConfig, quantize
+from uqf_cli.quantize_letter import LetterConfig
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
 
 DEPTHS = ("1", "2")
 
-# variant name -> {"method", "fuse" overrides, "quantize" overrides, "label"}
+# variant name -> {"method", "fuse" overrides, "quantize" overrides, "label", optional "letter" (LetterConfig fields
+# but collab: the LETTER terms on the --collab file)}
 VARIANTS: dict[str, dict[str, Any]] = {
     "text": {"method": "text", "label": "text-only RQ-VAE (TIGER/LC-Rec)"},
     "collab": {"method": "collab", "label": "collaborative-only"},
@@ -47,6 +49,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "uqf-no-semantic": {"method": "uqf", "fuse": {"use_semantic": False}, "label": "UQF, no semantic InfoNCE"},
     "uqf-no-modality-dropout": {"method": "uqf", "fuse": {"modality_dropout": False},
                                 "label": "UQF, no modality dropout"},
+    # LETTER-style tokenizer: text RQ-VAE + collaborative alignment and code diversity (uqf quantize --collab)
+    "letter": {"method": "text", "letter": {"w_collab": 0.02, "w_diversity": 1e-4},
+               "label": "LETTER-style (text RQ-VAE + collab alignment)"},
 }
 MAIN_VARIANTS = ("text", "collab", "concat", "uqf")
 BASELINES = {"pop": "popularity (history masked)", "lightgcn": "LightGCN (history masked)", "sasrec": "SASRec"}
@@ -118,9 +123,12 @@ def variant_spec(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def tokenization_settings(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = variant_spec(variant, args)
-    return {"method": spec["method"], "fuse": {"epochs": args.fuse_epochs, **spec.get("fuse", {})},
-            "quantize": {**args.quantize, **spec.get("quantize", {})}, "codebook_size": args.codebook_size,
-            "levels": args.levels}
+    out = {"method": spec["method"], "fuse": {"epochs": args.fuse_epochs, **spec.get("fuse", {})},
+           "quantize": {**args.quantize, **spec.get("quantize", {})}, "codebook_size": args.codebook_size,
+           "levels": args.levels}
+    if "letter" in spec:  # only then: the settings (and cache keys) of the other variants stay as they were
+        out["letter"] = {"clusters": min(10, args.codebook_size), **spec["letter"]}
+    return out
 
 
 def tiger_settings(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
@@ -187,7 +195,8 @@ def tokenize(unit: str, args: argparse.Namespace) -> dict[str, Any]:
     qcfg = QuantizeConfig(**{**settings["quantize"], "seed": seed, "levels": args.levels,
                              "codebook_sizes": [args.codebook_size] * args.levels})
     t = time.perf_counter()
-    qres = quantize(wdir / "emb.st", wdir / "sids.jsonl", qcfg, device=args.device, force=True)
+    letter = LetterConfig(collab=str(args.collab), **settings["letter"]) if "letter" in settings else None
+    qres = quantize(wdir / "emb.st", wdir / "sids.jsonl", qcfg, device=args.device, force=True, letter=letter)
     quant_s = time.perf_counter() - t
     m = sid_metrics(load_inspection(wdir / "sids.jsonl", args.dataset, args.text, args.collab), seed=seed)
     record = {
@@ -234,11 +243,13 @@ def sids_covering(table: SidTable, ds: Dataset) -> tuple[SidTable, int]:
 
 
 def score(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Test and valid metrics of a model directory (full ranking, as ``uqf evaluate``)."""
+    """Test and valid metrics of a model directory (full ranking, as ``uqf evaluate``), and test by popularity."""
     t = time.perf_counter()
-    test = evaluate(model_dir, args.dataset, "test", device=args.device, max_users=args.eval_users)
+    test = evaluate(model_dir, args.dataset, "test", device=args.device, max_users=args.eval_users,
+                    by_popularity=True)
     valid = evaluate(model_dir, args.dataset, "valid", device=args.device, max_users=args.eval_users)
     return {"test": test["metrics"], "valid": valid["metrics"], "users": test["users"],
+            "test_by_popularity": test["by_popularity"],
             "evaluate_seconds": round(time.perf_counter() - t, 1)}
 
 

@@ -132,3 +132,17 @@ def test_gpu_script_runs_on_cpu_at_a_tiny_budget(inputs: dict[str, Path]) -> Non
     md = out.read_text(encoding="utf-8")
     assert "| UQF | 1 |" in md and "| text-only RQ-VAE (TIGER/LC-Rec) | 1 |" in md and "SASRec |" not in md
     assert "preset `tiny`" in md and "s wall; table in" in res.stderr
+
+
+def test_letter_variant_tokenizes_with_the_collab_file(inputs: dict[str, Path]) -> None:
+    from uqf_cli.io import read_sids, sha256_file
+
+    args = ablation.parse_args(_argv(inputs, "letter.md", "--variants", "letter", "--seeds", "1"))
+    record = units.tokenize("sid_letter_s0", args)
+    assert record["settings"]["letter"] == {"clusters": 4, "w_collab": 0.02, "w_diversity": 1e-4}
+    assert "letter" not in units.tokenization_settings("text", args)  # other variants' settings unchanged
+    prov = read_sids(record["sids"]).provenance
+    assert prov["inputs"]["collab"]["sha256"] == sha256_file(inputs["collab"])
+    assert prov["parameters"]["letter"]["w_collab"] == 0.02
+    with pytest.raises(SystemExit):
+        ablation.parse_args(_argv(inputs, "d.md", "--define", 'x={"method": "text", "letter": {"alpha": 1}}'))

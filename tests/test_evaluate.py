@@ -126,3 +126,39 @@ def test_recommend_shows_titles(trained: tuple[Path, Path, Path]) -> None:
     assert len(out["item_ids"]) == 3 and out["titles"][0].startswith("Item ")
     res = CliRunner().invoke(app, ["recommend", str(model), str(ds_dir), "--history", "1,2,3", "-k", "3"])
     assert res.exit_code == 0 and "Item " in res.stdout
+
+
+def test_metrics_by_popularity_planted_groups(tmp_path: Path) -> None:
+    from uqf_cli.io import write_dataset_dir
+    from uqf_cli.metrics_popularity import metrics_by_popularity, popularity_groups
+
+    items = {i: {"title": i} for i in "abcde"}
+    # train part a x5, b x3, c, d (10 interactions; the two last d's are valid/test); e is cold
+    write_dataset_dir(tmp_path / "ds", items, {"u1": list("aaaaabbbcddd")}, {})
+    ds = Dataset.load(tmp_path / "ds")
+    # shares before each item: a 0 -> head, b 0.5 -> torso, c 0.8, d 0.9, e 1.0 -> tail
+    assert popularity_groups(ds) == {"a": "head", "b": "torso", "c": "tail", "d": "tail", "e": "tail"}
+    ranked = [["a", "b"], ["a", "b"], ["c", "a"], ["a", "b"], ["a", "b", "e"]]
+    out = metrics_by_popularity(ds, ranked, ["a", "b", "c", "e", "e"], (1, 5), (5,))
+    g = out["groups"]
+    assert [g[n]["items"] for n in ("head", "torso", "tail")] == [1, 1, 3]
+    assert [g[n]["users"] for n in ("head", "torso", "tail")] == [1, 1, 3]
+    assert [g[n]["train_interactions"] for n in ("head", "torso", "tail")] == [5, 3, 2]
+    assert g["head"]["metrics"] == {"recall@1": 1.0, "recall@5": 1.0, "ndcg@5": 1.0}
+    assert g["torso"]["metrics"] == pytest.approx({"recall@1": 0.0, "recall@5": 1.0, "ndcg@5": 1 / math.log2(3)})
+    assert g["tail"]["metrics"] == pytest.approx({"recall@1": 1 / 3, "recall@5": 2 / 3, "ndcg@5": 1.5 / 3})
+    assert out["cold_items"] == 1 and out["cold_users"] == 2 and "50%" in out["rule"]
+
+
+def test_evaluate_by_popularity_recomposes_the_overall_metrics(trained: tuple[Path, Path, Path]) -> None:
+    ds_dir, _, model = trained
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(model), str(ds_dir), "--json", "--by-popularity", "-q"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    groups = out["by_popularity"]["groups"]
+    assert sum(g["users"] for g in groups.values()) == out["users"]
+    for metric, value in out["metrics"].items():
+        assert sum(g["users"] * g["metrics"][metric] for g in groups.values()) / out["users"] == pytest.approx(value)
+    table = runner.invoke(app, ["evaluate", str(model), str(ds_dir), "--by-popularity", "-q"])
+    assert table.exit_code == 0 and "tail (" in table.stdout and "by target popularity" in table.stdout

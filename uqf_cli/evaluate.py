@@ -24,6 +24,7 @@ from uqf_cli.dataset import Dataset, EvalCase
 from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import check_output, make_provenance, read_sids, write_json
 from uqf_cli.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
+from uqf_cli.metrics_popularity import metrics_by_popularity
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
 from uqf_cli.sidecar import write_jsonl_with_meta
@@ -79,8 +80,13 @@ def evaluate(
     baseline: bool = False,
     max_users: int | None = None,
     force: bool = False,
+    by_popularity: bool = False,
 ) -> dict[str, Any]:
-    """Score a model directory on ``split``; optionally write predictions and a metrics JSON."""
+    """Score a model directory on ``split``; optionally write predictions and a metrics JSON.
+
+    ``by_popularity`` adds the metrics per head / torso / tail group of the targets' train
+    popularity (:mod:`uqf_cli.metrics_popularity`).
+    """
     if split not in ("valid", "test"):
         raise OptionError("--split", f"must be valid or test, not {split!r}")
     ks = sorted({*recall_ks, *ndcg_ks})
@@ -107,13 +113,15 @@ def evaluate(
         "metrics": ranking_metrics(ranked, targets, recall_ks, ndcg_ks),
         "seconds": round(seconds, 2), "users_per_second": round(len(cases) / max(seconds, 1e-9), 1),
     }
+    if by_popularity:
+        result["by_popularity"] = metrics_by_popularity(dataset, ranked, targets, recall_ks, ndcg_ks)
     if baseline:
         hists = [c.history for c in cases]
         result["popularity"] = ranking_metrics(popularity_lists(dataset, hists, max(ks)), targets, recall_ks, ndcg_ks)
         result["popularity_excluding_history"] = ranking_metrics(
             popularity_lists(dataset, hists, max(ks), exclude_history=True), targets, recall_ks, ndcg_ks)
     params = {"split": split, "beam_size": beam_size, "recall_ks": list(recall_ks), "ndcg_ks": list(ndcg_ks),
-              "max_users": max_users}
+              "max_users": max_users, "by_popularity": by_popularity}
     if predictions is not None:
         prov = make_provenance("evaluate", params, inputs={"model": Path(model_dir) / "uqf_model.json",
                                                            "dataset": dataset_dir})
@@ -151,15 +159,6 @@ def _recommend_all(rec, cases, k: int, beam_size: int, chunk: int = 512) -> list
                 out.extend(rec.recommend(hist, k, beam_size))
             bar.update(task, advance=len(part))
     return out
-
-
-def popularity_metrics(dataset_dir: str | Path, split: str = "test", exclude_history: bool = False) -> dict[str, float]:
-    """The popularity baseline's metrics on ``split`` (same protocol as :func:`evaluate`)."""
-    dataset = Dataset.load(dataset_dir)
-    cases = dataset.eval_cases(split)  # type: ignore[arg-type]
-    k = max(max(RECALL_KS), max(NDCG_KS))
-    lists = popularity_lists(dataset, [c.history for c in cases], k, exclude_history)
-    return ranking_metrics(lists, [c.target for c in cases])
 
 
 def recommend_for_history(model_dir: str | Path, dataset_dir: str | Path, history: Sequence[str], k: int,

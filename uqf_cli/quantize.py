@@ -80,6 +80,7 @@ from torch import nn
 from uqf_cli import io, runtime
 from uqf_cli.checkpoint import Checkpointer, Snapshot
 from uqf_cli.errors import InputError, OptionError
+from uqf_cli.quantize_letter import LetterConfig, LetterRegulariser, build_regulariser
 
 METHODS = ("rqvae", "rqkmeans")
 DEDUP_MODES = ("level", "sinkhorn")
@@ -439,13 +440,16 @@ def _reinit_dead_codes(model: ResidualQuantizer, usage: list[torch.Tensor], resi
 
 
 def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, gen: torch.Generator,
-                checkpoint: Checkpointer | None = None) -> dict[str, Any]:
+                checkpoint: Checkpointer | None = None, regulariser: nn.Module | None = None) -> dict[str, Any]:
     """Warm up the autoencoder, k-means-initialise the codebooks, then train the whole RQ-VAE.
 
     ``checkpoint`` saves the state at the end of RQ-VAE epochs (after the warm-up and the codebook
-    initialisation); a resumed run skips both and continues from the saved epoch.
+    initialisation); a resumed run skips both and continues from the saved epoch. ``regulariser``
+    (LETTER's terms, :mod:`uqf_cli.quantize_letter`) adds its loss to every RQ-VAE step.
     """
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    modules: dict[str, nn.Module] = {"rqvae": model, **({"letter": regulariser} if regulariser is not None else {})}
+    params = [p for m in modules.values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = x.shape[0]
     history: dict[str, Any] = {"revived_codes": 0}
     saved = checkpoint.load() if checkpoint is not None else None
@@ -462,12 +466,12 @@ def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, 
         if saved is None:
             with torch.no_grad():
                 model.init_codebooks(_latent_in_batches(model, x, cfg.batch_size), gen)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         usage = [torch.zeros(k, device=x.device) for k in cfg.codebook_sizes]
         recon = quant = torch.zeros(())
         first_epoch = 1
         if saved is not None:
-            saved.restore(modules={"rqvae": model}, optimizers={"adamw": opt}, generators={"batches": gen})
+            saved.restore(modules=modules, optimizers={"adamw": opt}, generators={"batches": gen})
             kept = saved.extra_tensors()
             usage = [kept[f"usage.{level}"].to(x.device) for level in range(cfg.levels)]
             history["revived_codes"] = int(saved.state["revived_codes"])
@@ -488,6 +492,8 @@ def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, 
                 z_st = z + (z_q - z).detach()  # straight-through estimator
                 recon = (model.decoder(z_st) - xb).pow(2).sum(1).mean()
                 loss = recon + quant
+                if regulariser is not None:
+                    loss = loss + regulariser(idx, z, z_q, codes, list(model.codebooks))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -499,12 +505,14 @@ def train_rqvae(model: ResidualQuantizer, x: torch.Tensor, cfg: QuantizeConfig, 
             bar.update(task, advance=1, status=f"recon {float(recon.detach()):.4f} vq {float(quant.detach()):.4f}")
             if checkpoint is not None:
                 checkpoint.epoch_done(epoch, functools.partial(
-                    Snapshot.capture, epoch, modules={"rqvae": model}, optimizers={"adamw": opt},
+                    Snapshot.capture, epoch, modules=modules, optimizers={"adamw": opt},
                     generators={"batches": gen}, tensors={f"usage.{level}": u for level, u in enumerate(usage)},
                     state={"revived_codes": history["revived_codes"], "recon": float(recon.detach()),
                            "quant": float(quant.detach())}), last=epoch == cfg.epochs)
     history["final_train_recon"] = float(recon.detach())
     history["final_train_vq"] = float(quant.detach())
+    if regulariser is not None:
+        history["final_train_letter"] = dict(getattr(regulariser, "last", {}))
     return history
 
 
@@ -545,11 +553,12 @@ def fit_code_biases(model: ResidualQuantizer, z: torch.Tensor, cfg: QuantizeConf
 
 
 def fit_quantizer(embeddings: torch.Tensor, cfg: QuantizeConfig, device: torch.device,
-                  checkpoint: Checkpointer | None = None) -> tuple[ResidualQuantizer, dict[str, Any]]:
+                  checkpoint: Checkpointer | None = None,
+                  regulariser: LetterRegulariser | None = None) -> tuple[ResidualQuantizer, dict[str, Any]]:
     """Fit a quantizer (rqvae or rqkmeans) on ``embeddings`` [N, d]; deterministic given ``cfg.seed``.
 
     Normalisation uses every item (in chunks); training, k-means and balancing use
-    :func:`fit_sample_rows`.
+    :func:`fit_sample_rows`. ``regulariser`` (rows aligned with ``embeddings``) adds LETTER's terms.
     """
     cfg.validate(embeddings.shape[0])
     runtime.seed_everything(cfg.seed)
@@ -564,7 +573,8 @@ def fit_quantizer(embeddings: torch.Tensor, cfg: QuantizeConfig, device: torch.d
             model.init_codebooks(x, gen)
         history: dict[str, Any] = {}
     else:
-        history = train_rqvae(model, x, cfg, gen, checkpoint)
+        reg = regulariser.restricted(rows).to(device) if regulariser is not None else None
+        history = train_rqvae(model, x, cfg, gen, checkpoint, reg)
     model.eval()
     with torch.no_grad():
         balanced = fit_code_biases(model, _latent_in_batches(model, x, cfg.batch_size), cfg)
@@ -770,26 +780,30 @@ def quantize(
     device: str = "auto",
     force: bool = False,
     resume: bool = False,
+    letter: LetterConfig | None = None,
 ) -> QuantizeResult:
     """Quantize an embedding file into a SIDs file (and optionally save the quantizer).
 
     ``rqvae`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it.
+    ``letter`` trains with LETTER's collaborative and diversity terms (:mod:`uqf_cli.quantize_letter`).
     """
     output = Path(output)
     save_model = Path(save_model) if save_model else None
     lcrec = _check_outputs(output, fmt, save_model, force)
     emb = _load_valid_embeddings(embeddings_path)
     cfg.validate(len(emb.item_ids))
+    params, inputs, reg, letter_stats = _letter_setup(emb, embeddings_path, cfg, letter)
     dev = runtime.resolve_device(device)
     runtime.info(f"quantizing {len(emb.item_ids):,} {emb.modality} embeddings (dim {emb.dim}) with {cfg.method}, "
                  f"{cfg.levels} x {cfg.codebook_sizes} codes on {dev}")
-    ckpt = (Checkpointer(output, "quantize", asdict(cfg), {"embeddings": embeddings_path}, resume=resume)
-            if cfg.method == "rqvae" else None)
-    model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt)
+    ckpt = (Checkpointer(output, "quantize", params, inputs, resume=resume) if cfg.method == "rqvae" else None)
+    model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt, reg)
     raw, final, stats = _finalise_codes(model, emb.embeddings, cfg)
     stats["training"] = history
+    if letter_stats:
+        stats["letter"] = letter_stats
     sizes = _final_sizes(cfg, final)
-    provenance = io.make_provenance("quantize", asdict(cfg), {"embeddings": embeddings_path},
+    provenance = io.make_provenance("quantize", params, inputs,
                                     modality=emb.modality, stats=stats)
     table = io.SidTable(item_ids=list(emb.item_ids), codes=final, codebook_sizes=sizes, provenance=provenance,
                         stats=stats, dataset_fingerprint=emb.dataset_fingerprint)
@@ -800,6 +814,19 @@ def quantize(
     if ckpt is not None:
         ckpt.finish()
     return QuantizeResult(table, stats, outputs)
+
+
+def _letter_setup(emb: io.EmbeddingFile, embeddings_path: str | Path, cfg: QuantizeConfig,
+                  letter: LetterConfig | None) -> tuple[dict[str, Any], dict[str, Any], Any, dict[str, Any]]:
+    """Provenance parameters and inputs, and the LETTER regulariser when asked for (else ``None``)."""
+    params: dict[str, Any] = asdict(cfg)
+    inputs: dict[str, Any] = {"embeddings": embeddings_path}
+    if letter is None:
+        return params, inputs, None, {}
+    letter.validate(cfg.method, cfg.codebook_sizes)
+    reg, summary = build_regulariser(letter, emb, cfg.code_dim, cfg.codebook_sizes, cfg.seed)
+    return {**params, "letter": asdict(letter)}, {**inputs, "collab": letter.collab}, reg, {
+        **summary, "w_collab": letter.w_collab, "w_diversity": letter.w_diversity}
 
 
 def _write_outputs(table: io.SidTable, output: Path, lcrec: Path | None, force: bool) -> dict[str, str]:

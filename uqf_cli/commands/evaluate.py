@@ -29,6 +29,10 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write metrics JSON (with provenance).",
                                                     dir_okay=False)] = None,
         baseline: Annotated[bool, typer.Option("--baseline", help="Add the popularity baseline.")] = False,
+        by_popularity: Annotated[bool, typer.Option("--by-popularity", help="Also report the metrics for targets "
+                                                    "in the head / torso / tail of the train popularity (50% / "
+                                                    "80% cumulative interaction share; cold items in the tail).")
+                                 ] = False,
         max_users: Annotated[int | None, typer.Option("--max-users", help="Only the first N users (quick look).")
                              ] = None,
         device: Device = "auto",
@@ -50,11 +54,13 @@ def register(app: typer.Typer) -> None:
             raise OptionError("--max-users", "must be a positive integer")
         result = evaluate(model_dir, dataset, split=split, recall_ks=rks, ndcg_ks=nks, beam_size=beam_size,
                           device=device, sids_path=sids, predictions=predictions, output=output, baseline=baseline,
-                          max_users=max_users, force=force)
+                          max_users=max_users, force=force, by_popularity=by_popularity)
         if json_out:
             emit_json(result)
             return
         runtime.stdout_console().print(metrics_table(result))
+        if "by_popularity" in result:
+            runtime.stdout_console().print(popularity_table(result["by_popularity"], result["backbone"]))
 
 
 def metrics_table(result: dict[str, Any]) -> Table:
@@ -68,4 +74,17 @@ def metrics_table(result: dict[str, Any]) -> Table:
         t.add_column(k.replace("_", " "), justify="right")
     for name, value in result["metrics"].items():
         t.add_row(name, f"{value:.4f}", *(f"{result[k][name]:.4f}" for k in extra))
+    return t
+
+
+def popularity_table(by_pop: dict[str, Any], backbone: str) -> Table:
+    """One column per popularity group (head / torso / tail), with its items and users."""
+    groups = by_pop["groups"]
+    t = Table(title=f"{backbone} by target popularity", caption=f"{by_pop['rule']}; cold items "
+              f"{by_pop['cold_items']:,}, users with a cold target {by_pop['cold_users']:,}")
+    t.add_column("metric")
+    for name, g in groups.items():
+        t.add_column(f"{name} ({g['items']:,} items, {g['users']:,} users)", justify="right")
+    for metric in next(iter(groups.values()))["metrics"]:
+        t.add_row(metric, *(f"{g['metrics'][metric]:.4f}" for g in groups.values()))
     return t

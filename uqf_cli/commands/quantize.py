@@ -14,6 +14,7 @@ from uqf_cli.errors import OptionError
 
 DEFAULT_EPS = 0.001  # kept equal to QuantizeConfig's defaults (asserted in tests)
 DEFAULT_LEVELS = "rest"
+LETTER_DEFAULTS = (0.02, 1e-4, 0.1, 10)  # w_collab, w_diversity, temperature, clusters (= LetterConfig's)
 
 
 def register(app: typer.Typer) -> None:
@@ -56,6 +57,17 @@ def register(app: typer.Typer) -> None:
                                                         "to code new items later with --apply.")] = None,
         apply: Annotated[Path | None, typer.Option("--apply", help="Code EMBEDDINGS with this saved quantizer "
                                                    "instead of fitting one.")] = None,
+        collab: Annotated[Path | None, typer.Option("--collab", help="LETTER-style training: align the quantized "
+                                                    "items with these collaborative (train-gcn) embeddings.",
+                                                    dir_okay=False)] = None,
+        w_collab: Annotated[float, typer.Option("--w-collab", help="LETTER collaborative alignment weight "
+                                                "(alpha; needs --collab).")] = LETTER_DEFAULTS[0],
+        w_diversity: Annotated[float, typer.Option("--w-diversity", help="LETTER code diversity weight (beta; "
+                                                   "needs --collab).")] = LETTER_DEFAULTS[1],
+        letter_temperature: Annotated[float, typer.Option("--letter-temperature", help="Temperature of both "
+                                                          "LETTER InfoNCE terms.")] = LETTER_DEFAULTS[2],
+        letter_clusters: Annotated[int, typer.Option("--letter-clusters", help="Clusters of code vectors per "
+                                                     "level for the diversity term.")] = LETTER_DEFAULTS[3],
         seed: Seed = 0,
         device: Device = "auto",
         force: Force = False,
@@ -83,12 +95,26 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
             )
             cfg.validate()
+            letter = letter_config(collab, w_collab, w_diversity, letter_temperature, letter_clusters)
             result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=device, force=force,
-                                resume=resume)
+                                resume=resume, letter=letter)
         if json_out:
             emit_json({"outputs": result.outputs, **result.stats})
             return
         runtime.stdout_console().print(stats_table(result.stats, str(output)))
+
+
+def letter_config(collab: Path | None, w_collab: float, w_diversity: float, temperature: float,
+                  clusters: int) -> Any:
+    """The LETTER settings (a ``LetterConfig``) when ``--collab`` is given; LETTER options without it are refused."""
+    from uqf_cli.quantize_letter import LetterConfig
+
+    if collab is None:
+        if (w_collab, w_diversity, temperature, clusters) != LETTER_DEFAULTS:
+            raise OptionError("--collab", "the LETTER options (--w-collab, --w-diversity, --letter-*) need --collab")
+        return None
+    return LetterConfig(collab=str(collab), w_collab=w_collab, w_diversity=w_diversity, temperature=temperature,
+                        clusters=clusters)
 
 
 def stats_table(stats: dict[str, Any], title: str) -> Table:
@@ -111,6 +137,10 @@ def stats_table(stats: dict[str, Any], title: str) -> Table:
         rows.append(("colliding SIDs / largest group", groups))
     if "final_levels" in stats:
         rows.append(("final levels (dedup " + stats["dedup"] + ")", str(stats["final_levels"])))
+    if "letter" in stats:
+        lt = stats["letter"]
+        rows.append(("LETTER (w-collab / w-diversity; warm items)",
+                     f"{lt['w_collab']:g} / {lt['w_diversity']:g}; {lt['warm_items']:,}"))
     rows += [("final collision rate", f"{stats['final_collision_rate']:.2%}"),
              ("reconstruction MSE (relative)", f"{stats['recon_mse']:.4g} ({stats['recon_rel']:.1%})")]
     for name, value in rows:
