@@ -114,12 +114,11 @@ def quality(ds: Dataset, sids, seeds: list[int], epochs: int, eval_users: int, w
     return rows
 
 
-def report(args: argparse.Namespace, speed: list[dict], qual: list[dict]) -> str:
+def report(args: argparse.Namespace, commit: str, speed: list[dict], qual: list[dict]) -> str:
     def total(engine: str, key: str) -> float:
         rs = [r for r in speed if r["engine"] == engine]
         return sum(r["samples"] for r in rs) / sum(r[key] for r in rs)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
         "# TIGER training speed on CPU: lean engine vs Hugging Face forward", "",
         f"Command: `UQF_THREADS={os.environ.get('UQF_THREADS', '')} HF_HUB_OFFLINE=1 python "
@@ -165,13 +164,14 @@ def main() -> None:
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args()
     runtime.set_threads_from_env()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     runtime.configure(quiet=True)
     ds_dir, sids_path = ensure_inputs(args)
     ds, sids = Dataset.load(ds_dir), read_sids(sids_path)
     speed = throughput(ds, sids, args.batches, args.rounds) if args.batches > 0 else []
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     qual = quality(ds, sids, seeds, args.epochs, args.eval_users, Path(args.work)) if seeds else []
-    text = report(args, speed, qual)
+    text = report(args, commit, speed, qual)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
