@@ -158,3 +158,17 @@ def test_presets_and_fast_dropout() -> None:
     y.sum().backward()
     assert torch.equal(x.grad == 0, y == 0)
     assert torch.equal(drop.eval()(x), x)
+
+
+def test_hf_engine_trains_deterministically_and_differs_from_lean(tiny_ds: Path, tmp_path: Path) -> None:
+    ds = Dataset.load(tiny_ds)
+    sids = read_sids(write_random_sids(tiny_ds, tmp_path / "s.jsonl"))
+    hf1 = tiger.train(ds, sids, tmp_path / "hf1", {**TINY, "epochs": 1, "engine": "hf"})
+    hf2 = tiger.train(ds, sids, tmp_path / "hf2", {**TINY, "epochs": 1, "engine": "hf"})
+    lean = tiger.train(ds, sids, tmp_path / "lean", {**TINY, "epochs": 1})
+    assert hf1["parameters_sha256"] == hf2["parameters_sha256"]
+    assert lean["parameters_sha256"] != hf1["parameters_sha256"]  # another forward (bf16, no attention dropout)
+    assert json.loads((tmp_path / "hf1" / "uqf_model.json").read_text())["options"]["engine"] == "hf"
+    assert tiger.load(tmp_path / "lean", "cpu").recommend([["1"]], k=5)[0]
+    with pytest.raises(Exception, match="engine"):
+        tiger.TigerOptions.from_dict({"engine": "jax"})

@@ -56,6 +56,9 @@ def register(app: typer.Typer) -> None:
         num_decoder_layers: Annotated[int | None, typer.Option("--num-decoder-layers", help="tiger: decoder "
                                                                "layers.")] = None,
         dropout: Annotated[float | None, typer.Option("--dropout")] = None,
+        engine: Annotated[str | None, typer.Option("--engine", help="tiger: training forward, lean (fused "
+                                                   "attention, bf16 autocast where the CPU has it; default) | hf "
+                                                   "(Hugging Face's, fp32 on CPU).")] = None,
         base_model: Annotated[str | None, typer.Option("--base-model", help="lcrec: hub id, local dir or .gguf "
                                                        "(default: embedded SmolLM2-135M).")] = None,
         gguf_file: Annotated[str | None, typer.Option("--gguf-file", help="lcrec: GGUF file inside --base-model.")
@@ -104,7 +107,7 @@ def register(app: typer.Typer) -> None:
             "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "lora_target_modules": lora_target_modules, "align_tasks": align_tasks or None, "max_steps": max_steps,
             "grad_accum": grad_accum, "max_samples": max_samples, "seed": seed, "device": device,
-            "resume": resume or None, "preset": preset,
+            "resume": resume or None, "preset": preset, "engine": engine,
         }
         if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
             options["epochs"] = _whole_epochs(epochs) if backbone == "tiger" else (
