@@ -7,7 +7,7 @@ registered here explicitly, in pipeline order (the order ``uqf --help`` lists th
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,6 +58,22 @@ def _root(
 
 for _command in COMMANDS:
     _command.register(app)
+
+
+def _show_flags_as_flags() -> None:
+    """Help lists a flag (``--force``) without a value type: it takes no value. Typer's rich help
+    prints ``<bool>`` beside flags, so the type column is left empty for them."""
+    from typer.core import TyperOption
+
+    value_type = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return "" if self.is_flag and not self.count else value_type(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_show_flags_as_flags()
 
 
 def main() -> None:

@@ -12,6 +12,23 @@ from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json, start
 from uqf_cli.cli.options import Device, Force, JsonOut, OutDir, PlotOut, Quiet, Resume, Seed
 
+SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
+TIGER_PANEL = "TIGER (--backbone tiger)"
+LCREC_PANEL = "LC-Rec (--backbone lcrec)"
+RUN_OPTIONS = ("seed", "device", "resume")  # accepted by every backbone
+
+
+def _shared(flag: str, text: str | None) -> Any:
+    return typer.Option(flag, help=text, rich_help_panel=SHARED_PANEL)
+
+
+def _tiger(flag: str, text: str | None) -> Any:
+    return typer.Option(flag, help=text, rich_help_panel=TIGER_PANEL)
+
+
+def _lcrec(flag: str, text: str | None) -> Any:
+    return typer.Option(flag, help=text, rich_help_panel=LCREC_PANEL)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train-rec")
@@ -22,48 +39,41 @@ def register(app: typer.Typer) -> None:
         sids: Annotated[Path | None, typer.Option("--sids", help="SIDs file (tiger, lcrec; sasrec needs none).",
                                                   dir_okay=False)] = None,
         backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec")] = "tiger",
-        epochs: Annotated[float | None, typer.Option("--epochs", help="Training epochs (backbone default).")] = None,
-        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size per device.")] = None,
-        lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (AdamW).")] = None,
-        weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
-        max_history: Annotated[int | None, typer.Option("--max-history", help="History items per sample (20).")] = None,
-        warmup_steps: Annotated[int | None, typer.Option("--warmup-steps", help="tiger: warmup steps.")] = None,
-        eval_every: Annotated[int | None, typer.Option("--eval-every", help="tiger/sasrec: validate every N epochs.")
+        epochs: Annotated[float | None, _shared("--epochs", "Training epochs (backbone default).")] = None,
+        batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device.")] = None,
+        lr: Annotated[float | None, _shared("--lr", "Peak learning rate (AdamW).")] = None,
+        weight_decay: Annotated[float | None, _shared("--weight-decay", None)] = None,
+        max_history: Annotated[int | None, _shared("--max-history", "History items per sample (20).")] = None,
+        warmup_steps: Annotated[int | None, _tiger("--warmup-steps", "tiger: warmup steps.")] = None,
+        eval_every: Annotated[int | None, _shared("--eval-every", "tiger/sasrec: validate every N epochs.")] = None,
+        eval_users: Annotated[int | None, _tiger("--eval-users", "tiger: valid users sampled for early stopping.")
                               ] = None,
-        eval_users: Annotated[int | None, typer.Option("--eval-users", help="tiger: valid users sampled for early "
-                                                       "stopping.")] = None,
-        patience: Annotated[int | None, typer.Option("--patience", help="Evaluations without improvement "
-                                                     "before stopping.")] = None,
-        user_tokens: Annotated[int | None, typer.Option("--user-tokens", help="tiger: hashed user tokens (0 = off).")
-                               ] = None,
-        preset: Annotated[str | None, typer.Option("--preset", help="tiger: model shape, tiger (the paper's, default) "
-                                                   "| small (CPU budgets); explicit shape options override it.")
-                          ] = None,
-        d_model: Annotated[int | None, typer.Option("--d-model", help="tiger/sasrec: hidden size.")] = None,
-        num_layers: Annotated[int | None, typer.Option("--num-layers", help="tiger: encoder layers; sasrec: "
-                                                       "blocks.")] = None,
-        num_decoder_layers: Annotated[int | None, typer.Option("--num-decoder-layers", help="tiger: decoder "
-                                                               "layers.")] = None,
-        dropout: Annotated[float | None, typer.Option("--dropout")] = None,
-        engine: Annotated[str | None, typer.Option("--engine", help="tiger: training forward, lean (fused "
-                                                   "attention, bf16 autocast where the CPU has it; default) | hf "
-                                                   "(Hugging Face's, fp32 on CPU).")] = None,
-        base_model: Annotated[str | None, typer.Option("--base-model", help="lcrec: hub id, local dir or .gguf "
-                                                       "(default: embedded SmolLM2-135M).")] = None,
-        gguf_file: Annotated[str | None, typer.Option("--gguf-file", help="lcrec: GGUF file inside --base-model.")
-                             ] = None,
-        trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="lcrec: allow the base "
-                                                        "model's own code (only for models you trust).")] = False,
-        lora_r: Annotated[int | None, typer.Option("--lora-r", help="lcrec: LoRA rank.")] = None,
-        lora_alpha: Annotated[int | None, typer.Option("--lora-alpha", help="lcrec: LoRA alpha.")] = None,
-        lora_dropout: Annotated[float | None, typer.Option("--lora-dropout")] = None,
-        lora_target_modules: Annotated[str | None, typer.Option("--lora-target-modules",
-                                                                help="lcrec: comma list of module names.")] = None,
-        align_tasks: Annotated[bool, typer.Option("--align-tasks", help="lcrec: add title<->SID tasks.")] = False,
-        max_steps: Annotated[int | None, typer.Option("--max-steps", help="lcrec: cap optimizer steps.")] = None,
-        grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="lcrec: gradient accumulation.")] = None,
-        max_samples: Annotated[int | None, typer.Option("--max-samples", help="lcrec: cap training samples.")
-                               ] = None,
+        patience: Annotated[int | None, _shared("--patience", "Evaluations without improvement before stopping.")
+                            ] = None,
+        user_tokens: Annotated[int | None, _tiger("--user-tokens", "tiger: hashed user tokens (0 = off).")] = None,
+        preset: Annotated[str | None, _tiger("--preset", "tiger: model shape, tiger (the paper's, default) | small "
+                                             "(CPU budgets); explicit shape options override it.")] = None,
+        d_model: Annotated[int | None, _shared("--d-model", "tiger/sasrec: hidden size.")] = None,
+        num_layers: Annotated[int | None, _shared("--num-layers", "tiger: encoder layers; sasrec: blocks.")] = None,
+        num_decoder_layers: Annotated[int | None, _tiger("--num-decoder-layers", "tiger: decoder layers.")] = None,
+        dropout: Annotated[float | None, _shared("--dropout", None)] = None,
+        engine: Annotated[str | None, _tiger("--engine", "tiger: training forward, lean (fused attention, bf16 "
+                                             "autocast where the CPU has it; default) | hf (Hugging Face's, fp32 on "
+                                             "CPU).")] = None,
+        base_model: Annotated[str | None, _lcrec("--base-model", "lcrec: hub id, local dir or .gguf (default: "
+                                                 "embedded SmolLM2-135M).")] = None,
+        gguf_file: Annotated[str | None, _lcrec("--gguf-file", "lcrec: GGUF file inside --base-model.")] = None,
+        trust_remote_code: Annotated[bool, _lcrec("--trust-remote-code", "lcrec: allow the base model's own code "
+                                                  "(only for models you trust).")] = False,
+        lora_r: Annotated[int | None, _lcrec("--lora-r", "lcrec: LoRA rank.")] = None,
+        lora_alpha: Annotated[int | None, _lcrec("--lora-alpha", "lcrec: LoRA alpha.")] = None,
+        lora_dropout: Annotated[float | None, _lcrec("--lora-dropout", None)] = None,
+        lora_target_modules: Annotated[str | None, _lcrec("--lora-target-modules", "lcrec: comma list of module "
+                                                          "names.")] = None,
+        align_tasks: Annotated[bool, _lcrec("--align-tasks", "lcrec: add title<->SID tasks.")] = False,
+        max_steps: Annotated[int | None, _lcrec("--max-steps", "lcrec: cap optimizer steps.")] = None,
+        grad_accum: Annotated[int | None, _lcrec("--grad-accum", "lcrec: gradient accumulation.")] = None,
+        max_samples: Annotated[int | None, _lcrec("--max-samples", "lcrec: cap training samples.")] = None,
         plot: PlotOut = None,
         seed: Seed = 0,
         device: Device = "auto",
@@ -82,11 +92,6 @@ def register(app: typer.Typer) -> None:
 
         start(quiet)
         module = backbone_module(backbone)
-        check_output(output, force)
-        if plot is not None:
-            _check_plot(plot, backbone, force)
-        ds = Dataset.load(dataset)
-        table = read_sids(sids) if sids is not None else None
         options: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
             "max_history": max_history, "warmup_steps": warmup_steps, "eval_every": eval_every,
@@ -101,7 +106,14 @@ def register(app: typer.Typer) -> None:
         if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
             options["epochs"] = _whole_epochs(epochs) if backbone == "tiger" else (
                 int(epochs) if epochs == int(epochs) else epochs)
-        summary = module.train(ds, table, output, {k: v for k, v in options.items() if v is not None}, force)
+        given = {k: v for k, v in options.items() if v is not None}
+        check_backbone_uses(backbone, module.OPTIONS, given)
+        check_output(output, force)
+        if plot is not None:
+            _check_plot(plot, backbone, force)
+        ds = Dataset.load(dataset)
+        table = read_sids(sids) if sids is not None else None
+        summary = module.train(ds, table, output, given, force)
         if not _is_main_process():
             return
         if plot is not None:
@@ -112,6 +124,15 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
             return
         runtime.stdout_console().print(summary_table(summary, str(output)))
+
+
+def check_backbone_uses(backbone: str, known: tuple[str, ...], given: dict[str, Any]) -> None:
+    """An option the chosen backbone does not read is an error, not silently dropped."""
+    from uqf_cli.errors import OptionError
+
+    unused = [k for k in given if k not in known and k not in RUN_OPTIONS]
+    if unused:
+        raise OptionError(f"--{unused[0].replace('_', '-')}", f"the {backbone} backbone does not use this option")
 
 
 def _check_plot(plot: Path, backbone: str, force: bool) -> None:

@@ -110,6 +110,9 @@ class SasRecOptions:
         return {k: v for k, v in asdict(self).items() if k != "device"}
 
 
+OPTIONS = (*(f.name for f in fields(SasRecOptions)), *SasRecOptions.ALIASES)  # every option key train() reads
+
+
 class SasRec(nn.Module):
     """Item + position embeddings, causal pre-LN Transformer blocks, dot-product item scores."""
 

@@ -19,7 +19,7 @@ from uqf_cli.rec.lcrec.model import (
     lora_config,
     resolve_base_model,
 )
-from uqf_cli.rec.lcrec.options import LcRecOptions
+from uqf_cli.rec.lcrec.options import OPTIONS, LcRecOptions
 from uqf_cli.rec.lcrec.prompts import (
     PROMPT_VERSION,
     SEQ_INSTRUCTION,
@@ -36,7 +36,8 @@ from uqf_cli.rec.lcrec.recommender import CausalLmStepDecoder, LcRecRecommender,
 from uqf_cli.rec.lcrec.training import check_sids_cover, train
 
 __all__ = [
-    "BACKBONE", "DEFAULT_TARGET_MODULES", "EMBEDDED_BASE", "EMBEDDED_GGUF", "PROMPT_VERSION", "SEQ_INSTRUCTION",
+    "BACKBONE", "DEFAULT_TARGET_MODULES", "EMBEDDED_BASE", "EMBEDDED_GGUF", "OPTIONS", "PROMPT_VERSION",
+    "SEQ_INSTRUCTION",
     "SID_TO_TITLE_INSTRUCTION", "TITLE_TO_SID_INSTRUCTION", "BaseModelRef", "CausalLmStepDecoder", "LcRecOptions",
     "LcRecRecommender", "add_sid_tokens", "build_examples", "build_trie", "check_sids_cover", "embedded_smollm2_dir",
     "encode_prompts", "load", "load_base", "lora_config", "prompt_text", "resolve_base_model", "sequential_prompt",

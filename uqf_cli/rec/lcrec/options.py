@@ -62,3 +62,6 @@ class LcRecOptions:
     def params(self) -> dict[str, Any]:
         """The options a model directory records (all but the device)."""
         return {k: v for k, v in asdict(self).items() if k != "device"}
+
+
+OPTIONS = tuple(f.name for f in fields(LcRecOptions))  # every option key train() reads

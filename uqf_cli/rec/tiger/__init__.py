@@ -8,7 +8,7 @@ the defaults and their cost.
 """
 
 from uqf_cli.rec.tiger.model import FastDropout, build_model, use_fast_dropout
-from uqf_cli.rec.tiger.options import BACKBONE, ENGINES, PRESETS, TigerOptions
+from uqf_cli.rec.tiger.options import BACKBONE, ENGINES, OPTIONS, PRESETS, TigerOptions
 from uqf_cli.rec.tiger.recommender import TigerRecommender, load
 from uqf_cli.rec.tiger.training import (
     _amp,
@@ -23,7 +23,27 @@ from uqf_cli.rec.tiger.training import (
 from uqf_cli.rec.tiger.vocab import EOS, FIRST_CODE_TOKEN, PAD, TigerVocab, encode_histories
 
 __all__ = [
-    "BACKBONE", "ENGINES", "EOS", "FIRST_CODE_TOKEN", "PAD", "PRESETS", "FastDropout", "TigerOptions",
-    "TigerRecommender", "TigerVocab", "_amp", "_length_bucketed_batches", "_param_digest", "_step", "_tensorize",
-    "build_model", "check_sids_cover", "encode_histories", "load", "make_optimizer", "train", "use_fast_dropout",
+    "BACKBONE",
+    "ENGINES",
+    "EOS",
+    "FIRST_CODE_TOKEN",
+    "OPTIONS",
+    "PAD",
+    "PRESETS",
+    "FastDropout",
+    "TigerOptions",
+    "TigerRecommender",
+    "TigerVocab",
+    "_amp",
+    "_length_bucketed_batches",
+    "_param_digest",
+    "_step",
+    "_tensorize",
+    "build_model",
+    "check_sids_cover",
+    "encode_histories",
+    "load",
+    "make_optimizer",
+    "train",
+    "use_fast_dropout",
 ]

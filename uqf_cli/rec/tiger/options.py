@@ -77,3 +77,6 @@ class TigerOptions:
             raise OptionError("--dropout", "must be in [0, 1)")
         if self.engine not in ENGINES:
             raise OptionError("--engine", f"unknown engine {self.engine!r} (choose from {', '.join(ENGINES)})")
+
+
+OPTIONS = tuple(f.name for f in fields(TigerOptions))  # every option key train() reads
