@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from uqf_cli.rec.beam import SidTrie, constrained_beam_search_t5
+from uqf_cli.rec.decoding import SidTrie
+from uqf_cli.rec.tiger.t5_decoder import constrained_beam_search_t5
 
 
 def _tiny_t5(vocab: int, seed: int = 0):
@@ -37,6 +38,16 @@ def test_trie_tables_follow_item_prefixes() -> None:
         SidTrie.build(np.asarray([[0, 1], [0, 1]]), [2, 3], [2, 4])
     with pytest.raises(ValueError, match="outside"):
         SidTrie.build(np.asarray([[0, 3]]), [2, 3], [2, 4])
+
+
+def test_colliding_sids_share_a_leaf_named_by_their_first_row() -> None:
+    codes = np.asarray([[0, 1], [0, 2], [1, 1], [1, 1]])  # the last two collide
+    trie = SidTrie.from_token_ids(codes, [[100, 101], [102, 103, 104]], collisions="group")
+    assert trie.tables[0].tolist() == [[0, 1]]
+    assert trie.tables[1].tolist() == [[-1, 0, 1], [-1, 2, -1]]
+    assert [trie.rows_of(leaf) for leaf in (0, 1, 2)] == [[0], [1], [2, 3]]
+    with pytest.raises(ValueError, match="collisions"):
+        SidTrie.from_token_ids(codes, [[100, 101], [102, 103, 104]], collisions="keep")
 
 
 def test_same_ranking_as_hf_generate_with_prefix_allowed_tokens_fn() -> None:

@@ -100,3 +100,13 @@ def test_quiet_silences_library_progress_bars(monkeypatch) -> None:
     finally:
         runtime.configure(quiet=False)
         hf_logging.enable_progress_bar()
+
+
+def test_train_rec_refuses_an_option_the_backbone_does_not_use(tmp_path) -> None:
+    """An option of another backbone is one clear line and exit code 2, before any data is read."""
+    from uqf_cli.cli import run
+
+    args = ["train-rec", str(tmp_path / "no-ds"), "-o", str(tmp_path / "m")]
+    assert run([*args, "--backbone", "sasrec", "--lora-r", "4"]) == 2
+    assert run([*args, "--backbone", "pop", "--epochs", "3"]) == 2
+    assert not (tmp_path / "m").exists()

@@ -126,8 +126,7 @@ def test_beam_search_is_exact_when_beams_cover_all_items(setup, trained) -> None
     histories = [ds.sequences["u0"][:2], ds.sequences["u1"][:5], ds.sequences["u2"][:1]]
     n = len(ds.item_ids)
     got = rec.recommend(histories, k=n, beam_size=n)
-    _, scores = lcrec.constrained_beam_search(rec.model, rec.prompts(histories), rec.trie, n,
-                                              int(rec.tokenizer.pad_token_id))
+    scores = rec.search(rec.prompts(histories), n).scores
     for h, row, sc in zip(histories, got, scores, strict=True):
         exact = _exact_item_scores(rec, list(h))
         assert row == sorted(exact, key=exact.get, reverse=True)
@@ -161,17 +160,18 @@ def test_bad_inputs_are_clear_errors(setup) -> None:
     assert not (tmp / "x").exists()
 
 
-def test_sid_trie_tensors() -> None:
+def test_sid_trie_groups_colliding_sids() -> None:
     codes = np.array([[0, 1], [0, 2], [1, 1], [1, 1]], dtype=np.int64)  # the last two collide
 
     class Tok:
         def convert_tokens_to_ids(self, toks):
             return [100 + k for k in range(len(toks))]
 
-    trie = lcrec.SidTrie.build(SidTable(["a", "b", "c", "d"], codes, [2, 3]), Tok())
-    assert trie.child[0].tolist() == [[0, 1]]
-    assert trie.child[1].tolist() == [[-1, 0, 1], [-1, 2, -1]]
-    assert trie.leaf_items == [["a"], ["b"], ["c", "d"]]
+    trie = lcrec.build_trie(SidTable(["a", "b", "c", "d"], codes, [2, 3]), Tok())
+    assert trie.tables[0].tolist() == [[0, 1]]
+    assert trie.tables[1].tolist() == [[-1, 0, 1], [-1, 2, -1]]
+    assert [trie.rows_of(leaf) for leaf in (0, 1, 2)] == [[0], [1], [2, 3]]
+    assert [t.tolist() for t in trie.token_ids] == [[100, 101], [100, 101, 102]]
 
 
 @pytest.mark.slow
@@ -222,7 +222,7 @@ def test_tied_head_follows_trained_sid_rows() -> None:
                       num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
     model = LlamaForCausalLM(cfg)
     model.resize_token_embeddings(110, mean_resizing=False)
-    model = get_peft_model(model, lcrec.lora_config(model, lcrec.resolve_options({}), list(range(100, 110))))
+    model = get_peft_model(model, lcrec.lora_config(model, lcrec.LcRecOptions(), list(range(100, 110))))
     rows = next(p for n, p in model.named_parameters() if "trainable_tokens_delta" in n)
     assert rows.shape == (10, 16) and rows.requires_grad
     x = torch.randn(1, 16)

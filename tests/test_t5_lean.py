@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uqf_cli.rec.t5_lean import lean_t5_loss
+from uqf_cli.rec.tiger.t5_lean import lean_t5_loss
 
 
 def _model():

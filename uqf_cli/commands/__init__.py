@@ -1,4 +1,2 @@
-"""One module per subcommand. Each defines ``register(app)``; ``uqf_cli.cli`` discovers them.
-
-Why discovery: stages are added independently, and the CLI stays a thin, order-preserving list.
-"""
+"""Old home of the subcommands; see :mod:`uqf_cli.cli`."""
+# transitional: removed at merge

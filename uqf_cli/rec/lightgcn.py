@@ -62,6 +62,7 @@ MODEL_KIND = "lightgcn_rec"
 _GCN_OPTIONS = {"epochs": "epochs", "d_model": "dim", "dim": "dim", "num_layers": "layers", "layers": "layers",
                 "lr": "lr", "batch_size": "batch_size", "patience": "patience", "eval_every": "eval_every",
                 "seed": "seed", "device": "device", "reg": "reg"}
+OPTIONS = (*_GCN_OPTIONS, "collab", "exclude_history")  # every option key train() reads
 
 
 def gcn_config(options: dict[str, Any]) -> GcnConfig:

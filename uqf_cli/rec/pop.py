@@ -23,6 +23,7 @@ from uqf_cli.rec.base import read_model_meta, write_model_meta
 
 BACKBONE = "pop"
 RANKING_FILE = "popularity.json"
+OPTIONS = ("exclude_history",)  # every option key train() reads
 
 
 def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any] | None,

@@ -26,11 +26,8 @@ state at the last position, scores for **all** items, top-k. Items already in th
 *not* masked: the SID backbones can recommend them too, and uqf evaluate ranks over all items for
 every backbone (Amazon users do re-buy items).
 
-Option keys read from ``options`` (every key has a default; unknown keys are ignored):
-``hidden`` 64, ``blocks`` 2, ``heads`` 1, ``dropout`` 0.2, ``max_history`` 20, ``epochs`` 200,
-``batch_size`` 128, ``lr`` 1e-3, ``weight_decay`` 0.0, ``patience`` 10 (evaluations), ``eval_every`` 1
-(epochs), ``seed`` 0, ``device`` "auto", ``eval_batch_size`` 1024. The train-rec CLI's ``d_model`` and
-``num_layers`` are read as ``hidden`` and ``blocks``; ``sids`` is ignored (``None`` is fine).
+Options: :class:`SasRecOptions` (the train-rec CLI's ``d_model`` and ``num_layers`` are read as
+``hidden`` and ``blocks``); ``sids`` is ignored (``None`` is fine).
 
 Files: ``model.safetensors`` (uqf model file of kind ``sasrec``: weights, with the config and the
 item id list in its metadata) and ``uqf_model.json``.
@@ -41,8 +38,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -58,48 +56,61 @@ BACKBONE = "sasrec"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_KIND = "sasrec"
 
-DEFAULTS: dict[str, Any] = {
-    "hidden": 64,
-    "blocks": 2,
-    "heads": 1,
-    "dropout": 0.2,
-    "max_history": 20,
-    "epochs": 200,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "patience": 10,
-    "seed": 0,
-    "device": "auto",
-    "eval_batch_size": 1024,
-    "eval_every": 1,
-}
 _ARCH_KEYS = ("hidden", "blocks", "heads", "dropout", "max_history")
-_ALIASES = {"d_model": "hidden", "num_layers": "blocks"}
 
 
-def resolve_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with the caller's non-``None`` values, checked for range."""
-    opts = dict(DEFAULTS)
-    options = dict(options or {})
-    for alias, key in _ALIASES.items():  # the train-rec CLI's shared flag names
-        if options.get(alias) is not None and options.get(key) is None:
-            options[key] = options[alias]
-    for key, value in options.items():
-        if key in DEFAULTS and value is not None:
-            opts[key] = value
-    opts["epochs"] = math.ceil(float(opts["epochs"]))
-    for key in ("hidden", "blocks", "heads", "max_history", "epochs", "batch_size", "patience", "eval_batch_size",
-                "eval_every"):
-        if int(opts[key]) < 1:
-            raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {opts[key]}")
-    if int(opts["hidden"]) % int(opts["heads"]):
-        raise OptionError("--heads", f"hidden size {opts['hidden']} is not divisible by {opts['heads']} heads")
-    if not 0 <= float(opts["dropout"]) < 1:
-        raise OptionError("--dropout", f"must be in [0, 1), got {opts['dropout']}")
-    if float(opts["lr"]) <= 0:
-        raise OptionError("--lr", f"must be > 0, got {opts['lr']}")
-    return opts
+@dataclass
+class SasRecOptions:
+    """Every option of the SASRec backbone, with its default."""
+
+    hidden: int = 64
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    max_history: int = 20
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = 1024
+    eval_every: int = 1
+
+    ALIASES: ClassVar[dict[str, str]] = {"d_model": "hidden", "num_layers": "blocks"}  # train-rec's shared flags
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any] | None) -> SasRecOptions:
+        """Known keys (and their train-rec aliases) override defaults; ``None`` values and other keys are ignored."""
+        options = dict(options or {})
+        for alias, key in cls.ALIASES.items():
+            if options.get(alias) is not None and options.get(key) is None:
+                options[key] = options[alias]
+        known = {f.name for f in fields(cls)}
+        opts = cls(**{k: v for k, v in options.items() if k in known and v is not None})
+        opts.epochs = math.ceil(float(opts.epochs))
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        for key in ("hidden", "blocks", "heads", "max_history", "epochs", "batch_size", "patience", "eval_batch_size",
+                    "eval_every"):
+            if int(getattr(self, key)) < 1:
+                raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {getattr(self, key)}")
+        if int(self.hidden) % int(self.heads):
+            raise OptionError("--heads", f"hidden size {self.hidden} is not divisible by {self.heads} heads")
+        if not 0 <= float(self.dropout) < 1:
+            raise OptionError("--dropout", f"must be in [0, 1), got {self.dropout}")
+        if float(self.lr) <= 0:
+            raise OptionError("--lr", f"must be > 0, got {self.lr}")
+
+    def params(self) -> dict[str, Any]:
+        """The options a model directory records (all but the device)."""
+        return {k: v for k, v in asdict(self).items() if k != "device"}
+
+
+OPTIONS = (*(f.name for f in fields(SasRecOptions)), *SasRecOptions.ALIASES)  # every option key train() reads
 
 
 class SasRec(nn.Module):
@@ -194,14 +205,14 @@ def _top_k(model: SasRec, histories: Sequence[Sequence[int]], k: int, max_len: i
     return torch.cat(out) if out else torch.zeros((0, k), dtype=torch.long)
 
 
-def _valid_ndcg10(model: SasRec, dataset: Dataset, index: dict[str, int], opts: dict[str, Any],
+def _valid_ndcg10(model: SasRec, dataset: Dataset, index: dict[str, int], opts: SasRecOptions,
                   device: torch.device) -> float:
     cases = dataset.eval_cases("valid")
     if not cases:
         return 0.0
     k = min(10, len(index))
-    top = _top_k(model, [[index[i] for i in c.history] for c in cases], k, int(opts["max_history"]), device,
-                 int(opts["eval_batch_size"]))
+    top = _top_k(model, [[index[i] for i in c.history] for c in cases], k, int(opts.max_history), device,
+                 int(opts.eval_batch_size))
     targets = torch.tensor([index[c.target] - 1 for c in cases]).unsqueeze(1)
     hit = (top == targets).float()
     gains = hit / torch.log2(torch.arange(2, k + 2, dtype=torch.float)).unsqueeze(0)
@@ -215,20 +226,21 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     A checkpoint ``<output>.ckpt.st`` is kept while training; ``options["resume"]`` continues from it."""
     output = Path(output)
     check_output(output, force)
-    opts = resolve_options(options)
-    device = runtime.resolve_device(str(opts["device"]))
-    seed = int(opts["seed"])
+    opts = SasRecOptions.from_dict(options)
+    device = runtime.resolve_device(str(opts.device))
+    seed = int(opts.seed)
     gen = runtime.seed_everything(seed)
     index = {iid: k + 1 for k, iid in enumerate(dataset.item_ids)}  # 0 = padding
-    max_len = int(opts["max_history"])
+    max_len = int(opts.max_history)
     inputs, targets = _training_tensors(dataset, index, max_len)
     if len(inputs) == 0:
         raise InputError(dataset.path, "no training sequence has two items; SASRec has nothing to learn")
-    model = SasRec(len(index), *(int(opts[k]) if k != "dropout" else float(opts[k]) for k in _ARCH_KEYS)).to(device)
-    optim = torch.optim.Adam(model.parameters(), lr=float(opts["lr"]), weight_decay=float(opts["weight_decay"]))
+    model = SasRec(len(index), int(opts.hidden), int(opts.blocks), int(opts.heads), float(opts.dropout),
+                   int(opts.max_history)).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=float(opts.lr), weight_decay=float(opts.weight_decay))
     best = (-1.0, 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    t0, bs, history, stale = time.perf_counter(), int(opts["batch_size"]), [], 0
-    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **{k: opts[k] for k in DEFAULTS if k != "device"}},
+    t0, bs, history, stale = time.perf_counter(), int(opts.batch_size), [], 0
+    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **opts.params()},
                         _dataset_inputs(dataset), resume=bool((options or {}).get("resume")))
     live = {"modules": {"sasrec": model}, "optimizers": {"adam": optim}, "generators": {"order": gen}}
     first_epoch, saved = 1, ckpt.load()
@@ -244,8 +256,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                                        "stale": stale})
 
     with runtime.progress() as bar:
-        task = bar.add_task("sasrec: training", total=int(opts["epochs"]), completed=first_epoch - 1, status="")
-        for epoch in range(first_epoch, int(opts["epochs"]) + 1):
+        task = bar.add_task("sasrec: training", total=int(opts.epochs), completed=first_epoch - 1, status="")
+        for epoch in range(first_epoch, int(opts.epochs) + 1):
             model.train()
             order = torch.randperm(len(inputs), generator=gen)
             total, count = 0.0, 0
@@ -259,7 +271,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                 optim.step()
                 total, count = total + float(loss.detach()) * len(rows), count + len(rows)
             bar.update(task, completed=epoch, status=f"loss {total / count:.3f}")
-            if epoch % int(opts["eval_every"]) and epoch != int(opts["epochs"]):
+            if epoch % int(opts.eval_every) and epoch != int(opts.epochs):
                 ckpt.epoch_done(epoch, snapshot, last=False)
                 continue
             ndcg = _valid_ndcg10(model, dataset, index, opts, device)
@@ -270,9 +282,9 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
             else:
                 stale += 1
             bar.update(task, status=f"loss {total / count:.3f} valid NDCG@10 {ndcg:.4f}")
-            if stale >= int(opts["patience"]):
+            if stale >= int(opts.patience):
                 break  # `patience` evaluations without improvement
-            ckpt.epoch_done(epoch, snapshot, last=epoch == int(opts["epochs"]))
+            ckpt.epoch_done(epoch, snapshot, last=epoch == int(opts.epochs))
     model.load_state_dict(best[2])
     summary = {
         "backbone": BACKBONE,
@@ -296,14 +308,14 @@ def _dataset_inputs(dataset: Dataset) -> dict[str, Path]:
     return {"dataset_items": dataset.path / "items.jsonl", "dataset_sequences": dataset.path / "sequences.jsonl"}
 
 
-def _save(model: SasRec, dataset: Dataset, opts: dict[str, Any], summary: dict[str, Any],
+def _save(model: SasRec, dataset: Dataset, opts: SasRecOptions, summary: dict[str, Any],
           history: list[dict[str, Any]], output: Path, force: bool) -> None:
-    params = {k: opts[k] for k in DEFAULTS if k != "device"}
+    params = opts.params()
     inputs = {}
     if dataset.path is not None:
         inputs = {"dataset_items": dataset.path / "items.jsonl", "dataset_sequences": dataset.path / "sequences.jsonl"}
     provenance = make_provenance("train-rec", {"backbone": BACKBONE, **params}, inputs)
-    config = {**{k: opts[k] for k in _ARCH_KEYS}, "item_ids": list(dataset.item_ids)}
+    config = {**{k: getattr(opts, k) for k in _ARCH_KEYS}, "item_ids": list(dataset.item_ids)}
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(output, force, directory=True) as tmp:
         save_model_file(tmp / WEIGHTS_FILE, MODEL_KIND, state, config, provenance,
@@ -357,5 +369,5 @@ def load(model_dir: str | Path, device: str | torch.device = "auto") -> SasRecRe
     except RuntimeError as e:
         raise InputError(model_dir / WEIGHTS_FILE, f"weights do not match the config ({str(e).splitlines()[0]})") from e
     dev = device if isinstance(device, torch.device) else runtime.resolve_device(str(device))
-    batch = int(meta.get("options", {}).get("eval_batch_size", DEFAULTS["eval_batch_size"]))
+    batch = int(meta.get("options", {}).get("eval_batch_size", SasRecOptions.eval_batch_size))
     return SasRecRecommender(model, item_ids, int(config["max_history"]), dev, batch)

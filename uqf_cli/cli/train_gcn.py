@@ -12,7 +12,8 @@ from rich.live import Live
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed, cli_command, emit_json, start
+from uqf_cli.cli.common import cli_command, emit_json, start
+from uqf_cli.cli.options import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed
 from uqf_cli.gcn_config import GcnConfig
 
 _DEFAULTS = GcnConfig()

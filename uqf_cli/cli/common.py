@@ -1,16 +1,14 @@
-"""Options and error handling shared by every subcommand (the CLI layer only)."""
+"""What every subcommand shares besides its options: error reporting, signals, --json output, set-up."""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,26 +18,6 @@ from uqf_cli.errors import UqfError
 from uqf_cli.io import to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines (errors still print).")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed (runs are deterministic on CPU).")]
-Device = Annotated[
-    str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps (auto picks CUDA when present).")
-]
-OutFile = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
-OutDir = Annotated[Path, typer.Option("--output", "-o", help="Output directory.", file_okay=False)]
-PlotOut = Annotated[
-    Path | None,
-    typer.Option("--plot", help="Also draw a picture here (.png, .svg or .pdf; needs the 'plot' extra).",
-                 dir_okay=False),
-]
-Resume = Annotated[
-    bool,
-    typer.Option("--resume", help="Continue an interrupted run from its checkpoint <output>.ckpt.st "
-                 "(same options and inputs; see docs/robustness.md)."),
-]
 
 _debug = {"on": False}
 
@@ -133,5 +111,5 @@ def parse_csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-__all__ = ["Device", "Force", "JsonOut", "OutDir", "OutFile", "PlotOut", "Quiet", "Resume", "Seed", "cli_command",
-           "emit_json", "json", "parse_csv", "start"]
+__all__ = ["Terminated", "cli_command", "debug_enabled", "emit_json", "install_signal_handlers", "parse_csv",
+           "set_debug", "start"]

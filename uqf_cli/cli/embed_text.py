@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, OutFile, Quiet, cli_command, emit_json, parse_csv, start
+from uqf_cli.cli.common import cli_command, emit_json, parse_csv, start
+from uqf_cli.cli.options import Device, Force, JsonOut, OutFile, Quiet
 
 
 def register(app: typer.Typer) -> None:

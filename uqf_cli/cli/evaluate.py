@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Device, Force, JsonOut, Quiet, cli_command, emit_json, parse_csv, start
+from uqf_cli.cli.common import cli_command, emit_json, parse_csv, start
+from uqf_cli.cli.options import Device, Force, JsonOut, Quiet
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Force, JsonOut, OutDir, Quiet, cli_command, emit_json, start
+from uqf_cli.cli.common import cli_command, emit_json, start
+from uqf_cli.cli.options import Force, JsonOut, OutDir, Quiet
 
 
 def register(app: typer.Typer) -> None:

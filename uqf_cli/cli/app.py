@@ -1,25 +1,32 @@
 """The ``uqf`` command: a thin Typer layer over the stage modules.
 
-Subcommands live in ``uqf_cli/commands/<name>.py``, each with a ``register(app)`` function; they
-are discovered here and listed in pipeline order.
+Each subcommand lives in ``uqf_cli/cli/<name>.py`` with a ``register(app)`` function; they are
+registered here explicitly, in pipeline order (the order ``uqf --help`` lists them).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from uqf_cli import __version__, commands
-from uqf_cli.commands._common import install_signal_handlers, set_debug
+from uqf_cli import __version__
+from uqf_cli.cli import (
+    demo,
+    embed_text,
+    evaluate,
+    fuse,
+    inspect_sids,
+    prepare,
+    quantize,
+    recommend,
+    train_gcn,
+    train_rec,
+)
+from uqf_cli.cli.common import install_signal_handlers, set_debug
 
-PIPELINE_ORDER = [
-    "prepare", "embed_text", "train_gcn", "fuse", "quantize", "inspect_sids",
-    "train_rec", "evaluate", "recommend", "demo",
-]
+COMMANDS = (prepare, embed_text, train_gcn, fuse, quantize, inspect_sids, train_rec, evaluate, recommend, demo)
 
 app = typer.Typer(
     name="uqf",
@@ -49,14 +56,24 @@ def _root(
     set_debug(debug)
 
 
-def _command_modules() -> list[str]:
-    found = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
-    rank = {name: k for k, name in enumerate(PIPELINE_ORDER)}
-    return sorted(found, key=lambda n: (rank.get(n, len(rank)), n))
+for _command in COMMANDS:
+    _command.register(app)
 
 
-for _name in _command_modules():
-    importlib.import_module(f"uqf_cli.commands.{_name}").register(app)
+def _show_flags_as_flags() -> None:
+    """Help lists a flag (``--force``) without a value type: it takes no value. Typer's rich help
+    prints ``<bool>`` beside flags, so the type column is left empty for them."""
+    from typer.core import TyperOption
+
+    value_type = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return "" if self.is_flag and not self.count else value_type(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_show_flags_as_flags()
 
 
 def main() -> None:
@@ -118,7 +135,3 @@ def one_line_cli_error(e: BaseException) -> str:
     message = " ".join(str(getattr(e, "format_message", e.__str__)()).split())
     hint = f" (see {where} --help)" if ctx is not None else ""
     return f"{where}: {message}{hint}"
-
-
-if __name__ == "__main__":
-    main()

@@ -9,19 +9,8 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import (
-    Device,
-    Force,
-    JsonOut,
-    OutFile,
-    PlotOut,
-    Quiet,
-    Resume,
-    Seed,
-    cli_command,
-    emit_json,
-    start,
-)
+from uqf_cli.cli.common import cli_command, emit_json, start
+from uqf_cli.cli.options import Device, Force, JsonOut, OutFile, PlotOut, Quiet, Resume, Seed
 from uqf_cli.errors import OptionError
 
 _D = "UQF model"

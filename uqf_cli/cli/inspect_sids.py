@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.commands._common import Force, JsonOut, PlotOut, Quiet, Seed, cli_command, emit_json, start
+from uqf_cli.cli.common import cli_command, emit_json, start
+from uqf_cli.cli.options import Force, JsonOut, PlotOut, Quiet, Seed
 from uqf_cli.errors import OptionError
 
 

@@ -1,0 +1,149 @@
+"""``uqf quantize EMB.st -o sids.jsonl`` and ``uqf quantize --apply quantizer.st new.st -o new_sids.jsonl``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from uqf_cli import runtime
+from uqf_cli.cli.common import cli_command, emit_json, start
+from uqf_cli.cli.options import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed
+from uqf_cli.errors import OptionError
+
+DEFAULT_EPS = 0.001  # kept equal to QuantizeConfig's defaults (asserted in tests)
+DEFAULT_LEVELS = "rest"
+LETTER_DEFAULTS = (0.02, 1e-4, 0.1, 10)  # w_collab, w_diversity, temperature, clusters (= LetterConfig's)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quantize")
+    @cli_command
+    def quantize_cmd(
+        embeddings: Annotated[Path, typer.Argument(help="Embedding file (.st): text, collaborative or unified.")],
+        output: OutFile,
+        method: Annotated[str, typer.Option("--method", help="rqvae (trained MLP + residual codebooks) | "
+                                            "rqkmeans (residual k-means, no training).")] = "rqvae",
+        levels: Annotated[int, typer.Option("--levels", help="Number of code levels.")] = 3,
+        codebook_size: Annotated[str, typer.Option("--codebook-size", help="Codes per level: one int, or one per "
+                                                   "level (\"256,256,128\").")] = "256",
+        code_dim: Annotated[int, typer.Option("--code-dim", help="RQ-VAE latent dimension.")] = 32,
+        hidden: Annotated[str, typer.Option("--hidden", help="RQ-VAE encoder hidden sizes (decoder mirrors).")]
+        = "512,256",
+        epochs: Annotated[int, typer.Option("--epochs", help="RQ-VAE training epochs (after warm-up).")] = 100,
+        warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="Autoencoder-only epochs before the "
+                                                   "k-means codebook initialisation.")] = 30,
+        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-3,
+        beta: Annotated[float, typer.Option("--beta", help="Commitment weight.")] = 0.25,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Items per step (full batch below it).")]
+        = 8192,
+        sinkhorn_eps: Annotated[float | None, typer.Option("--sinkhorn-eps", help="Balanced (Sinkhorn) assignment "
+                                                           "epsilon on the --sinkhorn-levels (default "
+                                                           f"{DEFAULT_EPS}); --no-sinkhorn for nearest codes.")]
+        = DEFAULT_EPS,
+        no_sinkhorn: Annotated[bool, typer.Option("--no-sinkhorn", help="Plain nearest-code assignment on every "
+                                                  "level.")] = False,
+        sinkhorn_levels: Annotated[str, typer.Option("--sinkhorn-levels", help="Balanced levels: rest (all but the "
+                                                     "first) | last | all | numbers (\"2,3\").")] = DEFAULT_LEVELS,
+        sinkhorn_iters: Annotated[int, typer.Option("--sinkhorn-iters", help="Sinkhorn-Knopp iterations.")] = 50,
+        fit_sample: Annotated[int, typer.Option("--fit-sample", help="Fit on at most this many items (seeded "
+                                                "sample); all items are coded.")] = 8192,
+        dedup: Annotated[str, typer.Option("--dedup", help="level (append a disambiguating code) | sinkhorn "
+                                           "(re-assign the last code of colliding items).")] = "level",
+        fmt: Annotated[str, typer.Option("--format", help="jsonl | lcrec (also writes <stem>.index.json).")]
+        = "jsonl",
+        save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the quantizer (safetensors) "
+                                                        "to code new items later with --apply.")] = None,
+        apply: Annotated[Path | None, typer.Option("--apply", help="Code EMBEDDINGS with this saved quantizer "
+                                                   "instead of fitting one.")] = None,
+        collab: Annotated[Path | None, typer.Option("--collab", help="LETTER-style training: align the quantized "
+                                                    "items with these collaborative (train-gcn) embeddings.",
+                                                    dir_okay=False)] = None,
+        w_collab: Annotated[float, typer.Option("--w-collab", help="LETTER collaborative alignment weight "
+                                                "(alpha; needs --collab).")] = LETTER_DEFAULTS[0],
+        w_diversity: Annotated[float, typer.Option("--w-diversity", help="LETTER code diversity weight (beta; "
+                                                   "needs --collab).")] = LETTER_DEFAULTS[1],
+        letter_temperature: Annotated[float, typer.Option("--letter-temperature", help="Temperature of both "
+                                                          "LETTER InfoNCE terms.")] = LETTER_DEFAULTS[2],
+        letter_clusters: Annotated[int, typer.Option("--letter-clusters", help="Clusters of code vectors per "
+                                                     "level for the diversity term.")] = LETTER_DEFAULTS[3],
+        seed: Seed = 0,
+        device: Device = "auto",
+        force: Force = False,
+        resume: Resume = False,
+        quiet: Quiet = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Quantize item embeddings into hierarchical semantic IDs (RQ-VAE or residual k-means)."""
+        from uqf_cli import quantize as q
+        from uqf_cli.cli.common import parse_csv
+
+        start(quiet)
+        if apply is not None:
+            result = q.apply_quantizer(apply, embeddings, output, fmt=fmt, device=device, force=force)
+        else:
+            try:
+                hidden_sizes = [int(h) for h in parse_csv(hidden)]
+            except ValueError as e:
+                raise OptionError("--hidden", f"expected comma-separated ints, got {hidden!r}") from e
+            cfg = q.QuantizeConfig(
+                method=method, levels=levels, codebook_sizes=q.parse_codebook_sizes(codebook_size, levels),
+                code_dim=code_dim, hidden=hidden_sizes, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
+                beta=beta, batch_size=batch_size, sinkhorn_eps=None if no_sinkhorn else sinkhorn_eps,
+                sinkhorn_iters=sinkhorn_iters, sinkhorn_levels=sinkhorn_levels, fit_sample=fit_sample, dedup=dedup,
+                seed=seed,
+            )
+            cfg.validate()
+            letter = letter_config(collab, w_collab, w_diversity, letter_temperature, letter_clusters)
+            result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=device, force=force,
+                                resume=resume, letter=letter)
+        if json_out:
+            emit_json({"outputs": result.outputs, **result.stats})
+            return
+        runtime.stdout_console().print(stats_table(result.stats, str(output)))
+
+
+def letter_config(collab: Path | None, w_collab: float, w_diversity: float, temperature: float,
+                  clusters: int) -> Any:
+    """The LETTER settings (a ``LetterConfig``) when ``--collab`` is given; LETTER options without it are refused."""
+    from uqf_cli.quantize_letter import LetterConfig
+
+    if collab is None:
+        if (w_collab, w_diversity, temperature, clusters) != LETTER_DEFAULTS:
+            raise OptionError("--collab", "the LETTER options (--w-collab, --w-diversity, --letter-*) need --collab")
+        return None
+    return LetterConfig(collab=str(collab), w_collab=w_collab, w_diversity=w_diversity, temperature=temperature,
+                        clusters=clusters)
+
+
+def stats_table(stats: dict[str, Any], title: str) -> Table:
+    """Per-level utilisation/perplexity, then collisions and reconstruction error."""
+    t = Table(title=title)
+    t.add_column("level")
+    t.add_column("codes", justify="right")
+    t.add_column("used", justify="right")
+    t.add_column("utilisation", justify="right")
+    t.add_column("perplexity", justify="right")
+    for lv in stats["per_level"]:
+        t.add_row(str(lv["level"]), str(lv["codebook_size"]), str(lv["used"]), f"{lv['utilisation']:.1%}",
+                  f"{lv['perplexity']:.1f}")
+    t.add_section()
+    rows = [("items", f"{stats['items']:,}"), ("raw collision rate", f"{stats['raw_collision_rate']:.2%}")]
+    if "collisions_with_existing" in stats:
+        rows.append(("collisions with existing items", str(stats["collisions_with_existing"])))
+    if "raw_collision_groups" in stats:
+        groups = f"{stats['raw_collision_groups']} / {stats['max_items_per_sid']}"
+        rows.append(("colliding SIDs / largest group", groups))
+    if "final_levels" in stats:
+        rows.append(("final levels (dedup " + stats["dedup"] + ")", str(stats["final_levels"])))
+    if "letter" in stats:
+        lt = stats["letter"]
+        rows.append(("LETTER (w-collab / w-diversity; warm items)",
+                     f"{lt['w_collab']:g} / {lt['w_diversity']:g}; {lt['warm_items']:,}"))
+    rows += [("final collision rate", f"{stats['final_collision_rate']:.2%}"),
+             ("reconstruction MSE (relative)", f"{stats['recon_mse']:.4g} ({stats['recon_rel']:.1%})")]
+    for name, value in rows:
+        t.add_row(name, "", "", "", value)
+    return t

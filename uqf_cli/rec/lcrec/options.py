@@ -1,0 +1,67 @@
+"""LC-Rec's options: one dataclass with every default, checked for range."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from uqf_cli.errors import OptionError
+
+
+@dataclass
+class LcRecOptions:
+    """Every option of the LC-Rec backbone, with its default (docs/lcrec.md describes each)."""
+
+    base_model: str | None = None  # hub id, local dir or .gguf; None = the embedded SmolLM2
+    gguf_file: str | None = None
+    trust_remote_code: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | str | None = None  # None = q/k/v/o projections present in the model
+    align_tasks: bool = False
+    epochs: float = 1
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-4
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_history: int = 20
+    max_samples: int | None = None
+    max_title_tokens: int = 32
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int | None = None  # users per decoding batch; None = 8 on CPU, 64 on GPU
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any] | None) -> LcRecOptions:
+        """Known keys override defaults; ``None`` values and other keys (``resume``) are ignored."""
+        known = {f.name for f in fields(cls)}
+        opts = cls(**{k: v for k, v in (options or {}).items() if k in known and v is not None})
+        opts.validate()
+        if isinstance(opts.lora_target_modules, str):
+            opts.lora_target_modules = [t.strip() for t in opts.lora_target_modules.split(",") if t.strip()]
+        return opts
+
+    def validate(self) -> None:
+        for key in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_history", "max_title_tokens"):
+            if int(getattr(self, key)) < 1:
+                raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {getattr(self, key)}")
+        if not 0 <= float(self.lora_dropout) < 1:
+            raise OptionError("--lora-dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        if float(self.lr) <= 0:
+            raise OptionError("--lr", f"must be > 0, got {self.lr}")
+        if self.max_steps is not None and int(self.max_steps) < 1:
+            raise OptionError("--max-steps", f"must be >= 1, got {self.max_steps}")
+        if self.max_samples is not None and int(self.max_samples) < 1:
+            raise OptionError("--max-samples", f"must be >= 1, got {self.max_samples}")
+        if float(self.epochs) <= 0:
+            raise OptionError("--epochs", f"must be > 0, got {self.epochs}")
+
+    def params(self) -> dict[str, Any]:
+        """The options a model directory records (all but the device)."""
+        return {k: v for k, v in asdict(self).items() if k != "device"}
+
+
+OPTIONS = tuple(f.name for f in fields(LcRecOptions))  # every option key train() reads

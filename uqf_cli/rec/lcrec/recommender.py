@@ -1,0 +1,144 @@
+"""A trained LC-Rec model: loading (base + adapter, merged) and ranking by constrained beam search.
+
+The prompt runs once per user (left-padded batch, last-position logits only); its KV cache is then
+reordered to the beams, and each SID level costs one single-token forward for all beams
+(:func:`uqf_cli.rec.decoding.constrained_beam_search`). Items whose SIDs collide share a leaf and are
+all returned, in SID-file order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqf_cli import runtime
+from uqf_cli.errors import InputError
+from uqf_cli.io import SidTable, level_token
+from uqf_cli.rec.base import read_model_meta, read_model_sids
+from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search
+from uqf_cli.rec.lcrec.model import BACKBONE, EMBEDDED_BASE, BaseModelRef, load_base, resolve_base_model
+from uqf_cli.rec.lcrec.options import LcRecOptions
+from uqf_cli.rec.lcrec.prompts import encode_prompts, sequential_prompt, sid_strings
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts as one left-padded batch (ids, attention mask), so every last position is a real token."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+class CausalLmStepDecoder:
+    """A causal LM as a :class:`~uqf_cli.rec.decoding.StepDecoder`: the prompts once, then one token
+    per level for every beam, with the prompt's KV cache reordered to the beams."""
+
+    def __init__(self, model, prompts: list[list[int]], pad_id: int, device: torch.device) -> None:
+        self.model = model
+        self.ids, self.mask = left_pad(prompts, pad_id, device)
+        self.cache = None
+        self.last_pos = None
+
+    def first(self) -> torch.Tensor:
+        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1)
+        self.cache, self.last_pos = out.past_key_values, positions[:, -1:]
+        return out.logits[:, -1, :]
+
+    def next(self, last_tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
+        self.cache.reorder_cache(parent_rows)
+        ones = torch.ones((len(parent_rows), 1), dtype=self.mask.dtype, device=self.mask.device)
+        self.mask = torch.cat([self.mask.index_select(0, parent_rows), ones], dim=1)
+        self.last_pos = self.last_pos.index_select(0, parent_rows) + 1
+        out = self.model(input_ids=last_tokens.reshape(-1, 1), attention_mask=self.mask, position_ids=self.last_pos,
+                         past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        return out.logits[:, -1, :]
+
+
+def build_trie(sids: SidTable, tokenizer) -> SidTrie:
+    """The trie of the model's SIDs over its SID-token ids; colliding SIDs share a leaf."""
+    codes = np.asarray(sids.codes, dtype=np.int64)
+    sizes = [int(codes[:, t].max()) + 1 for t in range(codes.shape[1])]
+    token_ids = [tokenizer.convert_tokens_to_ids([level_token(t, c) for c in range(size)])
+                 for t, size in enumerate(sizes)]
+    return SidTrie.from_token_ids(codes, token_ids, collisions="group")
+
+
+class LcRecRecommender:
+    """A trained LC-Rec model that ranks items by constrained beam search over their SIDs."""
+
+    backbone = BACKBONE
+
+    def __init__(self, model, tokenizer, sids: SidTable, device: torch.device, eval_batch_size: int,
+                 meta: dict[str, Any]) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.sids = sids
+        self.device = device
+        self.eval_batch_size = eval_batch_size
+        self.meta = meta
+        self.sid_str = sid_strings(sids)
+        self.trie = build_trie(sids, tokenizer).to(device)
+        self.max_history = int(meta.get("options", {}).get("max_history", LcRecOptions.max_history))
+
+    def prompts(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
+        texts = []
+        for h in histories:
+            unknown = [i for i in h if i not in self.sid_str]
+            if unknown:
+                raise InputError(None, f"history names item {unknown[0]!r}, which has no SID in this model")
+            texts.append(sequential_prompt([self.sid_str[i] for i in list(h)[-self.max_history:]]))
+        return encode_prompts(self.tokenizer, texts)
+
+    def search(self, prompts: list[list[int]], beams: int) -> BeamResult:
+        """Constrained beam search for one batch of prompts: leaves (first item rows) and scores."""
+        decoder = CausalLmStepDecoder(self.model, prompts, int(self.tokenizer.pad_token_id), self.device)
+        return constrained_beam_search(decoder, self.trie, len(prompts), beams)
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
+        beams = max(int(beam_size or k), int(k))
+        prompts = self.prompts(histories)
+        out: list[list[str]] = []
+        for start in range(0, len(prompts), self.eval_batch_size):
+            result = self.search(prompts[start:start + self.eval_batch_size], beams)
+            for row in result.items.tolist():
+                rows = [r for leaf in row if leaf >= 0 for r in self.trie.rows_of(leaf)]
+                out.append([self.sids.item_ids[r] for r in rows[:k]])
+        return out
+
+
+def load(model_dir: str | Path, device: str | torch.device = "auto") -> LcRecRecommender:
+    """Load base model + adapter + tokenizer of an LC-Rec model directory, merged for fast decoding."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    if meta.get("backbone") != BACKBONE:
+        raise InputError(model_dir, f"is a {meta.get('backbone')} model, not an {BACKBONE} one")
+    sids = read_model_sids(model_dir)
+    dev = device if isinstance(device, torch.device) else runtime.resolve_device(str(device))
+    base = meta.get("base_model") or {}
+    if base.get("embedded"):
+        ref = resolve_base_model(EMBEDDED_BASE)  # found again in this environment
+    else:
+        ref = BaseModelRef(str(base.get("name")), str(base.get("path")), base.get("gguf_file"), False)
+    opts = meta.get("options", {})
+    _, model = load_base(ref, bool(opts.get("trust_remote_code", False)), with_tokenizer=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
+    model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
+    if dev.type == "cuda":
+        model = model.to(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    model = model.to(dev).eval()
+    batch = opts.get("eval_batch_size") or (64 if dev.type == "cuda" else 8)
+    return LcRecRecommender(model, tokenizer, sids, dev, int(batch), meta)

@@ -1,0 +1,220 @@
+"""LC-Rec training: LoRA fine-tuning of the base model on the prompts through the HF ``Trainer``
+(CPU, one GPU with bf16/fp16, or DDP under ``torchrun``), resumable, and the model directory."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqf_cli import runtime
+from uqf_cli.checkpoint import TrainerCheckpoints
+from uqf_cli.dataset import Dataset
+from uqf_cli.io import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
+from uqf_cli.rec.base import write_model_meta
+from uqf_cli.rec.lcrec.model import BACKBONE, BaseModelRef, add_sid_tokens, load_base, lora_config, resolve_base_model
+from uqf_cli.rec.lcrec.options import LcRecOptions
+from uqf_cli.rec.lcrec.prompts import PROMPT_VERSION, Encoded, build_examples
+
+
+class _ExampleDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: list[Encoded]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, k: int) -> Encoded:
+        return self.examples[k]
+
+
+class _Collator:
+    """Right-pad a batch; labels are -100 on the prompt and on padding."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[Encoded]) -> dict[str, torch.Tensor]:
+        width = max(len(e.prompt) + len(e.response) for e in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, e in enumerate(batch):
+            seq = e.prompt + e.response
+            ids[row, : len(seq)] = torch.tensor(seq)
+            labels[row, len(e.prompt): len(seq)] = torch.tensor(e.response)
+            mask[row, : len(seq)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
+    """The SIDs must cover the dataset (see :func:`uqf_cli.rec.base.check_sids_cover`)."""
+    return base_check_sids_cover(dataset, sids, "lcrec")
+
+
+def _precision(device: torch.device) -> tuple[bool, bool]:
+    """``(bf16, fp16)`` for the Trainer: bf16 where the GPU supports it, else fp16; fp32 on CPU."""
+    if device.type != "cuda":
+        return False, False
+    bf16 = torch.cuda.is_bf16_supported()
+    return bf16, not bf16
+
+
+class _ProgressCallback:
+    """Forward the Trainer's steps to uqf's rich progress bar (quiet in pipes)."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+        self.task = None
+        self.last_loss: float | None = None
+        self.step_times: list[float] = []
+        self.step_cpu_times: list[float] = []
+        self._tick = self._cpu_tick = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.task = self.bar.add_task("lcrec: LoRA fine-tuning", total=state.max_steps, status="")
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._tick, self._cpu_tick = time.perf_counter(), time.process_time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_times.append(time.perf_counter() - self._tick)
+        self.step_cpu_times.append(time.process_time() - self._cpu_tick)
+        self.bar.update(self.task, completed=state.global_step)
+
+    def seconds_per_step(self, cpu: bool = False) -> float | None:
+        """Median optimizer-step wall time (``cpu``: process CPU time, all threads), first (warm-up) step
+        left out when there are others. CPU time tells the cost on a machine shared with other jobs."""
+        series = self.step_cpu_times if cpu else self.step_times
+        times = series[1:] or series
+        return float(np.median(times)) if times else None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.last_loss = float(logs["loss"])
+            self.bar.update(self.task, status=f"loss {self.last_loss:.3f}")
+
+
+def _trainer_callback(bar):
+    from transformers import TrainerCallback
+
+    class Callback(_ProgressCallback, TrainerCallback):
+        pass
+
+    return Callback(bar)
+
+
+def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any],
+          force: bool = False) -> dict[str, Any]:
+    """Fine-tune the base model with LoRA on LC-Rec's tasks and write the model directory.
+
+    Trainer checkpoints go to ``<output>.ckpt/``; ``options["resume"]`` continues from the newest one
+    (see :class:`uqf_cli.checkpoint.TrainerCheckpoints`).
+    """
+    from peft import get_peft_model
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    output = Path(output)
+    check_output(output, force)
+    opts = LcRecOptions.from_dict(options)
+    sids = check_sids_cover(dataset, sids)
+    device = runtime.resolve_device(str(opts.device))
+    seed = int(opts.seed)
+    runtime.seed_everything(seed)
+    ref = resolve_base_model(opts.base_model, opts.gguf_file)
+    t0 = time.perf_counter()
+    runtime.info(f"lcrec: loading base model {ref.name} ({ref.gguf_file or ref.path})")
+    tokenizer, model = load_base(ref, bool(opts.trust_remote_code))
+    token_ids = add_sid_tokens(tokenizer, model, sids)
+    model = get_peft_model(model, lora_config(model, opts, token_ids))
+    trainable, total = model.get_nb_trainable_parameters()
+    examples, counts = build_examples(dataset, sids, tokenizer, opts, random.Random(seed))
+    bf16, fp16 = _precision(device)
+    max_steps = int(opts.max_steps) if opts.max_steps is not None else -1
+    params = {"backbone": BACKBONE, **opts.params()}
+    ckpts = TrainerCheckpoints(output, "train-rec", params, _run_inputs(dataset, sids, ref),
+                               resume=bool((options or {}).get("resume")))
+    resume_from = ckpts.prepare(main_process=os.environ.get("RANK", "0") == "0")
+    args = TrainingArguments(
+        output_dir=str(ckpts.dir),  # checkpoints for --resume (saved by ckpts.callback())
+        per_device_train_batch_size=int(opts.batch_size),
+        gradient_accumulation_steps=int(opts.grad_accum),
+        learning_rate=float(opts.lr),
+        weight_decay=float(opts.weight_decay),
+        num_train_epochs=float(opts.epochs),
+        max_steps=max_steps,
+        warmup_steps=float(opts.warmup_ratio),
+        lr_scheduler_type="linear",
+        logging_steps=10,
+        save_strategy="no",
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=True,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=device.type == "cpu",
+        bf16=bf16,
+        fp16=fp16,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+    with runtime.progress() as bar:
+        callback = _trainer_callback(bar)
+        trainer = Trainer(model=model, args=args, train_dataset=_ExampleDataset(examples),
+                          data_collator=_Collator(int(tokenizer.pad_token_id)), callbacks=[callback, ckpts.callback()])
+        trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    world = max(1, int(args.world_size))
+    per_step = int(opts.batch_size) * int(opts.grad_accum) * world
+    summary = {
+        "backbone": BACKBONE,
+        "output": str(output),
+        "base_model": ref.name,
+        "samples": counts,
+        "examples": len(examples),
+        "steps": int(trainer.state.global_step),
+        "train_loss": float(result.training_loss),
+        "trainable_parameters": int(trainable),
+        "total_parameters": int(total),
+        "device": str(device),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds_per_step": callback.seconds_per_step(),
+        "cpu_seconds_per_step": callback.seconds_per_step(cpu=True),
+        "steps_per_epoch": math.ceil(len(examples) / per_step),
+    }
+    if trainer.is_world_process_zero():  # under DDP only rank 0 writes the model directory
+        _save(trainer.model, tokenizer, dataset, sids, ref, opts, token_ids, summary, output, force)
+        ckpts.finish()
+    return summary
+
+
+def _run_inputs(dataset: Dataset, sids: SidTable, ref: BaseModelRef) -> dict[str, Path | None]:
+    """The inputs a run depends on (its provenance, and the identity of its --resume checkpoints)."""
+    inputs: dict[str, Path | None] = {"sids": sids.path}
+    if dataset.path is not None:
+        inputs["dataset_items"] = dataset.path / "items.jsonl"
+        inputs["dataset_sequences"] = dataset.path / "sequences.jsonl"
+    if ref.gguf_file and Path(ref.path).is_dir():
+        inputs["base_model"] = Path(ref.path) / ref.gguf_file
+    return inputs
+
+
+def _save(model, tokenizer, dataset: Dataset, sids: SidTable, ref: BaseModelRef, opts: LcRecOptions,
+          token_ids: list[int], summary: dict[str, Any], output: Path, force: bool) -> None:
+    """Write adapter, tokenizer, uqf_model.json and the SIDs copy atomically."""
+    params = opts.params()
+    provenance = make_provenance("train-rec", {"backbone": BACKBONE, **params}, _run_inputs(dataset, sids, ref))
+    with atomic_path(output, force, directory=True) as tmp:
+        model.save_pretrained(str(tmp), save_embedding_layers=False)
+        tokenizer.save_pretrained(str(tmp))
+        write_model_meta(tmp, BACKBONE, dataset, params, provenance, sids, base_model=ref.as_meta(),
+                         prompt_version=PROMPT_VERSION, sid_token_range=[token_ids[0], token_ids[-1]],
+                         train_summary={k: summary[k] for k in ("samples", "steps", "train_loss", "seconds")})

@@ -1,0 +1,288 @@
+"""TIGER training: teacher-forced cross-entropy on the SID tokens, early stopping on a validation
+sample ranked by the constrained beam search, resumable checkpoints, DDP under ``torchrun``."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from uqf_cli import runtime
+from uqf_cli.checkpoint import Checkpointer, Snapshot
+from uqf_cli.dataset import Dataset
+from uqf_cli.errors import InputError
+from uqf_cli.io import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
+from uqf_cli.rec.base import training_samples, write_model_meta
+from uqf_cli.rec.tiger.model import build_model, use_fast_dropout
+from uqf_cli.rec.tiger.options import BACKBONE, TigerOptions
+from uqf_cli.rec.tiger.recommender import TigerRecommender
+from uqf_cli.rec.tiger.t5_lean import lean_t5_loss
+from uqf_cli.rec.tiger.vocab import TigerVocab, encode_histories
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    """Join the process group that ``torchrun`` describes in the environment (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
+    """The SIDs must give every dataset item a code tuple (see :func:`uqf_cli.rec.base.check_sids_cover`)."""
+    return base_check_sids_cover(dataset, sids, BACKBONE)
+
+
+def _tensorize(dataset: Dataset, vocab: TigerVocab, opts: TigerOptions) -> tuple[torch.Tensor, ...]:
+    samples = training_samples(dataset, opts.max_history)
+    row = {iid: r for r, iid in enumerate(vocab.item_ids)}
+    hist = [[row[i] for i in s.history] for s in samples]
+    input_ids, mask = encode_histories(vocab, hist, opts.max_history, [s.user_id for s in samples])
+    labels = vocab.token_matrix()[torch.tensor([row[s.target] for s in samples])]
+    return input_ids, mask, labels
+
+
+def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled batches of samples with similar history lengths.
+
+    Why: most histories are much shorter than ``max_history`` (Office: ~5 items on average against
+    20), and a batch is padded to its longest sample, so random batches would spend most encoder
+    FLOPs on padding. Samples are sorted by length with random tie-breaking, cut into batches, and
+    the batch order is shuffled; with the same generator state every rank builds the same batches.
+    """
+    noise = torch.rand(len(lengths), generator=gen)
+    order = torch.argsort(lengths.double() + noise.double())
+    batches = list(torch.split(order, batch_size))
+    perm = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in perm]
+
+
+def _schedule(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _param_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _validation_ndcg(rec: TigerRecommender, cases: list, k: int = 10) -> float:
+    from uqf_cli.metrics import ndcg_at_k
+
+    preds = rec.recommend([c.history for c in cases], k=k, beam_size=max(k, 20), user_ids=[c.user_id for c in cases])
+    return ndcg_at_k(preds, [c.target for c in cases], k)
+
+
+def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any] | None,
+          force: bool = False) -> dict[str, Any]:
+    """Train TIGER on the dataset's train split and write the model directory; return a summary."""
+    opts = TigerOptions.from_dict(options)
+    sids = check_sids_cover(dataset, sids)
+    device = runtime.resolve_device(opts.device)
+    dist_info = _init_distributed(device)
+    if dist_info.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if dist_info.main:
+        check_output(output, force)
+    runtime.seed_everything(opts.seed)
+    vocab = TigerVocab.build(sids, sids.item_ids, opts.user_tokens)
+    input_ids, mask, labels = _tensorize(dataset, vocab, opts)
+    n = input_ids.shape[0]
+    lengths = mask.sum(1).clamp(min=1)
+    if n == 0:
+        raise InputError(dataset.path, "no training samples (every user has a single train item)")
+    model = build_model(vocab, opts).to(device)
+    if device.type == "cpu":
+        use_fast_dropout(model)  # same dropout, cheaper random bits (see FastDropout)
+    net: torch.nn.Module = model
+    if dist_info.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+    lean = opts.engine == "lean" and dist_info.world == 1  # DDP's gradient hooks need the module's own forward
+    optimizer = make_optimizer(model, opts, device, lean)
+    steps_per_epoch = math.ceil(n / opts.batch_size)
+    total_steps = steps_per_epoch * opts.epochs
+    warmup = min(opts.warmup_steps, max(1, total_steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps))
+    amp_dtype, scaler = _amp(device, lean)
+
+    eval_gen = torch.Generator().manual_seed(opts.seed + 1)
+    valid = dataset.eval_cases("valid")
+    if len(valid) > opts.eval_users:
+        pick = torch.randperm(len(valid), generator=eval_gen)[:opts.eval_users].sort().values.tolist()
+        valid = [valid[i] for i in pick]
+    shuffle_gen = torch.Generator().manual_seed(opts.seed)
+    best: dict[str, Any] = {"ndcg10": -1.0, "epoch": 0, "state": None}
+    history: list[dict[str, Any]] = []
+    bad_evals, t0, step, first_epoch, seconds_before = 0, time.time(), 0, 1, 0.0
+    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **{k: v for k, v in asdict(opts).items()
+                                                                      if k != "device"}},
+                        inputs={"dataset": dataset.path, "sids": sids.path}, resume=bool((options or {}).get("resume")))
+    live = {"modules": {"model": model}, "optimizers": {"adamw": optimizer}, "schedulers": {"lr": sched},
+            "generators": {"shuffle": shuffle_gen}}
+    saved = ckpt.load()
+    if saved is not None:  # continue an interrupted run: the next epoch sees exactly the state it would have seen
+        saved.restore(**live)
+        loop = saved.state
+        best_tensors = {k[len("best."):]: v.to(device) for k, v in saved.extra_tensors().items()
+                        if k.startswith("best.")}
+        best = {"ndcg10": loop["best_ndcg10"], "epoch": loop["best_epoch"], "state": best_tensors or None}
+        history, bad_evals, step = loop["history"], loop["bad_evals"], saved.step
+        first_epoch, seconds_before = saved.epoch + 1, loop["train_seconds"]
+        if scaler is not None and loop.get("scaler"):
+            scaler.load_state_dict(loop["scaler"])
+
+    def snapshot(epoch: int) -> Snapshot:
+        loop_state = {"best_ndcg10": best["ndcg10"], "best_epoch": best["epoch"], "history": history,
+                      "bad_evals": bad_evals, "train_seconds": seconds_before + time.time() - t0,
+                      "scaler": scaler.state_dict() if scaler is not None else None}
+        best_tensors = {f"best.{k}": v for k, v in (best["state"] or {}).items()}
+        return Snapshot.capture(epoch, step=step, tensors=best_tensors, state=loop_state, **live)
+
+    stop = False
+    with runtime.progress() as bar:
+        task = bar.add_task("tiger", total=total_steps, status="", completed=step)
+        for epoch in range(first_epoch, opts.epochs + 1):
+            net.train()
+            loss_sum, loss_n = 0.0, 0
+            for idx in _length_bucketed_batches(lengths, opts.batch_size, shuffle_gen):
+                idx = idx[dist_info.rank::dist_info.world]  # this rank's equal slice of the global batch
+                width = int(lengths[idx].max())
+                loss = _step(net, optimizer, sched, scaler, amp_dtype, input_ids[idx, :width].to(device),
+                             mask[idx, :width].to(device), labels[idx].to(device), lean)
+                loss_sum += loss * len(idx)
+                loss_n += len(idx)
+                step += 1
+                bar.update(task, advance=1, status=f"epoch {epoch} loss {loss_sum / max(1, loss_n):.3f}")
+            record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / max(1, loss_n)}
+            stop = improved = False
+            if epoch % opts.eval_every == 0 or epoch == opts.epochs:
+                if dist_info.main:
+                    rec = TigerRecommender(model, vocab, opts.max_history, device)
+                    record["valid_ndcg10"] = _validation_ndcg(rec, valid)
+                    improved = record["valid_ndcg10"] > best["ndcg10"]
+                    bad_evals = 0 if improved else bad_evals + 1
+                    stop = bad_evals >= opts.patience
+                    runtime.info(f"epoch {epoch}: loss {record['loss']:.4f}, valid NDCG@10 "
+                                 f"{record['valid_ndcg10']:.4f} ({len(valid)} users)")
+                # Rank 0 decides; every rank keeps its own copy of the best state (DDP keeps them equal).
+                improved, stop = _broadcast_flags((improved, stop), dist_info)
+                if improved:
+                    best = {"ndcg10": record.get("valid_ndcg10", best["ndcg10"]), "epoch": epoch,
+                            "state": copy.deepcopy(model.state_dict())}
+            history.append(record)
+            if dist_info.main:
+                ckpt.epoch_done(epoch, lambda epoch=epoch: snapshot(epoch), last=stop or epoch == opts.epochs)
+            if stop:
+                break
+    train_seconds = seconds_before + time.time() - t0
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    summary: dict[str, Any] = {
+        "backbone": BACKBONE, "output": str(output), "samples": n, "epochs_run": len(history),
+        "best_epoch": best["epoch"], "best_valid_ndcg10_sample": best["ndcg10"], "eval_users": len(valid),
+        "train_seconds": round(train_seconds, 1), "device": str(device), "world_size": dist_info.world,
+        "parameters": sum(p.numel() for p in model.parameters()), "parameters_sha256": _param_digest(model),
+        "vocab_size": vocab.size, "sid_levels": vocab.levels, "dedup_level": vocab.dedup_level, "history": history,
+    }
+    if dist_info.main:
+        _save(model, dataset, sids, vocab, opts, output, force, summary)
+        ckpt.finish()
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return summary
+
+
+def make_optimizer(model: torch.nn.Module, opts: TigerOptions, device: torch.device, lean: bool):
+    """AdamW; the lean engine uses the fused kernel on CPU (one pass over all parameters)."""
+    return torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay,
+                             fused=True if lean and device.type == "cpu" else None)
+
+
+def _amp(device: torch.device, lean: bool = False):
+    """Autocast dtype and gradient scaler: bf16 or fp16 on CUDA; bf16 on a CPU with bf16 kernels (lean only)."""
+    if device.type == "cpu" and lean and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16, None
+    if device.type != "cuda":
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def _step(net, optimizer, sched, scaler, amp_dtype, input_ids, mask, labels, lean: bool = False) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=input_ids.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        if lean:
+            loss = lean_t5_loss(net, input_ids, mask, labels)
+        else:
+            loss = net(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def _broadcast_flags(flags: tuple[bool, ...], dist_info: _Dist) -> tuple[bool, ...]:
+    """Rank 0 decides (best epoch, early stopping); every rank follows."""
+    if dist_info.world <= 1:
+        return flags
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.long)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.broadcast(t, src=0)
+    return tuple(bool(v) for v in t.tolist())
+
+
+def _save(model, dataset: Dataset, sids: SidTable, vocab: TigerVocab, opts: TigerOptions, output: str | Path,
+          force: bool, summary: dict[str, Any]) -> None:
+    params = asdict(opts)
+    provenance = make_provenance("train-rec", {"backbone": BACKBONE, **params},
+                                 inputs={"dataset": dataset.path, "sids": sids.path})
+    with atomic_path(output, force, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        write_model_meta(tmp, BACKBONE, dataset, params, provenance, sids=sids,
+                         vocab={"offsets": vocab.offsets, "codebook_sizes": vocab.codebook_sizes,
+                                "user_tokens": vocab.user_tokens, "dedup_level": vocab.dedup_level,
+                                "size": vocab.size},
+                         training={k: v for k, v in summary.items() if k not in ("output",)})
