@@ -155,7 +155,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", help="dataset dir from `uqf prepare` (default: made in --work)")
     ap.add_argument("--sids", help="SID file (default: made in --work)")
-    ap.add_argument("--work", default="benchmarks/work/tiger_speed", help="scratch dir (inputs, models)")
+    ap.add_argument("--work", default="runs/tiger_speed", help="scratch dir (inputs, models)")
     ap.add_argument("--batches", type=int, default=8, help="timed batches per engine and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the equal-epoch check ('' skips it)")
