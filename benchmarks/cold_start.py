@@ -27,7 +27,7 @@ Protocol (issue 7, "Cold start")
 Run (about 30-60 min on the shared 2-core CPU under load, a few minutes on a GPU)::
 
     UQF_THREADS=1 .venv/bin/python benchmarks/cold_start.py --dataset DS --text TEXT.st \\
-        --work /tmp/cold --out benchmarks/results/cold_start.md
+        --work runs/cold --out benchmarks/results/cold_start.md
 
 ``DS`` is ``uqf prepare builtin:office`` output and ``TEXT.st`` its ``uqf embed-text`` file (the text
 embeddings do not depend on interactions, so the same vectors serve the warm data).
@@ -50,7 +50,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import torch
 
-from uqf_cli import runtime
 from uqf_cli.dataset import Dataset
 from uqf_cli.fuse import FuseOptions, apply_fuser, cooccurrence_neighbours, fuse
 from uqf_cli.gcn import GcnConfig, train_gcn
@@ -66,6 +65,7 @@ from uqf_cli.io import (
 from uqf_cli.metrics import ranking_metrics
 from uqf_cli.quantize import QuantizeConfig, apply_quantizer, quantize
 from uqf_cli.rec import lightgcn, pop, tiger
+from uqf_cli.runtime import configure, resolve_device, set_threads_from_env
 
 NEIGHBOURS = 10
 SHUFFLES = 20
@@ -203,8 +203,8 @@ def main() -> None:
                     "--work (from an earlier run with the same options) instead of refitting them")
     ap.add_argument("--no-rec", action="store_true", help="only the SID part: skip the recommenders")
     args = ap.parse_args()
-    runtime.configure(quiet=False)
-    runtime.set_threads_from_env()
+    configure(quiet=False)
+    set_threads_from_env()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
@@ -311,7 +311,7 @@ def recommendation(args: argparse.Namespace, full: Dataset, warm_ds: Dataset, ta
         write_sids(work / f"{name}_all_sids.jsonl", table, force=True)
         tiger.train(warm_ds, table, work / f"tiger_{name}", tiger_opts, force=True)
         times[f"TIGER train ({name})"] = time.perf_counter() - t
-        rec = tiger.load(work / f"tiger_{name}", runtime.resolve_device(args.device))
+        rec = tiger.load(work / f"tiger_{name}", resolve_device(args.device))
         rec_rows[f"TIGER, {name} SIDs"] = {"cold": rank_cases(rec, cold_cases), "warm": rank_cases(rec, warm_cases)}
     lightgcn.train(warm_ds, None, work / "lightgcn", {"collab": work / "collab_warm_all.st"}, force=True)
     rec = lightgcn.load(work / "lightgcn", "cpu")
@@ -332,7 +332,7 @@ def tiger_shape(preset: str) -> str:
 def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Dataset, agreement: dict,
            diagnostics: dict, rec_rows: dict, n_cold_cases: int, n_warm_cases: int, times: dict[str, float]) -> str:
     threads = torch.get_num_threads()
-    device = runtime.resolve_device(args.device)
+    device = resolve_device(args.device)
     cmd = " ".join(shlex.quote(a) for a in ["UQF_THREADS=" + os.environ.get("UQF_THREADS", ""),
                                              ".venv/bin/python", *sys.argv])
     lines = [

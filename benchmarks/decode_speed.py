@@ -1,9 +1,10 @@
 """Constrained beam search speed: uqf's tensor trie search vs HF generate + prefix_allowed_tokens_fn.
 
 Same model, same inputs, measured side by side in one process. The reference is the yardstick
-script ``/work/shared/refs/hf_constrained_beam_ref.py``: a TIGER-size T5 (4+4 layers, d_model 128,
-6 heads x 64, d_ff 1024), vocabulary pad/eos + 3 x 256 codes, 2,420 items with random unique 3-level
-SIDs, 20-item histories (60 tokens), beam 20, batches of 64 users, a dict trie walked in Python.
+script ``../shared/refs/hf_constrained_beam_ref.py`` (relative to the repository): a TIGER-size T5
+(4+4 layers, d_model 128, 6 heads x 64, d_ff 1024), vocabulary pad/eos + 3 x 256 codes, 2,420 items
+with random unique 3-level SIDs, 20-item histories (60 tokens), beam 20, batches of 64 users, a dict
+trie walked in Python.
 
 Prints users/s of both, the ratio, and whether the top-20 item lists are identical (same items in the
 same order for every user). The two sides run interleaved, round by round on the same users, and both

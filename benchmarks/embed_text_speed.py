@@ -18,9 +18,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from uqf_cli import runtime
 from uqf_cli.embed_text import embed_text
 from uqf_cli.prepare import prepare
+from uqf_cli.runtime import configure, resolve_device
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="embed only the first N items (0 = all 2,420)")
     args = ap.parse_args()
-    runtime.configure(quiet=True)
+    configure(quiet=True)
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,7 +40,7 @@ def main() -> None:
         prepare("builtin:office", ds_dir)
         if args.limit:
             _truncate_items(ds_dir, args.limit)
-        dev = runtime.resolve_device(args.device)
+        dev = resolve_device(args.device)
         print(f"device={dev} torch_threads={torch.get_num_threads()} cpu_count={os.cpu_count()} "
               f"loadavg={os.getloadavg()[0]:.1f} max_length={args.max_length} batch_size={args.batch_size}")
         for r in range(args.repeat):

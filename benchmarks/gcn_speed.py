@@ -1,9 +1,9 @@
 """Speed and quality of ``uqf train-gcn`` against the PyG LightGCN yardstick, measured in one run.
 
-The yardstick is /work/shared/refs/lightgcn_pyg_ref.py (PyG's own example loop: ``LightGCN.forward``
-over the whole edge list for every batch of 2,048 triples, lr 1e-3). On Office it reaches valid
-Recall@20 0.0773 at epoch 200 (its 300-epoch log), so its time to that quality is 200 x its
-per-epoch time. This script
+The yardstick is ``../shared/refs/lightgcn_pyg_ref.py`` (``--yardstick``; paths are relative to the
+repository), PyG's own example loop: ``LightGCN.forward`` over the whole edge list for every batch of
+2,048 triples, lr 1e-3. On Office it reaches valid Recall@20 0.0773 at epoch 200 (its 300-epoch log), so
+its time to that quality is 200 x its per-epoch time. This script
 
 1. runs the yardstick for a few epochs (default 20) and reads its steady per-epoch time from its own
    log lines (epochs 11-20, one of its evaluations included, as in its 200-epoch time);
@@ -21,7 +21,7 @@ two OpenMP threads per process are much slower than one).
 wall time and peak memory.
 
 Run: ``.venv/bin/python benchmarks/gcn_speed.py`` (Office) or
-``.venv/bin/python benchmarks/gcn_speed.py --scale /work/shared/data/amazon-instruments``.
+``.venv/bin/python benchmarks/gcn_speed.py --scale ../shared/data/amazon-instruments``.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_yardstick(inter_json: Path, epochs: int, threads: int) -> dict[str, float]:
+def run_yardstick(yardstick: Path, inter_json: Path, epochs: int, threads: int) -> dict[str, float]:
     """Run the yardstick; per-epoch time from the last ten epochs it logs (steady state)."""
-    cmd = [sys.executable, str(YARDSTICK), str(inter_json), str(epochs)]
+    cmd = [sys.executable, str(yardstick), str(inter_json), str(epochs)]
     print(f"yardstick: {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(threads), check=True)
     marks = [(int(m[1]), float(m[2]), float(m[3])) for m in EPOCH_LINE.finditer(proc.stdout)]
@@ -93,13 +93,13 @@ def office_benchmark(args: argparse.Namespace, cfg: GcnConfig) -> dict[str, obje
         subprocess.run([str(Path(sys.executable).parent / "uqf"), "prepare", str(args.source), "-o", str(ds_dir),
                         "-q"], check=True)
     inter_json = next(Path(args.source).glob("*.inter.json"))
-    before = run_yardstick(inter_json, args.yardstick_epochs, args.threads)
+    before = run_yardstick(args.yardstick, inter_json, args.yardstick_epochs, args.threads)
     t0 = time.perf_counter()
     ds = Dataset.load(ds_dir)
     load_seconds = time.perf_counter() - t0
     print(f"ours: {cfg}", flush=True)
     ours = train_ours(ds, cfg, args.target)
-    after = run_yardstick(inter_json, args.yardstick_epochs, args.threads) if args.bracket else None
+    after = run_yardstick(args.yardstick, inter_json, args.yardstick_epochs, args.threads) if args.bracket else None
     per_epochs = [before["seconds_per_epoch"]] + ([after["seconds_per_epoch"]] if after else [])
     per_epoch = sum(per_epochs) / len(per_epochs)
     yard_seconds = YARDSTICK_EPOCHS_TO_TARGET * per_epoch
@@ -156,6 +156,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", type=Path, default=OFFICE, help="LC-Rec directory of the speed benchmark")
     p.add_argument("--dataset-dir", type=Path, default=None, help="prepared dataset dir (else prepared to a temp dir)")
+    p.add_argument("--yardstick", type=Path, default=YARDSTICK, help="the PyG LightGCN reference script")
     p.add_argument("--yardstick-epochs", type=int, default=20)
     p.add_argument("--no-bracket", dest="bracket", action="store_false", help="run the yardstick only before ours")
     p.add_argument("--threads", type=int, default=1)

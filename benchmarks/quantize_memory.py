@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli import io
+from uqf_cli.io import make_provenance, save_embeddings
 
 
 def synthetic_embeddings(n: int, dim: int, seed: int = 0) -> torch.Tensor:
@@ -53,8 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         emb_path, out = Path(tmp) / "synthetic.st", Path(tmp) / "sids.jsonl"
         x = synthetic_embeddings(args.items, args.dim)
-        io.save_embeddings(emb_path, x, [f"s{k}" for k in range(args.items)],
-                           io.make_provenance("benchmark", {"items": args.items, "dim": args.dim}), "text")
+        save_embeddings(emb_path, x, [f"s{k}" for k in range(args.items)],
+                        make_provenance("benchmark", {"items": args.items, "dim": args.dim}), "text")
         input_mb = x.numel() * 4 / 2**20
         del x
         cmd = [str(uqf), "quantize", str(emb_path), "-o", str(out), "--json", "--quiet", *args.extra]

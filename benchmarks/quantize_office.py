@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uqf_cli import io, runtime
 from uqf_cli.inspect_sids import cosine_consistency, items_per_prefix
+from uqf_cli.io import load_embeddings, read_sids
 from uqf_cli.quantize import QuantizeConfig, quantize
+from uqf_cli.runtime import configure, set_threads_from_env
 
 COSINE_EDGES = (1.0001, 0.999, 0.99, 0.98, 0.95, 0.9, -math.inf)  # bucket b holds cosines in [edge b+1, edge b)
 DEFAULT_PEER = Path(__file__).resolve().parents[2] / "shared/data/amazon-instruments/Instruments.index.json"
@@ -103,7 +104,7 @@ def print_peer(path: Path) -> None:
     if not path.exists():
         print(f"\n(peer index {path} not found: skipped)")
         return
-    table = io.read_sids(path)
+    table = read_sids(path)
     print(f"\npeer tokenization {path.name}: {len(table.item_ids)} items, {table.levels} levels "
           f"({','.join(map(str, table.codebook_sizes))})")
     for d in range(1, table.levels + 1):
@@ -117,9 +118,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="comma-separated seeds; each row is fitted once per seed")
     ap.add_argument("--peer-index", type=Path, default=DEFAULT_PEER, help="an LC-Rec/LETTER index.json")
     args = ap.parse_args()
-    runtime.configure(quiet=True)
-    runtime.set_threads_from_env()  # as the CLI does: UQF_THREADS=1 is much faster on a loaded 2-core box
-    emb = io.load_embeddings(args.emb).embeddings
+    configure(quiet=True)
+    set_threads_from_env()  # as the CLI does: UQF_THREADS=1 is much faster on a loaded 2-core box
+    emb = load_embeddings(args.emb).embeddings
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
     seeds = [int(x) for x in args.seeds.split(",")]
     header = (f"{'config':28s} {'seed':>4s} {'util per level':28s} {'raw coll':>8s} "

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli import runtime
 from uqf_cli.dataset import Dataset
 from uqf_cli.io import read_sids
 from uqf_cli.rec import tiger
+from uqf_cli.runtime import configure, set_threads_from_env
 
 
 def uqf(*args: str) -> None:
@@ -155,7 +155,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", help="dataset dir from `uqf prepare` (default: made in --work)")
     ap.add_argument("--sids", help="SID file (default: made in --work)")
-    ap.add_argument("--work", default="benchmarks/work/tiger_speed", help="scratch dir (inputs, models)")
+    ap.add_argument("--work", default="runs/tiger_speed", help="scratch dir (inputs, models)")
     ap.add_argument("--batches", type=int, default=8, help="timed batches per engine and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the equal-epoch check ('' skips it)")
@@ -163,9 +163,9 @@ def main() -> None:
     ap.add_argument("--eval-users", type=int, default=1000)
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args()
-    runtime.set_threads_from_env()
+    set_threads_from_env()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    runtime.configure(quiet=True)
+    configure(quiet=True)
     ds_dir, sids_path = ensure_inputs(args)
     ds, sids = Dataset.load(ds_dir), read_sids(sids_path)
     speed = throughput(ds, sids, args.batches, args.rounds) if args.batches > 0 else []

@@ -2,7 +2,7 @@
 # The uqf pipeline on Amazon Office, one `uqf` command per step: what `uqf demo` runs, in the shell.
 #
 #   examples/office.sh                 # writes everything under ./uqf-office
-#   WORK=/tmp/office examples/office.sh
+#   WORK=runs/office examples/office.sh
 #   TIGER_PRESET=tiger TIGER_EPOCHS=20 examples/office.sh  # the paper's shape and budget instead of the demo's
 #   PREPARE_FLAGS="--kcore 15 --max-history 10" QUANTIZE_FLAGS="--codebook-size 16" TIGER_EPOCHS=1 \
 #       examples/office.sh             # a small smoke run (344 items: smaller codebooks)

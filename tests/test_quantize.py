@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from uqf_cli import io
 from uqf_cli.cli import app
+from uqf_cli.io import make_provenance, read_sids, save_embeddings
 from uqf_cli.quantize import (
     QuantizeConfig,
     collision_rate,
@@ -45,7 +45,7 @@ def hierarchical_clusters(n_top: int = 4, n_sub: int = 4, per: int = 12, dim: in
 
 def write_emb(path: Path, emb: torch.Tensor) -> Path:
     ids = [f"i{k}" for k in range(len(emb))]
-    io.save_embeddings(path, emb, ids, io.make_provenance("test", {}), "text", dataset_fingerprint="fp")
+    save_embeddings(path, emb, ids, make_provenance("test", {}), "text", dataset_fingerprint="fp")
     return path
 
 
@@ -126,11 +126,11 @@ def test_cli_unique_sids_lcrec_roundtrip_and_determinism(tmp_path: Path) -> None
     r = runner.invoke(app, _quantize_args(emb, out, "--format", "lcrec", "--json"))
     assert r.exit_code == 0, r.output
     stats = json.loads(r.stdout)
-    table = io.read_sids(out)
+    table = read_sids(out)
     assert collision_rate(table.codes) == 0.0 and stats["final_collision_rate"] == 0.0
     assert table.dataset_fingerprint == "fp" and table.stats["per_level"][0]["codebook_size"] == 8
     assert table.provenance["parameters"]["method"] == "rqvae"
-    index = io.read_sids(tmp_path / "sids.index.json")
+    index = read_sids(tmp_path / "sids.index.json")
     assert index.as_dict() == table.as_dict()
     out2 = tmp_path / "sids2.jsonl"
     r = runner.invoke(app, _quantize_args(emb, out2, "--format", "lcrec"))
@@ -148,7 +148,7 @@ def test_cli_rqkmeans_sinkhorn_dedup(tmp_path: Path) -> None:
     r = runner.invoke(app, _quantize_args(emb, out, "--method", "rqkmeans", "--dedup", "sinkhorn",
                                           "--sinkhorn-eps", "0.01", "--codebook-size", "8,32", "--json"))
     assert r.exit_code == 0, r.output
-    table = io.read_sids(out)
+    table = read_sids(out)
     assert table.levels == 2 and collision_rate(table.codes) == 0.0
 
 
@@ -159,13 +159,13 @@ def test_apply_saved_quantizer(tmp_path: Path) -> None:
     assert runner.invoke(app, _quantize_args(emb, out, "--save-model", str(model))).exit_code == 0
     new = x[:5] + 0.01  # near-copies of known items: they land on known SIDs
     new_path = tmp_path / "new.st"
-    io.save_embeddings(new_path, new, [f"n{k}" for k in range(5)], io.make_provenance("t", {}), "text")
+    save_embeddings(new_path, new, [f"n{k}" for k in range(5)], make_provenance("t", {}), "text")
     r = runner.invoke(app, ["quantize", "--apply", str(model), str(new_path), "-o", str(tmp_path / "n.jsonl"),
                             "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     stats = json.loads(r.stdout)
     assert stats["collisions_with_existing"] >= 1  # reported
-    old, fresh = io.read_sids(out), io.read_sids(tmp_path / "n.jsonl")
+    old, fresh = read_sids(out), read_sids(tmp_path / "n.jsonl")
     assert fresh.levels == old.levels
     assert not set(old.as_dict().values()) & set(fresh.as_dict().values())  # made unique against old items
     raw_old = {k: v[:2] for k, v in old.as_dict().items()}
@@ -186,7 +186,7 @@ def test_bad_input_one_line_exit_2(tmp_path: Path, make: str, args: list[str], n
     if make == "nan":
         x[3, 0] = float("nan")
     emb = tmp_path / "e.st"
-    io.save_embeddings(emb, x, [f"i{k}" for k in range(len(x))], {}, "text")
+    save_embeddings(emb, x, [f"i{k}" for k in range(len(x))], {}, "text")
     out = tmp_path / "s.jsonl"
     r = runner.invoke(app, ["quantize", str(emb), "-o", str(out), "--levels", "2", "--quiet", *args])
     assert r.exit_code == 2, r.output
@@ -257,10 +257,10 @@ def test_apply_reproduces_the_balanced_codes_of_fitted_items(tmp_path: Path) -> 
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["training"]["balanced_levels"] == [2]
     same = tmp_path / "same.st"  # the fitted vectors under new ids
-    io.save_embeddings(same, x, [f"n{k}" for k in range(len(x))], io.make_provenance("t", {}), "text")
+    save_embeddings(same, x, [f"n{k}" for k in range(len(x))], make_provenance("t", {}), "text")
     r = runner.invoke(app, ["quantize", "--apply", str(model), str(same), "-o", str(tmp_path / "n.jsonl"), "--quiet"])
     assert r.exit_code == 0, r.output
-    fitted, applied = io.read_sids(out), io.read_sids(tmp_path / "n.jsonl")
+    fitted, applied = read_sids(out), read_sids(tmp_path / "n.jsonl")
     assert (applied.codes[:, :2] == fitted.codes[:, :2]).all()
 
 

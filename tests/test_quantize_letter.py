@@ -9,12 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from uqf_cli import io, runtime
 from uqf_cli.cli import app
 from uqf_cli.commands.quantize import LETTER_DEFAULTS
 from uqf_cli.inspect_sids import cosine_consistency
+from uqf_cli.io import make_provenance, read_sids, save_embeddings, sha256_file
 from uqf_cli.quantize import QuantizeConfig, quantize
-from uqf_cli.quantize_letter import LetterConfig, alignment_loss, diversity_loss
+from uqf_cli.quantize.letter import LetterConfig, alignment_loss, diversity_loss
+from uqf_cli.runtime import configure
 
 runner = CliRunner()
 
@@ -41,12 +42,12 @@ def write_pair(tmp: Path, x: torch.Tensor, h: torch.Tensor, cold: int = 10, coll
     """Text file with every item; collab file without the last ``cold`` items (they are cold)."""
     ids = [f"i{k}" for k in range(len(x))]
     text, collab = tmp / "text.st", tmp / "collab.st"
-    io.save_embeddings(text, x, ids, io.make_provenance("test", {}), "text", dataset_fingerprint="fp")
+    save_embeddings(text, x, ids, make_provenance("test", {}), "text", dataset_fingerprint="fp")
     cids = ids[: len(ids) - cold]
     rows = h[: len(cids)]
     if extra_collab_id:
         cids, rows = [*cids, "stranger"], torch.cat([rows, h[:1]])
-    io.save_embeddings(collab, rows, cids, io.make_provenance("test", {}), "collab", dataset_fingerprint=collab_fp)
+    save_embeddings(collab, rows, cids, make_provenance("test", {}), "collab", dataset_fingerprint=collab_fp)
     return text, collab
 
 
@@ -86,7 +87,7 @@ def test_diversity_loss_prefers_codes_grouped_by_cluster() -> None:
 
 
 def test_alignment_raises_the_collaborative_lift_of_level1_prefixes(tmp_path: Path) -> None:
-    runtime.configure(quiet=True)
+    configure(quiet=True)
     x, h = planted()
     text, collab = write_pair(tmp_path, x, h)
     cfg = QuantizeConfig(levels=2, codebook_sizes=[6, 8], code_dim=8, hidden=[32], epochs=60, warmup_epochs=10)
@@ -114,8 +115,8 @@ def test_cli_letter_records_collab_hash_and_weights_and_applies(tmp_path: Path) 
     stats = json.loads(r.stdout)
     assert stats["letter"]["w_collab"] == 0.5 and set(stats["training"]["final_train_letter"]) == {
         "collab", "diversity"}
-    prov = io.read_sids(out).provenance
-    assert prov["inputs"]["collab"]["sha256"] == io.sha256_file(collab)
+    prov = read_sids(out).provenance
+    assert prov["inputs"]["collab"]["sha256"] == sha256_file(collab)
     assert prov["parameters"]["letter"] == {"collab": str(collab), "w_collab": 0.5, "w_diversity": 0.01,
                                             "temperature": 0.1, "clusters": 3, "recluster_every": 10}
     r = runner.invoke(app, ["quantize", "--apply", str(model), str(text), "-o", str(tmp_path / "a.jsonl"),

@@ -1,0 +1,86 @@
+"""The memories the queries read: each item's own vector plus its nearest bank neighbours per modality."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from uqf_cli.fuse.inputs import AlignedInputs
+from uqf_cli.fuse.model import FuserConfig
+from uqf_cli.fuse.neighbours import topk_cosine
+
+
+@dataclass
+class MemoryBank:
+    """The reference catalogue neighbours are looked up in (saved with the fuser for ``--apply``)."""
+
+    item_ids: list[str]
+    text: torch.Tensor  # [Nb, dt] unit rows
+    collab: torch.Tensor  # [Nw, dc] unit rows of the warm bank items
+    collab_ids: list[str]
+
+
+@dataclass
+class MemoryInputs:
+    """Per item, where its text and collab memories come from: row 0 is the item itself, rows 1..k its
+    k nearest bank neighbours in that modality. Neighbour indices are kept and each batch gathers its
+    rows (:meth:`batch`), so the stacked memories never exist in full.
+    """
+
+    text: torch.Tensor  # [N, dt] the items' own unit rows
+    collab: torch.Tensor  # [N, dc] (zeros for cold items)
+    has_collab: torch.Tensor  # [N] bool
+    bank_text: torch.Tensor  # [Nb, dt]
+    bank_collab: torch.Tensor  # [Nw, dc]
+    text_neighbours: torch.Tensor  # [N, k] rows of bank_text (k = 0 with --memory tokens)
+    collab_neighbours: torch.Tensor  # [N, k] rows of bank_collab
+
+    def __len__(self) -> int:
+        return self.text.shape[0]
+
+    def batch(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(text_seq [B, 1+k, dt], collab_seq [B, 1+k, dc])`` for ``rows``; cold items' collab memory is zero."""
+        text_seq = torch.cat([self.text[rows].unsqueeze(1), self.bank_text[self.text_neighbours[rows]]], dim=1)
+        warm = self.has_collab[rows]
+        nbr = self.bank_collab[self.collab_neighbours[rows]] * warm[:, None, None]
+        collab_seq = torch.cat([self.collab[rows].unsqueeze(1), nbr], dim=1)
+        return text_seq, collab_seq
+
+
+def build_memory(data: AlignedInputs, bank: MemoryBank, cfg: FuserConfig,
+                 text_neighbours: torch.Tensor | None = None) -> MemoryInputs:
+    """Find each item's k nearest bank neighbours in each modality (its memory, see :class:`MemoryInputs`).
+
+    ``text_neighbours``: an already computed top-k' text search against this bank (k' >= k, self
+    excluded), of which the first k columns are used, so the largest search runs once.
+    """
+    k = cfg.k_memory if cfg.memory == "neighbours" else 0
+    n = len(data.item_ids)
+    tn = cn = torch.zeros(n, 0, dtype=torch.long)
+    if k > 0:
+        if text_neighbours is not None and text_neighbours.shape[1] >= min(k, bank.text.shape[0] - 1):
+            tn = _pad_neighbours(text_neighbours[:, :k], k)
+        else:
+            bank_pos = {iid: j for j, iid in enumerate(bank.item_ids)}
+            ex = torch.tensor([bank_pos.get(i, -1) for i in data.item_ids], dtype=torch.long)
+            tn = _pad_neighbours(topk_cosine(data.text, bank.text, k, ex), k)
+        cpos = {iid: j for j, iid in enumerate(bank.collab_ids)}
+        cex = torch.tensor([cpos.get(i, -1) for i in data.item_ids], dtype=torch.long)
+        cn = _pad_neighbours(topk_cosine(data.collab, bank.collab, k, cex), k)
+    return MemoryInputs(data.text, data.collab, data.has_collab, bank.text, bank.collab, tn, cn)
+
+
+def _pad_neighbours(nbrs: torch.Tensor, k: int) -> torch.Tensor:
+    """When the bank is smaller than k, repeat the last neighbour (tiny catalogues only)."""
+    if nbrs.shape[1] == k:
+        return nbrs
+    if nbrs.shape[1] == 0:
+        return torch.zeros(nbrs.shape[0], k, dtype=torch.long)
+    return torch.cat([nbrs, nbrs[:, -1:].expand(-1, k - nbrs.shape[1])], dim=1)
+
+
+def bank_from(data: AlignedInputs) -> MemoryBank:
+    warm = data.has_collab.nonzero().squeeze(1)
+    return MemoryBank(list(data.item_ids), data.text.clone(), data.collab[warm].clone(),
+                      [data.item_ids[i] for i in warm.tolist()])

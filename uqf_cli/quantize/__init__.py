@@ -1,0 +1,66 @@
+"""``uqf quantize``: item embeddings -> hierarchical semantic IDs (docs/quantize.md).
+
+config (settings) -> kmeans and sinkhorn (codebook fitting, balanced assignment) -> model (residual
+quantizer) -> training (RQ-VAE or residual k-means; letter: LETTER's extra terms) -> codes (coding,
+statistics, dedup) -> stage (``quantize``); saved (save, load) and apply (``--apply``).
+"""
+
+from uqf_cli.quantize.apply import apply_quantizer
+from uqf_cli.quantize.codes import (
+    collision_groups,
+    collision_rate,
+    dedup_by_level,
+    dedup_by_sinkhorn,
+    encode,
+    level_stats,
+)
+from uqf_cli.quantize.config import (
+    DEDUP_MODES,
+    METHODS,
+    QuantizeConfig,
+    parse_codebook_sizes,
+    parse_sinkhorn_levels,
+    suggest_codebook_size,
+)
+from uqf_cli.quantize.kmeans import kmeans, kmeans_plus_plus
+from uqf_cli.quantize.letter import LetterConfig
+from uqf_cli.quantize.model import ResidualQuantizer
+from uqf_cli.quantize.model import gather_codes as _gather_codes  # transitional: old name, tests/test_determinism.py
+from uqf_cli.quantize.saved import QUANTIZER_KIND, load_quantizer, save_quantizer
+from uqf_cli.quantize.sinkhorn import balanced_kmeans, sinkhorn_assign, sinkhorn_code_bias
+from uqf_cli.quantize.stage import QuantizeResult, lcrec_index_path, quantize
+from uqf_cli.quantize.training import fit_code_biases, fit_quantizer, fit_sample_rows, train_rqvae
+
+__all__ = [
+    "DEDUP_MODES",
+    "METHODS",
+    "QUANTIZER_KIND",
+    "LetterConfig",
+    "QuantizeConfig",
+    "QuantizeResult",
+    "ResidualQuantizer",
+    "_gather_codes",
+    "apply_quantizer",
+    "balanced_kmeans",
+    "collision_groups",
+    "collision_rate",
+    "dedup_by_level",
+    "dedup_by_sinkhorn",
+    "encode",
+    "fit_code_biases",
+    "fit_quantizer",
+    "fit_sample_rows",
+    "kmeans",
+    "kmeans_plus_plus",
+    "lcrec_index_path",
+    "level_stats",
+    "load_quantizer",
+    "parse_codebook_sizes",
+    "parse_sinkhorn_levels",
+    "quantize",
+    "save_quantizer",
+    "sinkhorn_assign",
+    "sinkhorn_code_bias",
+    "suggest_codebook_size",
+    "train_rqvae",
+]

@@ -1,0 +1,167 @@
+"""``uqf quantize``: an embedding file in, a SIDs file (and optionally the quantizer) out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqf_cli.checkpoint import Checkpointer
+from uqf_cli.errors import InputError, OptionError
+from uqf_cli.io import (
+    EmbeddingFile,
+    SidTable,
+    check_output,
+    load_embeddings,
+    make_provenance,
+    write_lcrec_index,
+    write_sids,
+)
+from uqf_cli.quantize.codes import (
+    collision_groups,
+    collision_rate,
+    dedup_by_level,
+    dedup_by_sinkhorn,
+    encode,
+    level_stats,
+)
+from uqf_cli.quantize.config import QuantizeConfig
+from uqf_cli.quantize.letter import LetterConfig, build_regulariser
+from uqf_cli.quantize.model import ResidualQuantizer
+from uqf_cli.quantize.saved import save_quantizer
+from uqf_cli.quantize.training import fit_quantizer
+from uqf_cli.runtime import info, resolve_device
+
+
+@dataclass
+class QuantizeResult:
+    """What the command prints: stats, output paths and the table itself."""
+
+    table: SidTable
+    stats: dict[str, Any]
+    outputs: dict[str, str]
+
+
+def load_valid_embeddings(path: str | Path) -> EmbeddingFile:
+    emb = load_embeddings(path)  # refuses empty, NaN/Inf, id mismatches
+    if float(emb.embeddings.std()) == 0.0:
+        raise InputError(path, "all embeddings are identical; nothing to quantize")
+    return emb
+
+
+def check_outputs(output: Path, fmt: str, save_model: Path | None, force: bool) -> Path | None:
+    if fmt not in ("jsonl", "lcrec"):
+        raise OptionError("--format", f"unknown format {fmt!r} (use jsonl or lcrec)")
+    check_output(output, force)
+    lcrec = lcrec_index_path(output) if fmt == "lcrec" else None
+    if lcrec is not None:
+        check_output(lcrec, force)
+    if save_model is not None:
+        check_output(save_model, force)
+    return lcrec
+
+
+def lcrec_index_path(output: str | Path) -> Path:
+    """``sids.jsonl`` -> ``sids.index.json`` beside it."""
+    p = Path(output)
+    return p.with_name(p.name.split(".")[0] + ".index.json")
+
+
+def _finalise_codes(model: ResidualQuantizer, emb: torch.Tensor, cfg: QuantizeConfig) -> tuple[
+        np.ndarray, np.ndarray, dict[str, Any]]:
+    """Encode, measure, deduplicate: ``(raw codes, final codes, stats)``."""
+    raw, errors, last_res = encode(model, emb, cfg.batch_size)
+    stats: dict[str, Any] = {"items": len(raw), "method": cfg.method, "levels": cfg.levels,
+                             "per_level": level_stats(raw, cfg.codebook_sizes),
+                             "raw_collision_rate": collision_rate(raw),
+                             "raw_collision_groups": len(collision_groups(raw)),
+                             "max_items_per_sid": max([len(g) for g in collision_groups(raw).values()] or [1]),
+                             **errors, "dedup": cfg.dedup}
+    if stats["raw_collision_groups"] == 0:
+        final = raw
+    elif cfg.dedup == "level":
+        final = dedup_by_level(raw)
+    else:
+        final, rounds = dedup_by_sinkhorn(raw, last_res, model.codebooks[-1], cfg)
+        stats["dedup_rounds"] = rounds
+        stats["dedup_changed_items"] = int((final != raw).any(1).sum())
+    stats["final_levels"] = int(final.shape[1])
+    stats["final_collision_rate"] = collision_rate(final)
+    return raw, final, stats
+
+
+def _final_sizes(cfg: QuantizeConfig, final: np.ndarray) -> list[int]:
+    sizes = list(cfg.codebook_sizes)
+    if final.shape[1] > len(sizes):
+        sizes.append(int(final[:, -1].max()) + 1)
+    return sizes
+
+
+def quantize(
+    embeddings_path: str | Path,
+    output: str | Path,
+    cfg: QuantizeConfig,
+    save_model: str | Path | None = None,
+    fmt: str = "jsonl",
+    device: str = "auto",
+    force: bool = False,
+    resume: bool = False,
+    letter: LetterConfig | None = None,
+) -> QuantizeResult:
+    """Quantize an embedding file into a SIDs file (and optionally save the quantizer).
+
+    ``rqvae`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it.
+    ``letter`` trains with LETTER's collaborative and diversity terms (:mod:`uqf_cli.quantize.letter`).
+    """
+    output = Path(output)
+    save_model = Path(save_model) if save_model else None
+    lcrec = check_outputs(output, fmt, save_model, force)
+    emb = load_valid_embeddings(embeddings_path)
+    cfg.validate(len(emb.item_ids))
+    params, inputs, reg, letter_stats = _letter_setup(emb, embeddings_path, cfg, letter)
+    dev = resolve_device(device)
+    info(f"quantizing {len(emb.item_ids):,} {emb.modality} embeddings (dim {emb.dim}) with {cfg.method}, "
+         f"{cfg.levels} x {cfg.codebook_sizes} codes on {dev}")
+    ckpt = (Checkpointer(output, "quantize", params, inputs, resume=resume) if cfg.method == "rqvae" else None)
+    model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt, reg)
+    raw, final, stats = _finalise_codes(model, emb.embeddings, cfg)
+    stats["training"] = history
+    if letter_stats:
+        stats["letter"] = letter_stats
+    sizes = _final_sizes(cfg, final)
+    provenance = make_provenance("quantize", params, inputs,
+                                 modality=emb.modality, stats=stats)
+    table = SidTable(item_ids=list(emb.item_ids), codes=final, codebook_sizes=sizes, provenance=provenance,
+                        stats=stats, dataset_fingerprint=emb.dataset_fingerprint)
+    outputs = write_outputs(table, output, lcrec, force)
+    if save_model is not None:
+        save_quantizer(save_model, model, cfg, table, raw, provenance, force)
+        outputs["model"] = str(save_model)
+    if ckpt is not None:
+        ckpt.finish()
+    return QuantizeResult(table, stats, outputs)
+
+
+def _letter_setup(emb: EmbeddingFile, embeddings_path: str | Path, cfg: QuantizeConfig,
+                  letter: LetterConfig | None) -> tuple[dict[str, Any], dict[str, Any], Any, dict[str, Any]]:
+    """Provenance parameters and inputs, and the LETTER regulariser when asked for (else ``None``)."""
+    params: dict[str, Any] = asdict(cfg)
+    inputs: dict[str, Any] = {"embeddings": embeddings_path}
+    if letter is None:
+        return params, inputs, None, {}
+    letter.validate(cfg.method, cfg.codebook_sizes)
+    reg, summary = build_regulariser(letter, emb, cfg.code_dim, cfg.codebook_sizes, cfg.seed)
+    return {**params, "letter": asdict(letter)}, {**inputs, "collab": letter.collab}, reg, {
+        **summary, "w_collab": letter.w_collab, "w_diversity": letter.w_diversity}
+
+
+def write_outputs(table: SidTable, output: Path, lcrec: Path | None, force: bool) -> dict[str, str]:
+    write_sids(output, table, force=force)
+    outputs = {"sids": str(output)}
+    if lcrec is not None:
+        write_lcrec_index(lcrec, table, force=force)
+        outputs["lcrec_index"] = str(lcrec)
+    return outputs
