@@ -2,7 +2,7 @@
 no temporary file left behind, and an existing output that --force was about to replace is left unchanged.
 
 Each case runs ``python -m uqf_cli`` as a real subprocess and sends a real signal. To hit the worst moment
-reliably, the documented test hook ``UQF_TEST_PAUSE_BEFORE_RENAME`` (uqf_cli/io.py) makes the atomic writer
+reliably, those subprocesses start the CLI through a small bootstrap (``PAUSED``) that makes the atomic writer
 wait with its complete temporary file in place; the signal is sent as soon as that file appears. One case
 interrupts the training loop itself instead (after its first checkpoint), and checks that the message points
 to --resume.
@@ -22,17 +22,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from uqf_cli.checkpoint import checkpoint_path
-from uqf_cli.dataset import Dataset
-from uqf_cli.io import make_provenance, save_embeddings
+from uqf_cli.core.checkpoint import checkpoint_path
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import make_provenance, save_embeddings
 
 WAIT_S = 120
+CLI = ["-m", "uqf_cli"]
+# `python -m uqf_cli`, except that every atomic writer sleeps just before renaming its complete temporary output
+PAUSED = ["-c", """
+import runpy, time
+import uqf_cli.files.atomic as atomic
+commit = atomic.commit
+def paused(*args, **kwargs):
+    time.sleep(60)
+    return commit(*args, **kwargs)
+atomic.commit = paused
+runpy.run_module("uqf_cli", run_name="__main__", alter_sys=True)
+"""]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UQF_TEST_")}
-    env.update(HF_HUB_OFFLINE="1", NO_COLOR="1", UQF_THREADS="1", **extra)
-    return env
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "UQF_THREADS": "1", **extra}
 
 
 def _temporaries(folder: Path) -> list[Path]:
@@ -42,9 +52,10 @@ def _temporaries(folder: Path) -> list[Path]:
 class Run:
     """``uqf ARGS`` as a subprocess that gets ``sig`` as soon as ``ready()`` is true."""
 
-    def __init__(self, args: list[str], sig: signal.Signals, ready: Callable[[], bool], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], sig: signal.Signals, ready: Callable[[], bool], env: dict[str, str],
+                 start: list[str] = CLI) -> None:
         self.sig, self.ready, self.signalled = sig, ready, False
-        self.proc = subprocess.Popen([sys.executable, "-m", "uqf_cli", *args], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, *start, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
 
     def poke(self) -> bool:
@@ -148,7 +159,7 @@ def test_signals_leave_no_partial_output_and_earlier_outputs_intact(inputs: dict
         before = _earlier_output(out)
         args = [*_stage_args(stage, inputs, out), "--force", "--quiet"]
         ready = functools.partial(lambda f: bool(_temporaries(f)), folder)
-        runs.append(Run(args, sig, ready, _env(UQF_TEST_PAUSE_BEFORE_RENAME="60")))
+        runs.append(Run(args, sig, ready, _env(), start=PAUSED))
         checks.append((stage, sig, folder, out, before))
 
     folder = tmp_path / "training"  # signal inside the training loop, once the first checkpoint exists

@@ -1,4 +1,4 @@
-"""The file contracts of uqf_cli.io: round trips and atomic writes."""
+"""The file contracts of uqf_cli.files: round trips and atomic writes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from uqf_cli.errors import InputError, OutputExistsError
-from uqf_cli.io import (
+from uqf_cli.core.errors import InputError, OutputExistsError
+from uqf_cli.files import (
     SidTable,
     atomic_path,
     iter_jsonl,

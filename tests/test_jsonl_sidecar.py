@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uqf_cli.errors import InputError, OutputExistsError
-from uqf_cli.io import SidTable, read_sids, write_sids
-from uqf_cli.sidecar import meta_path, write_jsonl_with_meta
+from uqf_cli.core.errors import InputError, OutputExistsError
+from uqf_cli.files import SidTable, read_sids, write_sids
+from uqf_cli.files.sidecar import meta_path, write_jsonl_with_meta
 
 
 def _table(n: int = 50) -> SidTable:

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.dataset import Dataset
-from uqf_cli.prepare import Interaction, clean_text, deduplicate, kcore, prepare
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.data.prepare import Interaction, clean_text, deduplicate, kcore, prepare
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ from conftest import make_dataset
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.io import read_dataset_dir, save_embeddings
+from uqf_cli.files import read_dataset_dir, save_embeddings
 
 
 def cli(*args: object):

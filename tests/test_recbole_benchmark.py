@@ -14,9 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.dataset import Dataset
-from uqf_cli.io import load_embeddings, read_sids
-from uqf_cli.prepare import prepare
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.data.prepare import prepare
+from uqf_cli.files import load_embeddings, read_sids
 
 runner = CliRunner()
 HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token"

@@ -1,26 +1,27 @@
 """--resume: an interrupted run continued from its checkpoint gives the same output as an uninterrupted run.
 
-The interruption is the documented test hook ``UQF_TEST_STOP_AFTER_EPOCH=N`` (uqf_cli/checkpoint.py): the
-training loop saves its checkpoint after epoch N and raises KeyboardInterrupt, as a Ctrl-C right after that
-save would. ``UQF_CHECKPOINT_EVERY=3600`` makes sure no other save happens, so the resumed run really starts
-from epoch N.
+The interruption is the fixture ``stop_after_epoch(N)`` (conftest.py): the training loop saves its checkpoint
+after epoch N and raises KeyboardInterrupt, as a Ctrl-C right after that save would. ``UQF_CHECKPOINT_EVERY=3600``
+makes sure no other save happens, so the resumed run really starts from epoch N.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from uqf_cli.checkpoint import Checkpointer, Snapshot, checkpoint_path
 from uqf_cli.cli import app
-from uqf_cli.errors import InputError
-from uqf_cli.io import load_tensors
+from uqf_cli.core.checkpoint import Checkpointer, Snapshot, checkpoint_path
+from uqf_cli.core.errors import InputError
+from uqf_cli.files import load_tensors
 
 runner = CliRunner()
+StopAfter = Callable[[int | None], None]
 
 
 def _content(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
@@ -55,14 +56,15 @@ def _same(a: Path, b: Path) -> None:
     assert ma == mb  # includes the training curves, so every epoch after the resume point is compared
 
 
-def _interrupt_then_resume(monkeypatch: pytest.MonkeyPatch, args: list[str], out: Path, stop_after: int) -> None:
+def _interrupt_then_resume(monkeypatch: pytest.MonkeyPatch, stop_after_epoch: StopAfter, args: list[str], out: Path,
+                           stop_after: int) -> None:
     monkeypatch.setenv("UQF_CHECKPOINT_EVERY", "3600")
-    monkeypatch.setenv("UQF_TEST_STOP_AFTER_EPOCH", str(stop_after))
+    stop_after_epoch(stop_after)
     r = runner.invoke(app, [*args, "-o", str(out)])
     assert r.exit_code == 130, r.output
     assert not out.exists()
     assert load_tensors(checkpoint_path(out))[1]["epoch"] == str(stop_after)
-    monkeypatch.delenv("UQF_TEST_STOP_AFTER_EPOCH")
+    stop_after_epoch(None)
     r = runner.invoke(app, [*args, "-o", str(out), "--resume"])
     assert r.exit_code == 0, r.output
     assert out.exists() and not checkpoint_path(out).exists()
@@ -74,11 +76,12 @@ def _uninterrupted(args: list[str], out: Path) -> None:
     assert not checkpoint_path(out).exists()
 
 
-def test_train_gcn_resume_matches_uninterrupted(tiny_ds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_train_gcn_resume_matches_uninterrupted(tiny_ds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                stop_after_epoch: StopAfter):
     args = ["train-gcn", str(tiny_ds), "--epochs", "6", "--dim", "8", "--eval-every", "2", "--patience", "0",
             "--batch-size", "16", "--quiet"]
     _uninterrupted(args, tmp_path / "full.st")
-    _interrupt_then_resume(monkeypatch, args, tmp_path / "resumed.st", stop_after=3)
+    _interrupt_then_resume(monkeypatch, stop_after_epoch, args, tmp_path / "resumed.st", stop_after=3)
     _same(tmp_path / "full.st", tmp_path / "resumed.st")
     assert (tmp_path / "full.st").read_bytes() != b""
 
@@ -86,8 +89,8 @@ def test_train_gcn_resume_matches_uninterrupted(tiny_ds: Path, tmp_path: Path, m
 @pytest.fixture
 def fuse_inputs(tiny_ds: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     """Random text and collab embedding files for tiny_ds's items (fuse only needs ids to align)."""
-    from uqf_cli.dataset import Dataset
-    from uqf_cli.io import make_provenance, save_embeddings
+    from uqf_cli.data.dataset import Dataset
+    from uqf_cli.files import make_provenance, save_embeddings
 
     ds = Dataset.load(tiny_ds)
     g = torch.Generator().manual_seed(0)
@@ -100,33 +103,36 @@ def fuse_inputs(tiny_ds: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     return tiny_ds, text, collab
 
 
-def test_fuse_resume_matches_uninterrupted(fuse_inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_fuse_resume_matches_uninterrupted(fuse_inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           stop_after_epoch: StopAfter):
     ds, text, collab = fuse_inputs
     args = ["fuse", "--text", str(text), "--collab", str(collab), "--dataset", str(ds), "--d-model", "16",
             "--queries", "2", "--layers", "1", "--heads", "2", "--out-dim", "8", "--epochs", "4",
             "--batch-size", "4", "--device", "cpu", "-q"]
     _uninterrupted([*args, "--save-model", str(tmp_path / "full_fuser.st")], tmp_path / "full.st")
-    _interrupt_then_resume(monkeypatch, [*args, "--save-model", str(tmp_path / "res_fuser.st")], tmp_path / "res.st",
+    _interrupt_then_resume(monkeypatch, stop_after_epoch,
+                           [*args, "--save-model", str(tmp_path / "res_fuser.st")], tmp_path / "res.st",
                            stop_after=2)
     _same(tmp_path / "full.st", tmp_path / "res.st")
     _same(tmp_path / "full_fuser.st", tmp_path / "res_fuser.st")
 
 
-def test_sasrec_resume_matches_uninterrupted(tiny_ds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_sasrec_resume_matches_uninterrupted(tiny_ds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             stop_after_epoch: StopAfter):
     args = ["train-rec", str(tiny_ds), "--backbone", "sasrec", "--epochs", "4", "--d-model", "16",
             "--num-layers", "1", "--batch-size", "8", "--patience", "10", "--device", "cpu", "-q"]
     _uninterrupted(args, tmp_path / "full")
-    _interrupt_then_resume(monkeypatch, args, tmp_path / "res", stop_after=2)
+    _interrupt_then_resume(monkeypatch, stop_after_epoch, args, tmp_path / "res", stop_after=2)
     _same(tmp_path / "full", tmp_path / "res")
 
 
 def test_resume_refuses_a_checkpoint_from_another_run(tiny_ds: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch):
+                                                     monkeypatch: pytest.MonkeyPatch, stop_after_epoch: StopAfter):
     args = ["train-gcn", str(tiny_ds), "--epochs", "4", "--dim", "8", "--batch-size", "16", "-q"]
     out = tmp_path / "c.st"
-    monkeypatch.setenv("UQF_TEST_STOP_AFTER_EPOCH", "1")
+    stop_after_epoch(1)
     assert runner.invoke(app, [*args, "-o", str(out)]).exit_code == 130
-    monkeypatch.delenv("UQF_TEST_STOP_AFTER_EPOCH")
+    stop_after_epoch(None)
     ckpt = checkpoint_path(out)
     before = ckpt.read_bytes()
     r = runner.invoke(app, [*args, "--lr", "0.05", "-o", str(out), "--resume"])
@@ -138,12 +144,13 @@ def test_resume_refuses_a_checkpoint_from_another_run(tiny_ds: Path, tmp_path: P
 
 
 def test_without_resume_an_old_checkpoint_is_ignored_and_removed(tiny_ds: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch):
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 stop_after_epoch: StopAfter):
     args = ["train-gcn", str(tiny_ds), "--epochs", "3", "--dim", "8", "--batch-size", "16", "--patience", "0"]
     out = tmp_path / "c.st"
-    monkeypatch.setenv("UQF_TEST_STOP_AFTER_EPOCH", "1")
+    stop_after_epoch(1)
     assert runner.invoke(app, [*args, "-q", "-o", str(out)]).exit_code == 130
-    monkeypatch.delenv("UQF_TEST_STOP_AFTER_EPOCH")
+    stop_after_epoch(None)
     r = runner.invoke(app, [*args, "-o", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert "ignoring the checkpoint" in r.output
@@ -196,26 +203,29 @@ def test_snapshot_round_trip_adamw_lambdalr(tmp_path: Path):
     assert not checkpoint_path(tmp_path / "out.st").exists()
 
 
-def test_quantize_resume_matches_uninterrupted(fuse_inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_quantize_resume_matches_uninterrupted(fuse_inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               stop_after_epoch: StopAfter):
     _, text, _ = fuse_inputs
     args = ["quantize", str(text), "--levels", "2", "--codebook-size", "4", "--code-dim", "4", "--hidden", "16",
             "--epochs", "6", "--warmup-epochs", "2", "--batch-size", "4", "--device", "cpu", "--quiet"]
     # --batch-size 4 < 12 items: several shuffled batches per epoch, so the batch generator matters
     _uninterrupted([*args, "--save-model", str(tmp_path / "full_q.st")], tmp_path / "full.jsonl")
-    _interrupt_then_resume(monkeypatch, [*args, "--save-model", str(tmp_path / "res_q.st")], tmp_path / "res.jsonl",
+    _interrupt_then_resume(monkeypatch, stop_after_epoch,
+                           [*args, "--save-model", str(tmp_path / "res_q.st")], tmp_path / "res.jsonl",
                            stop_after=3)
     assert (tmp_path / "full.jsonl").read_text() == (tmp_path / "res.jsonl").read_text()
     _same(tmp_path / "full_q.st", tmp_path / "res_q.st")
 
 
-def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                stop_after_step: StopAfter):
     """LC-Rec resumes through the HF Trainer's own checkpoints (``<output>.ckpt/checkpoint-N``); the hook here
-    is ``UQF_TEST_STOP_AFTER_STEP`` (optimizer steps)."""
+    is ``stop_after_step`` (optimizer steps)."""
     from conftest import make_dataset
     from test_lcrec import _sids, _tiny_llama
 
-    from uqf_cli.checkpoint import trainer_checkpoint_dir
-    from uqf_cli.dataset import Dataset
+    from uqf_cli.core.checkpoint import trainer_checkpoint_dir
+    from uqf_cli.data.dataset import Dataset
     from uqf_cli.rec import lcrec
 
     ds = Dataset.load(make_dataset(tmp_path / "ds", n_users=12, n_items=12))
@@ -226,12 +236,12 @@ def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, 
             "base_model": str(base)}
     lcrec.train(ds, sids, tmp_path / "full", opts, False)
     monkeypatch.setenv("UQF_CHECKPOINT_EVERY", "3600")
-    monkeypatch.setenv("UQF_TEST_STOP_AFTER_STEP", "2")
+    stop_after_step(2)
     with pytest.raises(KeyboardInterrupt):
         lcrec.train(ds, sids, tmp_path / "res", opts, False)
     ckdir = trainer_checkpoint_dir(tmp_path / "res")
     assert not (tmp_path / "res").exists() and (ckdir / "checkpoint-2" / "trainer_state.json").exists()
-    monkeypatch.delenv("UQF_TEST_STOP_AFTER_STEP")
+    stop_after_step(None)
     with pytest.raises(InputError, match="different run"):  # another learning rate: refused
         lcrec.train(ds, sids, tmp_path / "res", {**opts, "lr": 1e-3, "resume": True}, False)
     summary = lcrec.train(ds, sids, tmp_path / "res", {**opts, "resume": True}, False)

@@ -1,0 +1,1 @@
+"""What every stage relies on: errors the CLI reports as one line, run-time plumbing, training checkpoints."""

@@ -1,0 +1,152 @@
+"""Run-time plumbing shared by every stage: console, progress bars, seeding, devices.
+
+Why one module: every stage must behave the same in a terminal (progress bars, tables) and in a
+pipe or batch job (quiet, no colour), and the same seed must mean the same result everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from uqf_cli.core.errors import OptionError
+
+# Status and progress go to stderr so stdout stays clean for --json and pipes.
+_state: dict[str, Any] = {"quiet": False, "console": None}
+
+
+def configure(quiet: bool = False) -> None:
+    """Set quietness for this process (the CLI calls it once per command)."""
+    _state["quiet"] = quiet
+    _state["console"] = None
+    if quiet or not sys.stderr.isatty():
+        silence_library_progress_bars()
+
+
+def silence_library_progress_bars() -> None:
+    """No tqdm bars from huggingface_hub / transformers (e.g. "Loading weights" when a model loads).
+
+    Why: our own bars already vanish in pipes and with --quiet, and a batch job's log should not
+    collect a library's bar either. The environment variable covers libraries imported later; the
+    calls cover those already imported.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None and hasattr(hub, "disable_progress_bars"):
+        hub.disable_progress_bars()
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    if hf_logging is not None and hasattr(hf_logging, "disable_progress_bar"):
+        hf_logging.disable_progress_bar()
+
+
+def is_quiet() -> bool:
+    return bool(_state["quiet"])
+
+
+def console() -> Console:
+    """The stderr console: colour only on a TTY and when NO_COLOR is unset."""
+    if _state["console"] is None:
+        _state["console"] = Console(stderr=True, quiet=is_quiet(), no_color="NO_COLOR" in os.environ or None,
+                                    highlight=False)
+    return _state["console"]
+
+
+def stdout_console() -> Console:
+    """A console on stdout for results people read (tables, trees); fits the terminal width."""
+    return Console(no_color="NO_COLOR" in os.environ or None, highlight=False)
+
+
+def info(message: str) -> None:
+    """One status line on stderr (suppressed by --quiet)."""
+    console().print(message)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr; shown even with --quiet because it may change what the user does."""
+    Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False).print(
+        f"[yellow]warning:[/yellow] {message}"
+    )
+
+
+class _NullProgress:
+    """Stands in for a rich Progress when output is not a terminal or --quiet is set."""
+
+    def add_task(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def progress() -> Iterator[Progress | _NullProgress]:
+    """A progress bar on a TTY, nothing in pipes or with --quiet."""
+    con = console()
+    if is_quiet() or not con.is_terminal:
+        yield _NullProgress()
+        return
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=con,
+        transient=False,
+    ) as bar:
+        yield bar
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch Generator for code that wants its own stream."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else MPS, else CPU; explicit names are checked."""
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as e:
+        raise OptionError("--device", f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device", "CUDA was requested but is not available on this machine")
+    return dev
+
+
+def set_threads_from_env() -> None:
+    """Respect UQF_THREADS for torch's intra-op pool (batch jobs sharing a machine)."""
+    n = os.environ.get("UQF_THREADS")
+    if n and n.isdigit() and int(n) > 0:
+        torch.set_num_threads(int(n))

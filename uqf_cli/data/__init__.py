@@ -1,0 +1,1 @@
+"""Datasets: the prepared dataset and its split (:mod:`.dataset`), and ``uqf prepare`` (:mod:`.prepare`)."""

@@ -1,0 +1,39 @@
+"""``uqf prepare``: turn a public recommendation dataset into a uqf dataset directory (docs/prepare.md).
+
+:mod:`.readers` (one per format: :mod:`.recbole`, :mod:`.recbole_benchmark`, LC-Rec, Amazon dumps, built-in),
+:mod:`.cleaning` (text, then interactions), :mod:`.stage` (the whole stage).
+"""
+
+from uqf_cli.data.prepare.cleaning import (
+    chronological_sequences,
+    clean_fields,
+    clean_interactions,
+    clean_text,
+    deduplicate,
+    join_categories,
+    kcore,
+)
+from uqf_cli.data.prepare.raw import Interaction, RawDataset
+from uqf_cli.data.prepare.readers import BUILTIN_PREFIX, BUILTINS, READERS, detect_format, read_builtin, read_source
+from uqf_cli.data.prepare.stage import FORMAT_DEFAULTS, SPLIT_PROTOCOL, prepare
+
+__all__ = [
+    "BUILTINS",
+    "BUILTIN_PREFIX",
+    "FORMAT_DEFAULTS",
+    "READERS",
+    "SPLIT_PROTOCOL",
+    "Interaction",
+    "RawDataset",
+    "chronological_sequences",
+    "clean_fields",
+    "clean_interactions",
+    "clean_text",
+    "deduplicate",
+    "detect_format",
+    "join_categories",
+    "kcore",
+    "prepare",
+    "read_builtin",
+    "read_source",
+]
