@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, start
-from uqf_cli.cli.options import Device, Force, JsonOut, Quiet, Seed
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import RunOptions, shared_options
 
 if TYPE_CHECKING:
     from uqf_cli.demo import DemoResult
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     @cli_command
+    @shared_options("seed", "force", "device", "quiet", "json")
     def demo_cmd(
         workdir: Annotated[
             Path, typer.Option("--workdir", "-w", help="Where the demo writes its files.", file_okay=False)
@@ -27,20 +28,15 @@ def register(app: typer.Typer) -> None:
         quick: Annotated[bool, typer.Option("--quick", help="A tiny budget (Office 15-core, tiny models): checks "
                                             "that the pipeline works in about a minute; numbers mean nothing.")
                          ] = False,
-        seed: Seed = 0,
-        force: Force = False,
-        device: Device = "auto",
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Run the whole pipeline on the embedded Office dataset: prepare, embed-text, train-gcn, fuse, quantize,
         train-rec (TIGER), evaluate (test), inspect-sids, a picture of the SIDs (sids.png). Reuses finished steps
         unless --force."""
         from uqf_cli.demo import PICTURE, run_demo
 
-        start(quiet)
-        result = run_demo(workdir, force=force, device=device, seed=seed, quick=quick)
-        if json_out:
+        result = run_demo(workdir, force=run.force, device=run.device, seed=run.seed, quick=quick)
+        if run.json:
             emit_json(result.as_dict())
             return
         con = runtime.stdout_console()

@@ -43,7 +43,7 @@ from uqf_cli.baselines import top_k_from_scores
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError
 from uqf_cli.fingerprints import interactions_of
-from uqf_cli.gcn import GcnConfig, train_lightgcn
+from uqf_cli.gcn_config import GcnConfig
 from uqf_cli.io import (
     SidTable,
     atomic_path,
@@ -59,16 +59,16 @@ BACKBONE = "lightgcn"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_KIND = "lightgcn_rec"
 # train-rec option name -> GcnConfig field
-_GCN_OPTIONS = {"epochs": "epochs", "d_model": "dim", "dim": "dim", "num_layers": "layers", "layers": "layers",
+GCN_OPTIONS = {"epochs": "epochs", "d_model": "dim", "dim": "dim", "num_layers": "layers", "layers": "layers",
                 "lr": "lr", "batch_size": "batch_size", "patience": "patience", "eval_every": "eval_every",
                 "seed": "seed", "device": "device", "reg": "reg"}
-OPTIONS = (*_GCN_OPTIONS, "collab", "exclude_history")  # every option key train() reads
+OPTIONS = (*GCN_OPTIONS, "collab", "exclude_history")  # every option key train() reads
 
 
 def gcn_config(options: dict[str, Any]) -> GcnConfig:
     """train-gcn's defaults overlaid with the train-rec options that map onto them."""
     cfg = GcnConfig()
-    for key, field_name in _GCN_OPTIONS.items():
+    for key, field_name in GCN_OPTIONS.items():
         value = options.get(key)
         if value is not None:
             setattr(cfg, field_name, type(getattr(cfg, field_name))(value))
@@ -117,6 +117,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         cfg = gcn_config(options)
         runtime.info(f"lightgcn: training on {len(dataset.user_ids):,} users x {len(dataset.item_ids):,} items "
                      f"(dim {cfg.dim}, {cfg.layers} layers, up to {cfg.epochs} epochs)")
+        from uqf_cli.gcn import train_lightgcn  # imported here: it pulls in heavy modules
+
         result = train_lightgcn(dataset, cfg)
         items, users, user_ids = result.item_embeddings, result.user_embeddings, result.user_ids
         info = {"source": "trained", "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
