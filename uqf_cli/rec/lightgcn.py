@@ -1,32 +1,8 @@
-"""LightGCN as a recommender (``--backbone lightgcn``): user x item dot products of train-gcn's embeddings.
+"""LightGCN as a recommender (``--backbone lightgcn``): user x item dot products of LightGCN embeddings.
 
-``uqf train-gcn`` already learns LightGCN user and item embeddings (final, layer-averaged) on the
-train interactions, with early stopping on the valid split (:mod:`uqf_cli.gcn`). Used directly as a
-recommender, the score of item ``i`` for user ``u`` is ``e_u . e_i`` over the whole catalogue, exactly
-what LightGCN optimises (BPR on these dot products).
-
-Two ways to build the model directory:
-
-* ``uqf train-rec DS --backbone lightgcn -o DIR`` trains LightGCN through :func:`uqf_cli.gcn.train_lightgcn`
-  (the train-rec flags map onto train-gcn's: ``--epochs``, ``--d-model`` = ``--dim``, ``--num-layers`` =
-  ``--layers``, ``--lr``, ``--batch-size``, ``--patience``, ``--eval-every``, ``--seed``, ``--device``);
-* with option ``collab`` (a train-gcn file, e.g. the one the SIDs were built from; library call
-  ``train(ds, None, DIR, {"collab": "collab.st"})``) its embeddings are reused as they are, so the
-  baseline is exactly the collaborative signal the fuser saw. The file must come from the same dataset.
-
-Users: :func:`uqf_cli.evaluate.evaluate` passes each case's ``user_id`` to ``recommend`` (this
-recommender sets ``uses_user_ids``), and the user's learned embedding is used. The user vector is
-fitted on the train split only, so it never saw the valid item (nor, of course, the test item). For
-an unknown user, a user without train interactions (zero row), or a call without ids
-(``uqf recommend`` with only ``--history``), the user vector is the mean of the history items'
-embeddings (a fold-in: LightGCN's first propagation step builds a user from its items the same way,
-up to normalisation).
-
-History masking: on by default (``exclude_history``), see :mod:`uqf_cli.baselines` for why; cold items
-(no train interaction) have all-zero embeddings, score 0 and are never learned.
-
-Files: ``model.safetensors`` (uqf model file of kind ``lightgcn_rec``: ``items`` [N, d] and ``users``
-[U, d]; item and user ids in its config) and ``uqf_model.json``.
+Trains LightGCN through train-gcn's code (train-rec options map onto :class:`GcnConfig` via
+:data:`GCN_OPTIONS`) or reuses a train-gcn file given as option ``collab``. Unknown users get the
+mean of their history items' embeddings. Details and files: ``docs/train-rec.md``.
 """
 
 from __future__ import annotations
