@@ -92,3 +92,37 @@ def test_example_script_uses_real_subcommands_and_options() -> None:
         assert "Usage" in helptext, words[0]
         for flag in (w for w in words[1:] if w.startswith("--")):
             assert flag in helptext, (words[0], flag)
+
+
+def test_final_tables_stay_readable_at_80_columns() -> None:
+    """At 80 columns no output name or summary entry is cut inside a word."""
+    from rich.console import Console
+
+    from uqf_cli.cli.demo import results_table, steps_table
+    from uqf_cli.demo import DemoResult, StepReport
+
+    wd = Path("uqf-demo")
+    steps = [
+        StepReport("evaluate", "ran", [str(wd / "test_metrics.json"), str(wd / "test_predictions.jsonl")], 41.5,
+                   {"users": 4905, "recall@5": 0.0107, "recall@10": 0.0214, "ndcg@5": 0.0061, "ndcg@10": 0.0095},
+                   "", 80.2),
+        StepReport("inspect-sids", "ran", [str(wd / "sid_stats.json")], 3.2,
+                   {"items": 2420, "levels": 4, "collision_rate": 0.0, "utilisation L1": 1.0,
+                    "semantic lift @1": 1.234, "collab adjacency lift @2": None}, "", 3.1),
+        StepReport("quantize", "reused", [str(wd / "sids.jsonl"), str(wd / "quantizer.st")], 0.0, {}),
+    ]
+    result = DemoResult(wd, QUICK, 0, steps, {"recall@5": 0.0107, "ndcg@10": 0.0095},
+                        {"items": 2420, "collab adjacency lift @2": None})
+    con = Console(width=80, record=True, color_system=None)
+    con.print(steps_table(result))
+    con.print(results_table(result))
+    text = con.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    words = set(text.replace("│", " ").split())
+    for step in steps:
+        assert f"{step.name}:" in words
+        assert all(Path(o).name in words for o in step.outputs), step.outputs
+        for key, value in step.summary.items():
+            entry = f"{key}={value:,}" if isinstance(value, int) else f"{key}={value}"
+            assert all(w.rstrip(",") in {x.rstrip(",") for x in words} for w in entry.split()), entry
+    assert "reused" in words and "test ndcg@10" in text and "0.0095" in words

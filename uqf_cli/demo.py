@@ -12,25 +12,10 @@ in this run: then its inputs changed, so everything after it is redone too. ``de
 directory records the budget and seed the files were made with; a rerun with another budget or seed
 refuses to mix them (use ``--force`` or another ``--workdir``).
 
-Budgets (:class:`DemoBudget`)
------------------------------
-The demo must finish within 15 minutes on a 2-core CPU. Every stage runs with its own defaults except
-where the defaults alone would not fit; those demo-specific choices are in :data:`FULL` and are
-printed with the results:
-
-* TIGER: ``--preset small`` (2+2 layers, d_ff 512) for 4 epochs instead of the paper's shape for 20
-  (validated on 500 sampled valid users). One default-shape epoch over Office's 38,543 samples costs
-  about 460 CPU seconds on one core, twice every other stage together (about 215 CPU s,
-  ``docs/demo.md``); the small shape does about four epochs for the same CPU, and at equal CPU it
-  learns far more (test NDCG@10 about 0.013 after 4 small epochs in the ablation benchmark, against
-  0.001 after 1 default epoch). Still a working, far from converged model (train with ``--epochs 20``
-  for a result; the benchmark, ``benchmarks/``, states its own budget).
-* train-gcn: at most 100 epochs (its default is 300 with early stopping; on Office it typically
-  stops well before 100, so this only bounds the worst case).
-
-``--quick`` (:data:`QUICK`) is for tests and a first look: Office reduced to its 15-core (users and
-items with at least 15 interactions: 344 items, 467 users), each user's last 10 interactions, and
-tiny models trained for one or a few epochs. Its numbers mean nothing beyond "the pipeline works".
+Budgets (:class:`DemoBudget`): every stage runs with its own defaults except where they would not
+fit the demo's time budget (:data:`FULL`: TIGER's small preset for a few epochs, train-gcn capped at
+100 epochs); ``--quick`` (:data:`QUICK`) is a tiny smoke budget on Office's 15-core. The choices and
+their measured cost are in ``docs/demo.md``; the budget's notes are printed with the results.
 """
 
 from __future__ import annotations
@@ -344,17 +329,6 @@ STEPS: list[Step] = [
     Step("inspect-sids", ("sid_stats.json",), _inspect, "SID statistics -> sid_stats.json", _inspect_cmd),
     Step("sids-picture", (PICTURE,), _picture, f"a picture of the SIDs -> {PICTURE}", _picture_cmd),
 ]
-
-
-def add_step(step: Step, after: str | None = None) -> None:
-    """Append ``step`` (or insert it right after the step named ``after``); names are unique."""
-    if any(s.name == step.name for s in STEPS):
-        raise ValueError(f"demo step {step.name!r} is already registered")
-    if after is None:
-        STEPS.append(step)
-        return
-    names = [s.name for s in STEPS]
-    STEPS.insert(names.index(after) + 1, step)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from uqf_cli import runtime
 from uqf_cli.errors import UqfError
 from uqf_cli.io import to_json
 
@@ -100,16 +99,10 @@ def emit_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
-def start(quiet: bool) -> None:
-    """Per-command set-up: quietness, thread count."""
-    runtime.configure(quiet=quiet)
-    runtime.set_threads_from_env()
-
-
 def parse_csv(value: str | None) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty entries dropped)."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 __all__ = ["Terminated", "cli_command", "debug_enabled", "emit_json", "install_signal_handlers", "parse_csv",
-           "set_debug", "start"]
+           "set_debug"]

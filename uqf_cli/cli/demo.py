@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, start
-from uqf_cli.cli.options import Device, Force, JsonOut, Quiet, Seed
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import RunOptions, shared_options
+
+if TYPE_CHECKING:
+    from uqf_cli.demo import DemoResult
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     @cli_command
+    @shared_options("seed", "force", "device", "quiet", "json")
     def demo_cmd(
         workdir: Annotated[
             Path, typer.Option("--workdir", "-w", help="Where the demo writes its files.", file_okay=False)
@@ -24,20 +28,15 @@ def register(app: typer.Typer) -> None:
         quick: Annotated[bool, typer.Option("--quick", help="A tiny budget (Office 15-core, tiny models): checks "
                                             "that the pipeline works in about a minute; numbers mean nothing.")
                          ] = False,
-        seed: Seed = 0,
-        force: Force = False,
-        device: Device = "auto",
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Run the whole pipeline on the embedded Office dataset: prepare, embed-text, train-gcn, fuse, quantize,
         train-rec (TIGER), evaluate (test), inspect-sids, a picture of the SIDs (sids.png). Reuses finished steps
         unless --force."""
         from uqf_cli.demo import PICTURE, run_demo
 
-        start(quiet)
-        result = run_demo(workdir, force=force, device=device, seed=seed, quick=quick)
-        if json_out:
+        result = run_demo(workdir, force=run.force, device=run.device, seed=run.seed, quick=quick)
+        if run.json:
             emit_json(result.as_dict())
             return
         con = runtime.stdout_console()
@@ -55,24 +54,26 @@ def register(app: typer.Typer) -> None:
                   soft_wrap=True)
 
 
-def steps_table(result) -> Table:
-    """One row per step: status, outputs, a short summary and the wall time."""
+def steps_table(result: DemoResult) -> Table:
+    """One row per step: the step and its outputs (inside the work directory), a short summary (or
+    ``reused``) and the wall and CPU seconds. Values wrap between entries, so 80 columns suffice."""
     t = Table(title=escape(f"uqf demo in {result.workdir} ({result.budget.name} budget, seed {result.seed}, "
                            f"{result.seconds:.0f} s wall, {result.cpu_seconds:.0f} s CPU)"))
-    t.add_column("step")
-    t.add_column("status")
-    t.add_column("output", overflow="fold")
-    t.add_column("result", overflow="fold")
-    t.add_column("seconds", justify="right")
-    t.add_column("CPU s", justify="right")
+    t.add_column("step: outputs", overflow="fold")
+    t.add_column("result", overflow="fold", ratio=1)
+    t.add_column("wall s", justify="right", no_wrap=True)
+    t.add_column("CPU s", justify="right", no_wrap=True)
     for r in result.steps:
+        outputs = [Path(o).relative_to(result.workdir).as_posix() if Path(o).is_relative_to(result.workdir) else o
+                   for o in r.outputs]
         summary = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in r.summary.items())
-        t.add_row(r.name, r.status, escape("\n".join(r.outputs)), escape(summary) or "-", f"{r.seconds:.1f}",
+        t.add_row(escape("\n".join([f"{r.name}:", *(f"  {o}" for o in outputs)])),
+                  "reused" if r.status == "reused" else escape(summary) or "-", f"{r.seconds:.1f}",
                   f"{r.cpu_seconds:.1f}")
     return t
 
 
-def results_table(result) -> Table:
+def results_table(result: DemoResult) -> Table:
     """Test Recall@5/10 and NDCG@5/10 of TIGER, then the SID statistics."""
     from uqf_cli.demo import TABLE_NDCG_KS, TABLE_RECALL_KS
 

@@ -8,13 +8,17 @@ from typing import Annotated
 import typer
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, parse_csv, start
-from uqf_cli.cli.options import Device, Force, JsonOut, OutFile, Quiet
+from uqf_cli.cli.common import cli_command, emit_json, parse_csv
+from uqf_cli.cli.options import Device, OutFile, RunOptions, function_defaults, shared_options
+from uqf_cli.embed_text import embed_text
+
+_E = function_defaults(embed_text)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("embed-text")
     @cli_command
+    @shared_options("force", "quiet", "json")
     def embed_text_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
         output: OutFile,
@@ -22,11 +26,11 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option("--model", help="minilm (bundled all-MiniLM-L6-v2, the default), smollm2 (bundled "
                          "SmolLM2-135M GGUF, mean pooling), a local directory or .gguf file, or a hub id."),
-        ] = "all-MiniLM-L6-v2",
+        ] = _E["model"],
         pooling: Annotated[
             str, typer.Option("--pooling", help="auto | model (the sentence-transformers model's own) | "
                               "mean (masked mean of last hidden states, as LC-Rec).")
-        ] = "auto",
+        ] = _E["pooling"],
         fields: Annotated[
             str | None,
             typer.Option("--fields", help="Comma-separated item fields, embedded as 'name: value; ...'. Default: "
@@ -36,19 +40,21 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--template", help="Item text template, e.g. '{title} | {brand}' (overrides --fields)."),
         ] = None,
-        max_length: Annotated[int, typer.Option("--max-length", help="Truncate each text at this many tokens.")] = 128,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
-        device: Device = "auto",
+        max_length: Annotated[int, typer.Option("--max-length", help="Truncate each text at this many tokens.")]
+        = _E["max_length"],
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = _E["batch_size"],
+        device: Device = _E["device"],
         devices: Annotated[
             str | None,
             typer.Option("--devices", help="Several devices, e.g. cuda:0,cuda:1 (sentence-transformers "
                          "multi-process pool)."),
         ] = None,
-        normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise vectors.")] = True,
-        fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Half precision on CUDA.")] = True,
+        normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise vectors.")
+                             ] = _E["normalize"],
+        fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Half precision on CUDA.")] = _E["fp16"],
         trust_remote_code: Annotated[
             bool, typer.Option("--trust-remote-code", help="Allow a hub model to run its own Python code.")
-        ] = False,
+        ] = _E["trust_remote_code"],
         from_array: Annotated[
             Path | None,
             typer.Option("--from-array", help="Wrap precomputed vectors instead of running a model: a raw "
@@ -61,18 +67,13 @@ def register(app: typer.Typer) -> None:
                          "fields/template, max length, normalisation): copy the rows of items whose text is "
                          "unchanged, encode only new or changed items."),
         ] = None,
-        force: Force = False,
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Embed each item's text into an [N, d] float32 safetensors file aligned by item id."""
-        from uqf_cli.embed_text import embed_text
-
-        start(quiet)
         chosen = parse_csv(fields) if fields is not None else None
         res = embed_text(dataset, output, model=model, pooling=pooling, fields=chosen, template=template,
                          max_length=max_length, batch_size=batch_size, device=device, devices=parse_csv(devices),
-                         normalize=normalize, fp16=fp16, trust_remote_code=trust_remote_code, force=force,
+                         normalize=normalize, fp16=fp16, trust_remote_code=trust_remote_code, force=run.force,
                          from_array=from_array, reuse=reuse)
         summary = {"output": str(res.output), "items": res.items, "dim": res.dim, "model": res.model,
                    "pooling": res.pooling, "device": res.device, "seconds": round(res.seconds, 3),
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
                    "items_per_second": round(res.items_per_second, 1)}
         if "reuse" in res.params:
             summary["reuse"] = res.params["reuse"]
-        if json_out:
+        if run.json:
             emit_json(summary)
             return
         if from_array is not None:

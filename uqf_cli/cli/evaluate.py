@@ -9,43 +9,45 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, parse_csv, start
-from uqf_cli.cli.options import Device, Force, JsonOut, Quiet
+from uqf_cli.cli.common import cli_command, emit_json, parse_csv
+from uqf_cli.cli.options import RunOptions, function_defaults, shared_options
+from uqf_cli.evaluate import evaluate
+
+_V = function_defaults(evaluate)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @cli_command
+    @shared_options("device", "force", "quiet", "json")
     def evaluate_cmd(
         model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
         dataset: Annotated[Path, typer.Argument(help="The dataset directory the model was trained on.")],
-        split: Annotated[str, typer.Option("--split", help="valid | test")] = "test",
-        recall_ks: Annotated[str, typer.Option("--recall-k", help="Comma list of K for Recall@K.")] = "1,5,10,20",
-        ndcg_ks: Annotated[str, typer.Option("--ndcg-k", help="Comma list of K for NDCG@K.")] = "5,10,20",
-        beam_size: Annotated[int, typer.Option("--beam-size", help="Beam size (>= the largest K).")] = 20,
+        split: Annotated[str, typer.Option("--split", help="valid | test")] = _V["split"],
+        recall_ks: Annotated[str, typer.Option("--recall-k", help="Comma list of K for Recall@K.")]
+        = ",".join(map(str, _V["recall_ks"])),
+        ndcg_ks: Annotated[str, typer.Option("--ndcg-k", help="Comma list of K for NDCG@K.")]
+        = ",".join(map(str, _V["ndcg_ks"])),
+        beam_size: Annotated[int, typer.Option("--beam-size", help="Beam size (>= the largest K).")] = _V["beam_size"],
         sids: Annotated[Path | None, typer.Option("--sids", help="Check that the model was trained on these SIDs.",
                                                   dir_okay=False)] = None,
         predictions: Annotated[Path | None, typer.Option("--predictions", help="Write top-K lists (JSONL).",
                                                          dir_okay=False)] = None,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write metrics JSON (with provenance).",
                                                     dir_okay=False)] = None,
-        baseline: Annotated[bool, typer.Option("--baseline", help="Add the popularity baseline.")] = False,
+        baseline: Annotated[bool, typer.Option("--baseline", help="Add the popularity baseline.")]
+        = _V["baseline"],
         by_popularity: Annotated[bool, typer.Option("--by-popularity", help="Also report the metrics for targets "
                                                     "in the head / torso / tail of the train popularity (50% / "
                                                     "80% cumulative interaction share; cold items in the tail).")
-                                 ] = False,
+                                 ] = _V["by_popularity"],
         max_users: Annotated[int | None, typer.Option("--max-users", help="Only the first N users (quick look).")
-                             ] = None,
-        device: Device = "auto",
-        force: Force = False,
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+                             ] = _V["max_users"],
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Recall@K and NDCG@K of a trained recommender (full ranking, one target per user)."""
         from uqf_cli.errors import OptionError
-        from uqf_cli.evaluate import evaluate
 
-        start(quiet)
         try:
             rks = [int(k) for k in parse_csv(recall_ks)]
             nks = [int(k) for k in parse_csv(ndcg_ks)]
@@ -54,9 +56,9 @@ def register(app: typer.Typer) -> None:
         if max_users is not None and max_users < 1:
             raise OptionError("--max-users", "must be a positive integer")
         result = evaluate(model_dir, dataset, split=split, recall_ks=rks, ndcg_ks=nks, beam_size=beam_size,
-                          device=device, sids_path=sids, predictions=predictions, output=output, baseline=baseline,
-                          max_users=max_users, force=force, by_popularity=by_popularity)
-        if json_out:
+                          device=run.device, sids_path=sids, predictions=predictions, output=output, baseline=baseline,
+                          max_users=max_users, force=run.force, by_popularity=by_popularity)
+        if run.json:
             emit_json(result)
             return
         runtime.stdout_console().print(metrics_table(result))

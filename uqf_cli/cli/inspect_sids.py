@@ -10,14 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, start
-from uqf_cli.cli.options import Force, JsonOut, PlotOut, Quiet, Seed
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import PlotOut, RunOptions, shared_options
 from uqf_cli.errors import OptionError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("inspect-sids")
     @cli_command
+    @shared_options("seed", "force", "quiet", "json")
     def inspect_sids_cmd(
         sids: Annotated[Path, typer.Argument(help="SIDs file (uqf .jsonl, or an LC-Rec/LETTER .index.json).")],
         dataset: Annotated[Path | None, typer.Option("--dataset", help="Dataset dir: titles, categories, train "
@@ -40,20 +41,16 @@ def register(app: typer.Typer) -> None:
         map_emb: Annotated[Path | None, typer.Option("--map", help="Embeddings projected for the pictures' item "
                                                      "map (default: --text, else --collab; e.g. the fused file).")]
         = None,
-        seed: Seed = 0,
-        force: Force = False,
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Explore a tokenization: the code hierarchy as a tree, usage, collisions and consistency metrics."""
         from uqf_cli import inspect_sids as ins_mod
 
-        start(quiet)
         if depth < 1:
             raise OptionError("--depth", "must be at least 1")
         if top < 1:
             raise OptionError("--top", "must be at least 1")
-        _check_picture_outputs(plot, html, force)
+        _check_picture_outputs(plot, html, run.force)
         ins = ins_mod.load_inspection(sids, dataset, text, collab)
         pre = ins_mod.parse_prefix(prefix, ins.table)
         tree, item_info = None, None
@@ -61,14 +58,14 @@ def register(app: typer.Typer) -> None:
             tree, item_info = ins_mod.item_view(ins, item, top)
         elif not no_tree:
             tree = ins_mod.build_tree(ins, pre, depth, top)
-        figures = ins_mod.metrics(ins, seed)
+        figures = ins_mod.metrics(ins, run.seed)
         other, other_ins = None, None
         if compare is not None:
             other_ins = ins_mod.load_inspection(compare, dataset, text, collab)
-            other = ins_mod.metrics(other_ins, seed)
+            other = ins_mod.metrics(other_ins, run.seed)
         if plot is not None or html is not None:
-            _write_pictures(ins, figures, other_ins, other, plot, html, map_emb, seed, force)
-        if json_out:
+            _write_pictures(ins, figures, other_ins, other, plot, html, map_emb, run.seed, run.force)
+        if run.json:
             payload: dict[str, Any] = {"metrics": figures}
             if other is not None:
                 payload["compare"] = other

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+
+from uqf_cli import runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines (errors still print).")]
@@ -26,3 +34,60 @@ Resume = Annotated[
     typer.Option("--resume", help="Continue an interrupted run from its checkpoint <output>.ckpt.st "
                  "(same options and inputs; see docs/robustness.md)."),
 ]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The shared options of one command run (``--seed --device --force --resume --quiet --json``)."""
+
+    seed: int = 0
+    device: str = "auto"
+    force: bool = False
+    resume: bool = False
+    quiet: bool = False
+    json: bool = False
+
+
+# name in RunOptions -> (parameter name in the command signature, its Typer annotation)
+_SHARED: dict[str, tuple[str, Any]] = {
+    "seed": ("seed", Seed), "device": ("device", Device), "force": ("force", Force), "resume": ("resume", Resume),
+    "quiet": ("quiet", Quiet), "json": ("json_out", JsonOut),
+}
+
+
+def shared_options(*names: str) -> Callable[[F], F]:
+    """Give a command the shared options ``names`` (listed in this order after its own options).
+
+    The command declares ``run: RunOptions`` instead of one parameter per shared option; the wrapper
+    sets up the run (quietness, threads) and passes the values gathered into ``run``.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "run"]
+        added = [inspect.Parameter(_SHARED[n][0], inspect.Parameter.KEYWORD_ONLY, default=RunOptions.__dict__[n],
+                                   annotation=_SHARED[n][1]) for n in names]
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            run = RunOptions(**{n: kwargs.pop(_SHARED[n][0]) for n in names})
+            start(run.quiet)
+            return fn(**kwargs, run=run)
+
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def start(quiet: bool) -> None:
+    """Per-run set-up: quietness, thread count."""
+    runtime.configure(quiet=quiet)
+    runtime.set_threads_from_env()
+
+
+def function_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword defaults of a stage's library function (for stages without a config dataclass)."""
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}

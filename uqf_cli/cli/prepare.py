@@ -8,13 +8,17 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, start
-from uqf_cli.cli.options import Force, JsonOut, OutDir, Quiet
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import OutDir, RunOptions, function_defaults, shared_options
+from uqf_cli.prepare import prepare
+
+_P = function_defaults(prepare)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("prepare")
     @cli_command
+    @shared_options("force", "quiet", "json")
     def prepare_cmd(
         source: Annotated[
             str,
@@ -26,30 +30,25 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[
             str, typer.Option("--format", help="auto | lcrec | recbole | recbole-benchmark | "
                               "amazon2018 | amazon2023")
-        ] = "auto",
+        ] = _P["fmt"],
         kcore: Annotated[
             int | None,
             typer.Option("--kcore", help="Iterative k-core; 0 = off. Default: 5 for raw Amazon dumps, off otherwise."),
-        ] = None,
+        ] = _P["kcore_k"],
         dedup: Annotated[
             bool | None,
             typer.Option("--dedup/--no-dedup", help="Keep only the first (user, item) interaction. Default: on for "
                          "raw dumps and RecBole atomic files, off for LC-Rec and benchmark files."),
-        ] = None,
+        ] = _P["dedup"],
         max_history: Annotated[
             int | None, typer.Option("--max-history", help="Keep each user's last N interactions.")
-        ] = None,
-        force: Force = False,
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        ] = _P["max_history"],
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Prepare a dataset directory (items.jsonl, sequences.jsonl, dataset.json) from public data."""
-        from uqf_cli.prepare import prepare
-
-        start(quiet)
-        ds = prepare(source, output, fmt=fmt, force=force, kcore_k=kcore, dedup=dedup, max_history=max_history)
+        ds = prepare(source, output, fmt=fmt, force=run.force, kcore_k=kcore, dedup=dedup, max_history=max_history)
         stats = ds.stats()
-        if json_out:
+        if run.json:
             emit_json({"output": str(output), **stats})
             return
         runtime.stdout_console().print(stats_table(stats, f"{output}"))

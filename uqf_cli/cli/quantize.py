@@ -9,49 +9,52 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, start
-from uqf_cli.cli.options import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import OutFile, RunOptions, shared_options
 from uqf_cli.errors import OptionError
+from uqf_cli.quantize import QuantizeConfig
+from uqf_cli.quantize_letter import LetterConfig
 
-DEFAULT_EPS = 0.001  # kept equal to QuantizeConfig's defaults (asserted in tests)
-DEFAULT_LEVELS = "rest"
-LETTER_DEFAULTS = (0.02, 1e-4, 0.1, 10)  # w_collab, w_diversity, temperature, clusters (= LetterConfig's)
+_Q = QuantizeConfig()
+_L = LetterConfig()
 
 
 def register(app: typer.Typer) -> None:
     @app.command("quantize")
     @cli_command
+    @shared_options("seed", "device", "force", "resume", "quiet", "json")
     def quantize_cmd(
         embeddings: Annotated[Path, typer.Argument(help="Embedding file (.st): text, collaborative or unified.")],
         output: OutFile,
         method: Annotated[str, typer.Option("--method", help="rqvae (trained MLP + residual codebooks) | "
-                                            "rqkmeans (residual k-means, no training).")] = "rqvae",
-        levels: Annotated[int, typer.Option("--levels", help="Number of code levels.")] = 3,
+                                            "rqkmeans (residual k-means, no training).")] = _Q.method,
+        levels: Annotated[int, typer.Option("--levels", help="Number of code levels.")] = _Q.levels,
         codebook_size: Annotated[str, typer.Option("--codebook-size", help="Codes per level: one int, or one per "
-                                                   "level (\"256,256,128\").")] = "256",
-        code_dim: Annotated[int, typer.Option("--code-dim", help="RQ-VAE latent dimension.")] = 32,
+                                                   "level (\"256,256,128\").")] = _one_or_each(_Q.codebook_sizes),
+        code_dim: Annotated[int, typer.Option("--code-dim", help="RQ-VAE latent dimension.")] = _Q.code_dim,
         hidden: Annotated[str, typer.Option("--hidden", help="RQ-VAE encoder hidden sizes (decoder mirrors).")]
-        = "512,256",
-        epochs: Annotated[int, typer.Option("--epochs", help="RQ-VAE training epochs (after warm-up).")] = 100,
+        = ",".join(map(str, _Q.hidden)),
+        epochs: Annotated[int, typer.Option("--epochs", help="RQ-VAE training epochs (after warm-up).")] = _Q.epochs,
         warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="Autoencoder-only epochs before the "
-                                                   "k-means codebook initialisation.")] = 30,
-        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-3,
-        beta: Annotated[float, typer.Option("--beta", help="Commitment weight.")] = 0.25,
+                                                   "k-means codebook initialisation.")] = _Q.warmup_epochs,
+        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = _Q.lr,
+        beta: Annotated[float, typer.Option("--beta", help="Commitment weight.")] = _Q.beta,
         batch_size: Annotated[int, typer.Option("--batch-size", help="Items per step (full batch below it).")]
-        = 8192,
+        = _Q.batch_size,
         sinkhorn_eps: Annotated[float | None, typer.Option("--sinkhorn-eps", help="Balanced (Sinkhorn) assignment "
                                                            "epsilon on the --sinkhorn-levels (default "
-                                                           f"{DEFAULT_EPS}); --no-sinkhorn for nearest codes.")]
-        = DEFAULT_EPS,
+                                                           f"{_Q.sinkhorn_eps}); --no-sinkhorn for nearest codes.")]
+        = _Q.sinkhorn_eps,
         no_sinkhorn: Annotated[bool, typer.Option("--no-sinkhorn", help="Plain nearest-code assignment on every "
                                                   "level.")] = False,
         sinkhorn_levels: Annotated[str, typer.Option("--sinkhorn-levels", help="Balanced levels: rest (all but the "
-                                                     "first) | last | all | numbers (\"2,3\").")] = DEFAULT_LEVELS,
-        sinkhorn_iters: Annotated[int, typer.Option("--sinkhorn-iters", help="Sinkhorn-Knopp iterations.")] = 50,
+                                                     "first) | last | all | numbers (\"2,3\").")] = _Q.sinkhorn_levels,
+        sinkhorn_iters: Annotated[int, typer.Option("--sinkhorn-iters", help="Sinkhorn-Knopp iterations.")
+                                  ] = _Q.sinkhorn_iters,
         fit_sample: Annotated[int, typer.Option("--fit-sample", help="Fit on at most this many items (seeded "
-                                                "sample); all items are coded.")] = 8192,
+                                                "sample); all items are coded.")] = _Q.fit_sample,
         dedup: Annotated[str, typer.Option("--dedup", help="level (append a disambiguating code) | sinkhorn "
-                                           "(re-assign the last code of colliding items).")] = "level",
+                                           "(re-assign the last code of colliding items).")] = _Q.dedup,
         fmt: Annotated[str, typer.Option("--format", help="jsonl | lcrec (also writes <stem>.index.json).")]
         = "jsonl",
         save_model: Annotated[Path | None, typer.Option("--save-model", help="Save the quantizer (safetensors) "
@@ -62,27 +65,21 @@ def register(app: typer.Typer) -> None:
                                                     "items with these collaborative (train-gcn) embeddings.",
                                                     dir_okay=False)] = None,
         w_collab: Annotated[float, typer.Option("--w-collab", help="LETTER collaborative alignment weight "
-                                                "(alpha; needs --collab).")] = LETTER_DEFAULTS[0],
+                                                "(alpha; needs --collab).")] = _L.w_collab,
         w_diversity: Annotated[float, typer.Option("--w-diversity", help="LETTER code diversity weight (beta; "
-                                                   "needs --collab).")] = LETTER_DEFAULTS[1],
+                                                   "needs --collab).")] = _L.w_diversity,
         letter_temperature: Annotated[float, typer.Option("--letter-temperature", help="Temperature of both "
-                                                          "LETTER InfoNCE terms.")] = LETTER_DEFAULTS[2],
+                                                          "LETTER InfoNCE terms.")] = _L.temperature,
         letter_clusters: Annotated[int, typer.Option("--letter-clusters", help="Clusters of code vectors per "
-                                                     "level for the diversity term.")] = LETTER_DEFAULTS[3],
-        seed: Seed = 0,
-        device: Device = "auto",
-        force: Force = False,
-        resume: Resume = False,
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+                                                     "level for the diversity term.")] = _L.clusters,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Quantize item embeddings into hierarchical semantic IDs (RQ-VAE or residual k-means)."""
         from uqf_cli import quantize as q
         from uqf_cli.cli.common import parse_csv
 
-        start(quiet)
         if apply is not None:
-            result = q.apply_quantizer(apply, embeddings, output, fmt=fmt, device=device, force=force)
+            result = q.apply_quantizer(apply, embeddings, output, fmt=fmt, device=run.device, force=run.force)
         else:
             try:
                 hidden_sizes = [int(h) for h in parse_csv(hidden)]
@@ -93,29 +90,33 @@ def register(app: typer.Typer) -> None:
                 code_dim=code_dim, hidden=hidden_sizes, epochs=epochs, warmup_epochs=warmup_epochs, lr=lr,
                 beta=beta, batch_size=batch_size, sinkhorn_eps=None if no_sinkhorn else sinkhorn_eps,
                 sinkhorn_iters=sinkhorn_iters, sinkhorn_levels=sinkhorn_levels, fit_sample=fit_sample, dedup=dedup,
-                seed=seed,
+                seed=run.seed,
             )
             cfg.validate()
             letter = letter_config(collab, w_collab, w_diversity, letter_temperature, letter_clusters)
-            result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=device, force=force,
-                                resume=resume, letter=letter)
-        if json_out:
+            result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=run.device,
+                                force=run.force, resume=run.resume, letter=letter)
+        if run.json:
             emit_json({"outputs": result.outputs, **result.stats})
             return
         runtime.stdout_console().print(stats_table(result.stats, str(output)))
 
 
 def letter_config(collab: Path | None, w_collab: float, w_diversity: float, temperature: float,
-                  clusters: int) -> Any:
+                  clusters: int) -> LetterConfig | None:
     """The LETTER settings (a ``LetterConfig``) when ``--collab`` is given; LETTER options without it are refused."""
-    from uqf_cli.quantize_letter import LetterConfig
-
     if collab is None:
-        if (w_collab, w_diversity, temperature, clusters) != LETTER_DEFAULTS:
+        if (w_collab, w_diversity, temperature, clusters) != (_L.w_collab, _L.w_diversity, _L.temperature,
+                                                               _L.clusters):
             raise OptionError("--collab", "the LETTER options (--w-collab, --w-diversity, --letter-*) need --collab")
         return None
     return LetterConfig(collab=str(collab), w_collab=w_collab, w_diversity=w_diversity, temperature=temperature,
                         clusters=clusters)
+
+
+def _one_or_each(sizes: list[int]) -> str:
+    """``[256, 256, 256]`` -> ``"256"`` (one size for every level), else ``"256,256,128"``."""
+    return str(sizes[0]) if len(set(sizes)) == 1 else ",".join(map(str, sizes))
 
 
 def stats_table(stats: dict[str, Any], title: str) -> Table:

@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, parse_csv, start
-from uqf_cli.cli.options import Device, JsonOut, Quiet
+from uqf_cli.cli.common import cli_command, emit_json, parse_csv
+from uqf_cli.cli.options import RunOptions, shared_options
 
 
 def register(app: typer.Typer) -> None:
     @app.command("recommend")
     @cli_command
+    @shared_options("device", "quiet", "json")
     def recommend_cmd(
         model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
         dataset: Annotated[Path, typer.Argument(help="The dataset directory (for titles and item ids).")],
@@ -24,16 +25,13 @@ def register(app: typer.Typer) -> None:
         beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).")
                              ] = None,
         user_id: Annotated[str | None, typer.Option("--user-id", help="User id (models with user tokens).")] = None,
-        device: Device = "auto",
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Top-k items, with titles, for one history."""
         from uqf_cli.evaluate import recommend_for_history
 
-        start(quiet)
-        ds, items = recommend_for_history(model_dir, dataset, parse_csv(history), k, beam_size, device, user_id)
-        if json_out:
+        ds, items = recommend_for_history(model_dir, dataset, parse_csv(history), k, beam_size, run.device, user_id)
+        if run.json:
             emit_json({"history": parse_csv(history), "item_ids": items,
                        "titles": [ds.title(i) for i in items]})
             return

@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, start
-from uqf_cli.cli.options import Device, Force, JsonOut, OutFile, Quiet, Resume, Seed
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import OutFile, RunOptions, shared_options
 from uqf_cli.gcn_config import GcnConfig
 
 _DEFAULTS = GcnConfig()
@@ -22,6 +22,7 @@ _DEFAULTS = GcnConfig()
 def register(app: typer.Typer) -> None:
     @app.command("train-gcn")
     @cli_command
+    @shared_options("seed", "device", "force", "resume", "quiet", "json")
     def train_gcn_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
         output: OutFile,
@@ -47,25 +48,19 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--include-valid", help="Train on train + valid items (final fit): no validation, "
                          "exactly --epochs epochs."),
-        ] = False,
-        seed: Seed = 0,
-        device: Device = "auto",
-        force: Force = False,
-        resume: Resume = False,
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        ] = _DEFAULTS.include_valid,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Train LightGCN on the train split; write item + user collaborative embeddings."""
         from uqf_cli.gcn import train_gcn
 
-        start(quiet)
         cfg = GcnConfig(layers=layers, dim=dim, reg=reg, lr=lr, batch_size=batch_size, epochs=epochs,
-                        eval_every=eval_every, patience=patience, k=k, init_std=init_std, seed=seed,
-                        device=device, include_valid=include_valid)
+                        eval_every=eval_every, patience=patience, k=k, init_std=init_std, seed=run.seed,
+                        device=run.device, include_valid=include_valid)
         display = TrainingDisplay(cfg)
         with display:
-            result = train_gcn(dataset, output, cfg, force=force, on_eval=display.on_eval,
-                               on_epoch=display.on_epoch, resume=resume)
+            result = train_gcn(dataset, output, cfg, force=run.force, on_eval=display.on_eval,
+                               on_epoch=display.on_epoch, resume=run.resume)
         summary: dict[str, Any] = {
             "output": str(output),
             "best_epoch": result.best_epoch,
@@ -78,7 +73,7 @@ def register(app: typer.Typer) -> None:
             "users": len(result.user_ids),
             "cold_items": len(result.cold_item_ids),
         }
-        if json_out:
+        if run.json:
             emit_json(summary)
             return
         runtime.stdout_console().print(summary_table(summary))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,8 +11,8 @@ import typer
 from rich.table import Table
 
 from uqf_cli import runtime
-from uqf_cli.cli.common import cli_command, emit_json, start
-from uqf_cli.cli.options import Device, Force, JsonOut, OutDir, PlotOut, Quiet, Resume, Seed
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, shared_options
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
 TIGER_PANEL = "TIGER (--backbone tiger)"
@@ -18,45 +20,78 @@ LCREC_PANEL = "LC-Rec (--backbone lcrec)"
 RUN_OPTIONS = ("seed", "device", "resume")  # accepted by every backbone
 
 
+@cache
+def backbone_defaults() -> dict[str, dict[str, Any]]:
+    """Each backbone's default for every train-rec option it reads, from its options dataclass."""
+    from uqf_cli.gcn_config import GcnConfig
+    from uqf_cli.rec.lcrec.options import LcRecOptions
+    from uqf_cli.rec.lightgcn import GCN_OPTIONS
+    from uqf_cli.rec.sasrec import SasRecOptions
+    from uqf_cli.rec.tiger.options import PRESETS, TigerOptions
+
+    gcn, sasrec = asdict(GcnConfig()), asdict(SasRecOptions())
+    return {
+        "tiger": asdict(TigerOptions(**PRESETS[TigerOptions.preset])),
+        "lcrec": asdict(LcRecOptions()),
+        "sasrec": {**sasrec, **{alias: sasrec[key] for alias, key in SasRecOptions.ALIASES.items()}},
+        "lightgcn": {option: gcn[name] for option, name in GCN_OPTIONS.items()},
+    }
+
+
+def with_defaults(flag: str, text: str | None) -> str:
+    """``text`` followed by the numeric defaults of the backbones that read ``flag``."""
+    key = flag.removeprefix("--").replace("-", "_")
+    found = {b: d[key] for b, d in backbone_defaults().items()
+             if isinstance(d.get(key), (int, float)) and not isinstance(d.get(key), bool)}
+    if not found:
+        return text or ""
+    values = set(found.values())
+    note = (f"default {values.pop():g}" if len(values) == 1
+            else "defaults: " + ", ".join(f"{b} {v:g}" for b, v in found.items()))
+    return f"{text} ({note})." if text else f"({note})."
+
+
 def _shared(flag: str, text: str | None) -> Any:
-    return typer.Option(flag, help=text, rich_help_panel=SHARED_PANEL)
+    return typer.Option(flag, help=with_defaults(flag, text), rich_help_panel=SHARED_PANEL)
 
 
 def _tiger(flag: str, text: str | None) -> Any:
-    return typer.Option(flag, help=text, rich_help_panel=TIGER_PANEL)
+    return typer.Option(flag, help=with_defaults(flag, text), rich_help_panel=TIGER_PANEL)
 
 
 def _lcrec(flag: str, text: str | None) -> Any:
-    return typer.Option(flag, help=text, rich_help_panel=LCREC_PANEL)
+    return typer.Option(flag, help=with_defaults(flag, text), rich_help_panel=LCREC_PANEL)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("train-rec")
     @cli_command
+    @shared_options("seed", "device", "force", "resume", "quiet", "json")
     def train_rec_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory from `uqf prepare`.")],
         output: OutDir,
         sids: Annotated[Path | None, typer.Option("--sids", help="SIDs file (tiger, lcrec; sasrec needs none).",
                                                   dir_okay=False)] = None,
         backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec")] = "tiger",
-        epochs: Annotated[float | None, _shared("--epochs", "Training epochs (backbone default).")] = None,
-        batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device.")] = None,
-        lr: Annotated[float | None, _shared("--lr", "Peak learning rate (AdamW).")] = None,
-        weight_decay: Annotated[float | None, _shared("--weight-decay", None)] = None,
-        max_history: Annotated[int | None, _shared("--max-history", "History items per sample (20).")] = None,
-        warmup_steps: Annotated[int | None, _tiger("--warmup-steps", "tiger: warmup steps.")] = None,
-        eval_every: Annotated[int | None, _shared("--eval-every", "tiger/sasrec: validate every N epochs.")] = None,
-        eval_users: Annotated[int | None, _tiger("--eval-users", "tiger: valid users sampled for early stopping.")
+        epochs: Annotated[float | None, _shared("--epochs", "Training epochs")] = None,
+        batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device")] = None,
+        lr: Annotated[float | None, _shared("--lr", "Peak AdamW learning rate")] = None,
+        weight_decay: Annotated[float | None, _shared("--weight-decay", "Weight decay")] = None,
+        max_history: Annotated[int | None, _shared("--max-history", "History items per sample")] = None,
+        warmup_steps: Annotated[int | None, _tiger("--warmup-steps", "tiger: warmup steps")] = None,
+        eval_every: Annotated[int | None, _shared("--eval-every", "Validate every N epochs")] = None,
+        eval_users: Annotated[int | None, _tiger("--eval-users", "tiger: valid users sampled for early stopping")
                               ] = None,
-        patience: Annotated[int | None, _shared("--patience", "Evaluations without improvement before stopping.")
+        patience: Annotated[int | None, _shared("--patience", "Evaluations without improvement before stopping")
                             ] = None,
-        user_tokens: Annotated[int | None, _tiger("--user-tokens", "tiger: hashed user tokens (0 = off).")] = None,
+        user_tokens: Annotated[int | None, _tiger("--user-tokens", "tiger: hashed user tokens, 0 = off")] = None,
         preset: Annotated[str | None, _tiger("--preset", "tiger: model shape, tiger (the paper's, default) | small "
                                              "(CPU budgets); explicit shape options override it.")] = None,
-        d_model: Annotated[int | None, _shared("--d-model", "tiger/sasrec: hidden size.")] = None,
-        num_layers: Annotated[int | None, _shared("--num-layers", "tiger: encoder layers; sasrec: blocks.")] = None,
-        num_decoder_layers: Annotated[int | None, _tiger("--num-decoder-layers", "tiger: decoder layers.")] = None,
-        dropout: Annotated[float | None, _shared("--dropout", None)] = None,
+        d_model: Annotated[int | None, _shared("--d-model", "Hidden size; lightgcn: embedding size")] = None,
+        num_layers: Annotated[int | None, _shared("--num-layers", "tiger: encoder layers; sasrec: blocks; "
+                                                  "lightgcn: propagation layers")] = None,
+        num_decoder_layers: Annotated[int | None, _tiger("--num-decoder-layers", "tiger: decoder layers")] = None,
+        dropout: Annotated[float | None, _shared("--dropout", "Dropout")] = None,
         engine: Annotated[str | None, _tiger("--engine", "tiger: training forward, lean (fused attention, bf16 "
                                              "autocast where the CPU has it; default) | hf (Hugging Face's, fp32 on "
                                              "CPU).")] = None,
@@ -65,22 +100,17 @@ def register(app: typer.Typer) -> None:
         gguf_file: Annotated[str | None, _lcrec("--gguf-file", "lcrec: GGUF file inside --base-model.")] = None,
         trust_remote_code: Annotated[bool, _lcrec("--trust-remote-code", "lcrec: allow the base model's own code "
                                                   "(only for models you trust).")] = False,
-        lora_r: Annotated[int | None, _lcrec("--lora-r", "lcrec: LoRA rank.")] = None,
-        lora_alpha: Annotated[int | None, _lcrec("--lora-alpha", "lcrec: LoRA alpha.")] = None,
-        lora_dropout: Annotated[float | None, _lcrec("--lora-dropout", None)] = None,
+        lora_r: Annotated[int | None, _lcrec("--lora-r", "lcrec: LoRA rank")] = None,
+        lora_alpha: Annotated[int | None, _lcrec("--lora-alpha", "lcrec: LoRA alpha")] = None,
+        lora_dropout: Annotated[float | None, _lcrec("--lora-dropout", "lcrec: LoRA dropout")] = None,
         lora_target_modules: Annotated[str | None, _lcrec("--lora-target-modules", "lcrec: comma list of module "
                                                           "names.")] = None,
         align_tasks: Annotated[bool, _lcrec("--align-tasks", "lcrec: add title<->SID tasks.")] = False,
         max_steps: Annotated[int | None, _lcrec("--max-steps", "lcrec: cap optimizer steps.")] = None,
-        grad_accum: Annotated[int | None, _lcrec("--grad-accum", "lcrec: gradient accumulation.")] = None,
+        grad_accum: Annotated[int | None, _lcrec("--grad-accum", "lcrec: gradient accumulation")] = None,
         max_samples: Annotated[int | None, _lcrec("--max-samples", "lcrec: cap training samples.")] = None,
         plot: PlotOut = None,
-        seed: Seed = 0,
-        device: Device = "auto",
-        force: Force = False,
-        resume: Resume = False,
-        quiet: Quiet = False,
-        json_out: JsonOut = False,
+        run: RunOptions = RunOptions(),
     ) -> None:
         """Train a recommender (TIGER, LC-Rec or SASRec) on the train split and write a model directory.
 
@@ -90,7 +120,6 @@ def register(app: typer.Typer) -> None:
         from uqf_cli.io import check_output, read_sids
         from uqf_cli.rec import backbone_module
 
-        start(quiet)
         module = backbone_module(backbone)
         options: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
@@ -100,27 +129,27 @@ def register(app: typer.Typer) -> None:
             "base_model": base_model, "gguf_file": gguf_file, "trust_remote_code": trust_remote_code or None,
             "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "lora_target_modules": lora_target_modules, "align_tasks": align_tasks or None, "max_steps": max_steps,
-            "grad_accum": grad_accum, "max_samples": max_samples, "seed": seed, "device": device,
-            "resume": resume or None, "preset": preset, "engine": engine,
+            "grad_accum": grad_accum, "max_samples": max_samples, "seed": run.seed, "device": run.device,
+            "resume": run.resume or None, "preset": preset, "engine": engine,
         }
         if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
             options["epochs"] = _whole_epochs(epochs) if backbone == "tiger" else (
                 int(epochs) if epochs == int(epochs) else epochs)
         given = {k: v for k, v in options.items() if v is not None}
         check_backbone_uses(backbone, module.OPTIONS, given)
-        check_output(output, force)
+        check_output(output, run.force)
         if plot is not None:
-            _check_plot(plot, backbone, force)
+            _check_plot(plot, backbone, run.force)
         ds = Dataset.load(dataset)
         table = read_sids(sids) if sids is not None else None
-        summary = module.train(ds, table, output, given, force)
+        summary = module.train(ds, table, output, given, run.force)
         if not _is_main_process():
             return
         if plot is not None:
             from uqf_cli.plots.training import plot_training
 
-            runtime.info(f"wrote {plot_training(output, plot, force)}")
-        if json_out:
+            runtime.info(f"wrote {plot_training(output, plot, run.force)}")
+        if run.json:
             emit_json(summary)
             return
         runtime.stdout_console().print(summary_table(summary, str(output)))

@@ -1,32 +1,8 @@
-"""LightGCN as a recommender (``--backbone lightgcn``): user x item dot products of train-gcn's embeddings.
+"""LightGCN as a recommender (``--backbone lightgcn``): user x item dot products of LightGCN embeddings.
 
-``uqf train-gcn`` already learns LightGCN user and item embeddings (final, layer-averaged) on the
-train interactions, with early stopping on the valid split (:mod:`uqf_cli.gcn`). Used directly as a
-recommender, the score of item ``i`` for user ``u`` is ``e_u . e_i`` over the whole catalogue, exactly
-what LightGCN optimises (BPR on these dot products).
-
-Two ways to build the model directory:
-
-* ``uqf train-rec DS --backbone lightgcn -o DIR`` trains LightGCN through :func:`uqf_cli.gcn.train_lightgcn`
-  (the train-rec flags map onto train-gcn's: ``--epochs``, ``--d-model`` = ``--dim``, ``--num-layers`` =
-  ``--layers``, ``--lr``, ``--batch-size``, ``--patience``, ``--eval-every``, ``--seed``, ``--device``);
-* with option ``collab`` (a train-gcn file, e.g. the one the SIDs were built from; library call
-  ``train(ds, None, DIR, {"collab": "collab.st"})``) its embeddings are reused as they are, so the
-  baseline is exactly the collaborative signal the fuser saw. The file must come from the same dataset.
-
-Users: :func:`uqf_cli.evaluate.evaluate` passes each case's ``user_id`` to ``recommend`` (this
-recommender sets ``uses_user_ids``), and the user's learned embedding is used. The user vector is
-fitted on the train split only, so it never saw the valid item (nor, of course, the test item). For
-an unknown user, a user without train interactions (zero row), or a call without ids
-(``uqf recommend`` with only ``--history``), the user vector is the mean of the history items'
-embeddings (a fold-in: LightGCN's first propagation step builds a user from its items the same way,
-up to normalisation).
-
-History masking: on by default (``exclude_history``), see :mod:`uqf_cli.baselines` for why; cold items
-(no train interaction) have all-zero embeddings, score 0 and are never learned.
-
-Files: ``model.safetensors`` (uqf model file of kind ``lightgcn_rec``: ``items`` [N, d] and ``users``
-[U, d]; item and user ids in its config) and ``uqf_model.json``.
+Trains LightGCN through train-gcn's code (train-rec options map onto :class:`GcnConfig` via
+:data:`GCN_OPTIONS`) or reuses a train-gcn file given as option ``collab``. Unknown users get the
+mean of their history items' embeddings. Details and files: ``docs/train-rec.md``.
 """
 
 from __future__ import annotations
@@ -43,7 +19,7 @@ from uqf_cli.baselines import top_k_from_scores
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError
 from uqf_cli.fingerprints import interactions_of
-from uqf_cli.gcn import GcnConfig, train_lightgcn
+from uqf_cli.gcn_config import GcnConfig
 from uqf_cli.io import (
     SidTable,
     atomic_path,
@@ -59,16 +35,16 @@ BACKBONE = "lightgcn"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_KIND = "lightgcn_rec"
 # train-rec option name -> GcnConfig field
-_GCN_OPTIONS = {"epochs": "epochs", "d_model": "dim", "dim": "dim", "num_layers": "layers", "layers": "layers",
+GCN_OPTIONS = {"epochs": "epochs", "d_model": "dim", "dim": "dim", "num_layers": "layers", "layers": "layers",
                 "lr": "lr", "batch_size": "batch_size", "patience": "patience", "eval_every": "eval_every",
                 "seed": "seed", "device": "device", "reg": "reg"}
-OPTIONS = (*_GCN_OPTIONS, "collab", "exclude_history")  # every option key train() reads
+OPTIONS = (*GCN_OPTIONS, "collab", "exclude_history")  # every option key train() reads
 
 
 def gcn_config(options: dict[str, Any]) -> GcnConfig:
     """train-gcn's defaults overlaid with the train-rec options that map onto them."""
     cfg = GcnConfig()
-    for key, field_name in _GCN_OPTIONS.items():
+    for key, field_name in GCN_OPTIONS.items():
         value = options.get(key)
         if value is not None:
             setattr(cfg, field_name, type(getattr(cfg, field_name))(value))
@@ -117,6 +93,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         cfg = gcn_config(options)
         runtime.info(f"lightgcn: training on {len(dataset.user_ids):,} users x {len(dataset.item_ids):,} items "
                      f"(dim {cfg.dim}, {cfg.layers} layers, up to {cfg.epochs} epochs)")
+        from uqf_cli.gcn import train_lightgcn  # imported here: it pulls in heavy modules
+
         result = train_lightgcn(dataset, cfg)
         items, users, user_ids = result.item_embeddings, result.user_embeddings, result.user_ids
         info = {"source": "trained", "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,

@@ -1,12 +1,7 @@
-"""Popularity baseline: every user gets the most frequent train items (``--backbone pop``).
+"""Popularity baseline (``--backbone pop``): every user gets the most frequent train items.
 
-The model is the catalogue sorted by train-split frequency (:func:`uqf_cli.baselines.popularity_order`),
-saved with the counts in ``popularity.json``. Ranking returns the first ``k`` items of that order,
-skipping the user's history items when ``exclude_history`` is on (the default; why:
-:mod:`uqf_cli.baselines`). No training, no randomness: the same dataset always gives the same file.
-
-Option keys read from ``options``: ``exclude_history`` (True). Other keys (epochs, seed, ...) are ignored;
-``sids`` is ignored (``None`` is fine).
+No training and no randomness; option ``exclude_history`` (on by default) skips the user's history
+items. Details and files: ``docs/train-rec.md``.
 """
 
 from __future__ import annotations

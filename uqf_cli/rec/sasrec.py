@@ -1,36 +1,8 @@
-"""SASRec baseline: causal self-attention over item-id histories (Kang & McAuley, ICDM 2018).
+"""SASRec baseline (``--backbone sasrec``): causal self-attention over item-id histories (Kang & McAuley, 2018).
 
-Why it is here: every generative-recommendation paper (TIGER, LC-Rec, LETTER) reports SASRec beside
-the SID models; it needs no SIDs, so it tells whether the SIDs help at all over plain item ids.
-
-Model (the paper's design, sized for Amazon data)
-    * item embedding ``E`` (one row per item, row 0 = padding) + learned positional embedding, scaled
-      by ``sqrt(hidden)``, dropout;
-    * ``blocks`` (2) pre-LayerNorm Transformer blocks with ``heads`` (1) causal self-attention heads,
-      a point-wise feed-forward (hidden -> hidden, as in the paper) and residuals, then a LayerNorm;
-    * the score of item ``i`` after position ``t`` is ``h_t . E_i`` (the input embedding is shared
-      with the output, as in the paper).
-
-Training differs from the paper on purpose: cross-entropy over **all** items (softmax over the
-catalogue) instead of binary cross-entropy with one sampled negative. Full softmax is cheap at this
-catalogue size and is known to train SASRec much better (Klenitskiy & Vasilev, RecSys 2023). Every
-position of each user's train part (:meth:`uqf_cli.dataset.Dataset.train_sequences`) is a target;
-sequences longer than ``max_history + 1`` are cut into consecutive windows from the end, so every
-train target is predicted exactly once per epoch with up to ``max_history`` previous items.
-
-Model selection: NDCG@10 on the valid split after every epoch (full ranking), keeping the best
-epoch's weights; training stops after ``patience`` epochs without improvement.
-
-Ranking (:class:`SasRecRecommender`): the last ``max_history`` items of the history, the hidden
-state at the last position, scores for **all** items, top-k. Items already in the history are
-*not* masked: the SID backbones can recommend them too, and uqf evaluate ranks over all items for
-every backbone (Amazon users do re-buy items).
-
-Options: :class:`SasRecOptions` (the train-rec CLI's ``d_model`` and ``num_layers`` are read as
-``hidden`` and ``blocks``); ``sids`` is ignored (``None`` is fine).
-
-Files: ``model.safetensors`` (uqf model file of kind ``sasrec``: weights, with the config and the
-item id list in its metadata) and ``uqf_model.json``.
+It needs no SIDs, so it tells whether the SIDs help at all over plain item ids. Trained with
+cross-entropy over all items; the best epoch by valid NDCG@10 is kept. Options:
+:class:`SasRecOptions`. Design and files: ``docs/train-rec.md``.
 """
 
 from __future__ import annotations

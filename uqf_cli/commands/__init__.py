@@ -1,2 +1,0 @@
-"""Old home of the subcommands; see :mod:`uqf_cli.cli`."""
-# transitional: removed at merge
