@@ -88,13 +88,19 @@ def run(work: Path) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "UQF_THREADS": os.environ.get("UQF_THREADS", "1")}
     out: dict[str, Any] = {}
     for name, argv, outputs in steps(work):
-        cmd = [sys.executable, "-m", "uqf_cli", *argv, "--force", "--quiet", "--json"]
+        done = work / f".{name}.snapshot.json"  # a rerun with the same --work resumes after the last finished step
+        if done.exists():
+            out[name] = json.loads(done.read_text(encoding="utf-8"))
+            continue
+        force = [] if argv[0] == "recommend" else ["--force"]  # recommend writes nothing
+        cmd = [sys.executable, "-m", "uqf_cli", *argv, *force, "--quiet", "--json"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
             sys.exit(f"error: step {name} failed (exit {res.returncode}): {res.stderr.strip()[-2000:]}")
         answer = json.loads(res.stdout) if res.stdout.strip() else None
         out[name] = {"json": hashlib.sha256(json.dumps(scrub(answer), sort_keys=True).encode()).hexdigest(),
                      "files": {p.name: file_digest(p) for p in outputs}, "answer": scrub(answer)}
+        done.write_text(json.dumps(out[name]), encoding="utf-8")
         print(f"{name}: ok", file=sys.stderr, flush=True)
     return out
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from uqf_cli.rec.beam import SidTrie, constrained_beam_search_t5
+from uqf_cli.rec.decoding import SidTrie
+from uqf_cli.rec.tiger.t5_decoder import constrained_beam_search_t5
 
 
 def main() -> None:

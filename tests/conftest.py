@@ -84,25 +84,3 @@ def stop_after_step(monkeypatch: pytest.MonkeyPatch) -> Callable[[int | None], N
         monkeypatch.setattr(TrainerCheckpoints, "callback", original if n is None else callback)
 
     return arm
-
-
-# transitional: removed at merge (once tests/test_tiger.py uses the stop_after_epoch fixture)
-@pytest.fixture(autouse=True)
-def _legacy_stop_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Honour ``UQF_TEST_STOP_AFTER_EPOCH``, which the production code no longer reads, for tests not yet moved
-    to :func:`stop_after_epoch`."""
-    import uqf_cli.core.checkpoint as checkpoint
-
-    original = Checkpointer.epoch_done
-
-    def epoch_done(self: Checkpointer, epoch: int, snapshot, last: bool = False) -> None:
-        if os.environ.get(LEGACY_STOP_ENV) != str(epoch):
-            return original(self, epoch, snapshot, last)
-        self.save(snapshot())
-        raise KeyboardInterrupt(f"stopped after epoch {epoch}")
-
-    monkeypatch.setattr(checkpoint, "STOP_HOOK_ENV", LEGACY_STOP_ENV, raising=False)
-    monkeypatch.setattr(Checkpointer, "epoch_done", epoch_done)
-
-
-LEGACY_STOP_ENV = "UQF_TEST_STOP_AFTER_EPOCH"  # transitional: removed at merge

@@ -92,7 +92,7 @@ def test_gathers_with_shared_rows_have_a_run_to_run_identical_backward() -> None
     import torch
 
     from uqf_cli.gcn import bpr_loss
-    from uqf_cli.quantize import _gather_codes
+    from uqf_cli.quantize.model import gather_codes
 
     g = torch.Generator().manual_seed(0)
     codes = torch.randint(0, 64, (20000,), generator=g)
@@ -101,7 +101,7 @@ def test_gathers_with_shared_rows_have_a_run_to_run_identical_backward() -> None
 
     def codebook_step():
         book = book0.clone().requires_grad_(True)
-        return (_gather_codes(book, codes) * upstream).sum(), book
+        return (gather_codes(book, codes) * upstream).sum(), book
 
     nodes0 = torch.randn(300, 16, generator=g)
     u, p, n = (torch.randint(0, 300, (20000,), generator=g) for _ in range(3))

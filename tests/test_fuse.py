@@ -266,19 +266,3 @@ def test_existing_output_needs_force(syn: Synthetic, tmp_path: Path) -> None:
     _assert_refused(_cli(*args), "--force")
     assert out.read_text() == "keep me"
     assert _cli(*args, "--force").exit_code == 0
-
-
-def test_cli_defaults_match_the_library() -> None:
-    """`uqf fuse`'s option defaults are FuseOptions' (whose fuser shape comes from FuserConfig)."""
-    import typer
-
-    from uqf_cli.cli import app
-    from uqf_cli.fuse import FuseOptions
-
-    fuse_cmd = typer.main.get_command(app).commands["fuse"]
-    defaults = {p.name: p.default for p in fuse_cmd.params}
-    lib = FuseOptions()
-    for name in ("method", "d_model", "queries", "layers", "heads", "out_dim", "memory", "k_memory",
-                 "memory_tokens", "epochs", "batch_size", "lr", "temperature", "k_structural", "k_semantic",
-                 "w_structural", "w_semantic", "p_drop_collab", "p_drop_text", "seed"):
-        assert defaults[name] == getattr(lib, name), name

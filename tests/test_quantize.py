@@ -288,9 +288,3 @@ def test_sinkhorn_levels_option() -> None:
     for bad in ("4", "0", "x", ""):
         with pytest.raises(OptionError, match="--sinkhorn-levels"):
             parse_sinkhorn_levels(bad, 3)
-
-
-def test_cli_defaults_match_the_library() -> None:
-    from uqf_cli.commands import quantize as cmd
-
-    assert (QuantizeConfig.sinkhorn_eps, QuantizeConfig.sinkhorn_levels) == (cmd.DEFAULT_EPS, cmd.DEFAULT_LEVELS)

@@ -10,7 +10,6 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.commands.quantize import LETTER_DEFAULTS
 from uqf_cli.inspect_sids import cosine_consistency
 from uqf_cli.io import make_provenance, read_sids, save_embeddings, sha256_file
 from uqf_cli.quantize import QuantizeConfig, quantize
@@ -153,8 +152,3 @@ def test_bad_letter_input_one_line_exit_2(tmp_path: Path, case: str, args: list[
     assert r.exit_code == 2, r.output
     assert needle in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert not out.exists()
-
-
-def test_cli_letter_defaults_match_the_library() -> None:
-    cfg = LetterConfig()
-    assert (cfg.w_collab, cfg.w_diversity, cfg.temperature, cfg.clusters) == LETTER_DEFAULTS

@@ -121,19 +121,18 @@ def test_two_gloo_processes_train_one_model(tiny_ds: Path, tmp_path: Path) -> No
     assert loaded == r0["parameters_sha256"]  # the saved model is the one both ranks hold
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tiny_ds: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from uqf_cli.checkpoint import STOP_HOOK_ENV, checkpoint_path
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_ds: Path, tmp_path: Path, stop_after_epoch) -> None:
+    from uqf_cli.core.checkpoint import checkpoint_path
 
     ds = Dataset.load(tiny_ds)
     sids = read_sids(write_random_sids(tiny_ds, tmp_path / "s.jsonl"))
     opts = {**TINY, "epochs": 3, "patience": 5}
     full = tiger.train(ds, sids, tmp_path / "full", opts)
-    monkeypatch.setenv(STOP_HOOK_ENV, "1")  # save a checkpoint after epoch 1, then stop as a Ctrl-C would
+    stop_after_epoch(1)  # save a checkpoint after epoch 1, then stop as a Ctrl-C would
     with pytest.raises(KeyboardInterrupt):
         tiger.train(ds, sids, tmp_path / "cut", opts)
     assert checkpoint_path(tmp_path / "cut").exists() and not (tmp_path / "cut").exists()
-    monkeypatch.delenv(STOP_HOOK_ENV)
+    stop_after_epoch(None)
     with pytest.raises(InputError, match="different run"):  # another run's checkpoint is refused
         tiger.train(ds, sids, tmp_path / "cut", {**opts, "lr": 1e-3, "resume": True})
     resumed = tiger.train(ds, sids, tmp_path / "cut", {**opts, "resume": True})

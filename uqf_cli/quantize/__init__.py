@@ -25,7 +25,6 @@ from uqf_cli.quantize.config import (
 from uqf_cli.quantize.kmeans import kmeans, kmeans_plus_plus
 from uqf_cli.quantize.letter import LetterConfig
 from uqf_cli.quantize.model import ResidualQuantizer
-from uqf_cli.quantize.model import gather_codes as _gather_codes  # transitional: old name, tests/test_determinism.py
 from uqf_cli.quantize.saved import QUANTIZER_KIND, load_quantizer, save_quantizer
 from uqf_cli.quantize.sinkhorn import balanced_kmeans, sinkhorn_assign, sinkhorn_code_bias
 from uqf_cli.quantize.stage import QuantizeResult, lcrec_index_path, quantize
@@ -39,7 +38,6 @@ __all__ = [
     "QuantizeConfig",
     "QuantizeResult",
     "ResidualQuantizer",
-    "_gather_codes",
     "apply_quantizer",
     "balanced_kmeans",
     "collision_groups",
