@@ -1,15 +1,8 @@
 """``uqf embed-text --from-array FILE``: wrap precomputed item vectors into a uqf text embedding file.
 
-UniSRec-style folders ship item text embeddings as a raw array (``X.feat1CLS``: float32,
-little-endian, no header, ``N x D`` in item-index order). Row ``k`` belongs to the item whose index
-in the ``X.item2index`` file next to the array is ``k + base``, where ``base`` is the smallest index
-in that file (0 for UniSRec's files; 1 for forks that keep 0 for padding), so the indices must run
-``base .. base+N-1`` without gaps. ``N`` is the number of lines of ``X.item2index`` and ``D`` is
-inferred from the file size (``bytes / (4 N)``), which must divide evenly.
-
-The output holds one row per item of the dataset, in ``items.jsonl`` order, found through the
-item's original id; the provenance records the array, the index file (with hashes), N, D and base.
-No item text is read, so the catalogue fingerprint covers the item ids only.
+The array is UniSRec's raw format (headerless little-endian float32, ``N x D``); its rows are named
+by the ``X.item2index`` file beside it, whose indices must run contiguously from their smallest
+(the format in full: docs/embed-text.md). No item text is read.
 """
 
 from __future__ import annotations
