@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from uqf_cli.baselines import popularity_order, top_k_from_scores
+from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.dataset import Dataset
 from uqf_cli.errors import InputError, OptionError
-from uqf_cli.evaluate import evaluate
-from uqf_cli.gcn import GcnConfig, train_gcn
+from uqf_cli.evaluation import evaluate
+from uqf_cli.evaluation.metrics import popularity_order, top_k_from_scores
 from uqf_cli.io import write_dataset_dir
 from uqf_cli.rec import backbone_module, lightgcn, pop
 

@@ -12,15 +12,8 @@ from typer.testing import CliRunner
 
 from uqf_cli.cli import app
 from uqf_cli.dataset import Dataset
-from uqf_cli.embed_text import (
-    build_texts,
-    bundled_minilm_path,
-    embed_text,
-    encode_with_mean_pooling,
-    item_text,
-    load_for_mean_pooling,
-    resolve_model,
-)
+from uqf_cli.embed import build_texts, embed_text, item_text, resolve_model
+from uqf_cli.embed.models import bundled_minilm_path, encode_with_mean_pooling, load_for_mean_pooling
 from uqf_cli.errors import OptionError
 from uqf_cli.io import load_embeddings
 
@@ -193,7 +186,7 @@ def test_only_a_name_field_works_without_fields(tmp_path: Path) -> None:
 
 
 def test_field_choice_rules() -> None:
-    from uqf_cli.text_fields import choose_fields
+    from uqf_cli.embed import choose_fields
 
     full = choose_fields({"1": {"title": "a", "brand": "b", "categories": "c", "description": "d"}}, None)
     assert full.fields == ("title", "brand", "categories", "description") and full.note is None

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from uqf_cli.cli import app
 from uqf_cli.dataset import Dataset
-from uqf_cli.metrics import ndcg_at_k, popularity_lists, popularity_ranking, ranking_metrics, recall_at_k
+from uqf_cli.evaluation.metrics import ndcg_at_k, popularity_lists, popularity_order, ranking_metrics, recall_at_k
 
 
 def write_random_sids(ds_dir: Path, path: Path, seed: int = 0) -> Path:
@@ -49,9 +49,9 @@ def test_popularity_counts_train_items_only(tmp_path: Path) -> None:
     # train parts: u1 [a, a, b], u2 [c]; valid/test items (d) must not count
     write_dataset_dir(tmp_path / "ds", items, {"u1": ["a", "a", "b", "d", "d"], "u2": ["c", "d", "d"]}, {})
     ds = Dataset.load(tmp_path / "ds")
-    assert popularity_ranking(ds, 4) == ["a", "b", "c", "d"]
+    assert popularity_order(ds) == ["a", "b", "c", "d"]
     assert popularity_lists(ds, [["a"]], 2, exclude_history=True) == [["b", "c"]]
-    assert popularity_lists(ds, [["a"]], 2) == [["a", "b"]]
+    assert popularity_lists(ds, [["a"]], 2, exclude_history=False) == [["a", "b"]]
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +129,8 @@ def test_recommend_shows_titles(trained: tuple[Path, Path, Path]) -> None:
 
 
 def test_metrics_by_popularity_planted_groups(tmp_path: Path) -> None:
+    from uqf_cli.evaluation.popularity import metrics_by_popularity, popularity_groups
     from uqf_cli.io import write_dataset_dir
-    from uqf_cli.metrics_popularity import metrics_by_popularity, popularity_groups
 
     items = {i: {"title": i} for i in "abcde"}
     # train part a x5, b x3, c, d (10 interactions; the two last d's are valid/test); e is cold

@@ -11,9 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.gcn import (
+from uqf_cli.collab import (
     GcnConfig,
     ValidationSet,
     build_train_graph,
@@ -24,6 +22,8 @@ from uqf_cli.gcn import (
     train_gcn,
     train_lightgcn,
 )
+from uqf_cli.dataset import Dataset
+from uqf_cli.errors import InputError, OptionError
 from uqf_cli.io import load_embeddings, write_dataset_dir
 
 runner = CliRunner()

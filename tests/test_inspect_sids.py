@@ -10,15 +10,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from uqf_cli import io
 from uqf_cli.cli import app
-from uqf_cli.inspect_sids import (
+from uqf_cli.evaluation.inspect_sids import (
     adjacent_pairs,
     category_purity,
     collaborative_consistency,
     cosine_consistency,
     items_per_prefix,
 )
+from uqf_cli.io import SidTable, read_sids, save_embeddings, write_lcrec_index, write_sids
 from uqf_cli.quantize import collision_rate
 
 runner = CliRunner()
@@ -86,9 +86,9 @@ def test_items_per_prefix() -> None:
 
 
 def _write_table(path: Path, codes: np.ndarray, ids: list[str]) -> Path:
-    table = io.SidTable(item_ids=ids, codes=codes, codebook_sizes=[int(codes[:, k].max()) + 1
+    table = SidTable(item_ids=ids, codes=codes, codebook_sizes=[int(codes[:, k].max()) + 1
                                                                    for k in range(codes.shape[1])])
-    io.write_sids(path, table)
+    write_sids(path, table)
     return path
 
 
@@ -102,7 +102,7 @@ def office_like(tmp_path: Path, tiny_ds: Path) -> tuple[Path, Path, Path]:
     sids = _write_table(tmp_path / "s.jsonl", codes, ds.item_ids)
     emb = torch.randn(len(ds.item_ids), 8, generator=torch.Generator().manual_seed(0))
     text = tmp_path / "t.st"
-    io.save_embeddings(text, emb, ds.item_ids, {}, "text", ds.fingerprint)
+    save_embeddings(text, emb, ds.item_ids, {}, "text", ds.fingerprint)
     return sids, tiny_ds, text
 
 
@@ -134,9 +134,9 @@ def test_cli_prefix_and_item(office_like: tuple[Path, Path, Path]) -> None:
 
 def test_cli_compare_and_lcrec_index(office_like: tuple[Path, Path, Path], tmp_path: Path) -> None:
     sids, _, _ = office_like
-    table = io.read_sids(sids)
+    table = read_sids(sids)
     index = tmp_path / "x.index.json"
-    io.write_lcrec_index(index, table)
+    write_lcrec_index(index, table)
     r = runner.invoke(app, ["inspect-sids", str(index), "--compare", str(sids), "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)

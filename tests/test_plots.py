@@ -12,8 +12,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from uqf_cli import io
 from uqf_cli.cli import app
+from uqf_cli.io import SidTable, save_embeddings, write_sids
 from uqf_cli.plots.sids import projection_2d
 
 runner = CliRunner()
@@ -76,11 +76,11 @@ def sids_case(tmp_path: Path, tiny_ds: Path) -> dict[str, Path]:
     by_id = np.array([[int(i) % 3, int(i) % 4, int(i)] for i in ids])
     out = {"ds": tiny_ds}
     for name, codes in (("a", by_cat), ("b", by_id)):
-        table = io.SidTable(item_ids=ids, codes=codes, codebook_sizes=[int(codes[:, k].max()) + 1 for k in range(3)])
-        out[name] = io.write_sids(tmp_path / f"{name}.jsonl", table)
+        table = SidTable(item_ids=ids, codes=codes, codebook_sizes=[int(codes[:, k].max()) + 1 for k in range(3)])
+        out[name] = write_sids(tmp_path / f"{name}.jsonl", table)
     emb = torch.randn(len(ids), 8, generator=torch.Generator().manual_seed(0))
     out["text"] = tmp_path / "t.st"
-    io.save_embeddings(out["text"], emb, ids, {}, "text", ds.fingerprint)
+    save_embeddings(out["text"], emb, ids, {}, "text", ds.fingerprint)
     return out
 
 
@@ -146,9 +146,9 @@ def test_fuse_plot_loss_and_gate(tiny_ds: Path, tmp_path: Path) -> None:
     ids = ds.item_ids
     g = torch.Generator().manual_seed(0)
     text, collab = tmp_path / "text.st", tmp_path / "collab.st"
-    io.save_embeddings(text, torch.randn(len(ids), 16, generator=g), ids, {}, "text", ds.fingerprint)
+    save_embeddings(text, torch.randn(len(ids), 16, generator=g), ids, {}, "text", ds.fingerprint)
     warm = ids[:-3]  # the last three items have no collab row: cold
-    io.save_embeddings(collab, torch.randn(len(warm), 8, generator=g), warm, {}, "collab", ds.fingerprint)
+    save_embeddings(collab, torch.randn(len(warm), 8, generator=g), warm, {}, "collab", ds.fingerprint)
     base = ["fuse", "--text", str(text), "--collab", str(collab), "--dataset", str(tiny_ds), "--epochs", "3",
             "--d-model", "16", "--queries", "2", "--layers", "1", "--heads", "2", "--out-dim", "8",
             "--device", "cpu", "--quiet"]

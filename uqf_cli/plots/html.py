@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from uqf_cli import io
-from uqf_cli.inspect_sids import Inspection, group_label
-from uqf_cli.sid_summary import side_by_side
+from uqf_cli.evaluation.inspect_sids import Inspection, group_label
+from uqf_cli.evaluation.sid_summary import side_by_side
+from uqf_cli.io import atomic_path, level_token, to_json
 
 TOP_CODES = 12
 TITLES_PER_CODE = 3
@@ -56,7 +56,7 @@ def top_codes_html(ins: Inspection, top: int = TOP_CODES) -> str:
     for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
         members = [table.item_ids[k] for k in range(len(table.item_ids)) if int(table.codes[k, 0]) == code]
         titles = [ins.dataset.title(i) for i in members[:TITLES_PER_CODE]] if ins.dataset is not None else members[:3]
-        rows.append(f"<tr><td><code>{_e(io.level_token(0, code))}</code></td><td class=\"num\">{n:,}</td>"
+        rows.append(f"<tr><td><code>{_e(level_token(0, code))}</code></td><td class=\"num\">{n:,}</td>"
                     f"<td>{_e(group_label(members, ins.dataset))}</td><td>{_e(' | '.join(titles))}</td></tr>")
     name = Path(table.path).name if table.path else "SIDs"
     return (f"<h3>{_e(name)}: the {min(top, len(counts))} largest of {len(counts):,} level-1 codes</h3>"
@@ -69,7 +69,7 @@ def report_html(inspections: list[Inspection], figures: list[dict[str, Any]], pn
     """The whole page as a string."""
     other = figures[1] if len(figures) > 1 else None
     title = " vs ".join(Path(i.table.path).name if i.table.path else "SIDs" for i in inspections)
-    data = io.to_json({"metrics": figures, "provenance": provenance}).replace("</", "<\\/")
+    data = to_json({"metrics": figures, "provenance": provenance}).replace("</", "<\\/")
     image = base64.b64encode(png).decode("ascii")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -86,6 +86,6 @@ def report_html(inspections: list[Inspection], figures: list[dict[str, Any]], pn
 
 def write_report(path: str | Path, html_text: str, force: bool = False) -> Path:
     """Write the page atomically."""
-    with io.atomic_path(path, force) as tmp:
+    with atomic_path(path, force) as tmp:
         Path(tmp).write_text(html_text, encoding="utf-8")
     return Path(path)

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from uqf_cli import io
 from uqf_cli.errors import InputError
-from uqf_cli.inspect_sids import Inspection, prefix_groups
+from uqf_cli.evaluation.inspect_sids import Inspection, prefix_groups
+from uqf_cli.io import EmbeddingFile, SidTable, level_token
 
 MAP_CODES = 10  # level-1 codes drawn in colour on the map (the largest), each with one title
 TITLE_CHARS = 32
@@ -48,7 +48,7 @@ def projection_2d(embeddings: np.ndarray) -> np.ndarray:
     return out
 
 
-def item_map(table: io.SidTable, emb: io.EmbeddingFile) -> ItemMap:
+def item_map(table: SidTable, emb: EmbeddingFile) -> ItemMap:
     """Project the embeddings of the table's items (matched by id) to 2-D."""
     index = emb.index()
     rows = np.asarray([k for k, iid in enumerate(table.item_ids) if iid in index], dtype=np.int64)
@@ -59,7 +59,7 @@ def item_map(table: io.SidTable, emb: io.EmbeddingFile) -> ItemMap:
     return ItemMap(projection_2d(vectors), rows, name)
 
 
-def map_source(ins: Inspection, explicit: io.EmbeddingFile | None = None) -> io.EmbeddingFile | None:
+def map_source(ins: Inspection, explicit: EmbeddingFile | None = None) -> EmbeddingFile | None:
     """The embeddings to map: the explicit file, else the text embeddings, else the collaborative ones."""
     return explicit or ins.text or ins.collab
 
@@ -69,7 +69,7 @@ def map_source(ins: Inspection, explicit: io.EmbeddingFile | None = None) -> io.
 # --------------------------------------------------------------------------------------------
 
 
-def draw_code_usage(ax: Any, table: io.SidTable) -> None:
+def draw_code_usage(ax: Any, table: SidTable) -> None:
     """Items per code at each level, codes sorted by frequency (a flat line is even use)."""
     for lv in range(table.levels):
         size = int(table.codebook_sizes[lv])
@@ -87,7 +87,7 @@ def draw_code_usage(ax: Any, table: io.SidTable) -> None:
     ax.grid(alpha=0.3)
 
 
-def draw_prefix_sizes(ax: Any, table: io.SidTable) -> None:
+def draw_prefix_sizes(ax: Any, table: SidTable) -> None:
     """At each depth, the share of items that sit in prefixes of each size (size 1 = a unique prefix)."""
     n = len(table.item_ids)
     for d in range(1, table.levels + 1):
@@ -118,7 +118,7 @@ def draw_item_map(ax: Any, ins: Inspection, m: ItemMap) -> None:
         ax.scatter(m.xy[members, 0], m.xy[members, 1], color=colour, s=size * 1.6, linewidths=0, alpha=0.9)
         iid = ins.table.item_ids[row]
         title = ins.dataset.title(iid) if ins.dataset is not None else iid
-        label = f"{io.level_token(0, code)} {title[:TITLE_CHARS]}" + ("..." if len(title) > TITLE_CHARS else "")
+        label = f"{level_token(0, code)} {title[:TITLE_CHARS]}" + ("..." if len(title) > TITLE_CHARS else "")
         ax.annotate(label, xy, xytext=(4, 4), textcoords="offset points", fontsize=7, color="black",
                     bbox={"boxstyle": "round,pad=0.2", "fc": colour, "alpha": 0.35, "lw": 0})
     ax.set_title(f"{len(m.rows):,} items on the 2 principal axes of {m.source}: the {len(picks)} largest "
@@ -146,7 +146,7 @@ def representative_items(ins: Inspection, m: ItemMap, n: int = MAP_CODES) -> lis
 # --------------------------------------------------------------------------------------------
 
 
-def sids_figure(inspections: list[Inspection], map_emb: io.EmbeddingFile | None = None) -> Any:
+def sids_figure(inspections: list[Inspection], map_emb: EmbeddingFile | None = None) -> Any:
     """One row per tokenization: code usage, items per prefix and (with embeddings) the item map."""
     from uqf_cli.plots import new_figure
 
@@ -168,7 +168,7 @@ def sids_figure(inspections: list[Inspection], map_emb: io.EmbeddingFile | None 
 
 def write_sids_pictures(inspections: list[Inspection], figures: list[dict[str, Any]], provenance: dict[str, Any],
                         plot: str | Path | None = None, html_path: str | Path | None = None,
-                        map_emb: io.EmbeddingFile | None = None, force: bool = False) -> list[Path]:
+                        map_emb: EmbeddingFile | None = None, force: bool = False) -> list[Path]:
     """Draw the figure once and write it as ``plot`` and/or inside the HTML report ``html_path``."""
     from uqf_cli.plots import figure_bytes, save_figure
     from uqf_cli.plots.html import report_html, write_report

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from uqf_cli import io
 from uqf_cli.errors import InputError, OptionError
+from uqf_cli.io import load_embeddings
 
 CURVE_BACKBONES = ("tiger", "sasrec")  # the backbones whose model directory records a per-epoch curve
 GATE_BINS = 40
@@ -68,7 +68,7 @@ def plot_fuse(fused_path: str | Path, curve: list[dict[str, float]], out: str | 
     """Draw the fused file's gate (warm vs cold items) next to the loss ``curve`` and write ``out``."""
     from uqf_cli.plots import save_figure
 
-    emb = io.load_embeddings(fused_path)
+    emb = load_embeddings(fused_path)
     gate_t = emb.extra_tensors.get("gate")
     gate = gate_t.double().reshape(len(emb.item_ids), -1).mean(1).numpy() if gate_t is not None else None
     cold_ids = set(emb.extra_metadata.get("cold_item_ids") or [])

@@ -1,0 +1,65 @@
+"""The inspect-sids summary as plain (label, value) rows, shared by the terminal table and the HTML report.
+
+A figure that is withheld (a lift whose random expectation is below its floor) reads ``n/a`` with a
+footnote marker, and the footnote text comes with the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+NA = "n/a"
+
+
+def fmt(v: Any) -> str:
+    """A number as the tables show it (``-`` for missing or NaN)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def summary_rows(m: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(label, value) rows of one metrics dict in reading order, and the footnotes their markers refer to."""
+    rows = [("items", fmt(m["items"])), ("levels", fmt(m["levels"])),
+            ("codebook sizes", ",".join(map(str, m["codebook_sizes"])))]
+    for lv in m["per_level"]:
+        rows.append((f"level {lv['level']} utilisation / perplexity",
+                     f"{lv['utilisation']:.1%} / {lv['perplexity']:.1f}"))
+    rows.append(("collision rate", f"{m['collision_rate']:.2%}"))
+    for d, s in m["items_per_prefix"].items():
+        rows.append((f"items per depth-{d} prefix (max / mean / shared)",
+                     f"{s['max']} / {s['mean']:.2f} / {s['shared']:.2%}"))
+    for key, name in (("semantic_cosine", "text cosine"), ("collab_cosine", "collab cosine")):
+        for d, s in m.get(key, {}).items():
+            rows.append((f"{name} depth {d} (within / random / lift)",
+                         f"{fmt(s['within'])} / {fmt(s['random'])} / {fmt(s['lift'])}"))
+    for d, s in m.get("category_purity", {}).items():
+        rows.append((f"category purity depth {d} (observed / random)", f"{fmt(s['purity'])} / {fmt(s['random'])}"))
+    notes: list[str] = []
+    for d, s in m.get("collab_adjacency", {}).items():
+        lift = fmt(s["lift"])
+        if s.get("lift_note"):
+            notes.append(f"depth {d}: {s['lift_note']}")
+            lift = f"{NA} [{len(notes)}]"
+        rows.append((f"adjacent train pairs sharing depth-{d} prefix (share / random / lift)",
+                     f"{fmt(s['share'])} / {fmt(s['random'])} / {lift}"))
+    return rows, [f"[{k}] {n}" for k, n in enumerate(notes, 1)]
+
+
+def side_by_side(m: dict[str, Any], other: dict[str, Any] | None) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Rows ``(label, value[, other value])`` matched by label, and the footnotes (the other's prefixed)."""
+    mine, notes = summary_rows(m)
+    if other is None:
+        return list(mine), notes
+    theirs, their_notes = summary_rows(other)
+    if their_notes:  # markers in the second column point to the second file's notes
+        theirs = [(label, value.replace("[", "[b")) for label, value in theirs]
+        notes = notes + [n.replace("[", "[b", 1) for n in their_notes]
+    mine_d, theirs_d = dict(mine), dict(theirs)
+    labels = [label for label, _ in mine] + [label for label, _ in theirs if label not in mine_d]
+    return [(label, mine_d.get(label, "-"), theirs_d.get(label, "-")) for label in labels], notes
