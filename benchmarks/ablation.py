@@ -64,10 +64,10 @@ from ablation_units import (
     write_json,
 )
 
-from uqf_cli.dataset import Dataset
+from uqf_cli.data.dataset import Dataset
 from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
-from uqf_cli.quantize_letter import LetterConfig
+from uqf_cli.quantize.letter import LetterConfig
 
 SCRIPT = Path(__file__).resolve()
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from ablation_units import manifest_path, read_json, records_dir, write_json
 
-from uqf_cli.dataset import Dataset
+from uqf_cli.data.dataset import Dataset
 
 TAIL_RULE = ("test targets in the tail of the train popularity (items sorted by train interactions; the items "
              "after the first 80% of interactions, cold items included; `uqf evaluate --by-popularity`)")

@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqf_cli import runtime
-from uqf_cli.dataset import Dataset
-from uqf_cli.evaluate import evaluate
+from uqf_cli.core import runtime
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.evaluation import evaluate
+from uqf_cli.evaluation.inspect_sids import load_inspection
+from uqf_cli.evaluation.inspect_sids import metrics as sid_metrics
+from uqf_cli.files import SidTable, read_sids, write_sids
 from uqf_cli.fuse import FuseOptions, fuse
-from uqf_cli.inspect_sids import load_inspection
-from uqf_cli.inspect_sids import metrics as sid_metrics
-from uqf_cli.io import SidTable, read_sids, write_sids
 from uqf_cli.quantize import QuantizeConfig, quantize
-from uqf_cli.quantize_letter import LetterConfig
+from uqf_cli.quantize.letter import LetterConfig
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
 

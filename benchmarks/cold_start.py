@@ -50,10 +50,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import torch
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.fuse import FuseOptions, apply_fuser, cooccurrence_neighbours, fuse
-from uqf_cli.gcn import GcnConfig, train_gcn
-from uqf_cli.io import (
+from uqf_cli.collab import GcnConfig, train_gcn
+from uqf_cli.core.runtime import configure, resolve_device, set_threads_from_env
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.evaluation.metrics import ranking_metrics
+from uqf_cli.files import (
     SidTable,
     load_embeddings,
     make_provenance,
@@ -62,10 +63,9 @@ from uqf_cli.io import (
     write_dataset_dir,
     write_sids,
 )
-from uqf_cli.metrics import ranking_metrics
+from uqf_cli.fuse import FuseOptions, apply_fuser, cooccurrence_neighbours, fuse
 from uqf_cli.quantize import QuantizeConfig, apply_quantizer, quantize
 from uqf_cli.rec import lightgcn, pop, tiger
-from uqf_cli.runtime import configure, resolve_device, set_threads_from_env
 
 NEIGHBOURS = 10
 SHUFFLES = 20

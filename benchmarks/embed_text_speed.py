@@ -18,9 +18,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from uqf_cli.embed_text import embed_text
-from uqf_cli.prepare import prepare
-from uqf_cli.runtime import configure, resolve_device
+from uqf_cli.core.runtime import configure, resolve_device
+from uqf_cli.data.prepare import prepare
+from uqf_cli.embed import embed_text
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def _truncate_items(ds_dir: Path, n: int) -> None:
     """Keep the first n items and the sequences that only name them (a quicker smoke run)."""
     import json
 
-    from uqf_cli.io import read_dataset_dir, write_dataset_dir
+    from uqf_cli.files import read_dataset_dir, write_dataset_dir
 
     items, seqs, info = read_dataset_dir(ds_dir)
     keep = dict(list(items.items())[:n])

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uqf_cli.io import save_embeddings, write_dataset_dir
+from uqf_cli.files import save_embeddings, write_dataset_dir
 
 
 def make_inputs(root: Path, n_items: int, n_users: int, seed: int) -> tuple[Path, Path, Path]:

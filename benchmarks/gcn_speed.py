@@ -39,8 +39,8 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.gcn import EvalRecord, GcnConfig, train_lightgcn
+from uqf_cli.collab import EvalRecord, GcnConfig, train_lightgcn
+from uqf_cli.data.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

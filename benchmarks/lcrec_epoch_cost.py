@@ -37,8 +37,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.io import SidTable, read_sids, to_json
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import SidTable, read_sids, to_json
 from uqf_cli.rec import lcrec
 
 

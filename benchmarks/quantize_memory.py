@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli.io import make_provenance, save_embeddings
+from uqf_cli.files import make_provenance, save_embeddings
 
 
 def synthetic_embeddings(n: int, dim: int, seed: int = 0) -> torch.Tensor:

@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uqf_cli.inspect_sids import cosine_consistency, items_per_prefix
-from uqf_cli.io import load_embeddings, read_sids
+from uqf_cli.core.runtime import configure, set_threads_from_env
+from uqf_cli.evaluation.inspect_sids import cosine_consistency, items_per_prefix
+from uqf_cli.files import load_embeddings, read_sids
 from uqf_cli.quantize import QuantizeConfig, quantize
-from uqf_cli.runtime import configure, set_threads_from_env
 
 COSINE_EDGES = (1.0001, 0.999, 0.99, 0.98, 0.95, 0.9, -math.inf)  # bucket b holds cosines in [edge b+1, edge b)
 DEFAULT_PEER = Path(__file__).resolve().parents[2] / "shared/data/amazon-instruments/Instruments.index.json"

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.io import read_sids
+from uqf_cli.core.runtime import configure, set_threads_from_env
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import read_sids
 from uqf_cli.rec import tiger
-from uqf_cli.runtime import configure, set_threads_from_env
 
 
 def uqf(*args: str) -> None:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest import make_dataset
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.gcn import train_gcn
-from uqf_cli.gcn_config import GcnConfig
-from uqf_cli.io import SidTable, make_provenance, save_embeddings
+from uqf_cli.collab import train_gcn
+from uqf_cli.collab.config import GcnConfig
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import SidTable, make_provenance, save_embeddings
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -135,7 +135,7 @@ def test_gpu_script_runs_on_cpu_at_a_tiny_budget(inputs: dict[str, Path]) -> Non
 
 
 def test_letter_variant_tokenizes_with_the_collab_file(inputs: dict[str, Path]) -> None:
-    from uqf_cli.io import read_sids, sha256_file
+    from uqf_cli.files import read_sids, sha256_file
 
     args = ablation.parse_args(_argv(inputs, "letter.md", "--variants", "letter", "--seeds", "1"))
     record = units.tokenize("sid_letter_s0", args)

@@ -27,7 +27,7 @@ from conftest import make_dataset
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.io import read_dataset_dir, save_embeddings, save_tensors
+from uqf_cli.files import read_dataset_dir, save_embeddings, save_tensors
 
 
 def run_cli(args: list[str]):

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from uqf_cli.collab import GcnConfig, train_gcn
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError, OptionError
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation import evaluate
 from uqf_cli.evaluation.metrics import popularity_order, top_k_from_scores
-from uqf_cli.io import write_dataset_dir
+from uqf_cli.files import write_dataset_dir
 from uqf_cli.rec import backbone_module, lightgcn, pop
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from uqf_cli.cli import app
 from uqf_cli.core.errors import InputError, OptionError
-from uqf_cli.embed_text import embed_text
+from uqf_cli.embed import embed_text
 from uqf_cli.files import load_embeddings, read_dataset_dir, save_embeddings, write_dataset_dir
 
 DIM = 8

@@ -87,7 +87,7 @@ def test_quiet_silences_library_progress_bars(monkeypatch) -> None:
     """transformers' "Loading weights" bar must not land in a pipe's stderr or a --quiet run."""
     import transformers.utils.logging as hf_logging
 
-    from uqf_cli import runtime
+    from uqf_cli.core import runtime
 
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
     hf_logging.enable_progress_bar()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from uqf_cli.cli import app
 from uqf_cli.demo import FULL, QUICK, STEPS, DemoContext
-from uqf_cli.io import read_sids
+from uqf_cli.files import read_sids
 
 runner = CliRunner()
 

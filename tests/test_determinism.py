@@ -91,7 +91,7 @@ def test_gathers_with_shared_rows_have_a_run_to_run_identical_backward() -> None
     """
     import torch
 
-    from uqf_cli.gcn import bpr_loss
+    from uqf_cli.collab import bpr_loss
     from uqf_cli.quantize.model import gather_codes
 
     g = torch.Generator().manual_seed(0)

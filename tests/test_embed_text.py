@@ -11,11 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.dataset import Dataset
+from uqf_cli.core.errors import OptionError
+from uqf_cli.data.dataset import Dataset
 from uqf_cli.embed import build_texts, embed_text, item_text, resolve_model
 from uqf_cli.embed.models import bundled_minilm_path, encode_with_mean_pooling, load_for_mean_pooling
-from uqf_cli.errors import OptionError
-from uqf_cli.io import load_embeddings
+from uqf_cli.files import load_embeddings
 
 runner = CliRunner()
 
@@ -158,7 +158,7 @@ def test_cli_bad_dataset(tmp_path: Path) -> None:
 
 
 def _write_items(path: Path, items: dict[str, dict]) -> Path:
-    from uqf_cli.io import write_dataset_dir
+    from uqf_cli.files import write_dataset_dir
 
     seqs = {f"u{u}": [str((u + k) % len(items)) for k in range(4)] for u in range(6)}
     write_dataset_dir(path, {str(k): v for k, v in zip(range(len(items)), items.values(), strict=True)}, seqs,

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.dataset import Dataset
+from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation.metrics import ndcg_at_k, popularity_lists, popularity_order, ranking_metrics, recall_at_k
 
 
@@ -18,7 +18,7 @@ def write_random_sids(ds_dir: Path, path: Path, seed: int = 0) -> Path:
     """Unique random 2-level SIDs (4 x 4 codes) for every item of the dataset."""
     import numpy as np
 
-    from uqf_cli.io import SidTable, write_sids
+    from uqf_cli.files import SidTable, write_sids
 
     ds = Dataset.load(ds_dir)
     pairs = np.random.default_rng(seed).permutation(16)[:len(ds.item_ids)]
@@ -43,7 +43,7 @@ def test_metrics_by_hand() -> None:
 
 
 def test_popularity_counts_train_items_only(tmp_path: Path) -> None:
-    from uqf_cli.io import write_dataset_dir
+    from uqf_cli.files import write_dataset_dir
 
     items = {i: {"title": i} for i in "abcd"}
     # train parts: u1 [a, a, b], u2 [c]; valid/test items (d) must not count
@@ -130,7 +130,7 @@ def test_recommend_shows_titles(trained: tuple[Path, Path, Path]) -> None:
 
 def test_metrics_by_popularity_planted_groups(tmp_path: Path) -> None:
     from uqf_cli.evaluation.popularity import metrics_by_popularity, popularity_groups
-    from uqf_cli.io import write_dataset_dir
+    from uqf_cli.files import write_dataset_dir
 
     items = {i: {"title": i} for i in "abcde"}
     # train part a x5, b x3, c, d (10 interactions; the two last d's are valid/test); e is cold

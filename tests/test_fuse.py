@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.dataset import Dataset
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import load_embeddings, make_provenance, save_embeddings, write_dataset_dir
 from uqf_cli.fuse import FuseOptions, apply_fuser, fuse, topk_cosine
-from uqf_cli.io import load_embeddings, make_provenance, save_embeddings, write_dataset_dir
 
 N_ITEMS = 320
 N_CLUSTERS = 8

@@ -22,9 +22,9 @@ from uqf_cli.collab import (
     train_gcn,
     train_lightgcn,
 )
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.io import load_embeddings, write_dataset_dir
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import load_embeddings, write_dataset_dir
 
 runner = CliRunner()
 FAST = {"dim": 16, "batch_size": 256, "lr": 0.05, "eval_every": 1, "device": "cpu"}

@@ -18,7 +18,7 @@ from uqf_cli.evaluation.inspect_sids import (
     cosine_consistency,
     items_per_prefix,
 )
-from uqf_cli.io import SidTable, read_sids, save_embeddings, write_lcrec_index, write_sids
+from uqf_cli.files import SidTable, read_sids, save_embeddings, write_lcrec_index, write_sids
 from uqf_cli.quantize import collision_rate
 
 runner = CliRunner()
@@ -95,7 +95,7 @@ def _write_table(path: Path, codes: np.ndarray, ids: list[str]) -> Path:
 @pytest.fixture
 def office_like(tmp_path: Path, tiny_ds: Path) -> tuple[Path, Path, Path]:
     """SIDs for the tiny dataset (pens under code 0, paper under code 1) and text embeddings."""
-    from uqf_cli.dataset import Dataset
+    from uqf_cli.data.dataset import Dataset
 
     ds = Dataset.load(tiny_ds)
     codes = np.array([[int(i) % 2, int(i) // 2 % 3, int(i)] for i in ds.item_ids])
@@ -188,7 +188,7 @@ def test_cli_lift_floor_in_table_and_json(tmp_path: Path) -> None:
     from tests.conftest import make_dataset
 
     ds = make_dataset(tmp_path / "ds", n_users=3, n_items=40)
-    from uqf_cli.dataset import Dataset
+    from uqf_cli.data.dataset import Dataset
 
     ids = Dataset.load(ds).item_ids
     codes = np.array([[k % 2, k] for k in range(len(ids))])

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import make_dataset
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError, OptionError, OutputExistsError
-from uqf_cli.io import SidTable, write_sids
+from uqf_cli.core.errors import InputError, OptionError, OutputExistsError
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import SidTable, write_sids
 from uqf_cli.rec import backbone_module, lcrec
 
 
@@ -23,7 +23,7 @@ def _sids(ds: Dataset, path: Path) -> SidTable:
     table = SidTable(item_ids=list(ds.item_ids), codes=codes, codebook_sizes=[4, 4, 4],
                      dataset_fingerprint=ds.fingerprint)
     write_sids(path, table)
-    from uqf_cli.io import read_sids
+    from uqf_cli.files import read_sids
 
     return read_sids(path)
 

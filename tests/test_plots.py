@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.io import SidTable, save_embeddings, write_sids
+from uqf_cli.files import SidTable, save_embeddings, write_sids
 from uqf_cli.plots.sids import projection_2d
 
 runner = CliRunner()
@@ -68,7 +68,7 @@ def parse_html(path: Path) -> _Collect:
 @pytest.fixture
 def sids_case(tmp_path: Path, tiny_ds: Path) -> dict[str, Path]:
     """Two tokenizations of the tiny dataset (by category / by id) and text embeddings."""
-    from uqf_cli.dataset import Dataset
+    from uqf_cli.data.dataset import Dataset
 
     ds = Dataset.load(tiny_ds)
     ids = ds.item_ids
@@ -140,7 +140,7 @@ def test_projection_is_deterministic_and_sign_fixed() -> None:
 
 
 def test_fuse_plot_loss_and_gate(tiny_ds: Path, tmp_path: Path) -> None:
-    from uqf_cli.dataset import Dataset
+    from uqf_cli.data.dataset import Dataset
 
     ds = Dataset.load(tiny_ds)
     ids = ds.item_ids

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.io import make_provenance, read_sids, save_embeddings
+from uqf_cli.files import make_provenance, read_sids, save_embeddings
 from uqf_cli.quantize import (
     QuantizeConfig,
     collision_rate,
@@ -279,7 +279,7 @@ def test_fit_sample_codes_every_item_deterministically() -> None:
 
 
 def test_sinkhorn_levels_option() -> None:
-    from uqf_cli.errors import OptionError
+    from uqf_cli.core.errors import OptionError
     from uqf_cli.quantize import parse_sinkhorn_levels
 
     assert parse_sinkhorn_levels("rest", 3) == [1, 2] and parse_sinkhorn_levels("rest", 1) == []

@@ -10,11 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.inspect_sids import cosine_consistency
-from uqf_cli.io import make_provenance, read_sids, save_embeddings, sha256_file
+from uqf_cli.core.runtime import configure
+from uqf_cli.evaluation.inspect_sids import cosine_consistency
+from uqf_cli.files import make_provenance, read_sids, save_embeddings, sha256_file
 from uqf_cli.quantize import QuantizeConfig, quantize
 from uqf_cli.quantize.letter import LetterConfig, alignment_loss, diversity_loss
-from uqf_cli.runtime import configure
 
 runner = CliRunner()
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import make_dataset
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError, OptionError, OutputExistsError
-from uqf_cli.io import load_tensors, write_dataset_dir
+from uqf_cli.core.errors import InputError, OptionError, OutputExistsError
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import load_tensors, write_dataset_dir
 from uqf_cli.rec import backbone_module, sasrec
 
 FAST = {"hidden": 32, "epochs": 15, "batch_size": 32, "lr": 5e-3, "patience": 15, "dropout": 0.0,

@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError
-from uqf_cli.io import SidTable, read_sids, write_sids
+from uqf_cli.core.errors import InputError
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import SidTable, read_sids, write_sids
 from uqf_cli.rec import tiger
 
 TINY = {"epochs": 2, "batch_size": 32, "d_model": 16, "d_kv": 8, "num_heads": 2, "d_ff": 32, "num_layers": 1,

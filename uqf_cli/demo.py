@@ -29,8 +29,8 @@ from typing import Any
 
 from rich.markup import escape
 
-from uqf_cli import runtime
-from uqf_cli.errors import InputError, OptionError
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import InputError, OptionError
 
 DEMO_SOURCE = "builtin:office"
 DEFAULT_WORKDIR = Path("uqf-demo")
@@ -142,7 +142,7 @@ def _common(ctx: DemoContext, seed: bool = True) -> str:
 
 
 def _prepare(ctx: DemoContext, force: bool) -> dict[str, Any]:
-    from uqf_cli.prepare import prepare
+    from uqf_cli.data.prepare import prepare
 
     b = ctx.budget
     ds = prepare(DEMO_SOURCE, ctx.path("dataset"), force=force, kcore_k=b.kcore, max_history=b.max_history)
@@ -157,7 +157,7 @@ def _prepare_cmd(ctx: DemoContext) -> str:
 
 
 def _embed_text(ctx: DemoContext, force: bool) -> dict[str, Any]:
-    from uqf_cli.embed_text import embed_text
+    from uqf_cli.embed import embed_text
 
     res = embed_text(ctx.path("dataset"), ctx.path("text.st"), device=ctx.device, force=force)
     return {"items": res.items, "dim": res.dim, "model": res.model,
@@ -169,7 +169,7 @@ def _embed_text_cmd(ctx: DemoContext) -> str:
 
 
 def _train_gcn(ctx: DemoContext, force: bool) -> dict[str, Any]:
-    from uqf_cli.gcn import GcnConfig, train_gcn
+    from uqf_cli.collab import GcnConfig, train_gcn
 
     cfg = GcnConfig(**{**ctx.budget.gcn, "seed": ctx.seed, "device": ctx.device})
     res = train_gcn(ctx.path("dataset"), ctx.path("collab.st"), cfg, force=force)
@@ -224,8 +224,8 @@ def _quantize_cmd(ctx: DemoContext) -> str:
 
 
 def _train_rec(ctx: DemoContext, force: bool) -> dict[str, Any]:
-    from uqf_cli.dataset import Dataset
-    from uqf_cli.io import read_sids
+    from uqf_cli.data.dataset import Dataset
+    from uqf_cli.files import read_sids
     from uqf_cli.rec import tiger
 
     ds = Dataset.load(ctx.path("dataset"))
@@ -242,7 +242,7 @@ def _train_rec_cmd(ctx: DemoContext) -> str:
 
 
 def _evaluate(ctx: DemoContext, force: bool) -> dict[str, Any]:
-    from uqf_cli.evaluate import evaluate
+    from uqf_cli.evaluation import evaluate
 
     r = evaluate(ctx.path("tiger"), ctx.path("dataset"), split="test", beam_size=ctx.budget.beam_size,
                  device=ctx.device, sids_path=ctx.path("sids.jsonl"), predictions=ctx.path("test_predictions.jsonl"),
@@ -257,8 +257,8 @@ def _evaluate_cmd(ctx: DemoContext) -> str:
 
 
 def _inspect(ctx: DemoContext, force: bool) -> dict[str, Any]:
-    from uqf_cli import inspect_sids
-    from uqf_cli.io import make_provenance, write_json
+    from uqf_cli.evaluation import inspect_sids
+    from uqf_cli.files import make_provenance, write_json
 
     ins = inspect_sids.load_inspection(ctx.path("sids.jsonl"), ctx.path("dataset"), ctx.path("text.st"),
                                        ctx.path("collab.st"))
@@ -275,9 +275,9 @@ def _inspect_cmd(ctx: DemoContext) -> str:
 
 def _picture(ctx: DemoContext, force: bool) -> dict[str, Any]:
     """Draw the SIDs (code usage, items per prefix, the fused embeddings' map); skipped without matplotlib."""
-    from uqf_cli import inspect_sids
-    from uqf_cli.errors import UqfError
-    from uqf_cli.io import load_embeddings, make_provenance
+    from uqf_cli.core.errors import UqfError
+    from uqf_cli.evaluation import inspect_sids
+    from uqf_cli.files import load_embeddings, make_provenance
     from uqf_cli.plots import EXTRA_HINT, require_matplotlib
     from uqf_cli.plots.sids import write_sids_pictures
 
@@ -304,7 +304,7 @@ def _table_metrics() -> list[str]:
 
 
 def sid_summary(figures: dict[str, Any]) -> dict[str, Any]:
-    """The few SID figures the final table shows (from :func:`uqf_cli.inspect_sids.metrics`)."""
+    """The few SID figures the final table shows (from :func:`uqf_cli.evaluation.inspect_sids.metrics`)."""
     out: dict[str, Any] = {"items": figures["items"], "levels": figures["levels"],
                            "collision_rate": round(figures["collision_rate"], 4)}
     for lvl, s in enumerate(figures.get("per_level", []), 1):
@@ -344,7 +344,7 @@ def _check_settings(wd: Path, settings: dict[str, Any], force: bool) -> None:
     """Refuse to reuse files made with another budget or seed (they would be silently mixed)."""
     import json
 
-    from uqf_cli.io import read_json, to_json
+    from uqf_cli.files import read_json, to_json
 
     path = wd / SETTINGS_FILE
     if path.exists() and not force:
@@ -389,7 +389,7 @@ class DemoResult:
 def run_demo(workdir: str | Path = DEFAULT_WORKDIR, force: bool = False, device: str = "auto",
              steps: list[Step] | None = None, seed: int = 0, quick: bool = False) -> DemoResult:
     """Run (or reuse) every step in order inside ``workdir``; read back the test metrics and SID figures."""
-    from uqf_cli.io import read_json, to_json
+    from uqf_cli.files import read_json, to_json
 
     wd = Path(workdir)
     if wd.exists() and not wd.is_dir():

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from uqf_cli.errors import UqfError
-from uqf_cli.io import to_json
+from uqf_cli.core.errors import UqfError
+from uqf_cli.files import to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,7 +76,7 @@ def install_signal_handlers() -> None:
 
 
 def _interrupt_message(exc: KeyboardInterrupt) -> str:
-    from uqf_cli.checkpoint import active_checkpoint
+    from uqf_cli.core.checkpoint import active_checkpoint
 
     what = "terminated" if isinstance(exc, Terminated) else "interrupted"
     saved = active_checkpoint()

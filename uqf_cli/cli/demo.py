@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json
 from uqf_cli.cli.options import RunOptions, shared_options
+from uqf_cli.core import runtime
 
 if TYPE_CHECKING:
     from uqf_cli.demo import DemoResult

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json, parse_csv
 from uqf_cli.cli.options import Device, OutFile, RunOptions, function_defaults, shared_options
-from uqf_cli.embed_text import embed_text
+from uqf_cli.core import runtime
+from uqf_cli.embed import embed_text
 
 _E = function_defaults(embed_text)
 

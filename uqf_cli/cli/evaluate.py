@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json, parse_csv
 from uqf_cli.cli.options import RunOptions, function_defaults, shared_options
-from uqf_cli.evaluate import evaluate
+from uqf_cli.core import runtime
+from uqf_cli.evaluation import evaluate
 
 _V = function_defaults(evaluate)
 
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         run: RunOptions = RunOptions(),
     ) -> None:
         """Recall@K and NDCG@K of a trained recommender (full ranking, one target per user)."""
-        from uqf_cli.errors import OptionError
+        from uqf_cli.core.errors import OptionError
 
         try:
             rks = [int(k) for k in parse_csv(recall_ks)]

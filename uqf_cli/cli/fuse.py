@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json
 from uqf_cli.cli.options import OutFile, PlotOut, RunOptions, shared_options
-from uqf_cli.errors import OptionError
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse import FuseOptions
 
 _F = FuseOptions()

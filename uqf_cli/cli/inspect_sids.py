@@ -9,10 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json
 from uqf_cli.cli.options import PlotOut, RunOptions, shared_options
-from uqf_cli.errors import OptionError
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import OptionError
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         run: RunOptions = RunOptions(),
     ) -> None:
         """Explore a tokenization: the code hierarchy as a tree, usage, collisions and consistency metrics."""
-        from uqf_cli import inspect_sids as ins_mod
+        from uqf_cli.evaluation import inspect_sids as ins_mod
 
         if depth < 1:
             raise OptionError("--depth", "must be at least 1")
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _check_picture_outputs(plot: Path | None, html: Path | None, force: bool) -> None:
-    from uqf_cli.io import check_output
+    from uqf_cli.files import check_output
     from uqf_cli.plots import check_plot_output, require_matplotlib
 
     if plot is not None:
@@ -94,7 +94,7 @@ def _check_picture_outputs(plot: Path | None, html: Path | None, force: bool) ->
 
 def _write_pictures(ins: Any, figures: dict[str, Any], other_ins: Any, other: dict[str, Any] | None,
                     plot: Path | None, html: Path | None, map_emb: Path | None, seed: int, force: bool) -> None:
-    from uqf_cli.io import load_embeddings, make_provenance
+    from uqf_cli.files import load_embeddings, make_provenance
     from uqf_cli.plots.sids import write_sids_pictures
 
     inspections = [ins] if other_ins is None else [ins, other_ins]
@@ -108,7 +108,7 @@ def _write_pictures(ins: Any, figures: dict[str, Any], other_ins: Any, other: di
 
 def summary_table(m: dict[str, Any], other: dict[str, Any] | None = None) -> Table:
     """The summary; with ``other`` the two tokenizations side by side (rows matched by label)."""
-    from uqf_cli.sid_summary import side_by_side
+    from uqf_cli.evaluation.sid_summary import side_by_side
 
     rows, notes = side_by_side(m, other)
     t = Table(title="SIDs summary", caption=escape("\n".join(notes)) or None, caption_justify="left")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from uqf_cli import runtime
+from uqf_cli.core import runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 

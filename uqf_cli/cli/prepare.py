@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json
 from uqf_cli.cli.options import OutDir, RunOptions, function_defaults, shared_options
-from uqf_cli.prepare import prepare
+from uqf_cli.core import runtime
+from uqf_cli.data.prepare import prepare
 
 _P = function_defaults(prepare)
 

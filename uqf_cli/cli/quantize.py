@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json
 from uqf_cli.cli.options import OutFile, RunOptions, shared_options
-from uqf_cli.errors import OptionError
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import OptionError
 from uqf_cli.quantize import QuantizeConfig
-from uqf_cli.quantize_letter import LetterConfig
+from uqf_cli.quantize.letter import LetterConfig
 
 _Q = QuantizeConfig()
 _L = LetterConfig()

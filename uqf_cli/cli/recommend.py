@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json, parse_csv
 from uqf_cli.cli.options import RunOptions, shared_options
+from uqf_cli.core import runtime
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         run: RunOptions = RunOptions(),
     ) -> None:
         """Top-k items, with titles, for one history."""
-        from uqf_cli.evaluate import recommend_for_history
+        from uqf_cli.evaluation import recommend_for_history
 
         ds, items = recommend_for_history(model_dir, dataset, parse_csv(history), k, beam_size, run.device, user_id)
         if run.json:

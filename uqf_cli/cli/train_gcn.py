@@ -11,10 +11,10 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json
 from uqf_cli.cli.options import OutFile, RunOptions, shared_options
-from uqf_cli.gcn_config import GcnConfig
+from uqf_cli.collab.config import GcnConfig
+from uqf_cli.core import runtime
 
 _DEFAULTS = GcnConfig()
 
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         run: RunOptions = RunOptions(),
     ) -> None:
         """Train LightGCN on the train split; write item + user collaborative embeddings."""
-        from uqf_cli.gcn import train_gcn
+        from uqf_cli.collab import train_gcn
 
         cfg = GcnConfig(layers=layers, dim=dim, reg=reg, lr=lr, batch_size=batch_size, epochs=epochs,
                         eval_every=eval_every, patience=patience, k=k, init_std=init_std, seed=run.seed,

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli import runtime
 from uqf_cli.cli.common import cli_command, emit_json
 from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, shared_options
+from uqf_cli.core import runtime
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
 TIGER_PANEL = "TIGER (--backbone tiger)"
@@ -23,7 +23,7 @@ RUN_OPTIONS = ("seed", "device", "resume")  # accepted by every backbone
 @cache
 def backbone_defaults() -> dict[str, dict[str, Any]]:
     """Each backbone's default for every train-rec option it reads, from its options dataclass."""
-    from uqf_cli.gcn_config import GcnConfig
+    from uqf_cli.collab.config import GcnConfig
     from uqf_cli.rec.lcrec.options import LcRecOptions
     from uqf_cli.rec.lightgcn import GCN_OPTIONS
     from uqf_cli.rec.sasrec import SasRecOptions
@@ -116,8 +116,8 @@ def register(app: typer.Typer) -> None:
 
         Multi-GPU / multi-process: `torchrun --nproc_per_node N -m uqf_cli train-rec ...`.
         """
-        from uqf_cli.dataset import Dataset
-        from uqf_cli.io import check_output, read_sids
+        from uqf_cli.data.dataset import Dataset
+        from uqf_cli.files import check_output, read_sids
         from uqf_cli.rec import backbone_module
 
         module = backbone_module(backbone)
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
 
 def check_backbone_uses(backbone: str, known: tuple[str, ...], given: dict[str, Any]) -> None:
     """An option the chosen backbone does not read is an error, not silently dropped."""
-    from uqf_cli.errors import OptionError
+    from uqf_cli.core.errors import OptionError
 
     unused = [k for k in given if k not in known and k not in RUN_OPTIONS]
     if unused:
@@ -173,7 +173,7 @@ def _check_plot(plot: Path, backbone: str, force: bool) -> None:
 
 
 def _whole_epochs(epochs: float) -> int:
-    from uqf_cli.errors import OptionError
+    from uqf_cli.core.errors import OptionError
 
     if epochs != int(epochs) or epochs < 1:
         raise OptionError("--epochs", "the tiger backbone trains whole epochs (a positive integer)")

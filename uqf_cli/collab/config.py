@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from uqf_cli.errors import OptionError
+from uqf_cli.core.errors import OptionError
 
 
 @dataclass

@@ -15,8 +15,8 @@ from torch_geometric.nn.conv import LGConv
 from torch_geometric.nn.models import LightGCN
 
 from uqf_cli.collab.config import GcnConfig
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError
+from uqf_cli.core.errors import InputError
+from uqf_cli.data.dataset import Dataset
 
 
 @dataclass

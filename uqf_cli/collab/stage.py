@@ -6,13 +6,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from uqf_cli.checkpoint import Checkpointer
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.collab.training import EpochCallback, EvalCallback, EvalRecord, GcnResult, train_lightgcn
-from uqf_cli.dataset import Dataset
-from uqf_cli.fingerprints import interaction_fields
-from uqf_cli.io import check_output, make_provenance, save_embeddings
-from uqf_cli.runtime import resolve_device
+from uqf_cli.core.checkpoint import Checkpointer
+from uqf_cli.core.runtime import resolve_device
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import check_output, make_provenance, save_embeddings
+from uqf_cli.files.fingerprints import interaction_fields
 
 STAGE = "train-gcn"
 MODALITY = "collab"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from uqf_cli.errors import OptionError
+from uqf_cli.core.errors import OptionError
 
 DEFAULT_FIELDS = ("title", "brand", "categories", "description")
 

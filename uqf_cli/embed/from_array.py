@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uqf_cli.dataset import Dataset
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.data.prepare.recbole_benchmark import read_index_map
 from uqf_cli.embed.models import DEFAULT_MODEL
 from uqf_cli.embed.stage import TextEmbeddingResult
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.fingerprints import TextSpec, text_file_fields, text_hashes
-from uqf_cli.io import check_output, make_provenance, require_file, save_embeddings
-from uqf_cli.recbole_benchmark import read_index_map
+from uqf_cli.files import check_output, make_provenance, require_file, save_embeddings
+from uqf_cli.files.fingerprints import TextSpec, text_file_fields, text_hashes
 
 FLOAT_BYTES = 4
 

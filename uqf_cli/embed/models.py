@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from uqf_cli.errors import OptionError, UqfError
+from uqf_cli.core.errors import OptionError, UqfError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

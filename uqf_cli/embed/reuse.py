@@ -1,6 +1,6 @@
 """``uqf embed-text --reuse OLD``: encode only the items that are new or whose text changed.
 
-An earlier text embedding file records each item's text hash (:mod:`uqf_cli.fingerprints`). An item
+An earlier text embedding file records each item's text hash (:mod:`uqf_cli.files.fingerprints`). An item
 of the dataset whose id is in that file with the same text hash gets its old row copied; every
 other item (new, or its text changed) is encoded. Rows of items no longer in the dataset are
 dropped. Mixing vectors of two encoders would be meaningless, so the old file must have been made
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from uqf_cli.errors import InputError
-from uqf_cli.fingerprints import text_record
-from uqf_cli.io import load_embeddings
+from uqf_cli.core.errors import InputError
+from uqf_cli.files import load_embeddings
+from uqf_cli.files.fingerprints import text_record
 
 # The settings that decide an item's vector; all must match for a row to be reused.
 SIGNATURE_KEYS = ("model", "pooling", "fields", "template", "max_length", "normalize")

@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
-from uqf_cli.dataset import Dataset
+from uqf_cli.core.errors import OptionError, UqfError
+from uqf_cli.core.runtime import info, progress, resolve_device
+from uqf_cli.data.dataset import Dataset
 from uqf_cli.embed.fields import choose_fields
 from uqf_cli.embed.models import (
     DEFAULT_MODEL,
@@ -29,10 +31,8 @@ from uqf_cli.embed.models import (
     resolve_model,
 )
 from uqf_cli.embed.texts import build_texts
-from uqf_cli.errors import OptionError, UqfError
-from uqf_cli.fingerprints import TextSpec, text_file_fields, text_hashes
-from uqf_cli.io import check_output, make_provenance, save_embeddings
-from uqf_cli.runtime import info, progress, resolve_device
+from uqf_cli.files import check_output, make_provenance, save_embeddings
+from uqf_cli.files.fingerprints import TextSpec, text_file_fields, text_hashes
 
 
 @dataclass

@@ -11,8 +11,8 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import OptionError
+from uqf_cli.core.errors import OptionError
+from uqf_cli.data.dataset import Dataset
 
 
 def field_text(value: Any) -> str:

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from uqf_cli.dataset import Dataset, EvalCase
-from uqf_cli.errors import InputError, OptionError
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.core.runtime import info, progress, resolve_device
+from uqf_cli.data.dataset import Dataset, EvalCase
 from uqf_cli.evaluation.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
 from uqf_cli.evaluation.popularity import metrics_by_popularity
-from uqf_cli.io import check_output, make_provenance, read_sids, write_json
+from uqf_cli.files import check_output, make_provenance, read_sids, write_json
+from uqf_cli.files.sidecar import write_jsonl_with_meta
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
-from uqf_cli.runtime import info, progress, resolve_device
-from uqf_cli.sidecar import write_jsonl_with_meta
 
 
 def check_model_inputs(model_dir: str | Path, dataset: Dataset, sids_path: str | Path | None) -> dict[str, Any]:

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from rich.tree import Tree
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.io import EmbeddingFile, SidTable, level_token, load_embeddings, read_sids
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.core.runtime import warn
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import EmbeddingFile, SidTable, level_token, load_embeddings, read_sids
 from uqf_cli.quantize import collision_rate, level_stats
-from uqf_cli.runtime import warn
 
 PURITY_PERMUTATIONS = 5
 MIN_EXPECTED_PAIRS = 1.0  # adjacency lift floor: expected shared pairs in the sample under the random model

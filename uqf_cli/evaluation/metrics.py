@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from uqf_cli.dataset import Dataset
+from uqf_cli.data.dataset import Dataset
 
 RECALL_KS = (1, 5, 10, 20)
 NDCG_KS = (5, 10, 20)

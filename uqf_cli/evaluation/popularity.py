@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from uqf_cli.dataset import Dataset
+from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation.metrics import NDCG_KS, RECALL_KS, item_counts, popularity_order, ranking_metrics
 
 GROUPS = ("head", "torso", "tail")

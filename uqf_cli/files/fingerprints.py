@@ -139,7 +139,7 @@ def interactions_of(ef: EmbeddingFile) -> str | None:
 
 def dataset_text_hashes(dataset: Dataset, spec: TextSpec) -> dict[str, int]:
     """Each dataset item's text hash under ``spec`` (the text embed-text would embed now)."""
-    from uqf_cli.embed_text import build_texts
+    from uqf_cli.embed import build_texts
 
     if not spec.fields and not spec.template:
         texts = [""] * len(dataset.item_ids)

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError
-from uqf_cli.fingerprints import both_recorded, check_catalogue, interactions_of, text_record
-from uqf_cli.io import EmbeddingFile, load_embeddings
-from uqf_cli.runtime import warn
+from uqf_cli.core.errors import InputError
+from uqf_cli.core.runtime import warn
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import EmbeddingFile, load_embeddings
+from uqf_cli.files.fingerprints import both_recorded, check_catalogue, interactions_of, text_record
 
 
 @dataclass

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from uqf_cli.dataset import Dataset
+from uqf_cli.data.dataset import Dataset
 
 TOPK_BLOCK_ELEMENTS = 1 << 24  # similarity entries per block (64 MB of float32), whatever the catalogue size
 

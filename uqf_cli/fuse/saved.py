@@ -8,14 +8,14 @@ from typing import Any
 
 import torch
 
-from uqf_cli.errors import InputError
+from uqf_cli.core.errors import InputError
+from uqf_cli.core.runtime import resolve_device, warn
+from uqf_cli.files import check_output, load_model_file, make_provenance, save_embeddings, save_model_file
 from uqf_cli.fuse.inputs import align_inputs, check_text_model, load_collab, load_text
 from uqf_cli.fuse.memory import MemoryBank, build_memory
 from uqf_cli.fuse.model import FuserConfig, UnifiedQFormer
 from uqf_cli.fuse.report import FuseResult, gate_summary, overlap_table
 from uqf_cli.fuse.training import embed_items
-from uqf_cli.io import check_output, load_model_file, make_provenance, save_embeddings, save_model_file
-from uqf_cli.runtime import resolve_device, warn
 
 FUSER_KIND = "fuser"
 BANK_PREFIX = "bank."

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli.checkpoint import Checkpointer
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import OptionError
+from uqf_cli.core.checkpoint import Checkpointer
+from uqf_cli.core.errors import OptionError
+from uqf_cli.core.runtime import info, resolve_device, seed_everything, warn
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import check_output, make_provenance, save_embeddings
 from uqf_cli.fuse.config import FuseOptions
 from uqf_cli.fuse.inputs import align_inputs, check_dataset, concat_embeddings, load_collab, load_text, text_model_of
 from uqf_cli.fuse.memory import bank_from, build_memory
@@ -18,8 +20,6 @@ from uqf_cli.fuse.neighbours import cooccurrence_neighbours, knn_lists, topk_cos
 from uqf_cli.fuse.report import FuseResult, gate_summary, overlap_table, reference_neighbours
 from uqf_cli.fuse.saved import MODEL_PREFIX, save_fuser
 from uqf_cli.fuse.training import embed_items, train_fuser
-from uqf_cli.io import check_output, make_provenance, save_embeddings
-from uqf_cli.runtime import info, resolve_device, seed_everything, warn
 
 
 def fuse(

@@ -12,8 +12,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from uqf_cli.errors import OptionError
-from uqf_cli.io import atomic_path, check_output, to_json
+from uqf_cli.core.errors import OptionError
+from uqf_cli.files import atomic_path, check_output, to_json
 
 EXTRA_HINT = "pip install 'uqf-cli[plot]'"
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}

@@ -16,7 +16,7 @@ from typing import Any
 
 from uqf_cli.evaluation.inspect_sids import Inspection, group_label
 from uqf_cli.evaluation.sid_summary import side_by_side
-from uqf_cli.io import atomic_path, level_token, to_json
+from uqf_cli.files import atomic_path, level_token, to_json
 
 TOP_CODES = 12
 TITLES_PER_CODE = 3

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from uqf_cli.errors import InputError
+from uqf_cli.core.errors import InputError
 from uqf_cli.evaluation.inspect_sids import Inspection, prefix_groups
-from uqf_cli.io import EmbeddingFile, SidTable, level_token
+from uqf_cli.files import EmbeddingFile, SidTable, level_token
 
 MAP_CODES = 10  # level-1 codes drawn in colour on the map (the largest), each with one title
 TITLE_CHARS = 32

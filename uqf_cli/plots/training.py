@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.io import load_embeddings
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.files import load_embeddings
 
 CURVE_BACKBONES = ("tiger", "sasrec")  # the backbones whose model directory records a per-epoch curve
 GATE_BINS = 40

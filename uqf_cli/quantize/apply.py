@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from uqf_cli.errors import InputError
-from uqf_cli.io import SidTable, make_provenance
+from uqf_cli.core.errors import InputError
+from uqf_cli.core.runtime import resolve_device, warn
+from uqf_cli.files import SidTable, make_provenance
 from uqf_cli.quantize.codes import collision_rate, dedup_by_level, dedup_by_sinkhorn, encode, level_stats
 from uqf_cli.quantize.saved import load_quantizer
 from uqf_cli.quantize.stage import QuantizeResult, check_outputs, load_valid_embeddings, write_outputs
-from uqf_cli.runtime import resolve_device, warn
 
 
 def apply_quantizer(

@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from uqf_cli.errors import OptionError
+from uqf_cli.core.errors import OptionError
 from uqf_cli.quantize.config import QuantizeConfig
 from uqf_cli.quantize.kmeans import sq_dist
 from uqf_cli.quantize.model import ResidualQuantizer

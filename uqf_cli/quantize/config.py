@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from uqf_cli.errors import OptionError
+from uqf_cli.core.errors import OptionError
 
 METHODS = ("rqvae", "rqkmeans")
 DEDUP_MODES = ("level", "sinkhorn")

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uqf_cli.errors import InputError, OptionError
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.files import EmbeddingFile
 from uqf_cli.fuse.inputs import align_inputs, load_collab
-from uqf_cli.io import EmbeddingFile
 from uqf_cli.quantize.sinkhorn import balanced_kmeans
 
 

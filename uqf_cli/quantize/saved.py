@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqf_cli.errors import InputError
-from uqf_cli.io import SidTable, load_model_file, save_model_file
+from uqf_cli.core.errors import InputError
+from uqf_cli.files import SidTable, load_model_file, save_model_file
 from uqf_cli.quantize.config import QuantizeConfig
 from uqf_cli.quantize.model import ResidualQuantizer
 

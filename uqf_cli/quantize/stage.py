@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqf_cli.checkpoint import Checkpointer
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.io import (
+from uqf_cli.core.checkpoint import Checkpointer
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.core.runtime import info, resolve_device
+from uqf_cli.files import (
     EmbeddingFile,
     SidTable,
     check_output,
@@ -33,7 +34,6 @@ from uqf_cli.quantize.letter import LetterConfig, build_regulariser
 from uqf_cli.quantize.model import ResidualQuantizer
 from uqf_cli.quantize.saved import save_quantizer
 from uqf_cli.quantize.training import fit_quantizer
-from uqf_cli.runtime import info, resolve_device
 
 
 @dataclass

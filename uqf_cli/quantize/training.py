@@ -9,13 +9,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from uqf_cli.checkpoint import Checkpointer, Snapshot
+from uqf_cli.core.checkpoint import Checkpointer, Snapshot
+from uqf_cli.core.runtime import progress, seed_everything
 from uqf_cli.quantize.config import QuantizeConfig, parse_sinkhorn_levels
 from uqf_cli.quantize.kmeans import sq_dist
 from uqf_cli.quantize.letter import LetterRegulariser
 from uqf_cli.quantize.model import ResidualQuantizer, gather_codes
 from uqf_cli.quantize.sinkhorn import sinkhorn_code_bias
-from uqf_cli.runtime import progress, seed_everything
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:

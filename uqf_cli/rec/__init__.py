@@ -19,7 +19,7 @@ BACKBONES = ("tiger", "lcrec", "sasrec", "lightgcn", "pop")
 
 def backbone_module(name: str) -> ModuleType:
     """Import the module that implements backbone ``name``."""
-    from uqf_cli.errors import OptionError
+    from uqf_cli.core.errors import OptionError
 
     if name not in BACKBONES:
         raise OptionError("--backbone", f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")

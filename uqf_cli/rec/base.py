@@ -2,7 +2,7 @@
 
 Samples follow LC-Rec, TIGER and LETTER: per user, every position of the train part is a target
 with up to ``max_history`` previous items as history; the valid target is the second to last item and
-the test target the last one (:meth:`uqf_cli.dataset.Dataset.eval_cases`).
+the test target the last one (:meth:`uqf_cli.data.dataset.Dataset.eval_cases`).
 
 A model directory always holds ``uqf_model.json`` (backbone, SID hash, dataset and interaction
 fingerprints, options, provenance) and, for SID backbones, ``sids.jsonl`` (a copy of the SIDs the model was
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from uqf_cli import runtime
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.io import SidTable, read_json, read_sids, require_dir, to_json, write_sids
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import SidTable, read_json, read_sids, require_dir, to_json, write_sids
 
 MODEL_META_FILE = "uqf_model.json"
 MODEL_SIDS_FILE = "sids.jsonl"

@@ -14,13 +14,12 @@ from typing import Any
 
 import torch
 
-from uqf_cli import runtime
-from uqf_cli.baselines import top_k_from_scores
-from uqf_cli.dataset import Dataset
-from uqf_cli.errors import InputError
-from uqf_cli.fingerprints import interactions_of
-from uqf_cli.gcn_config import GcnConfig
-from uqf_cli.io import (
+from uqf_cli.collab.config import GcnConfig
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import InputError
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.evaluation.metrics import top_k_from_scores
+from uqf_cli.files import (
     SidTable,
     atomic_path,
     check_output,
@@ -29,6 +28,7 @@ from uqf_cli.io import (
     make_provenance,
     save_model_file,
 )
+from uqf_cli.files.fingerprints import interactions_of
 from uqf_cli.rec.base import read_model_meta, write_model_meta
 
 BACKBONE = "lightgcn"
@@ -93,7 +93,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         cfg = gcn_config(options)
         runtime.info(f"lightgcn: training on {len(dataset.user_ids):,} users x {len(dataset.item_ids):,} items "
                      f"(dim {cfg.dim}, {cfg.layers} layers, up to {cfg.epochs} epochs)")
-        from uqf_cli.gcn import train_lightgcn  # imported here: it pulls in heavy modules
+        from uqf_cli.collab import train_lightgcn  # imported here: it pulls in heavy modules
 
         result = train_lightgcn(dataset, cfg)
         items, users, user_ids = result.item_embeddings, result.user_embeddings, result.user_ids

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from uqf_cli import runtime
-from uqf_cli.errors import InputError, OptionError
-from uqf_cli.io import SidTable, level_token
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.files import SidTable, level_token
 from uqf_cli.rec.lcrec.options import LcRecOptions
 
 # peft looks for the base model's config.json when it saves an adapter, to see whether the vocabulary

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from uqf_cli.errors import OptionError
+from uqf_cli.core.errors import OptionError
 
 
 @dataclass

@@ -12,8 +12,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from uqf_cli.dataset import Dataset
-from uqf_cli.io import SidTable
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import SidTable
 from uqf_cli.rec.base import training_samples
 from uqf_cli.rec.lcrec.options import LcRecOptions
 

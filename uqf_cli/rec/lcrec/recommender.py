@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqf_cli import runtime
-from uqf_cli.errors import InputError
-from uqf_cli.io import SidTable, level_token
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import InputError
+from uqf_cli.files import SidTable, level_token
 from uqf_cli.rec.base import read_model_meta, read_model_sids
 from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search
 from uqf_cli.rec.lcrec.model import BACKBONE, EMBEDDED_BASE, BaseModelRef, load_base, resolve_base_model

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqf_cli import runtime
-from uqf_cli.checkpoint import TrainerCheckpoints
-from uqf_cli.dataset import Dataset
-from uqf_cli.io import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.core import runtime
+from uqf_cli.core.checkpoint import TrainerCheckpoints
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import write_model_meta
 from uqf_cli.rec.lcrec.model import BACKBONE, BaseModelRef, add_sid_tokens, load_base, lora_config, resolve_base_model
@@ -116,7 +116,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     """Fine-tune the base model with LoRA on LC-Rec's tasks and write the model directory.
 
     Trainer checkpoints go to ``<output>.ckpt/``; ``options["resume"]`` continues from the newest one
-    (see :class:`uqf_cli.checkpoint.TrainerCheckpoints`).
+    (see :class:`uqf_cli.core.checkpoint.TrainerCheckpoints`).
     """
     from peft import get_peft_model
     from transformers import PrinterCallback, Trainer, TrainingArguments

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from uqf_cli.errors import OptionError
+from uqf_cli.core.errors import OptionError
 
 BACKBONE = "tiger"
 PAD, EOS, FIRST_CODE_TOKEN = 0, 1, 2

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli import runtime
-from uqf_cli.errors import InputError, OptionError
+from uqf_cli.core import runtime
+from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.rec.base import read_model_meta, read_model_sids
 from uqf_cli.rec.tiger.options import BACKBONE, TigerOptions
 from uqf_cli.rec.tiger.t5_decoder import constrained_beam_search_t5

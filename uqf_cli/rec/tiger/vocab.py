@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from uqf_cli.io import SidTable
+from uqf_cli.files import SidTable
 from uqf_cli.rec.decoding import SidTrie
 
 PAD, EOS, FIRST_CODE_TOKEN = 0, 1, 2
