@@ -55,16 +55,22 @@ def steps(w: Path) -> list[tuple[str, list[str], list[Path]]]:
                          "--backbone", "tiger", "--preset", "small", "--epochs", "1", "--eval-users", "100", *seed],
          [w / "tiger"]),
         ("evaluate-tiger", ["evaluate", str(w / "tiger"), str(ds), "--split", "test", "--max-users", "300"], []),
-        ("recommend", ["recommend", str(w / "tiger"), str(ds), "--history", "B00004Z5M1"], []),
+        ("recommend", ["recommend", str(w / "tiger"), str(ds), "--history", "{history}"], []),
         ("train-sasrec", ["train-rec", str(ds), "-o", str(w / "sasrec"), "--backbone", "sasrec", "--epochs", "2",
                           *seed], [w / "sasrec"]),
         ("evaluate-sasrec", ["evaluate", str(w / "sasrec"), str(ds), "--split", "test"], []),
         ("train-pop", ["train-rec", str(ds), "-o", str(w / "pop"), "--backbone", "pop"], [w / "pop"]),
         ("evaluate-pop", ["evaluate", str(w / "pop"), str(ds), "--split", "valid", "--baseline"], []),
-        ("train-lightgcn", ["train-rec", str(ds), "-o", str(w / "lightgcn"), "--backbone", "lightgcn", "--collab",
-                            str(collab)], [w / "lightgcn"]),
+        ("train-lightgcn", ["train-rec", str(ds), "-o", str(w / "lightgcn"), "--backbone", "lightgcn", "--epochs",
+                            "20", *seed], [w / "lightgcn"]),
         ("evaluate-lightgcn", ["evaluate", str(w / "lightgcn"), str(ds), "--split", "test"], []),
     ]
+
+
+def first_history(ds: Path) -> str:
+    """The first user's first three items, comma-separated (a history that exists in any Office dataset)."""
+    with open(ds / "sequences.jsonl", encoding="utf-8") as f:
+        return ",".join(json.loads(f.readline())["item_ids"][:3])
 
 
 def scrub(obj: Any) -> Any:
@@ -93,6 +99,7 @@ def run(work: Path) -> dict[str, Any]:
             out[name] = json.loads(done.read_text(encoding="utf-8"))
             continue
         force = [] if argv[0] == "recommend" else ["--force"]  # recommend writes nothing
+        argv = [a.replace("{history}", first_history(work / "ds")) for a in argv]
         cmd = [sys.executable, "-m", "uqf_cli", *argv, *force, "--quiet", "--json"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
