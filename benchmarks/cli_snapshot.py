@@ -99,7 +99,8 @@ def run(work: Path) -> dict[str, Any]:
             out[name] = json.loads(done.read_text(encoding="utf-8"))
             continue
         force = [] if argv[0] == "recommend" else ["--force"]  # recommend writes nothing
-        argv = [a.replace("{history}", first_history(work / "ds")) for a in argv]
+        if "{history}" in argv:
+            argv = [first_history(work / "ds") if a == "{history}" else a for a in argv]
         cmd = [sys.executable, "-m", "uqf_cli", *argv, *force, "--quiet", "--json"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
