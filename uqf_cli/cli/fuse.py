@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutFile, PlotOut, RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import OutFile, PlotOut, RunOptions, command
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse import FuseOptions
@@ -22,9 +22,7 @@ _A = "Ablations"
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("fuse")
-    @cli_command
-    @shared_options("seed", "device", "force", "resume", "quiet", "json")
+    @command(app, "fuse", "seed", "device", "force", "resume", "quiet", "json")
     def fuse_cmd(
         output: OutFile,
         text: Annotated[Path, typer.Option("--text", help="Text embedding file (modality text).")],

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from uqf_cli.cli.common import cli_command
 from uqf_cli.core import runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +54,16 @@ _SHARED: dict[str, tuple[str, Any]] = {
     "seed": ("seed", Seed), "device": ("device", Device), "force": ("force", Force), "resume": ("resume", Resume),
     "quiet": ("quiet", Quiet), "json": ("json_out", JsonOut),
 }
+
+
+def command(app: typer.Typer, name: str, *shared: str) -> Callable[[F], F]:
+    """Register the decorated function as ``uqf NAME``, with one-line errors and the shared options ``shared``."""
+
+    def decorate(fn: F) -> F:
+        app.command(name)(cli_command(shared_options(*shared)(fn)))
+        return fn
+
+    return decorate
 
 
 def shared_options(*names: str) -> Callable[[F], F]:

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, command
 from uqf_cli.core import runtime
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
@@ -64,9 +64,7 @@ def _lcrec(flag: str, text: str | None) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-rec")
-    @cli_command
-    @shared_options("seed", "device", "force", "resume", "quiet", "json")
+    @command(app, "train-rec", "seed", "device", "force", "resume", "quiet", "json")
     def train_rec_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory from `uqf prepare`.")],
         output: OutDir,
