@@ -37,6 +37,16 @@ Resume = Annotated[
 ]
 
 
+def panel_options(panel: str, describe: Callable[[str, str | None], str] | None = None) -> Callable[..., Any]:
+    """A maker of options listed under one help panel: ``model = panel_options("Model")``, then
+    ``model("--heads", "Attention heads.")``; ``describe(flag, text)``, if given, writes the help."""
+
+    def option(flag: str, text: str | None = None) -> Any:
+        return typer.Option(flag, help=describe(flag, text) if describe else text, rich_help_panel=panel)
+
+    return option
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The shared options of one command run (``--seed --device --force --resume --quiet --json``)."""
