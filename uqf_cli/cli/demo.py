@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import RunOptions, command
 from uqf_cli.core import runtime
 
 if TYPE_CHECKING:
@@ -18,9 +18,7 @@ if TYPE_CHECKING:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
-    @cli_command
-    @shared_options("seed", "force", "device", "quiet", "json")
+    @command(app, "demo", "seed", "force", "device", "quiet", "json")
     def demo_cmd(
         workdir: Annotated[
             Path, typer.Option("--workdir", "-w", help="Where the demo writes its files.", file_okay=False)

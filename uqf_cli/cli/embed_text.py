@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from uqf_cli.cli.common import cli_command, emit_json, parse_csv
-from uqf_cli.cli.options import Device, OutFile, RunOptions, function_defaults, shared_options
+from uqf_cli.cli.common import emit_json, parse_csv
+from uqf_cli.cli.options import Device, OutFile, RunOptions, command, function_defaults
 from uqf_cli.core import runtime
 from uqf_cli.embed import embed_text
 
@@ -16,9 +16,7 @@ _E = function_defaults(embed_text)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("embed-text")
-    @cli_command
-    @shared_options("force", "quiet", "json")
+    @command(app, "embed-text", "force", "quiet", "json")
     def embed_text_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
         output: OutFile,

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json, parse_csv
-from uqf_cli.cli.options import RunOptions, function_defaults, shared_options
+from uqf_cli.cli.common import emit_json, parse_csv
+from uqf_cli.cli.options import RunOptions, command, function_defaults
 from uqf_cli.core import runtime
 from uqf_cli.evaluation import evaluate
 
@@ -17,9 +17,7 @@ _V = function_defaults(evaluate)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("evaluate")
-    @cli_command
-    @shared_options("device", "force", "quiet", "json")
+    @command(app, "evaluate", "device", "force", "quiet", "json")
     def evaluate_cmd(
         model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
         dataset: Annotated[Path, typer.Argument(help="The dataset directory the model was trained on.")],

@@ -8,23 +8,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutFile, PlotOut, RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import OutFile, PlotOut, RunOptions, command, panel_options
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse import FuseOptions
 
 _F = FuseOptions()
 
-_D = "UQF model"
-_O = "Objective"
-_A = "Ablations"
+_model = panel_options("UQF model")
+_objective = panel_options("Objective")
+_ablation = panel_options("Ablations")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("fuse")
-    @cli_command
-    @shared_options("seed", "device", "force", "resume", "quiet", "json")
+    @command(app, "fuse", "seed", "device", "force", "resume", "quiet", "json")
     def fuse_cmd(
         output: OutFile,
         text: Annotated[Path, typer.Option("--text", help="Text embedding file (modality text).")],
@@ -41,45 +39,35 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--save-model", help="Also save the trained fuser (safetensors) here.")
         ] = None,
         method: Annotated[str, typer.Option("--method", help="uqf | concat | text | collab")] = _F.method,
-        d_model: Annotated[int, typer.Option("--d-model", help="Width of queries and memories.", rich_help_panel=_D)
-                           ] = _F.d_model,
-        queries: Annotated[int, typer.Option("--queries", help="Number of learnable queries.", rich_help_panel=_D)
-                           ] = _F.queries,
-        layers: Annotated[int, typer.Option("--layers", help="Q-Former blocks.", rich_help_panel=_D)] = _F.layers,
-        heads: Annotated[int, typer.Option("--heads", help="Attention heads.", rich_help_panel=_D)] = _F.heads,
-        out_dim: Annotated[int, typer.Option("--out-dim", help="Output dimension.", rich_help_panel=_D)] = _F.out_dim,
-        memory: Annotated[str, typer.Option("--memory", help="neighbours | tokens: what the queries attend to.",
-                                            rich_help_panel=_D)] = _F.memory,
-        k_memory: Annotated[int, typer.Option("--k-memory", help="Neighbours per memory (--memory neighbours).",
-                                              rich_help_panel=_D)] = _F.k_memory,
-        memory_tokens: Annotated[int, typer.Option("--memory-tokens", help="Tokens per memory (--memory tokens).",
-                                                   rich_help_panel=_D)] = _F.memory_tokens,
-        epochs: Annotated[int, typer.Option("--epochs", rich_help_panel=_O)] = _F.epochs,
-        batch_size: Annotated[int, typer.Option("--batch-size", rich_help_panel=_O)] = _F.batch_size,
-        lr: Annotated[float, typer.Option("--lr", rich_help_panel=_O)] = _F.lr,
-        temperature: Annotated[float, typer.Option("--temperature", help="InfoNCE temperature.",
-                                                   rich_help_panel=_O)] = _F.temperature,
-        structural: Annotated[str, typer.Option("--structural", help="cooc (train co-occurrence) | collab "
-                                                "(LightGCN cosine): source of structural neighbours.",
-                                                rich_help_panel=_O)] = _F.structural,
-        k_structural: Annotated[int, typer.Option("--k-structural", rich_help_panel=_O)] = _F.k_structural,
-        k_semantic: Annotated[int, typer.Option("--k-semantic", rich_help_panel=_O)] = _F.k_semantic,
-        w_structural: Annotated[float, typer.Option("--w-structural", rich_help_panel=_O)] = _F.w_structural,
-        w_semantic: Annotated[float, typer.Option("--w-semantic", rich_help_panel=_O)] = _F.w_semantic,
-        w_recon: Annotated[float, typer.Option("--w-recon", help="Reconstruction of both inputs (0 = off).",
-                                               rich_help_panel=_O)] = _F.w_recon,
-        w_align: Annotated[float, typer.Option("--w-align", help="Text/collab branch alignment (0 = off).",
-                                               rich_help_panel=_O)] = _F.w_align,
-        p_drop_collab: Annotated[float, typer.Option("--p-drop-collab", rich_help_panel=_O)] = _F.p_drop_collab,
-        p_drop_text: Annotated[float, typer.Option("--p-drop-text", rich_help_panel=_O)] = _F.p_drop_text,
-        no_gate: Annotated[bool, typer.Option("--no-gate", help="Mean of the branches instead of the gate.",
-                                              rich_help_panel=_A)] = not _F.gate,
-        no_shortcut: Annotated[bool, typer.Option("--no-shortcut", help="No linear input shortcut to the output.",
-                                                  rich_help_panel=_A)] = not _F.shortcut,
-        no_structural: Annotated[bool, typer.Option("--no-structural", rich_help_panel=_A)] = not _F.use_structural,
-        no_semantic: Annotated[bool, typer.Option("--no-semantic", rich_help_panel=_A)] = not _F.use_semantic,
-        no_modality_dropout: Annotated[bool, typer.Option("--no-modality-dropout", rich_help_panel=_A)
-                                       ] = not _F.modality_dropout,
+        d_model: Annotated[int, _model("--d-model", "Width of queries and memories.")] = _F.d_model,
+        queries: Annotated[int, _model("--queries", "Number of learnable queries.")] = _F.queries,
+        layers: Annotated[int, _model("--layers", "Q-Former blocks.")] = _F.layers,
+        heads: Annotated[int, _model("--heads", "Attention heads.")] = _F.heads,
+        out_dim: Annotated[int, _model("--out-dim", "Output dimension.")] = _F.out_dim,
+        memory: Annotated[str, _model("--memory", "neighbours | tokens: what the queries attend to.")] = _F.memory,
+        k_memory: Annotated[int, _model("--k-memory", "Neighbours per memory (--memory neighbours).")] = _F.k_memory,
+        memory_tokens: Annotated[int, _model("--memory-tokens", "Tokens per memory (--memory tokens).")
+                                 ] = _F.memory_tokens,
+        epochs: Annotated[int, _objective("--epochs")] = _F.epochs,
+        batch_size: Annotated[int, _objective("--batch-size")] = _F.batch_size,
+        lr: Annotated[float, _objective("--lr")] = _F.lr,
+        temperature: Annotated[float, _objective("--temperature", "InfoNCE temperature.")] = _F.temperature,
+        structural: Annotated[str, _objective("--structural", "cooc (train co-occurrence) | collab "
+                                              "(LightGCN cosine): source of structural neighbours.")] = _F.structural,
+        k_structural: Annotated[int, _objective("--k-structural")] = _F.k_structural,
+        k_semantic: Annotated[int, _objective("--k-semantic")] = _F.k_semantic,
+        w_structural: Annotated[float, _objective("--w-structural")] = _F.w_structural,
+        w_semantic: Annotated[float, _objective("--w-semantic")] = _F.w_semantic,
+        w_recon: Annotated[float, _objective("--w-recon", "Reconstruction of both inputs (0 = off).")] = _F.w_recon,
+        w_align: Annotated[float, _objective("--w-align", "Text/collab branch alignment (0 = off).")] = _F.w_align,
+        p_drop_collab: Annotated[float, _objective("--p-drop-collab")] = _F.p_drop_collab,
+        p_drop_text: Annotated[float, _objective("--p-drop-text")] = _F.p_drop_text,
+        no_gate: Annotated[bool, _ablation("--no-gate", "Mean of the branches instead of the gate.")] = not _F.gate,
+        no_shortcut: Annotated[bool, _ablation("--no-shortcut", "No linear input shortcut to the output.")
+                               ] = not _F.shortcut,
+        no_structural: Annotated[bool, _ablation("--no-structural")] = not _F.use_structural,
+        no_semantic: Annotated[bool, _ablation("--no-semantic")] = not _F.use_semantic,
+        no_modality_dropout: Annotated[bool, _ablation("--no-modality-dropout")] = not _F.modality_dropout,
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
     ) -> None:

@@ -9,16 +9,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import PlotOut, RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import PlotOut, RunOptions, command
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("inspect-sids")
-    @cli_command
-    @shared_options("seed", "force", "quiet", "json")
+    @command(app, "inspect-sids", "seed", "force", "quiet", "json")
     def inspect_sids_cmd(
         sids: Annotated[Path, typer.Argument(help="SIDs file (uqf .jsonl, or an LC-Rec/LETTER .index.json).")],
         dataset: Annotated[Path | None, typer.Option("--dataset", help="Dataset dir: titles, categories, train "

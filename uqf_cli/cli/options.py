@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from uqf_cli.cli.common import cli_command
 from uqf_cli.core import runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +37,16 @@ Resume = Annotated[
 ]
 
 
+def panel_options(panel: str, describe: Callable[[str, str | None], str] | None = None) -> Callable[..., Any]:
+    """A maker of options listed under one help panel: ``model = panel_options("Model")``, then
+    ``model("--heads", "Attention heads.")``; ``describe(flag, text)``, if given, writes the help."""
+
+    def option(flag: str, text: str | None = None) -> Any:
+        return typer.Option(flag, help=describe(flag, text) if describe else text, rich_help_panel=panel)
+
+    return option
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The shared options of one command run (``--seed --device --force --resume --quiet --json``)."""
@@ -53,6 +64,16 @@ _SHARED: dict[str, tuple[str, Any]] = {
     "seed": ("seed", Seed), "device": ("device", Device), "force": ("force", Force), "resume": ("resume", Resume),
     "quiet": ("quiet", Quiet), "json": ("json_out", JsonOut),
 }
+
+
+def command(app: typer.Typer, name: str, *shared: str) -> Callable[[F], F]:
+    """Register the decorated function as ``uqf NAME``, with one-line errors and the shared options ``shared``."""
+
+    def decorate(fn: F) -> F:
+        app.command(name)(cli_command(shared_options(*shared)(fn)))
+        return fn
+
+    return decorate
 
 
 def shared_options(*names: str) -> Callable[[F], F]:

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutDir, RunOptions, function_defaults, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import OutDir, RunOptions, command, function_defaults
 from uqf_cli.core import runtime
 from uqf_cli.data.prepare import prepare
 
@@ -16,9 +16,7 @@ _P = function_defaults(prepare)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("prepare")
-    @cli_command
-    @shared_options("force", "quiet", "json")
+    @command(app, "prepare", "force", "quiet", "json")
     def prepare_cmd(
         source: Annotated[
             str,

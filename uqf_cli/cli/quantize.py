@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutFile, RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import OutFile, RunOptions, command
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
 from uqf_cli.quantize import QuantizeConfig
@@ -20,9 +20,7 @@ _L = LetterConfig()
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("quantize")
-    @cli_command
-    @shared_options("seed", "device", "force", "resume", "quiet", "json")
+    @command(app, "quantize", "seed", "device", "force", "resume", "quiet", "json")
     def quantize_cmd(
         embeddings: Annotated[Path, typer.Argument(help="Embedding file (.st): text, collaborative or unified.")],
         output: OutFile,

@@ -8,15 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json, parse_csv
-from uqf_cli.cli.options import RunOptions, shared_options
+from uqf_cli.cli.common import emit_json, parse_csv
+from uqf_cli.cli.options import RunOptions, command
 from uqf_cli.core import runtime
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("recommend")
-    @cli_command
-    @shared_options("device", "quiet", "json")
+    @command(app, "recommend", "device", "quiet", "json")
     def recommend_cmd(
         model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
         dataset: Annotated[Path, typer.Argument(help="The dataset directory (for titles and item ids).")],

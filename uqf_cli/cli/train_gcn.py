@@ -11,8 +11,8 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutFile, RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import OutFile, RunOptions, command
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core import runtime
 
@@ -20,9 +20,7 @@ _DEFAULTS = GcnConfig()
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-gcn")
-    @cli_command
-    @shared_options("seed", "device", "force", "resume", "quiet", "json")
+    @command(app, "train-gcn", "seed", "device", "force", "resume", "quiet", "json")
     def train_gcn_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
         output: OutFile,

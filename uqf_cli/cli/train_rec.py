@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, shared_options
+from uqf_cli.cli.common import emit_json
+from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, command, panel_options
 from uqf_cli.core import runtime
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
@@ -51,22 +51,13 @@ def with_defaults(flag: str, text: str | None) -> str:
     return f"{text} ({note})." if text else f"({note})."
 
 
-def _shared(flag: str, text: str | None) -> Any:
-    return typer.Option(flag, help=with_defaults(flag, text), rich_help_panel=SHARED_PANEL)
-
-
-def _tiger(flag: str, text: str | None) -> Any:
-    return typer.Option(flag, help=with_defaults(flag, text), rich_help_panel=TIGER_PANEL)
-
-
-def _lcrec(flag: str, text: str | None) -> Any:
-    return typer.Option(flag, help=with_defaults(flag, text), rich_help_panel=LCREC_PANEL)
+_shared = panel_options(SHARED_PANEL, with_defaults)
+_tiger = panel_options(TIGER_PANEL, with_defaults)
+_lcrec = panel_options(LCREC_PANEL, with_defaults)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-rec")
-    @cli_command
-    @shared_options("seed", "device", "force", "resume", "quiet", "json")
+    @command(app, "train-rec", "seed", "device", "force", "resume", "quiet", "json")
     def train_rec_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory from `uqf prepare`.")],
         output: OutDir,

@@ -143,6 +143,22 @@ def _batches(order: list[int], batch_size: int) -> list[list[int]]:
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
+def _encode_longest_first(lengths: list[int], batch_size: int, encode: Callable[[list[int]], torch.Tensor],
+                          on_batch: Callable[[int], None] | None) -> torch.Tensor:
+    """Rows [N, D] float32 in input order, encoded in batches of similar length, longest first."""
+    out: torch.Tensor | None = None
+    with torch.inference_mode():
+        for batch in _batches(length_order(lengths), batch_size):
+            emb = encode(batch)
+            if out is None:
+                out = torch.empty(len(lengths), emb.shape[1], dtype=torch.float32)
+            out[torch.tensor(batch)] = emb
+            if on_batch:
+                on_batch(len(batch))
+    assert out is not None
+    return out
+
+
 def load_sentence_transformer(model: ResolvedModel, device: torch.device, max_length: int, fp16: bool,
                               trust_remote_code: bool) -> Any:
     """A sentence-transformers model on ``device`` (fp16 on CUDA when asked), truncating at ``max_length``."""
@@ -171,20 +187,13 @@ def encode_with_sentence_transformer(
         if on_batch:
             on_batch(len(texts))
         return emb
-    order = length_order([len(t) for t in texts])
-    out: torch.Tensor | None = None
-    with torch.inference_mode():
-        for batch in _batches(order, batch_size):
-            emb = st.encode([texts[i] for i in batch], batch_size=len(batch), convert_to_tensor=True,
-                            show_progress_bar=False, normalize_embeddings=False)
-            emb = emb.detach().to("cpu", torch.float32)
-            if out is None:
-                out = torch.empty(len(texts), emb.shape[1], dtype=torch.float32)
-            out[torch.tensor(batch)] = emb
-            if on_batch:
-                on_batch(len(batch))
-    assert out is not None
-    return out
+
+    def encode(batch: list[int]) -> torch.Tensor:
+        emb = st.encode([texts[i] for i in batch], batch_size=len(batch), convert_to_tensor=True,
+                        show_progress_bar=False, normalize_embeddings=False)
+        return emb.detach().to("cpu", torch.float32)
+
+    return _encode_longest_first([len(t) for t in texts], batch_size, encode, on_batch)
 
 
 def _encode_multi_process(st: Any, texts: list[str], devices: list[str], batch_size: int) -> torch.Tensor:
@@ -234,20 +243,13 @@ def encode_with_mean_pooling(
     """Mean of the last hidden states over real (non-padding) tokens, as LC-Rec embeds with LLaMA."""
     device = next(net.parameters()).device
     token_ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
-    order = length_order([len(t) for t in token_ids])
-    out: torch.Tensor | None = None
-    with torch.inference_mode():
-        for batch in _batches(order, batch_size):
-            enc = tokenizer.pad({"input_ids": [token_ids[i] for i in batch]}, return_tensors="pt")
-            ids = enc["input_ids"].to(device)
-            mask = enc["attention_mask"].to(device)
-            hidden = net(input_ids=ids, attention_mask=mask).last_hidden_state
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = ((hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)).float().cpu()
-            if out is None:
-                out = torch.empty(len(texts), pooled.shape[1], dtype=torch.float32)
-            out[torch.tensor(batch)] = pooled
-            if on_batch:
-                on_batch(len(batch))
-    assert out is not None
-    return out
+
+    def encode(batch: list[int]) -> torch.Tensor:
+        enc = tokenizer.pad({"input_ids": [token_ids[i] for i in batch]}, return_tensors="pt")
+        ids = enc["input_ids"].to(device)
+        mask = enc["attention_mask"].to(device)
+        hidden = net(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return ((hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)).float().cpu()
+
+    return _encode_longest_first([len(t) for t in token_ids], batch_size, encode, on_batch)

@@ -9,7 +9,7 @@ from typing import Any
 
 from uqf_cli.core.errors import InputError
 from uqf_cli.files.atomic import atomic_path, require_dir
-from uqf_cli.files.jsonio import iter_jsonl, read_json, to_json
+from uqf_cli.files.jsonio import iter_jsonl, read_json, record_id, to_json
 from uqf_cli.files.provenance import sha256_file
 
 ITEMS_FILE = "items.jsonl"
@@ -64,22 +64,14 @@ def read_dataset_dir(
             raise InputError(d, f"not a uqf dataset directory: {p.name} is missing (run `uqf prepare`)")
     items: dict[str, dict[str, Any]] = {}
     for lineno, rec in iter_jsonl(items_path):
-        iid = rec.get("item_id")
-        if not isinstance(iid, str) or not iid:
-            raise InputError(items_path, f"line {lineno}: item_id must be a non-empty string")
-        if iid in items:
-            raise InputError(items_path, f"line {lineno}: duplicate item id {iid!r}")
+        iid = record_id(items_path, lineno, rec, "item_id", items, "item")
         items[iid] = {k: v for k, v in rec.items() if k != "item_id"}
     if not items:
         raise InputError(items_path, "no items")
     sequences: dict[str, list[str]] = {}
     for lineno, rec in iter_jsonl(seq_path):
-        uid = rec.get("user_id")
+        uid = record_id(seq_path, lineno, rec, "user_id", sequences, "user")
         seq = rec.get("item_ids")
-        if not isinstance(uid, str) or not uid:
-            raise InputError(seq_path, f"line {lineno}: user_id must be a non-empty string")
-        if uid in sequences:
-            raise InputError(seq_path, f"line {lineno}: duplicate user id {uid!r}")
         if not isinstance(seq, list) or not seq:
             raise InputError(seq_path, f"line {lineno}: item_ids must be a non-empty list")
         seq = [str(i) for i in seq]

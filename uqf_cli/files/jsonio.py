@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,16 @@ def _open_text(p: Path):
 
         return gzip.open(p, "rt", encoding="utf-8")
     return open(p, encoding="utf-8")
+
+
+def record_id(path: Path, lineno: int, rec: dict[str, Any], key: str, seen: Container[str], what: str) -> str:
+    """The id ``rec[key]`` of one JSONL line: a non-empty string not in ``seen`` (else an error naming the line)."""
+    value = rec.get(key)
+    if not isinstance(value, str) or not value:
+        raise InputError(path, f"line {lineno}: {key} must be a non-empty string")
+    if value in seen:
+        raise InputError(path, f"line {lineno}: duplicate {what} id {value!r}")
+    return value
 
 
 def write_jsonl(

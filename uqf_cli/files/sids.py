@@ -13,7 +13,7 @@ import numpy as np
 
 from uqf_cli.core.errors import InputError
 from uqf_cli.files.atomic import atomic_path, require_file
-from uqf_cli.files.jsonio import iter_jsonl, read_json
+from uqf_cli.files.jsonio import iter_jsonl, read_json, record_id
 from uqf_cli.files.sidecar import read_meta, write_jsonl_with_meta
 
 SIDS_HEADER_KEY = "_uqf"
@@ -113,12 +113,8 @@ def read_sids(path: str | Path) -> SidTable:
                 raise InputError(p, f"line {lineno}: header line must come first")
             header = rec
             continue
-        iid = rec.get("item_id")
+        iid = record_id(p, lineno, rec, "item_id", seen, "item")
         codes = rec.get("codes")
-        if not isinstance(iid, str) or not iid:
-            raise InputError(p, f"line {lineno}: item_id must be a non-empty string")
-        if iid in seen:
-            raise InputError(p, f"line {lineno}: duplicate item id {iid!r}")
         if codes is None and isinstance(rec.get("tokens"), (str, list)):
             codes = _codes_from_tokens(p, lineno, rec["tokens"])
         if not isinstance(codes, list) or not codes or not all(isinstance(c, int) and c >= 0 for c in codes):

@@ -80,11 +80,7 @@ def draw_code_usage(ax: Any, table: SidTable) -> None:
         ax.plot(np.arange(1, used + 1), counts[:used], lw=1.5,
                 label=f"level {lv + 1}: {used}/{size} used, perplexity {perplexity:.0f}")
     ax.set_yscale("log")
-    ax.set_xlabel("code rank (most used first)")
-    ax.set_ylabel("items with the code")
-    ax.set_title("Per-level code usage")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _label(ax, "code rank (most used first)", "items with the code", "Per-level code usage")
 
 
 def draw_prefix_sizes(ax: Any, table: SidTable) -> None:
@@ -96,9 +92,12 @@ def draw_prefix_sizes(ax: Any, table: SidTable) -> None:
         ax.plot(values, values * counts / n, marker="o", ms=3, lw=1.2,
                 label=f"depth {d}: {len(sizes):,} prefixes, max {int(sizes.max())}")
     ax.set_xscale("log")
-    ax.set_xlabel("items in the prefix")
-    ax.set_ylabel("share of items")
-    ax.set_title("Items per prefix")
+    _label(ax, "items in the prefix", "share of items", "Items per prefix")
+
+
+def _label(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, title, legend and grid in the style the line panels share."""
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,6 +121,30 @@ def dedup_by_sinkhorn(codes: np.ndarray, last_residuals: torch.Tensor, last_book
             raise OptionError("--dedup", f"more than {last_book.shape[0]} items share the prefix {list(prefix)}; "
                               "use --dedup level or a larger last codebook")
     return codes, rounds
+
+
+def finalise_codes(model: ResidualQuantizer, emb: torch.Tensor, cfg: QuantizeConfig) -> tuple[
+        np.ndarray, np.ndarray, dict[str, Any]]:
+    """Encode, measure, deduplicate: ``(raw codes, final codes, stats)``."""
+    raw, errors, last_res = encode(model, emb, cfg.batch_size)
+    groups = collision_groups(raw)
+    stats: dict[str, Any] = {"items": len(raw), "method": cfg.method, "levels": cfg.levels,
+                             "per_level": level_stats(raw, cfg.codebook_sizes),
+                             "raw_collision_rate": collision_rate(raw),
+                             "raw_collision_groups": len(groups),
+                             "max_items_per_sid": max([len(g) for g in groups.values()] or [1]),
+                             **errors, "dedup": cfg.dedup}
+    if stats["raw_collision_groups"] == 0:
+        final = raw
+    elif cfg.dedup == "level":
+        final = dedup_by_level(raw)
+    else:
+        final, rounds = dedup_by_sinkhorn(raw, last_res, model.codebooks[-1], cfg)
+        stats["dedup_rounds"] = rounds
+        stats["dedup_changed_items"] = int((final != raw).any(1).sum())
+    stats["final_levels"] = int(final.shape[1])
+    stats["final_collision_rate"] = collision_rate(final)
+    return raw, final, stats
 
 
 def _colliding_rows(codes: np.ndarray, reserved: set[tuple[int, ...]]) -> list[int]:

@@ -41,11 +41,16 @@ def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> tuple[t
         if it > 0 and torch.equal(new_assign, assign):
             break
         assign = new_assign
-        counts = torch.bincount(assign, minlength=k)
-        sums = torch.zeros_like(centres).index_add_(0, assign, x)
-        centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+        centres, counts = member_means(x, assign, centres)
         empty = (counts == 0).nonzero().flatten()
         if len(empty):
             far = d.gather(1, assign[:, None]).squeeze(1).argsort(descending=True)[: len(empty)]
             centres[empty] = x[far]
     return centres, sq_dist(x, centres).argmin(1)
+
+
+def member_means(x: torch.Tensor, assign: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each centre to the mean of its members (an empty cluster keeps its centre); also the counts."""
+    counts = torch.bincount(assign, minlength=centres.shape[0])
+    sums = torch.zeros_like(centres).index_add_(0, assign, x)
+    return torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres), counts

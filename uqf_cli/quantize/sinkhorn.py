@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from uqf_cli.quantize.kmeans import kmeans, sq_dist
+from uqf_cli.quantize.kmeans import kmeans, member_means, sq_dist
 
 
 def sinkhorn_code_bias(dist: torch.Tensor, eps: float, iters: int = 50) -> torch.Tensor:
@@ -45,13 +45,9 @@ def balanced_kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator, e
     """
     centres, assign = kmeans(x, k, iters, gen)
     for it in range(max(1, iters)):
-        d = sq_dist(x, centres)
-        new_assign = (d - sinkhorn_code_bias(d, eps, sinkhorn_iters)).argmin(1)
+        new_assign = sinkhorn_assign(sq_dist(x, centres), eps, sinkhorn_iters)
         if it > 0 and torch.equal(new_assign, assign):
             break
         assign = new_assign
-        counts = torch.bincount(assign, minlength=k)
-        sums = torch.zeros_like(centres).index_add_(0, assign, x)
-        centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-    d = sq_dist(x, centres)
-    return centres, (d - sinkhorn_code_bias(d, eps, sinkhorn_iters)).argmin(1)
+        centres, _ = member_means(x, assign, centres)
+    return centres, sinkhorn_assign(sq_dist(x, centres), eps, sinkhorn_iters)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from uqf_cli.core.checkpoint import Checkpointer
 from uqf_cli.core.errors import InputError, OptionError
@@ -21,17 +20,9 @@ from uqf_cli.files import (
     write_lcrec_index,
     write_sids,
 )
-from uqf_cli.quantize.codes import (
-    collision_groups,
-    collision_rate,
-    dedup_by_level,
-    dedup_by_sinkhorn,
-    encode,
-    level_stats,
-)
+from uqf_cli.quantize.codes import finalise_codes
 from uqf_cli.quantize.config import QuantizeConfig
 from uqf_cli.quantize.letter import LetterConfig, build_regulariser
-from uqf_cli.quantize.model import ResidualQuantizer
 from uqf_cli.quantize.saved import save_quantizer
 from uqf_cli.quantize.training import fit_quantizer
 
@@ -70,29 +61,6 @@ def lcrec_index_path(output: str | Path) -> Path:
     return p.with_name(p.name.split(".")[0] + ".index.json")
 
 
-def _finalise_codes(model: ResidualQuantizer, emb: torch.Tensor, cfg: QuantizeConfig) -> tuple[
-        np.ndarray, np.ndarray, dict[str, Any]]:
-    """Encode, measure, deduplicate: ``(raw codes, final codes, stats)``."""
-    raw, errors, last_res = encode(model, emb, cfg.batch_size)
-    stats: dict[str, Any] = {"items": len(raw), "method": cfg.method, "levels": cfg.levels,
-                             "per_level": level_stats(raw, cfg.codebook_sizes),
-                             "raw_collision_rate": collision_rate(raw),
-                             "raw_collision_groups": len(collision_groups(raw)),
-                             "max_items_per_sid": max([len(g) for g in collision_groups(raw).values()] or [1]),
-                             **errors, "dedup": cfg.dedup}
-    if stats["raw_collision_groups"] == 0:
-        final = raw
-    elif cfg.dedup == "level":
-        final = dedup_by_level(raw)
-    else:
-        final, rounds = dedup_by_sinkhorn(raw, last_res, model.codebooks[-1], cfg)
-        stats["dedup_rounds"] = rounds
-        stats["dedup_changed_items"] = int((final != raw).any(1).sum())
-    stats["final_levels"] = int(final.shape[1])
-    stats["final_collision_rate"] = collision_rate(final)
-    return raw, final, stats
-
-
 def _final_sizes(cfg: QuantizeConfig, final: np.ndarray) -> list[int]:
     sizes = list(cfg.codebook_sizes)
     if final.shape[1] > len(sizes):
@@ -127,7 +95,7 @@ def quantize(
          f"{cfg.levels} x {cfg.codebook_sizes} codes on {dev}")
     ckpt = (Checkpointer(output, "quantize", params, inputs, resume=resume) if cfg.method == "rqvae" else None)
     model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt, reg)
-    raw, final, stats = _finalise_codes(model, emb.embeddings, cfg)
+    raw, final, stats = finalise_codes(model, emb.embeddings, cfg)
     stats["training"] = history
     if letter_stats:
         stats["letter"] = letter_stats

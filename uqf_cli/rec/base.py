@@ -11,7 +11,7 @@ trained on), so evaluation can check that it is given compatible inputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,8 +79,8 @@ def write_model_meta(
     (model_dir / MODEL_META_FILE).write_text(to_json(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
-    """Read ``uqf_model.json``; a directory without it is not a uqf model."""
+def read_model_meta(model_dir: str | Path, backbone: str | None = None) -> dict[str, Any]:
+    """Read ``uqf_model.json``; a directory without it is not a uqf model, nor one of another ``backbone``."""
     d = require_dir(model_dir, "model directory")
     p = d / MODEL_META_FILE
     if not p.exists():
@@ -88,7 +88,20 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
     meta = read_json(p)
     if not isinstance(meta, dict) or "backbone" not in meta:
         raise InputError(p, "malformed model metadata (no 'backbone')")
+    if backbone is not None and meta["backbone"] != backbone:
+        raise InputError(Path(model_dir), f"is a {meta['backbone']} model, not a {backbone} one")
     return meta
+
+
+def history_rows(histories: Sequence[Sequence[str]], index: Mapping[str, int], model: str) -> list[list[int]]:
+    """Each history as the model's item rows; an item the model does not know is refused."""
+    rows = []
+    for h in histories:
+        unknown = next((i for i in h if i not in index), None)
+        if unknown is not None:
+            raise InputError(None, f"history names item {unknown!r}, which this {model} model does not know")
+        rows.append([index[i] for i in h])
+    return rows
 
 
 def read_model_sids(model_dir: str | Path) -> SidTable:

@@ -29,7 +29,7 @@ from uqf_cli.files import (
     save_model_file,
 )
 from uqf_cli.files.fingerprints import interactions_of
-from uqf_cli.rec.base import read_model_meta, write_model_meta
+from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
 
 BACKBONE = "lightgcn"
 WEIGHTS_FILE = "model.safetensors"
@@ -147,12 +147,7 @@ class LightGcnRecommender:
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None,
                   user_ids: Sequence[str] | None = None) -> list[list[str]]:
         """Top-``k`` items over the catalogue (``beam_size`` is unused: no search, exact scores)."""
-        rows = []
-        for h in histories:
-            unknown = next((i for i in h if i not in self.item_row), None)
-            if unknown is not None:
-                raise InputError(None, f"history names item {unknown!r}, which this LightGCN model does not know")
-            rows.append([self.item_row[i] for i in h])
+        rows = history_rows(histories, self.item_row, "LightGCN")
         scores = self.user_vectors(rows, user_ids) @ self.items.T
         top = top_k_from_scores(scores.cpu(), k, rows if self.exclude_history else None)
         return [[self.item_ids[j] for j in r] for r in top.tolist()]
@@ -161,9 +156,7 @@ class LightGcnRecommender:
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> LightGcnRecommender:
     """Load a LightGCN recommender directory."""
     model_dir = Path(model_dir)
-    meta = read_model_meta(model_dir)
-    if meta.get("backbone") != BACKBONE:
-        raise InputError(model_dir, f"is a {meta.get('backbone')} model, not a {BACKBONE} one")
+    read_model_meta(model_dir, BACKBONE)  # refuses other backbones
     state, config, _ = load_model_file(model_dir / WEIGHTS_FILE, MODEL_KIND)
     item_ids, user_ids = config.get("item_ids"), config.get("user_ids")
     items, users = state.get("items"), state.get("users")

@@ -70,9 +70,7 @@ class PopularityRecommender:
 def load(model_dir: str | Path, device: Any = "cpu") -> PopularityRecommender:
     """Load a popularity model directory (``device`` is unused)."""
     model_dir = Path(model_dir)
-    meta = read_model_meta(model_dir)
-    if meta.get("backbone") != BACKBONE:
-        raise InputError(model_dir, f"is a {meta.get('backbone')} model, not a {BACKBONE} one")
+    meta = read_model_meta(model_dir, BACKBONE)
     ranking = read_json(model_dir / RANKING_FILE)
     ids = ranking.get("item_ids") if isinstance(ranking, dict) else None
     if not isinstance(ids, list) or not ids or len(set(ids)) != len(ids):

@@ -22,7 +22,7 @@ from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, load_model_file, make_provenance, save_model_file
-from uqf_cli.rec.base import read_model_meta, write_model_meta
+from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
 
 BACKBONE = "sasrec"
 WEIGHTS_FILE = "model.safetensors"
@@ -313,12 +313,7 @@ class SasRecRecommender:
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
         """Top-``k`` items by score over the whole catalogue (``beam_size`` is unused: no beams here)."""
-        rows = []
-        for h in histories:
-            unknown = next((i for i in h if i not in self.index), None)
-            if unknown is not None:
-                raise InputError(None, f"history names item {unknown!r}, which this SASRec model does not know")
-            rows.append([self.index[i] for i in h])
+        rows = history_rows(histories, self.index, "SASRec")
         k = min(int(k), len(self.item_ids))
         top = _top_k(self.model, rows, k, self.max_history, self.device, self.batch)
         return [[self.item_ids[j] for j in r] for r in top.tolist()]
@@ -327,9 +322,7 @@ class SasRecRecommender:
 def load(model_dir: str | Path, device: str | torch.device = "auto") -> SasRecRecommender:
     """Load a SASRec model directory for ranking."""
     model_dir = Path(model_dir)
-    meta = read_model_meta(model_dir)
-    if meta.get("backbone") != BACKBONE:
-        raise InputError(model_dir, f"is a {meta.get('backbone')} model, not a {BACKBONE} one")
+    meta = read_model_meta(model_dir, BACKBONE)
     state, config, _ = load_model_file(model_dir / WEIGHTS_FILE, MODEL_KIND)
     item_ids = config.get("item_ids")
     if not isinstance(item_ids, list) or not item_ids:
