@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from uqf_cli.cli.common import cli_command
+from uqf_cli.cli.config_options import build_config, config_parameters, is_config
 from uqf_cli.core import runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,21 +81,28 @@ def shared_options(*names: str) -> Callable[[F], F]:
     """Give a command the shared options ``names`` (listed in this order after its own options).
 
     The command declares ``run: RunOptions`` instead of one parameter per shared option; the wrapper
-    sets up the run (quietness, threads) and passes the values gathered into ``run``.
+    sets up the run (quietness, threads) and passes the values gathered into ``run``. A parameter
+    annotated with a config dataclass is expanded into its options the same way (see ``config_options``).
     """
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn, eval_str=True)
-        own = [p for p in signature.parameters.values() if p.name != "run"]
-        added = [inspect.Parameter(_SHARED[n][0], inspect.Parameter.KEYWORD_ONLY, default=RunOptions.__dict__[n],
-                                   annotation=_SHARED[n][1]) for n in names]
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+        configs = {p.name: p.annotation for p in signature.parameters.values() if is_config(p.annotation)}
+        params: list[inspect.Parameter] = []
+        for p in signature.parameters.values():
+            if p.name in configs:
+                params += config_parameters(configs[p.name])
+            elif p.name != "run":
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+        params += [inspect.Parameter(_SHARED[n][0], inspect.Parameter.KEYWORD_ONLY, default=RunOptions.__dict__[n],
+                                     annotation=_SHARED[n][1]) for n in names]
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
             run = RunOptions(**{n: kwargs.pop(_SHARED[n][0]) for n in names})
             start(run.quiet)
-            return fn(**kwargs, run=run)
+            built = {name: build_config(cls, kwargs, run) for name, cls in configs.items()}
+            return fn(**kwargs, **built, run=run)
 
         wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}

@@ -16,45 +16,18 @@ from uqf_cli.cli.options import OutFile, RunOptions, command
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core import runtime
 
-_DEFAULTS = GcnConfig()
-
 
 def register(app: typer.Typer) -> None:
     @command(app, "train-gcn", "seed", "device", "force", "resume", "quiet", "json")
     def train_gcn_cmd(
         dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
         output: OutFile,
-        layers: Annotated[int, typer.Option("--layers", help="Propagation layers.")] = _DEFAULTS.layers,
-        dim: Annotated[int, typer.Option("--dim", help="Embedding size.")] = _DEFAULTS.dim,
-        reg: Annotated[float, typer.Option("--reg", help="L2 weight on the batch's ego embeddings.")] = _DEFAULTS.reg,
-        lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = _DEFAULTS.lr,
-        batch_size: Annotated[
-            int, typer.Option("--batch-size", help="(user, positive, negative) triples per step.")
-        ] = _DEFAULTS.batch_size,
-        epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs.")] = _DEFAULTS.epochs,
-        eval_every: Annotated[
-            int, typer.Option("--eval-every", help="Validate every N epochs.")
-        ] = _DEFAULTS.eval_every,
-        patience: Annotated[
-            int, typer.Option("--patience", help="Stop after N validations without a better Recall@K (0: never).")
-        ] = _DEFAULTS.patience,
-        k: Annotated[int, typer.Option("--k", help="Cut-off K of Recall@K / NDCG@K.")] = _DEFAULTS.k,
-        init_std: Annotated[
-            float, typer.Option("--init-std", help="Std of the normal initial ego embeddings.")
-        ] = _DEFAULTS.init_std,
-        include_valid: Annotated[
-            bool,
-            typer.Option("--include-valid", help="Train on train + valid items (final fit): no validation, "
-                         "exactly --epochs epochs."),
-        ] = _DEFAULTS.include_valid,
+        cfg: GcnConfig = GcnConfig(),
         run: RunOptions = RunOptions(),
     ) -> None:
         """Train LightGCN on the train split; write item + user collaborative embeddings."""
         from uqf_cli.collab import train_gcn
 
-        cfg = GcnConfig(layers=layers, dim=dim, reg=reg, lr=lr, batch_size=batch_size, epochs=epochs,
-                        eval_every=eval_every, patience=patience, k=k, init_std=init_std, seed=run.seed,
-                        device=run.device, include_valid=include_valid)
         display = TrainingDisplay(cfg)
         with display:
             result = train_gcn(dataset, output, cfg, force=run.force, on_eval=display.on_eval,

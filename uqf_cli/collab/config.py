@@ -8,34 +8,36 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from uqf_cli.core.config_field import opt
 from uqf_cli.core.errors import OptionError
 
 
 @dataclass
 class GcnConfig:
-    """Hyper-parameters of one training run (the CLI's options, with the same defaults)."""
+    """Hyper-parameters of one training run; each ``opt`` field is also an option of ``uqf train-gcn``."""
 
-    layers: int = 3
-    dim: int = 64
-    reg: float = 1e-4
-    lr: float = 1e-2
-    batch_size: int = 4096
-    epochs: int = 300
-    eval_every: int = 2
-    patience: int = 10
-    k: int = 20
-    init_std: float = 0.01
+    layers: int = opt(3, "Propagation layers.")
+    dim: int = opt(64, "Embedding size.")
+    reg: float = opt(1e-4, "L2 weight on the batch's ego embeddings.")
+    lr: float = opt(1e-2, "Adam learning rate.")
+    batch_size: int = opt(4096, "(user, positive, negative) triples per step.")
+    epochs: int = opt(300, "Maximum epochs.")
+    eval_every: int = opt(2, "Validate every N epochs.")
+    patience: int = opt(10, "Stop after N validations without a better Recall@K (0: never).")
+    k: int = opt(20, "Cut-off K of Recall@K / NDCG@K.")
+    init_std: float = opt(0.01, "Std of the normal initial ego embeddings.")
     seed: int = 0
     device: str = "auto"
-    include_valid: bool = False
+    include_valid: bool = opt(False, "Train on train + valid items (final fit): no validation, exactly --epochs "
+                              "epochs.")
 
     def validate(self) -> None:
         """Raise :class:`OptionError` for values that cannot train (before any heavy work)."""
         positive_ints = {"--layers": self.layers, "--dim": self.dim, "--batch-size": self.batch_size,
                          "--epochs": self.epochs, "--eval-every": self.eval_every, "--k": self.k}
-        for opt, value in positive_ints.items():
+        for flag, value in positive_ints.items():
             if value <= 0:
-                raise OptionError(opt, f"must be a positive integer, got {value}")
+                raise OptionError(flag, f"must be a positive integer, got {value}")
         if self.patience < 0:
             raise OptionError("--patience", f"must be >= 0, got {self.patience}")
         if not (math.isfinite(self.lr) and self.lr > 0):

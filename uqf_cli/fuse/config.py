@@ -5,47 +5,50 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from uqf_cli.core.config_field import opt
 from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse.model import FuserConfig
 
 METHODS = ("uqf", "concat", "text", "collab")
 MEMORIES = ("neighbours", "tokens")
 STRUCTURAL_SOURCES = ("cooc", "collab")
+MODEL, OBJECTIVE, ABLATIONS = "UQF model", "Objective", "Ablations"  # help panels of uqf fuse
 
 
 @dataclass
 class FuseOptions:
-    """Every knob of ``uqf fuse`` (defaults are the CLI defaults)."""
+    """Every knob of ``uqf fuse``; each ``opt`` field is also one of its options."""
 
-    method: str = "uqf"
+    method: str = opt("uqf", "uqf | concat | text | collab")
     # the fuser's shape: FuserConfig holds the defaults, so a saved fuser and the CLI cannot disagree
-    d_model: int = FuserConfig.d_model
-    queries: int = FuserConfig.queries
-    layers: int = FuserConfig.layers
-    heads: int = FuserConfig.heads
-    out_dim: int = FuserConfig.out_dim
-    memory: str = FuserConfig.memory
-    k_memory: int = FuserConfig.k_memory
-    memory_tokens: int = FuserConfig.memory_tokens
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 2e-3
+    d_model: int = opt(FuserConfig.d_model, "Width of queries and memories.", panel=MODEL)
+    queries: int = opt(FuserConfig.queries, "Number of learnable queries.", panel=MODEL)
+    layers: int = opt(FuserConfig.layers, "Q-Former blocks.", panel=MODEL)
+    heads: int = opt(FuserConfig.heads, "Attention heads.", panel=MODEL)
+    out_dim: int = opt(FuserConfig.out_dim, "Output dimension.", panel=MODEL)
+    memory: str = opt(FuserConfig.memory, "neighbours | tokens: what the queries attend to.", panel=MODEL)
+    k_memory: int = opt(FuserConfig.k_memory, "Neighbours per memory (--memory neighbours).", panel=MODEL)
+    memory_tokens: int = opt(FuserConfig.memory_tokens, "Tokens per memory (--memory tokens).", panel=MODEL)
+    epochs: int = opt(10, panel=OBJECTIVE)
+    batch_size: int = opt(256, panel=OBJECTIVE)
+    lr: float = opt(2e-3, panel=OBJECTIVE)
     weight_decay: float = 0.01
-    temperature: float = 0.1
-    k_structural: int = 10
-    k_semantic: int = 10
-    structural: str = "cooc"
-    w_structural: float = 1.0
-    w_semantic: float = 0.25
-    w_recon: float = 0.1
-    w_align: float = 0.1
-    p_drop_collab: float = 0.3
-    p_drop_text: float = 0.1
-    gate: bool = True
-    shortcut: bool = True
-    use_structural: bool = True
-    use_semantic: bool = True
-    modality_dropout: bool = True
+    temperature: float = opt(0.1, "InfoNCE temperature.", panel=OBJECTIVE)
+    k_structural: int = opt(10, panel=OBJECTIVE)
+    k_semantic: int = opt(10, panel=OBJECTIVE)
+    structural: str = opt("cooc", "cooc (train co-occurrence) | collab (LightGCN cosine): source of structural "
+                          "neighbours.", panel=OBJECTIVE, before="k_structural")
+    w_structural: float = opt(1.0, panel=OBJECTIVE)
+    w_semantic: float = opt(0.25, panel=OBJECTIVE)
+    w_recon: float = opt(0.1, "Reconstruction of both inputs (0 = off).", panel=OBJECTIVE)
+    w_align: float = opt(0.1, "Text/collab branch alignment (0 = off).", panel=OBJECTIVE)
+    p_drop_collab: float = opt(0.3, panel=OBJECTIVE)
+    p_drop_text: float = opt(0.1, panel=OBJECTIVE)
+    gate: bool = opt(True, "Mean of the branches instead of the gate.", flag="--no-gate", panel=ABLATIONS)
+    shortcut: bool = opt(True, "No linear input shortcut to the output.", flag="--no-shortcut", panel=ABLATIONS)
+    use_structural: bool = opt(True, flag="--no-structural", panel=ABLATIONS)
+    use_semantic: bool = opt(True, flag="--no-semantic", panel=ABLATIONS)
+    modality_dropout: bool = opt(True, flag="--no-modality-dropout", panel=ABLATIONS)
     seed: int = 0
     device: str = "auto"
 
@@ -74,9 +77,9 @@ class FuseOptions:
         for weight, name in ((self.w_structural, "--w-structural"), (self.w_semantic, "--w-semantic"),
                              (self.w_recon, "--w-recon"), (self.w_align, "--w-align")):
             checks.append((not (weight >= 0 and math.isfinite(weight)), name, "must be a finite number >= 0"))
-        for bad, opt, problem in checks:
+        for bad, flag, problem in checks:
             if bad:
-                raise OptionError(opt, problem)
+                raise OptionError(flag, problem)
         if self.method == "uqf" and self.contrastive_weights() == (0.0, 0.0):
             raise OptionError("--no-structural", "with --no-semantic (or zero weights) there is no contrastive "
                               "objective left to train on")
