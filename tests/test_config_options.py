@@ -1,0 +1,66 @@
+"""Options built from a config dataclass: names, order, defaults, negated flags, the built config."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import asdict, dataclass
+
+import typer
+from typer.testing import CliRunner
+
+from uqf_cli.cli.config_options import build_config, config_parameters
+from uqf_cli.cli.options import RunOptions, command
+from uqf_cli.core.config_field import opt
+
+
+@dataclass
+class ToyConfig:
+    width: int = opt(8, "Width.")
+    rate: float = 0.5
+    depth: int = opt(2, "Depth.", flag="--layers", panel="Model", before="width")
+    gate: bool = opt(True, "Drop the gate.", flag="--no-gate")
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class ListConfig:
+    hidden: list[int] = opt([4, 2])
+
+
+def test_parameters_follow_field_order_with_before_and_flags():
+    params = config_parameters(ToyConfig)
+    assert [p.name for p in params] == ["depth", "width", "gate"]
+    option = typing.get_args(params[0].annotation)[1]
+    assert (option.help, option.rich_help_panel) == ("Depth.", "Model")  # the flag: see the command test
+    assert [p.default for p in params] == [2, 8, False]  # --no-gate is off by default
+
+
+def test_build_config_negates_and_takes_seed_and_device_from_the_run():
+    values = {"width": 3, "depth": 5, "gate": True, "other": 1}
+    cfg = build_config(ToyConfig, values, RunOptions(seed=7, device="cpu"))
+    assert cfg == ToyConfig(width=3, rate=0.5, depth=5, gate=False, seed=7, device="cpu")
+    assert values == {"other": 1}  # the config's values are taken out, the rest is left for the command
+    assert list(asdict(cfg)) == ["width", "rate", "depth", "gate", "seed", "device"]  # field order kept
+
+
+def test_list_defaults_are_not_shared_between_instances():
+    ListConfig().hidden.append(1)
+    assert ListConfig().hidden == [4, 2]
+
+
+def test_a_command_receives_the_config_built_from_its_options():
+    app = typer.Typer()
+    seen: list[tuple[str, ToyConfig]] = []
+
+    @command(app, "toy", "seed", "quiet")
+    def toy(name: str = "x", cfg: ToyConfig = ToyConfig(), run: RunOptions = RunOptions()) -> None:
+        seen.append((name, cfg))
+
+    @app.command("other")
+    def other() -> None:  # a second command keeps Typer from running "toy" as the whole app
+        pass
+
+    result = CliRunner().invoke(app, ["toy", "--layers", "4", "--no-gate", "--seed", "3", "--name", "y"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("y", ToyConfig(width=8, depth=4, gate=False, seed=3))]
