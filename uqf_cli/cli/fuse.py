@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
         no_semantic: Annotated[bool, typer.Option("--no-semantic", rich_help_panel=_A)] = not _F.use_semantic,
         no_modality_dropout: Annotated[bool, typer.Option("--no-modality-dropout", rich_help_panel=_A)
                                        ] = not _F.modality_dropout,
+        ann_threshold: Annotated[int, typer.Option(
+            "--ann-threshold", help="Catalogue size from which neighbours are searched approximately (faiss, "
+            "the 'ann' extra); 0 = always exact.")] = _F.ann_threshold,
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
     ) -> None:
@@ -105,7 +108,7 @@ def register(app: typer.Typer) -> None:
                 w_semantic=w_semantic, w_recon=w_recon, w_align=w_align, p_drop_collab=p_drop_collab,
                 p_drop_text=p_drop_text, gate=not no_gate, shortcut=not no_shortcut, use_structural=not no_structural,
                 use_semantic=not no_semantic, modality_dropout=not no_modality_dropout, seed=run.seed,
-                device=run.device,
+                device=run.device, ann_threshold=ann_threshold,
             )
             result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=run.force,
                           resume=run.resume)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from uqf_cli.core.errors import OptionError
+from uqf_cli.fuse.ann import ANN_THRESHOLD
 from uqf_cli.fuse.model import FuserConfig
 
 METHODS = ("uqf", "concat", "text", "collab")
@@ -46,6 +47,7 @@ class FuseOptions:
     use_structural: bool = True
     use_semantic: bool = True
     modality_dropout: bool = True
+    ann_threshold: int = ANN_THRESHOLD  # items from which neighbours are searched approximately (faiss)
     seed: int = 0
     device: str = "auto"
 
@@ -68,6 +70,7 @@ class FuseOptions:
             (not self.temperature > 0, "--temperature", "must be > 0"),
             (self.k_structural < 1, "--k-structural", "must be at least 1"),
             (self.k_semantic < 1, "--k-semantic", "must be at least 1"),
+            (self.ann_threshold < 0, "--ann-threshold", "must be >= 0 (0: always exact)"),
             (not 0 <= self.p_drop_collab < 1, "--p-drop-collab", "must be in [0, 1)"),
             (not 0 <= self.p_drop_text < 1, "--p-drop-text", "must be in [0, 1)"),
         ]
