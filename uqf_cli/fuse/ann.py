@@ -18,7 +18,7 @@ from uqf_cli.core.runtime import info
 from uqf_cli.fuse.neighbours import topk_cosine
 
 ANN_THRESHOLD = 50_000  # bank rows from which the approximate search is used
-ANN_NPROBE = 48  # cells searched per query at least (and at least 1/16 of the cells)
+ANN_NPROBE = 48  # cells searched per query at least (and at least 1/8 of the cells)
 ANN_KMEANS_ITERATIONS = 10
 ANN_TRAIN_POINTS_PER_CELL = 128  # k-means trains on a seeded sample of at most this many rows per cell
 _noted = False
@@ -92,7 +92,7 @@ def build_ivf(faiss: Any, x: np.ndarray, seed: int) -> Any:
     index.cp.verbose = False
     index.train(x)
     index.add(x)
-    index.nprobe = min(max(ANN_NPROBE, nlist // 16), nlist)
+    index.nprobe = min(max(ANN_NPROBE, nlist // 8), nlist)
     return index
 
 
