@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -90,13 +91,32 @@ def recall_at_10(x: torch.Tensor, n_queries: int, threshold: int) -> tuple[float
     return hits / exact.numel(), t1 - t0, t2 - t1
 
 
+def wait_watching(pid: int, name: str, t0: float, every: float = 5.0) -> tuple[int, resource.struct_rusage]:
+    """Wait for the child, printing its high-water RSS (VmHWM) whenever it grew by 10%, so a run that
+    must be stopped still tells how much memory it had needed so far."""
+    shown = 0.0
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            hwm = next(int(ln.split()[1]) for ln in lines if ln.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration, ValueError):
+            hwm = 0.0
+        if hwm > shown * 1.1:
+            shown = hwm
+            print(f"  [{time.perf_counter() - t0:6.0f} s] {name} high-water RSS so far {hwm:,.0f} MiB", flush=True)
+        time.sleep(every)
+
+
 def run_child(args: list[str], log: Path) -> tuple[float, float, str]:
     """Run ``python -m uqf_cli ARGS`` (wall seconds, peak RSS MiB of that child alone, stdout)."""
     cmd = [sys.executable, "-m", "uqf_cli", *args]
     t0 = time.perf_counter()
     with open(log, "w") as err, tempfile.TemporaryFile("w+") as out:
         child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        _, status, usage = os.wait4(child.pid, 0)
+        status, usage = wait_watching(child.pid, args[0], t0)
         child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         out.seek(0)

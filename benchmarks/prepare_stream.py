@@ -107,7 +107,8 @@ def main() -> None:
     here = Path(__file__).resolve().parent.parent
     report("uqf prepare (this checkout)", *run_prepare(src, root / "ds", here))
     if args.baseline_src:
-        report(f"uqf prepare ({args.baseline_src})", *run_prepare(src, root / "ds_baseline", args.baseline_src.resolve()))
+        baseline = args.baseline_src.resolve()
+        report(f"uqf prepare ({baseline})", *run_prepare(src, root / "ds_baseline", baseline))
 
 
 if __name__ == "__main__":
