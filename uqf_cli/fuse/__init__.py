@@ -5,6 +5,7 @@ config (options) -> inputs (load, check, align by id) -> neighbours and memory (
 saved (save, load, ``--apply``).
 """
 
+from uqf_cli.fuse.ann import ANN_THRESHOLD, nearest
 from uqf_cli.fuse.config import MEMORIES, METHODS, STRUCTURAL_SOURCES, FuseOptions
 from uqf_cli.fuse.inputs import (
     AlignedInputs,
@@ -39,6 +40,7 @@ from uqf_cli.fuse.stage import fuse
 from uqf_cli.fuse.training import TrainResult, embed_items, info_nce, modality_masks, sample_positives, train_fuser
 
 __all__ = [
+    "ANN_THRESHOLD",
     "BANK_PREFIX",
     "FUSER_KIND",
     "MEMORIES",
@@ -76,6 +78,7 @@ __all__ = [
     "load_fuser",
     "load_text",
     "modality_masks",
+    "nearest",
     "overlap_queries",
     "overlap_row",
     "overlap_score",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from uqf_cli.core.config_field import opt
 from uqf_cli.core.errors import OptionError
+from uqf_cli.fuse.ann import ANN_THRESHOLD
 from uqf_cli.fuse.model import FuserConfig
 
 METHODS = ("uqf", "concat", "text", "collab")
@@ -49,6 +50,8 @@ class FuseOptions:
     use_structural: bool = opt(True, flag="--no-structural", panel=ABLATIONS)
     use_semantic: bool = opt(True, flag="--no-semantic", panel=ABLATIONS)
     modality_dropout: bool = opt(True, flag="--no-modality-dropout", panel=ABLATIONS)
+    ann_threshold: int = opt(ANN_THRESHOLD, "Catalogue size from which neighbours are searched approximately "
+                             "(faiss, the 'ann' extra); 0 = always exact.")
     seed: int = 0
     device: str = "auto"
 
@@ -71,6 +74,7 @@ class FuseOptions:
             (not self.temperature > 0, "--temperature", "must be > 0"),
             (self.k_structural < 1, "--k-structural", "must be at least 1"),
             (self.k_semantic < 1, "--k-semantic", "must be at least 1"),
+            (self.ann_threshold < 0, "--ann-threshold", "must be >= 0 (0: always exact)"),
             (not 0 <= self.p_drop_collab < 1, "--p-drop-collab", "must be in [0, 1)"),
             (not 0 <= self.p_drop_text < 1, "--p-drop-text", "must be in [0, 1)"),
         ]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from uqf_cli.fuse.ann import ANN_THRESHOLD, nearest
 from uqf_cli.fuse.inputs import AlignedInputs
 from uqf_cli.fuse.model import FuserConfig
-from uqf_cli.fuse.neighbours import topk_cosine
 
 
 @dataclass
@@ -49,11 +49,13 @@ class MemoryInputs:
 
 
 def build_memory(data: AlignedInputs, bank: MemoryBank, cfg: FuserConfig,
-                 text_neighbours: torch.Tensor | None = None) -> MemoryInputs:
+                 text_neighbours: torch.Tensor | None = None, ann_threshold: int = ANN_THRESHOLD,
+                 seed: int = 0) -> MemoryInputs:
     """Find each item's k nearest bank neighbours in each modality (its memory, see :class:`MemoryInputs`).
 
     ``text_neighbours``: an already computed top-k' text search against this bank (k' >= k, self
-    excluded), of which the first k columns are used, so the largest search runs once.
+    excluded), of which the first k columns are used, so the largest search runs once. Banks of at
+    least ``ann_threshold`` rows are searched approximately (:func:`uqf_cli.fuse.ann.nearest`).
     """
     k = cfg.k_memory if cfg.memory == "neighbours" else 0
     n = len(data.item_ids)
@@ -64,10 +66,10 @@ def build_memory(data: AlignedInputs, bank: MemoryBank, cfg: FuserConfig,
         else:
             bank_pos = {iid: j for j, iid in enumerate(bank.item_ids)}
             ex = torch.tensor([bank_pos.get(i, -1) for i in data.item_ids], dtype=torch.long)
-            tn = _pad_neighbours(topk_cosine(data.text, bank.text, k, ex), k)
+            tn = _pad_neighbours(nearest(data.text, bank.text, k, ex, ann_threshold, seed), k)
         cpos = {iid: j for j, iid in enumerate(bank.collab_ids)}
         cex = torch.tensor([cpos.get(i, -1) for i in data.item_ids], dtype=torch.long)
-        cn = _pad_neighbours(topk_cosine(data.collab, bank.collab, k, cex), k)
+        cn = _pad_neighbours(nearest(data.collab, bank.collab, k, cex, ann_threshold, seed), k)
     return MemoryInputs(data.text, data.collab, data.has_collab, bank.text, bank.collab, tn, cn)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uqf_cli.fuse.ann import ANN_THRESHOLD, nearest
 from uqf_cli.fuse.inputs import AlignedInputs, concat_embeddings
-from uqf_cli.fuse.neighbours import topk_cosine
 
 OVERLAP_K = 10
 OVERLAP_MAX_QUERIES = 20_000  # above this, overlap@k is measured on an evenly spaced sample of query items
@@ -30,14 +30,15 @@ def overlap_queries(n: int) -> torch.Tensor:
 
 
 def space_neighbours(emb: torch.Tensor, rows: torch.Tensor, k: int = OVERLAP_K,
-                     queries: torch.Tensor | None = None) -> tuple[list[int], np.ndarray] | None:
+                     queries: torch.Tensor | None = None, ann_threshold: int = ANN_THRESHOLD
+                     ) -> tuple[list[int], np.ndarray] | None:
     """``(query positions, their top-k neighbours among rows, as positions)`` in one embedding space."""
     sub = rows.nonzero().squeeze(1)
     if sub.numel() < 2:
         return None
     x = F.normalize(emb[sub], dim=-1)
     local_q = torch.arange(sub.numel()) if queries is None else queries[sub].nonzero().squeeze(1)
-    nb = topk_cosine(x[local_q], x, k, local_q)
+    nb = nearest(x[local_q], x, k, local_q, ann_threshold)
     return sub[local_q].tolist(), sub[nb].numpy()
 
 
@@ -60,34 +61,36 @@ class ReferenceNeighbours:
 
 
 def reference_neighbours(data: AlignedInputs, cooc: list[np.ndarray] | None, k: int = OVERLAP_K,
-                         queries: torch.Tensor | None = None) -> ReferenceNeighbours:
+                         queries: torch.Tensor | None = None, ann_threshold: int = ANN_THRESHOLD
+                         ) -> ReferenceNeighbours:
     """Each (query) item's k nearest text and collab neighbours and top-k co-occurrences, as positions."""
     n = len(data.item_ids)
     q = torch.ones(n, dtype=torch.bool) if queries is None else queries
     empty = np.zeros(0, dtype=np.int64)
     text: list[np.ndarray] = [empty] * n
     qi = q.nonzero().squeeze(1)
-    for j, row in zip(qi.tolist(), topk_cosine(data.text[qi], data.text, k, qi), strict=True):
+    for j, row in zip(qi.tolist(), nearest(data.text[qi], data.text, k, qi, ann_threshold), strict=True):
         text[j] = row.numpy()
     collab: list[np.ndarray] = [empty] * n
     warm = data.has_collab.nonzero().squeeze(1)
     if warm.numel() >= 2:
         local_q = q[warm].nonzero().squeeze(1)
-        nb = topk_cosine(data.collab[warm[local_q]], data.collab[warm], k, local_q)
+        nb = nearest(data.collab[warm[local_q]], data.collab[warm], k, local_q, ann_threshold)
         for j, i in enumerate(warm[local_q].tolist()):
             collab[i] = warm[nb[j]].numpy()
     top_cooc = [c[:k] for c in cooc] if cooc is not None else None
     return ReferenceNeighbours(text, collab, top_cooc, queries)
 
 
-def overlap_row(emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs, ref: ReferenceNeighbours
-                ) -> dict[str, float | None]:
+def overlap_row(emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs, ref: ReferenceNeighbours,
+                ann_threshold: int = ANN_THRESHOLD) -> dict[str, float | None]:
     """Overlap@10 of an embedding space with the text, collab and co-occurrence neighbourhoods."""
     warm = data.has_collab & present
     q = ref.queries
     # One search per candidate set (not per reference): on 200k items each is a 20k x 200k scan.
-    over_present = space_neighbours(emb, present, queries=q)
-    over_warm = over_present if torch.equal(warm, present) else space_neighbours(emb, warm, queries=q)
+    over_present = space_neighbours(emb, present, queries=q, ann_threshold=ann_threshold)
+    over_warm = over_present if torch.equal(warm, present) else space_neighbours(emb, warm, queries=q,
+                                                                                  ann_threshold=ann_threshold)
 
     def score(found: tuple[list[int], np.ndarray] | None, neigh: list[np.ndarray] | None) -> float | None:
         return None if found is None or neigh is None else overlap_score(*found, neigh)
@@ -97,17 +100,18 @@ def overlap_row(emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs, r
 
 
 def overlap_table(method: str, emb: torch.Tensor, present: torch.Tensor, data: AlignedInputs,
-                  cooc: list[np.ndarray] | None) -> dict[str, dict[str, float | None]]:
+                  cooc: list[np.ndarray] | None, ann_threshold: int = ANN_THRESHOLD
+                  ) -> dict[str, dict[str, float | None]]:
     """The neighbourhood-preservation table: inputs, concat and the chosen method, in one run."""
-    ref = reference_neighbours(data, cooc, queries=overlap_queries(len(data.item_ids)))
+    ref = reference_neighbours(data, cooc, queries=overlap_queries(len(data.item_ids)), ann_threshold=ann_threshold)
     everyone = torch.ones(len(data.item_ids), dtype=torch.bool)
     table = {
-        "text": overlap_row(data.text, everyone, data, ref),
-        "collab": overlap_row(data.collab, data.has_collab, data, ref),
-        "concat": overlap_row(concat_embeddings(data), everyone, data, ref),
+        "text": overlap_row(data.text, everyone, data, ref, ann_threshold),
+        "collab": overlap_row(data.collab, data.has_collab, data, ref, ann_threshold),
+        "concat": overlap_row(concat_embeddings(data), everyone, data, ref, ann_threshold),
     }
     if method not in table:
-        table[method] = overlap_row(emb, present, data, ref)
+        table[method] = overlap_row(emb, present, data, ref, ann_threshold)
     return table
 
 

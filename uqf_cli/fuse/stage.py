@@ -13,10 +13,11 @@ from uqf_cli.core.errors import OptionError
 from uqf_cli.core.runtime import info, resolve_device, seed_everything, warn
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import check_output, make_provenance, save_embeddings
+from uqf_cli.fuse.ann import nearest
 from uqf_cli.fuse.config import FuseOptions
 from uqf_cli.fuse.inputs import align_inputs, check_dataset, concat_embeddings, load_collab, load_text, text_model_of
 from uqf_cli.fuse.memory import bank_from, build_memory
-from uqf_cli.fuse.neighbours import cooccurrence_neighbours, knn_lists, topk_cosine
+from uqf_cli.fuse.neighbours import cooccurrence_neighbours, knn_lists
 from uqf_cli.fuse.report import FuseResult, gate_summary, overlap_table, reference_neighbours
 from uqf_cli.fuse.saved import MODEL_PREFIX, save_fuser
 from uqf_cli.fuse.training import embed_items, train_fuser
@@ -64,10 +65,12 @@ def fuse(
     if opts.method == "uqf":
         cfg = opts.fuser_config(text.dim, collab.dim)
         bank = bank_from(data)  # the bank is these items, so the text search below serves the memory too
-        text_knn = topk_cosine(data.text, data.text, max(opts.k_semantic, cfg.k_memory),
-                               torch.arange(len(data.item_ids)))
-        mem = build_memory(data, bank, cfg, text_neighbours=text_knn)
-        structural = cooc if opts.structural == "cooc" else reference_neighbours(data, None, opts.k_structural).collab
+        text_knn = nearest(data.text, data.text, max(opts.k_semantic, cfg.k_memory),
+                           torch.arange(len(data.item_ids)), opts.ann_threshold, opts.seed)
+        mem = build_memory(data, bank, cfg, text_neighbours=text_knn, ann_threshold=opts.ann_threshold,
+                           seed=opts.seed)
+        structural = (cooc if opts.structural == "cooc" else
+                      reference_neighbours(data, None, opts.k_structural, ann_threshold=opts.ann_threshold).collab)
         semantic = knn_lists(text_knn[:, :opts.k_semantic])
         ckpt = Checkpointer(output, "fuse", {k: v for k, v in asdict(opts).items() if k != "device"},
                             {"text": text_path, "collab": collab_path, "dataset": dataset_dir}, resume=resume)
@@ -83,7 +86,7 @@ def fuse(
         emb = data.collab.clone()
         present = data.has_collab.clone()
     seconds = time.perf_counter() - start
-    table = overlap_table(opts.method, emb, present, data, cooc)
+    table = overlap_table(opts.method, emb, present, data, cooc, opts.ann_threshold)
     keep = present.nonzero().squeeze(1)
     out_ids = [data.item_ids[i] for i in keep.tolist()]
     omitted = [i for i, p in zip(data.item_ids, present.tolist(), strict=True) if not p]

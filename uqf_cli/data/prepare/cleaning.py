@@ -9,9 +9,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from uqf_cli.data.prepare.raw import Interaction, RawDataset, natural_key
-
-UNTITLED_OK = ("lcrec", "recbole", "recbole-benchmark")  # curated files: every item with a line counts as text
+from uqf_cli.data.prepare.compact import clean_compact
+from uqf_cli.data.prepare.raw import UNTITLED_OK, CompactInteractions, Interaction, RawDataset, natural_key
 
 _TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.S)
 
@@ -101,6 +100,8 @@ def clean_interactions(raw: RawDataset, kcore_k: int, dedup: bool, max_history: 
     dict[str, dict[str, Any]], dict[str, list[str]], dict[str, Any]
 ]:
     """Apply the documented cleaning steps; return (items, sequences, counts of each step)."""
+    if isinstance(raw.interactions, CompactInteractions):
+        return clean_compact(raw, kcore_k, dedup, max_history)
     counts: dict[str, Any] = {"interactions_read": len(raw.interactions), "items_read": len(raw.items)}
     titled = {i for i, f in raw.items.items() if raw.format in UNTITLED_OK or f.get("title")}
     counts["items_without_title"] = len(raw.items) - len(titled)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from uqf_cli.core.errors import InputError
+
+UNTITLED_OK = ("lcrec", "recbole", "recbole-benchmark")  # curated files: every item with a line counts as text
 
 
 @dataclass(slots=True)
@@ -22,11 +27,50 @@ class Interaction:
 
 
 @dataclass
+class CompactInteractions:
+    """Interactions in file order: row n is (users[user[n]], items[item[n]], time[n])."""
+
+    users: list[str]
+    items: list[str]
+    user: np.ndarray  # int32
+    item: np.ndarray  # int32
+    time: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+class InteractionLog:
+    """Collects (user, item, time) events one at a time, interning the ids."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, int] = {}
+        self._items: dict[str, int] = {}
+        self._user, self._item, self._time = array("i"), array("i"), array("d")
+
+    def add(self, user: str, item: str, time: float) -> None:
+        self._user.append(self._users.setdefault(user, len(self._users)))
+        self._item.append(self._items.setdefault(item, len(self._items)))
+        self._time.append(time)
+
+    def __len__(self) -> int:
+        return len(self._user)
+
+    def build(self) -> CompactInteractions:
+        def as_numpy(buf: array, dtype: type) -> np.ndarray:
+            return np.frombuffer(buf, dtype=dtype) if len(buf) else np.zeros(0, dtype=dtype)
+
+        return CompactInteractions(list(self._users), list(self._items), as_numpy(self._user, np.int32),
+                                   as_numpy(self._item, np.int32), as_numpy(self._time, np.float64))
+
+
+@dataclass
 class RawDataset:
-    """What a reader returns: items (id -> text fields) and interactions in file order."""
+    """What a reader returns: items (id -> text fields) and interactions in file order (a list, or
+    compact arrays for large dumps)."""
 
     items: dict[str, dict[str, Any]]
-    interactions: list[Interaction]
+    interactions: list[Interaction] | CompactInteractions
     source: str
     format: str
     notes: dict[str, Any] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from typing import Any
 
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.data.prepare.cleaning import clean_fields, clean_text, join_categories
-from uqf_cli.data.prepare.raw import Interaction, RawDataset, find_one, load_json, natural_key
+from uqf_cli.data.prepare.raw import Interaction, InteractionLog, RawDataset, find_one, load_json, natural_key
 from uqf_cli.data.prepare.recbole import read_recbole
 from uqf_cli.data.prepare.recbole_benchmark import benchmark_stem, read_recbole_benchmark
 from uqf_cli.files.atomic import require_file
@@ -103,7 +103,7 @@ def _read_amazon(source: Path, fmt: str, suffix: str, user_key: str, item_keys: 
                  time_scale: float, meta_map: Callable[[dict[str, Any]], dict[str, Any]]) -> RawDataset:
     review_pattern = f"*{suffix}"
     reviews_path, meta_path = _amazon_pair(source, review_pattern, f"meta_*{suffix}", suffix)
-    interactions: list[Interaction] = []
+    log = InteractionLog()  # one line at a time into interned arrays: memory follows users and items
     for lineno, rec in iter_jsonl(reviews_path):
         user = str(_field(reviews_path, lineno, rec, user_key))
         item = str(_field(reviews_path, lineno, rec, *item_keys))
@@ -112,8 +112,9 @@ def _read_amazon(source: Path, fmt: str, suffix: str, user_key: str, item_keys: 
             when = float(t) / time_scale
         except (TypeError, ValueError) as e:
             raise InputError(reviews_path, f"line {lineno}: {time_key} {t!r} is not a number") from e
-        interactions.append(Interaction(user, item, when, len(interactions)))
-    wanted = {x.item for x in interactions}
+        log.add(user, item, when)
+    interactions = log.build()
+    wanted = set(interactions.items)
     items: dict[str, dict[str, Any]] = {}
     meta_key = item_keys[0]
     for lineno, rec in iter_jsonl(meta_path):

@@ -1,0 +1,88 @@
+"""Approximate neighbours (faiss IVF above a size threshold): recall against exact search, determinism,
+and the exact path left untouched below the threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uqf_cli.files import load_embeddings
+from uqf_cli.fuse import FuseOptions, ann, fuse, topk_cosine
+from uqf_cli.fuse.ann import nearest
+
+torch.set_num_threads(1)
+
+
+def clustered(n: int, d: int, clusters: int, noise: float, seed: int = 0) -> torch.Tensor:
+    """Unit rows around ``clusters`` random centres (embeddings of real catalogues are clustered)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(clusters, d, generator=g)
+    x = centres[torch.randint(0, clusters, (n,), generator=g)] + noise * torch.randn(n, d, generator=g)
+    return F.normalize(x, dim=1)
+
+
+def recall_at_k(found: torch.Tensor, exact: torch.Tensor) -> float:
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, exact, strict=True))
+    return hits / exact.numel()
+
+
+@pytest.fixture(scope="module")
+def faiss_installed() -> None:
+    pytest.importorskip("faiss")
+
+
+def test_ann_recall_against_exact_search(faiss_installed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = clustered(8000, 48, 400, 1.0)  # neighbours often straddle cells: a few probes would miss them
+    self_ex = torch.arange(len(x))
+    calls = []
+    real = ann.ivf_topk
+    monkeypatch.setattr(ann, "ivf_topk", lambda *a: calls.append(1) or real(*a))
+    found = nearest(x, x, 10, self_ex, ann_threshold=1000)
+    exact = topk_cosine(x, x, 10, self_ex)
+    assert calls, "the approximate index was not used above the threshold"
+    assert not (found == self_ex[:, None]).any()  # the excluded row (the item itself) never comes back
+    assert recall_at_k(found, exact) >= 0.95
+
+
+def test_ann_is_deterministic_given_the_seed(faiss_installed: None) -> None:
+    x = clustered(5000, 32, 100, 1.0, seed=1)
+    a = nearest(x[:500], x, 10, torch.arange(500), ann_threshold=1000, seed=7)
+    b = nearest(x[:500], x, 10, torch.arange(500), ann_threshold=1000, seed=7)
+    assert torch.equal(a, b)
+
+
+def test_below_the_threshold_the_exact_search_runs_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = clustered(600, 16, 20, 1.0)
+
+    def refuse(*_a: object) -> None:
+        raise AssertionError("approximate search used below the threshold")
+
+    monkeypatch.setattr(ann, "ivf_topk", refuse)
+    ex = torch.arange(600)
+    assert torch.equal(nearest(x, x, 10, ex, ann_threshold=601), topk_cosine(x, x, 10, ex))
+    assert torch.equal(nearest(x, x, 10, None, ann_threshold=0), topk_cosine(x, x, 10))
+
+
+def test_without_faiss_large_banks_fall_back_to_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = clustered(300, 16, 10, 1.0)
+    monkeypatch.setattr(ann, "faiss_module", lambda: None)
+    assert torch.equal(nearest(x, x, 5, None, ann_threshold=10), topk_cosine(x, x, 5))
+
+
+def test_fuse_through_the_approximate_path(faiss_installed: None, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_fuse import FAST, Synthetic
+
+    syn = Synthetic(tmp_path)
+    calls = []
+    real = ann.ivf_topk
+    monkeypatch.setattr(ann, "ivf_topk", lambda *a: calls.append(1) or real(*a))
+    small = {**FAST, "epochs": 1}
+    a = fuse(syn.text_path, syn.collab_path, syn.ds, tmp_path / "a.st", FuseOptions(**small, ann_threshold=50))
+    b = fuse(syn.text_path, syn.collab_path, syn.ds, tmp_path / "b.st", FuseOptions(**small, ann_threshold=50))
+    assert calls
+    assert torch.equal(load_embeddings(a.output).embeddings, load_embeddings(b.output).embeddings)
+    assert a.overlap["text"]["text"] is not None and a.overlap["text"]["text"] >= 0.95

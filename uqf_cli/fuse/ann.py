@@ -1,0 +1,100 @@
+"""Top-k cosine neighbours for any catalogue size: exact below a size threshold, faiss IVF above it.
+
+Below ``ann_threshold`` bank rows (or without faiss) the exact blocked search of
+:func:`uqf_cli.fuse.neighbours.topk_cosine` runs unchanged. Above it an inverted-file index (k-means
+cells, inner product on unit rows) is searched instead: k-means is seeded and the search of each query
+does not depend on thread count, so results are deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from uqf_cli.core.runtime import info
+from uqf_cli.fuse.neighbours import topk_cosine
+
+ANN_THRESHOLD = 50_000  # bank rows from which the approximate search is used
+ANN_NPROBE = 48  # cells searched per query at least (and at least 1/8 of the cells)
+ANN_KMEANS_ITERATIONS = 10
+ANN_TRAIN_POINTS_PER_CELL = 128  # k-means trains on a seeded sample of at most this many rows per cell
+_noted = False
+
+
+def faiss_module() -> Any:
+    """``faiss`` when installed (the ``ann`` extra), else None."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
+            ann_threshold: int = ANN_THRESHOLD, seed: int = 0) -> torch.Tensor:
+    """Indices [Nq, k] of each query's k most cosine-similar bank rows (unit-length inputs).
+
+    Same contract as :func:`topk_cosine` (``exclude``, ``k`` capped at the usable bank size); the
+    approximate index is used when the bank has at least ``ann_threshold`` rows and faiss is installed.
+    """
+    if bank.shape[0] < ann_threshold or ann_threshold <= 0:
+        return topk_cosine(queries, bank, k, exclude)
+    faiss = faiss_module()
+    if faiss is None:
+        _note_missing_faiss(bank.shape[0])
+        return topk_cosine(queries, bank, k, exclude)
+    return ivf_topk(faiss, queries, bank, k, exclude, seed)
+
+
+def _note_missing_faiss(n: int) -> None:
+    global _noted
+    if not _noted:
+        _noted = True
+        info(f"note: exact neighbour search over {n} items; install the 'ann' extra (faiss-cpu) for a faster "
+             "approximate one")
+
+
+def ivf_topk(faiss: Any, queries: torch.Tensor, bank: torch.Tensor, k: int,
+             exclude: torch.Tensor | None, seed: int) -> torch.Tensor:
+    """Approximate top-k by an IVF-Flat inner-product index over ``bank`` (see the module docstring)."""
+    k = max(0, min(k, bank.shape[0] - (1 if exclude is not None else 0)))
+    if k == 0:
+        return torch.empty(queries.shape[0], 0, dtype=torch.long)
+    faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
+    index = build_ivf(faiss, _as_float32(bank), seed)
+    extra = 1 if exclude is not None else 0
+    _, found = index.search(_as_float32(queries), k + extra)
+    keep = found >= 0
+    if exclude is not None:
+        keep &= found != exclude.numpy()[:, None]
+    # the kept entries of each row, in faiss's order (similarity descending), first k of them
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(found, order, axis=1)
+    short = np.nonzero(np.take_along_axis(keep, order, axis=1).sum(axis=1) < k)[0]
+    if short.size:  # a query whose probed cells held fewer than k rows: search it exactly
+        rows = torch.from_numpy(short)
+        ex = exclude[rows] if exclude is not None else None
+        out[short] = topk_cosine(queries[rows], bank, k, ex).numpy()
+    return torch.from_numpy(out.astype(np.int64))
+
+
+def build_ivf(faiss: Any, x: np.ndarray, seed: int) -> Any:
+    """An IVF-Flat inner-product index over the rows of ``x``, k-means seeded by ``seed``."""
+    n, d = x.shape
+    nlist = max(1, min(int(2 * math.sqrt(n)), n // 39))  # faiss wants >= 39 training points per cell
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.cp.niter = ANN_KMEANS_ITERATIONS
+    index.cp.max_points_per_centroid = ANN_TRAIN_POINTS_PER_CELL
+    index.cp.verbose = False
+    index.train(x)
+    index.add(x)
+    index.nprobe = min(max(ANN_NPROBE, nlist // 8), nlist)
+    return index
+
+
+def _as_float32(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
