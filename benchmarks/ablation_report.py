@@ -90,14 +90,15 @@ def group_metric(rec: dict[str, Any], group: str, metric: str) -> float | None:
 
 def rec_table(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = ["| model | seeds | epochs run (best) of cap; early stop | test R@10 | test N@10 | valid N@10 | "
-             "tail test R@10 | tail test N@10 | train min |", "|---|---|---|---|---|---|---|---|---|"]
+             "tail test R@10 | tail test N@10 | train min | machine |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, recs in rows.items():
         lines.append(
             f"| {label} | {len(recs)} | {budget_cell(recs)} | {fmt([r['test']['recall@10'] for r in recs])} | "
             f"{fmt([r['test']['ndcg@10'] for r in recs])} | {fmt([r['valid']['ndcg@10'] for r in recs])} | "
             f"{fmt([group_metric(r, 'tail', 'recall@10') for r in recs])} | "
             f"{fmt([group_metric(r, 'tail', 'ndcg@10') for r in recs])} | "
-            f"{fmt([r['seconds']['train'] / 60 for r in recs], 1)} |")
+            f"{fmt([r['seconds']['train'] / 60 for r in recs], 1)} | "
+            f"{'; '.join(sorted({r['machine'] for r in recs}))} |")
     return lines
 
 
