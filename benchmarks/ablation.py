@@ -22,7 +22,8 @@ NDCG@10 per evaluation of every run, when matplotlib is installed: ``pip install
 ``--report-only`` re-renders them from the records.
 
 Variants: ``text``, ``collab``, ``concat``, ``uqf``, UQF ablations and ``letter`` (see ``VARIANTS``);
-``--define NAME=JSON`` adds one (``{"method": "uqf", "fuse": {...}, "quantize": {...}, "label": "..."}``).
+``--define NAME=JSON`` adds one (``{"method": "uqf", "fuse": {...}, "quantize": {...}, "label": "..."}``;
+optional ``"codebook_size"`` and ``"levels"`` replace ``--codebook-size``/``--levels`` for that variant).
 
 Run (the committed results state their own command)::
 
@@ -203,6 +204,9 @@ def parse_defines(ap: argparse.ArgumentParser, defines: list[str]) -> dict[str, 
         bad = sorted(set(value.get("letter", {})) - (set(LetterConfig.__dataclass_fields__) - {"collab"}))
         if bad:
             ap.error(f"--define {name}: unknown letter option(s) {', '.join(bad)}")
+        sizes = {k: value[k] for k in ("codebook_size", "levels") if k in value}
+        if any(not isinstance(v, int) or v < 1 for v in sizes.values()):
+            ap.error(f"--define {name}: codebook_size and levels must be positive integers")
         out[name] = {"label": name, **value}
     return out
 

@@ -124,10 +124,10 @@ def variant_spec(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 def tokenization_settings(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = variant_spec(variant, args)
     out = {"method": spec["method"], "fuse": {"epochs": args.fuse_epochs, **spec.get("fuse", {})},
-           "quantize": {**args.quantize, **spec.get("quantize", {})}, "codebook_size": args.codebook_size,
-           "levels": args.levels}
+           "quantize": {**args.quantize, **spec.get("quantize", {})},
+           "codebook_size": spec.get("codebook_size", args.codebook_size), "levels": spec.get("levels", args.levels)}
     if "letter" in spec:  # only then: the settings (and cache keys) of the other variants stay as they were
-        out["letter"] = {"clusters": min(10, args.codebook_size), **spec["letter"]}
+        out["letter"] = {"clusters": min(10, out["codebook_size"]), **spec["letter"]}
     return out
 
 
@@ -192,8 +192,8 @@ def tokenize(unit: str, args: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
     fres = fuse(args.text, args.collab, args.dataset, wdir / "emb.st", opts, force=True)
     fuse_s = time.perf_counter() - t
-    qcfg = QuantizeConfig(**{**settings["quantize"], "seed": seed, "levels": args.levels,
-                             "codebook_sizes": [args.codebook_size] * args.levels})
+    qcfg = QuantizeConfig(**{**settings["quantize"], "seed": seed, "levels": settings["levels"],
+                             "codebook_sizes": [settings["codebook_size"]] * settings["levels"]})
     t = time.perf_counter()
     letter = LetterConfig(collab=str(args.collab), **settings["letter"]) if "letter" in settings else None
     qres = quantize(wdir / "emb.st", wdir / "sids.jsonl", qcfg, device=args.device, force=True, letter=letter)

@@ -36,9 +36,11 @@ embeddings do not depend on interactions, so the same vectors serve the warm dat
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -195,6 +197,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
+    ap.add_argument("--fuse", type=json.loads, default={}, metavar="JSON",
+                    help='FuseOptions overrides of the UQF variant, e.g. \'{"cold_collab": "borrow"}\'')
     ap.add_argument("--tiger-epochs", type=int, default=3)
     ap.add_argument("--tiger-preset", default="tiger", help="TIGER shape (uqf train-rec --preset): tiger | small")
     ap.add_argument("--codebook-size", type=int, default=256, help="codes per level (3 levels, both tokenizers)")
@@ -232,7 +236,7 @@ def main() -> None:
 
     t = time.perf_counter()
     if not have("fuser.st", "unified_warm.st"):
-        fopts = FuseOptions(epochs=args.fuse_epochs, seed=args.seed, device=args.device)
+        fopts = FuseOptions(**{"epochs": args.fuse_epochs, **args.fuse, "seed": args.seed, "device": args.device})
         fuse(text_warm, collab, work / "warm_ds", work / "unified_warm.st", fopts, save_model=work / "fuser.st",
              force=True)
     apply_fuser(work / "fuser.st", text_cold, None, work / "unified_cold.st", args.device, force=True)
@@ -333,6 +337,8 @@ def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Da
            diagnostics: dict, rec_rows: dict, n_cold_cases: int, n_warm_cases: int, times: dict[str, float]) -> str:
     threads = torch.get_num_threads()
     device = resolve_device(args.device)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip() or "unknown"
     cmd = " ".join(shlex.quote(a) for a in ["UQF_THREADS=" + os.environ.get("UQF_THREADS", ""),
                                              ".venv/bin/python", *sys.argv])
     lines = [
@@ -340,8 +346,8 @@ def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Da
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {device}, {threads} torch thread(s); the shared 2-core CPU was under load from other "
-        "engineers, so wall times are upper bounds.",
+        f"Machine: {device} ({os.cpu_count()} CPUs), {threads} torch thread(s), load average "
+        f"{os.getloadavg()[0]:.1f} at the end (wall times are upper bounds under load). Code: commit {commit}.",
         "",
         f"Data: {len(full.item_ids):,} items, {len(cold):,} cold ({args.cold_fraction:.0%}, seed {args.seed}); "
         f"the warm data keeps {warm_ds.num_interactions:,} of {full.num_interactions:,} interactions and "

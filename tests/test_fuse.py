@@ -180,7 +180,7 @@ SMALL_CLI = ["--d-model", "32", "--queries", "2", "--layers", "1", "--heads", "2
 @pytest.mark.parametrize("extra", [
     ["--method", "concat"], ["--method", "text"], ["--method", "collab"], ["--no-gate"], ["--no-structural"],
     ["--no-semantic"], ["--no-modality-dropout"], ["--memory", "tokens"], ["--structural", "collab"],
-    ["--w-recon", "0", "--w-align", "0"],
+    ["--w-recon", "0", "--w-align", "0"], ["--cold-collab", "borrow"], ["--w-distill", "1"],
 ])
 def test_every_method_and_ablation_runs(syn: Synthetic, tmp_path: Path, extra: list[str]) -> None:
     out = tmp_path / "u.st"
@@ -199,6 +199,8 @@ def test_every_method_and_ablation_runs(syn: Synthetic, tmp_path: Path, extra: l
     if "--method" not in extra:
         assert ef.extra_tensors["gate"].shape == (N_ITEMS,)
         assert all(math.isfinite(p["loss"]) for p in ef.provenance["loss_curve"])
+    if "--w-distill" in extra:
+        assert all("distill" in p for p in ef.provenance["loss_curve"])
     if "--no-gate" in extra:
         expected = torch.tensor([1.0 if i in syn.cold else 0.5 for i in syn.ids])  # cold items: text only
         assert torch.allclose(ef.extra_tensors["gate"], expected)
@@ -266,3 +268,36 @@ def test_existing_output_needs_force(syn: Synthetic, tmp_path: Path) -> None:
     _assert_refused(_cli(*args), "--force")
     assert out.read_text() == "keep me"
     assert _cli(*args, "--force").exit_code == 0
+
+
+def test_borrowed_collab_memory_is_the_text_neighbours_collab(syn: Synthetic, tmp_path: Path) -> None:
+    """--cold-collab borrow: a cold item reads the collab vectors of its nearest warm items by text (their
+    normalised mean first), the setting travels with the saved fuser, and cold items still land near
+    their true collaborative neighbours."""
+    opts = FuseOptions(**FAST, seed=1, device="cpu", cold_collab="borrow", w_distill=1.0)
+    res = fuse(syn.text_path, syn.collab_path, syn.ds, tmp_path / "u.st", opts, save_model=tmp_path / "f.st")
+    from uqf_cli.fuse.inputs import align_inputs, load_collab, load_text
+    from uqf_cli.fuse.memory import bank_from, build_memory
+
+    data = align_inputs(load_text(syn.text_path), load_collab(syn.collab_path))
+    bank = bank_from(data)
+    mem = build_memory(data, bank, opts.fuser_config(TEXT_DIM, COLLAB_DIM))
+    cold_row = syn.ids.index(sorted(syn.cold)[0])
+    warm = [i for i in range(N_ITEMS) if syn.ids[i] not in syn.cold]
+    want = topk_cosine(torch.as_tensor(syn.text[[cold_row]], dtype=torch.float32),
+                       torch.as_tensor(syn.text[warm], dtype=torch.float32), opts.k_memory + 1)[0]
+    _, collab_seq = mem.batch(torch.tensor([cold_row]), torch.tensor([True]))
+    lent = torch.as_tensor(_unit(syn.collab[warm]), dtype=torch.float32)[want]
+    assert torch.allclose(collab_seq[0, 0], F.normalize(lent.mean(0), dim=0), atol=1e-5)
+    assert torch.allclose(collab_seq[0, 1:], lent[:opts.k_memory], atol=1e-5)
+    applied = apply_fuser(tmp_path / "f.st", syn.text_path, syn.collab_path, tmp_path / "a.st", device_spec="cpu")
+    emb = load_embeddings(applied.output).embeddings
+    assert torch.allclose(emb, load_embeddings(res.output).embeddings, atol=1e-5)
+    cold = [i for i in range(N_ITEMS) if syn.ids[i] in syn.cold]
+    assert syn.purity(emb, syn.collab_cl, cold, warm) > syn.purity(syn.text, syn.collab_cl, cold, warm) + 0.1
+
+
+def test_borrow_needs_neighbour_memory(syn: Synthetic, tmp_path: Path) -> None:
+    r = _cli("fuse", "--text", syn.text_path, "--collab", syn.collab_path, "--dataset", syn.ds, "-o",
+             tmp_path / "u.st", "--memory", "tokens", "--cold-collab", "borrow", "-q")
+    assert r.exit_code != 0 and "--cold-collab" in r.output and "Traceback" not in r.output

@@ -12,6 +12,7 @@ from uqf_cli.fuse.model import FuserConfig
 
 METHODS = ("uqf", "concat", "text", "collab")
 MEMORIES = ("neighbours", "tokens")
+COLD_COLLAB = ("zero", "borrow")
 STRUCTURAL_SOURCES = ("cooc", "collab")
 MODEL, OBJECTIVE, ABLATIONS = "UQF model", "Objective", "Ablations"  # help panels of uqf fuse
 
@@ -30,6 +31,9 @@ class FuseOptions:
     memory: str = opt(FuserConfig.memory, "neighbours | tokens: what the queries attend to.", panel=MODEL)
     k_memory: int = opt(FuserConfig.k_memory, "Neighbours per memory (--memory neighbours).", panel=MODEL)
     memory_tokens: int = opt(FuserConfig.memory_tokens, "Tokens per memory (--memory tokens).", panel=MODEL)
+    cold_collab: str = opt(FuserConfig.cold_collab, "zero | borrow: the collab memory of an item without one (cold, "
+                           "or collab dropped in training); borrow = the collab vectors of its nearest warm items "
+                           "by text.", panel=MODEL)
     epochs: int = opt(10, panel=OBJECTIVE)
     batch_size: int = opt(256, panel=OBJECTIVE)
     lr: float = opt(2e-3, panel=OBJECTIVE)
@@ -43,6 +47,8 @@ class FuseOptions:
     w_semantic: float = opt(0.25, panel=OBJECTIVE)
     w_recon: float = opt(0.1, "Reconstruction of both inputs (0 = off).", panel=OBJECTIVE)
     w_align: float = opt(0.1, "Text/collab branch alignment (0 = off).", panel=OBJECTIVE)
+    w_distill: float = opt(0.0, "Teach the collab-less path the full fused vector of warm items, for cold "
+                           "start (0 = off).", panel=OBJECTIVE)
     p_drop_collab: float = opt(0.3, panel=OBJECTIVE)
     p_drop_text: float = opt(0.1, panel=OBJECTIVE)
     gate: bool = opt(True, "Mean of the branches instead of the gate.", flag="--no-gate", panel=ABLATIONS)
@@ -60,6 +66,9 @@ class FuseOptions:
         checks: list[tuple[bool, str, str]] = [
             (self.method not in METHODS, "--method", f"must be one of {', '.join(METHODS)}"),
             (self.memory not in MEMORIES, "--memory", f"must be one of {', '.join(MEMORIES)}"),
+            (self.cold_collab not in COLD_COLLAB, "--cold-collab", f"must be one of {', '.join(COLD_COLLAB)}"),
+            (self.cold_collab == "borrow" and self.memory != "neighbours", "--cold-collab",
+             "borrow needs --memory neighbours"),
             (self.structural not in STRUCTURAL_SOURCES, "--structural", "must be cooc or collab"),
             (self.d_model < 8, "--d-model", "must be at least 8"),
             (self.d_model % self.heads != 0, "--heads", f"must divide --d-model ({self.d_model})"),
@@ -79,7 +88,8 @@ class FuseOptions:
             (not 0 <= self.p_drop_text < 1, "--p-drop-text", "must be in [0, 1)"),
         ]
         for weight, name in ((self.w_structural, "--w-structural"), (self.w_semantic, "--w-semantic"),
-                             (self.w_recon, "--w-recon"), (self.w_align, "--w-align")):
+                             (self.w_recon, "--w-recon"), (self.w_align, "--w-align"),
+                             (self.w_distill, "--w-distill")):
             checks.append((not (weight >= 0 and math.isfinite(weight)), name, "must be a finite number >= 0"))
         for bad, flag, problem in checks:
             if bad:
@@ -94,5 +104,6 @@ class FuseOptions:
     def fuser_config(self, text_dim: int, collab_dim: int) -> FuserConfig:
         return FuserConfig(text_dim=text_dim, collab_dim=collab_dim, d_model=self.d_model, queries=self.queries,
                            layers=self.layers, heads=self.heads, out_dim=self.out_dim, memory=self.memory,
-                           k_memory=self.k_memory, memory_tokens=self.memory_tokens, gate=self.gate,
+                           k_memory=self.k_memory, memory_tokens=self.memory_tokens,
+                           cold_collab=self.cold_collab, gate=self.gate,
                            shortcut=self.shortcut)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from uqf_cli.fuse.ann import ANN_THRESHOLD, nearest
 from uqf_cli.fuse.inputs import AlignedInputs
@@ -35,16 +36,28 @@ class MemoryInputs:
     bank_collab: torch.Tensor  # [Nw, dc]
     text_neighbours: torch.Tensor  # [N, k] rows of bank_text (k = 0 with --memory tokens)
     collab_neighbours: torch.Tensor  # [N, k] rows of bank_collab
+    # [N, k+1] rows of bank_collab: the warm bank items nearest by TEXT (self excluded); None unless
+    # --cold-collab borrow
+    borrow_neighbours: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.text.shape[0]
 
-    def batch(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(text_seq [B, 1+k, dt], collab_seq [B, 1+k, dc])`` for ``rows``; cold items' collab memory is zero."""
+    def batch(self, rows: torch.Tensor | slice, borrow: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(text_seq [B, 1+k, dt], collab_seq [B, 1+k, dc])`` for ``rows``; cold items' collab memory is zero.
+
+        ``borrow`` ([B] bool, with ``borrow_neighbours``): those rows get a borrowed collab memory instead,
+        the normalised mean of their text neighbours' collab vectors, then the first k of those vectors."""
         text_seq = torch.cat([self.text[rows].unsqueeze(1), self.bank_text[self.text_neighbours[rows]]], dim=1)
         warm = self.has_collab[rows]
         nbr = self.bank_collab[self.collab_neighbours[rows]] * warm[:, None, None]
         collab_seq = torch.cat([self.collab[rows].unsqueeze(1), nbr], dim=1)
+        if borrow is not None and self.borrow_neighbours is not None and bool(borrow.any()):
+            lent = self.bank_collab[self.borrow_neighbours[rows]]  # [B, k+1, dc]
+            own = F.normalize(lent.mean(dim=1), dim=-1).unsqueeze(1)
+            borrowed_seq = torch.cat([own, lent[:, :collab_seq.shape[1] - 1]], dim=1)
+            collab_seq = torch.where(borrow[:, None, None], borrowed_seq, collab_seq)
         return text_seq, collab_seq
 
 
@@ -70,7 +83,18 @@ def build_memory(data: AlignedInputs, bank: MemoryBank, cfg: FuserConfig,
         cpos = {iid: j for j, iid in enumerate(bank.collab_ids)}
         cex = torch.tensor([cpos.get(i, -1) for i in data.item_ids], dtype=torch.long)
         cn = _pad_neighbours(nearest(data.collab, bank.collab, k, cex, ann_threshold, seed), k)
-    return MemoryInputs(data.text, data.collab, data.has_collab, bank.text, bank.collab, tn, cn)
+    borrow = None
+    if cfg.cold_collab == "borrow" and k > 0 and bank.collab_ids:
+        borrow = _pad_neighbours(text_neighbours_among_warm(data, bank, k + 1, cex, ann_threshold, seed), k + 1)
+    return MemoryInputs(data.text, data.collab, data.has_collab, bank.text, bank.collab, tn, cn, borrow)
+
+
+def text_neighbours_among_warm(data: AlignedInputs, bank: MemoryBank, k: int, exclude: torch.Tensor,
+                               ann_threshold: int, seed: int) -> torch.Tensor:
+    """Rows of ``bank.collab``: each item's k nearest warm bank items by text (``exclude``: its own row)."""
+    pos = {iid: j for j, iid in enumerate(bank.item_ids)}
+    warm_text = bank.text[torch.tensor([pos[i] for i in bank.collab_ids], dtype=torch.long)]
+    return nearest(data.text, warm_text, k, exclude, ann_threshold, seed)
 
 
 def _pad_neighbours(nbrs: torch.Tensor, k: int) -> torch.Tensor:

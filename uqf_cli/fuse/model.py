@@ -29,6 +29,7 @@ class FuserConfig:
     memory: str = "neighbours"
     k_memory: int = 4
     memory_tokens: int = 4
+    cold_collab: str = "zero"  # "borrow": collab-less items read their text neighbours' collab vectors
     ffn_mult: int = 2
     gate: bool = True
     shortcut: bool = True
@@ -150,6 +151,8 @@ class UnifiedQFormer(nn.Module):
         self.queries = nn.Parameter(torch.randn(cfg.queries, cfg.d_model) * 0.02)
         self.mem_text = ModalityMemory(cfg.text_dim, cfg)
         self.mem_collab = ModalityMemory(cfg.collab_dim, cfg)
+        # marks a borrowed collab memory, so the blocks can tell it from the item's own
+        self.borrow_flag = nn.Parameter(torch.zeros(cfg.d_model)) if cfg.cold_collab == "borrow" else None
         self.blocks = nn.ModuleList(QFormerBlock(cfg) for _ in range(cfg.layers))
         self.ln_out = nn.LayerNorm(cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.out_dim)
@@ -165,10 +168,14 @@ class UnifiedQFormer(nn.Module):
         collab_seq: torch.Tensor,
         text_present: torch.Tensor,
         collab_present: torch.Tensor,
+        borrowed: torch.Tensor | None = None,
     ) -> FuserOutput:
-        """``*_seq``: [B, M, in_dim] memory inputs (row 0 = the item itself); ``*_present``: [B] bool."""
+        """``*_seq``: [B, M, in_dim] memory inputs (row 0 = the item itself); ``*_present``: [B] bool;
+        ``borrowed``: [B] bool, rows whose collab memory is borrowed from text neighbours (``cold_collab``)."""
         mem_t = self.mem_text(text_seq)
         mem_c = self.mem_collab(collab_seq)
+        if self.borrow_flag is not None and borrowed is not None:
+            mem_c = mem_c + self.borrow_flag * borrowed.to(mem_c.dtype)[:, None, None]
         t_on = text_present.to(mem_t.dtype)[:, None, None]
         c_on = collab_present.to(mem_c.dtype)[:, None, None]
         q = self.queries.unsqueeze(0)  # [1, Q, d]: broadcast over items inside the first block

@@ -149,8 +149,13 @@ def _step_losses(
     rows = torch.from_numpy(np.concatenate([anchors, positives]))
     t_present, c_present = modality_masks(mem.has_collab[rows], opts.p_drop_collab, opts.p_drop_text,
                                           opts.modality_dropout, gen)
-    text_seq, collab_seq = mem.batch(rows)
-    out = model(text_seq.to(device), collab_seq.to(device), t_present.to(device), c_present.to(device))
+    own_collab = c_present
+    borrow = borrow_mask(mem, t_present, c_present)
+    if borrow is not None:
+        c_present = c_present | borrow
+    text_seq, collab_seq = mem.batch(rows, borrow)
+    out = model(text_seq.to(device), collab_seq.to(device), t_present.to(device), c_present.to(device),
+                None if borrow is None else borrow.to(device))
     b = len(anchors)
     z = out.fused
     losses: dict[str, torch.Tensor] = {}
@@ -170,7 +175,26 @@ def _step_losses(
         if int(both.sum()) >= 2:
             losses["align"] = opts.w_align * info_nce(out.text_branch[both], out.collab_branch[both],
                                                       opts.temperature)
+    if opts.w_distill > 0:
+        student = (mem.has_collab[rows] & ~own_collab & t_present).nonzero().squeeze(1)
+        if len(student):
+            teacher = full_view(model, mem, rows[student], device)
+            losses["distill"] = opts.w_distill * (1 - F.cosine_similarity(z[student.to(device)], teacher,
+                                                                          dim=-1)).mean()
     return losses
+
+
+def borrow_mask(mem: MemoryInputs, t_present: torch.Tensor, c_present: torch.Tensor) -> torch.Tensor | None:
+    """Rows that read a borrowed collab memory (``--cold-collab borrow``): text present, own collab absent."""
+    return None if mem.borrow_neighbours is None else t_present & ~c_present
+
+
+@torch.no_grad()
+def full_view(model: UnifiedQFormer, mem: MemoryInputs, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The fused vectors of warm ``rows`` with both modalities present: the distillation target (no gradient)."""
+    text_seq, collab_seq = mem.batch(rows)
+    on = torch.ones(len(rows), dtype=torch.bool, device=device)
+    return model(text_seq.to(device), collab_seq.to(device), on, on).fused
 
 
 @torch.no_grad()
@@ -182,9 +206,13 @@ def embed_items(
     fused, gates = [], []
     for s in range(0, len(mem), batch):
         sl = slice(s, s + batch)
-        text_seq, collab_seq = mem.batch(sl)
-        present = torch.ones(text_seq.shape[0], dtype=torch.bool, device=device)
-        out = model(text_seq.to(device), collab_seq.to(device), present, mem.has_collab[sl].to(device))
+        present = torch.ones(mem.text[sl].shape[0], dtype=torch.bool)
+        has_collab = mem.has_collab[sl]
+        borrow = borrow_mask(mem, present, has_collab)
+        text_seq, collab_seq = mem.batch(sl, borrow)
+        collab_on = has_collab if borrow is None else has_collab | borrow
+        out = model(text_seq.to(device), collab_seq.to(device), present.to(device), collab_on.to(device),
+                    None if borrow is None else borrow.to(device))
         fused.append(out.fused.float().cpu())
         gates.append(out.gate.float().cpu())
     return torch.cat(fused), torch.cat(gates)
