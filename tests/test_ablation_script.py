@@ -102,6 +102,14 @@ def test_define_adds_a_variant_and_bad_definitions_are_refused(inputs: dict[str,
     assert ablation.planned_units(args)[0] == ["sid_uqf-w_s0", "sid_uqf-w_s1"]
     with pytest.raises(SystemExit):
         ablation.parse_args(_argv(inputs, "d.md", "--define", 'x={"method": "uqf", "fuse": {"nope": 1}}'))
+    # a variant may set its own codebook shape; the others keep --codebook-size / --levels
+    shape = 'cb={"method": "uqf", "codebook_size": 4, "levels": 2}'
+    args = ablation.parse_args(_argv(inputs, "d.md", "--define", shape, "--variants", "cb,uqf"))
+    cb = units.tokenization_settings("cb", args)
+    assert (cb["codebook_size"], cb["levels"]) == (4, 2)
+    assert units.tokenization_settings("uqf", args)["codebook_size"] == args.codebook_size
+    with pytest.raises(SystemExit):
+        ablation.parse_args(_argv(inputs, "d.md", "--define", 'x={"method": "uqf", "codebook_size": 0}'))
 
 
 def test_reserved_codes_are_distinct_and_outside_the_codebook(tmp_path: Path) -> None:
