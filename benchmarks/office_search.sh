@@ -5,10 +5,11 @@ cd "$(dirname "$0")/.."
 UQF_THREADS=1 exec .venv/bin/python benchmarks/ablation.py --dataset runs/office/ds --text runs/office/text.st \
   --collab runs/office/collab.st --work runs/cmp --out benchmarks/results/office_search.md --jobs 2 \
   --tiger-epochs 5 --no-baselines --seeds 1 --ablation-seeds 1 --tiger-preset small \
-  --variants uqf,uqf-borrow,uqf-distill,uqf-borrow-distill,uqf-cb64,uqf-rqkmeans,uqf-no-gate,uqf-no-modality-dropout,uqf-pdrop5,uqf-wsem1,uqf-out64,uqf-structcollab,uqf-fuse20 \
+  --variants uqf,uqf-borrow,uqf-distill,uqf-borrow-distill,uqf-cb64,uqf-rqkmeans,uqf-no-gate,uqf-no-modality-dropout,uqf-pdrop5,uqf-wsem1,uqf-out64,uqf-structcollab,uqf-fuse20,uqf-borrow-distill10 \
   --define 'uqf-borrow={"method": "uqf", "fuse": {"cold_collab": "borrow"}, "label": "UQF, borrowed collab memory for collab-less rows"}' \
   --define 'uqf-distill={"method": "uqf", "fuse": {"w_distill": 1.0}, "label": "UQF, text-path distillation (w 1.0)"}' \
   --define 'uqf-borrow-distill={"method": "uqf", "fuse": {"cold_collab": "borrow", "w_distill": 1.0}, "label": "UQF, borrowed collab memory + distillation"}' \
+  --define 'uqf-borrow-distill10={"method": "uqf", "fuse": {"cold_collab": "borrow", "w_distill": 10.0}, "label": "UQF, borrowed collab memory + distillation (w 10)"}' \
   --define 'uqf-cb64={"method": "uqf", "codebook_size": 64, "label": "UQF, RQ-VAE 3 x 64"}' \
   --define 'uqf-rqkmeans={"method": "uqf", "quantize": {"method": "rqkmeans"}, "label": "UQF, RQ-KMeans 3 x 256"}' \
   --define 'uqf-pdrop5={"method": "uqf", "fuse": {"p_drop_collab": 0.5}, "label": "UQF, collab dropout 0.5"}' \
