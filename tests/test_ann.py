@@ -86,3 +86,14 @@ def test_fuse_through_the_approximate_path(faiss_installed: None, tmp_path: Path
     assert calls
     assert torch.equal(load_embeddings(a.output).embeddings, load_embeddings(b.output).embeddings)
     assert a.overlap["text"]["text"] is not None and a.overlap["text"]["text"] >= 0.95
+
+
+def test_chunked_search_gives_the_same_neighbours(faiss_installed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queries go to faiss in chunks (bounded scratch memory); the answer must not depend on the chunk size."""
+    x = clustered(3000, 32, 60, 1.0, seed=2)
+    whole = nearest(x, x, 10, torch.arange(len(x)), ann_threshold=1000, seed=3)
+    sizes = []
+    real = ann.search_in_chunks
+    monkeypatch.setattr(ann, "search_in_chunks", lambda index, q, k: sizes.append(len(q)) or real(index, q, k, 700))
+    chunked = nearest(x, x, 10, torch.arange(len(x)), ann_threshold=1000, seed=3)
+    assert sizes == [len(x)] and torch.equal(whole, chunked)
