@@ -132,7 +132,7 @@ def main() -> None:
         for name in names:
             rates = []
             for seed in seeds:
-                cfg = QuantizeConfig(**CONFIGS[name], seed=seed)
+                cfg = QuantizeConfig(**{"codebook_sizes": [256, 256, 256], **CONFIGS[name]}, seed=seed)
                 start = time.perf_counter()
                 result = quantize(args.emb, Path(tmp) / f"{name}-{seed}.jsonl", cfg, device="cpu")
                 seconds = time.perf_counter() - start

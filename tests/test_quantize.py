@@ -288,3 +288,19 @@ def test_sinkhorn_levels_option() -> None:
     for bad in ("4", "0", "x", ""):
         with pytest.raises(OptionError, match="--sinkhorn-levels"):
             parse_sinkhorn_levels(bad, 3)
+
+
+def test_auto_codebook_size_is_the_default_and_sized_from_the_catalogue(tmp_path: Path) -> None:
+    """--codebook-size auto (the default): the smallest power of two K with K*K >= items, on every level."""
+    from uqf_cli.quantize.config import auto_codebook_size, parse_codebook_sizes
+
+    assert [auto_codebook_size(n) for n in (1, 4, 5, 2420, 4096, 4097, 1_000_000)] == [2, 2, 4, 64, 64, 128, 1024]
+    assert QuantizeConfig().codebook_sizes is None and parse_codebook_sizes("auto", 3) is None
+    x, _ = hierarchical_clusters(per=6)  # 96 items -> K = 16
+    out = tmp_path / "sids.jsonl"
+    r = runner.invoke(app, ["quantize", str(write_emb(tmp_path / "e.st", x)), "-o", str(out), "--epochs", "2",
+                            "--warmup-epochs", "1", "--hidden", "16", "--code-dim", "4", "-q"])
+    assert r.exit_code == 0, r.output
+    table = read_sids(out)
+    assert table.codebook_sizes[:3] == [16, 16, 16]
+    assert table.provenance["parameters"]["codebook_sizes"] == [16, 16, 16]

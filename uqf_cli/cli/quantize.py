@@ -27,8 +27,9 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Option("--method", help="rqvae (trained MLP + residual codebooks) | "
                                             "rqkmeans (residual k-means, no training).")] = _Q.method,
         levels: Annotated[int, typer.Option("--levels", help="Number of code levels.")] = _Q.levels,
-        codebook_size: Annotated[str, typer.Option("--codebook-size", help="Codes per level: one int, or one per "
-                                                   "level (\"256,256,128\").")] = _one_or_each(_Q.codebook_sizes),
+        codebook_size: Annotated[str, typer.Option("--codebook-size", help="Codes per level: auto (the smallest "
+                                                   "power of two K with K*K >= items), one int, or one per level "
+                                                   "(\"256,256,128\").")] = "auto",
         code_dim: Annotated[int, typer.Option("--code-dim", help="RQ-VAE latent dimension.")] = _Q.code_dim,
         hidden: Annotated[str, typer.Option("--hidden", help="RQ-VAE encoder hidden sizes (decoder mirrors).")]
         = ",".join(map(str, _Q.hidden)),
@@ -110,11 +111,6 @@ def letter_config(collab: Path | None, w_collab: float, w_diversity: float, temp
         return None
     return LetterConfig(collab=str(collab), w_collab=w_collab, w_diversity=w_diversity, temperature=temperature,
                         clusters=clusters)
-
-
-def _one_or_each(sizes: list[int]) -> str:
-    """``[256, 256, 256]`` -> ``"256"`` (one size for every level), else ``"256,256,128"``."""
-    return str(sizes[0]) if len(set(sizes)) == 1 else ",".join(map(str, sizes))
 
 
 def stats_table(stats: dict[str, Any], title: str) -> Table:

@@ -88,6 +88,7 @@ def quantize(
     save_model = Path(save_model) if save_model else None
     lcrec = check_outputs(output, fmt, save_model, force)
     emb = load_valid_embeddings(embeddings_path)
+    cfg = cfg.resolved(len(emb.item_ids))
     cfg.validate(len(emb.item_ids))
     params, inputs, reg, letter_stats = _letter_setup(emb, embeddings_path, cfg, letter)
     dev = resolve_device(device)

@@ -168,6 +168,7 @@ def fit_quantizer(embeddings: torch.Tensor, cfg: QuantizeConfig, device: torch.d
     Normalisation uses every item (in chunks); training, k-means and balancing use
     :func:`fit_sample_rows`. ``regulariser`` (rows aligned with ``embeddings``) adds LETTER's terms.
     """
+    cfg = cfg.resolved(embeddings.shape[0])
     cfg.validate(embeddings.shape[0])
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
