@@ -18,9 +18,9 @@ from uqf_cli.quantize.config import (
     DEDUP_MODES,
     METHODS,
     QuantizeConfig,
+    auto_codebook_size,
     parse_codebook_sizes,
     parse_sinkhorn_levels,
-    suggest_codebook_size,
 )
 from uqf_cli.quantize.kmeans import kmeans, kmeans_plus_plus
 from uqf_cli.quantize.letter import LetterConfig
@@ -39,6 +39,7 @@ __all__ = [
     "QuantizeResult",
     "ResidualQuantizer",
     "apply_quantizer",
+    "auto_codebook_size",
     "balanced_kmeans",
     "collision_groups",
     "collision_rate",
@@ -59,6 +60,5 @@ __all__ = [
     "save_quantizer",
     "sinkhorn_assign",
     "sinkhorn_code_bias",
-    "suggest_codebook_size",
     "train_rqvae",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 from uqf_cli.core.errors import OptionError
@@ -65,7 +64,7 @@ class QuantizeConfig:
             raise OptionError(
                 "--codebook-size",
                 f"codebook of {max(self.codebook_sizes)} codes is larger than the {n_items} items; "
-                f"try --codebook-size {suggest_codebook_size(n_items)}",
+                f"try --codebook-size auto ({auto_codebook_size(n_items)} here)",
             )
 
 
@@ -84,11 +83,6 @@ def auto_codebook_size(n_items: int) -> int:
     while k * k < n_items:
         k *= 2
     return k
-
-
-def suggest_codebook_size(n_items: int) -> int:
-    """A power of two leaving about eight items per level-1 code (at least 2)."""
-    return max(2, 1 << max(1, math.floor(math.log2(max(2, n_items / 8)))))
 
 
 def parse_sinkhorn_levels(value: str, levels: int) -> list[int]:
