@@ -49,9 +49,31 @@ def test_ann_recall_against_exact_search(faiss_installed: None, monkeypatch: pyt
 
 def test_ann_is_deterministic_given_the_seed(faiss_installed: None) -> None:
     x = clustered(5000, 32, 100, 1.0, seed=1)
-    a = nearest(x[:500], x, 10, torch.arange(500), ann_threshold=1000, seed=7)
-    b = nearest(x[:500], x, 10, torch.arange(500), ann_threshold=1000, seed=7)
+    assert not ann.exact_is_cheaper(len(x), len(x))
+    a = nearest(x, x, 10, torch.arange(len(x)), ann_threshold=1000, seed=7)
+    b = nearest(x, x, 10, torch.arange(len(x)), ann_threshold=1000, seed=7)
     assert torch.equal(a, b)
+
+
+def test_a_few_queries_are_searched_exactly(faiss_installed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the index costs more than scanning the bank for a small sample of queries (the overlap
+    report's): such a search is exact even above the threshold; a whole-catalogue search is not."""
+    assert ann.exact_is_cheaper(20_000, 1_000_000) and not ann.exact_is_cheaper(1_000_000, 1_000_000)
+    assert ann.exact_is_cheaper(20_000, 200_000) and not ann.exact_is_cheaper(200_000, 200_000)
+    x = clustered(5000, 32, 100, 1.0, seed=4)
+
+    def refuse(*_a: object) -> None:
+        raise AssertionError("an index was built for 50 queries")
+
+    monkeypatch.setattr(ann, "ivf_topk", refuse)
+    q = torch.arange(0, 5000, 100)
+    assert torch.equal(nearest(x[q], x, 10, q, ann_threshold=1000), topk_cosine(x[q], x, 10, q))
+
+
+def test_cells_grow_with_the_square_root_of_the_catalogue() -> None:
+    assert ann.ivf_shape(1_000_000) == (8000, 250)
+    assert ann.ivf_shape(200_000) == (3577, 111)
+    assert ann.ivf_shape(3000) == (76, 48)  # small banks: >= 39 points per cell, >= ANN_NPROBE probes
 
 
 def test_below_the_threshold_the_exact_search_runs_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +99,7 @@ def test_fuse_through_the_approximate_path(faiss_installed: None, tmp_path: Path
     from tests.test_fuse import FAST, Synthetic
 
     syn = Synthetic(tmp_path)
+    monkeypatch.setattr(ann, "exact_is_cheaper", lambda *_a: False)  # tiny catalogue: force the index
     calls = []
     real = ann.ivf_topk
     monkeypatch.setattr(ann, "ivf_topk", lambda *a: calls.append(1) or real(*a))

@@ -4,6 +4,11 @@ Below ``ann_threshold`` bank rows (or without faiss) the exact blocked search of
 :func:`uqf_cli.fuse.neighbours.topk_cosine` runs unchanged. Above it an inverted-file index (k-means
 cells, inner product on unit rows) is searched instead: k-means is seeded and the search of each query
 does not depend on thread count, so results are deterministic given the seed.
+
+Index shape for N bank rows: ``nlist = 8 sqrt(N)`` cells (about sqrt(N)/8 rows each) of which
+``nprobe = sqrt(N)/4`` (1/32 of them, at least ``ANN_NPROBE``) are scanned per query, so a query costs
+about ``nlist + nprobe N / nlist = 8 sqrt(N) + N/32`` inner products instead of N. A search for only a few
+queries (the overlap report's sample) is done exactly when that costs less than training the index.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from uqf_cli.core.runtime import info
 from uqf_cli.fuse.neighbours import topk_cosine
 
 ANN_THRESHOLD = 50_000  # bank rows from which the approximate search is used
-ANN_NPROBE = 48  # cells searched per query at least (and at least 1/8 of the cells)
+ANN_CELLS_PER_SQRT_N = 8  # nlist = 8 sqrt(N) cells
+ANN_PROBE_SHARE = 32  # nprobe = nlist / 32 cells searched per query ...
+ANN_NPROBE = 48  # ... and at least this many
 ANN_KMEANS_ITERATIONS = 10
 ANN_TRAIN_POINTS_PER_CELL = 128  # k-means trains on a seeded sample of at most this many rows per cell
 ANN_QUERY_CHUNK = 16_384  # queries per faiss search call (bounds its per-query scratch memory)
@@ -41,13 +48,28 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude: torch.Te
     Same contract as :func:`topk_cosine` (``exclude``, ``k`` capped at the usable bank size); the
     approximate index is used when the bank has at least ``ann_threshold`` rows and faiss is installed.
     """
-    if bank.shape[0] < ann_threshold or ann_threshold <= 0:
+    if bank.shape[0] < ann_threshold or ann_threshold <= 0 or exact_is_cheaper(queries.shape[0], bank.shape[0]):
         return topk_cosine(queries, bank, k, exclude)
     faiss = faiss_module()
     if faiss is None:
         _note_missing_faiss(bank.shape[0])
         return topk_cosine(queries, bank, k, exclude)
     return ivf_topk(faiss, queries, bank, k, exclude, seed)
+
+
+def ivf_shape(n: int) -> tuple[int, int]:
+    """``(nlist, nprobe)`` of the index over ``n`` bank rows (see the module docstring)."""
+    nlist = max(1, min(int(ANN_CELLS_PER_SQRT_N * math.sqrt(n)), n // 39))  # faiss wants >= 39 points per cell
+    return nlist, min(max(ANN_NPROBE, nlist // ANN_PROBE_SHARE), nlist)
+
+
+def exact_is_cheaper(n_queries: int, n_bank: int) -> bool:
+    """Whether exact search (``n_queries x n_bank`` inner products) costs less than the index: k-means
+    training, adding the bank, then ``nlist + nprobe x cell size`` per query."""
+    nlist, nprobe = ivf_shape(n_bank)
+    train = min(n_bank, ANN_TRAIN_POINTS_PER_CELL * nlist) * nlist * ANN_KMEANS_ITERATIONS
+    index = train + n_bank * nlist + n_queries * (nlist + nprobe * n_bank // nlist)
+    return n_queries * n_bank <= index
 
 
 def _note_missing_faiss(n: int) -> None:
@@ -94,7 +116,7 @@ def search_in_chunks(index: Any, queries: np.ndarray, k: int, chunk: int = ANN_Q
 def build_ivf(faiss: Any, x: np.ndarray, seed: int) -> Any:
     """An IVF-Flat inner-product index over the rows of ``x``, k-means seeded by ``seed``."""
     n, d = x.shape
-    nlist = max(1, min(int(2 * math.sqrt(n)), n // 39))  # faiss wants >= 39 training points per cell
+    nlist, nprobe = ivf_shape(n)
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     index.cp.niter = ANN_KMEANS_ITERATIONS
@@ -102,7 +124,7 @@ def build_ivf(faiss: Any, x: np.ndarray, seed: int) -> Any:
     index.cp.verbose = False
     index.train(x)
     index.add(x)
-    index.nprobe = min(max(ANN_NPROBE, nlist // 8), nlist)
+    index.nprobe = nprobe
     return index
 
 
