@@ -15,8 +15,11 @@ index (nor a real catalogue) resembles.
 2. ``--big-items`` (default 1,000,000; 0 skips): `uqf fuse` then `uqf quantize` on the fused output,
    each in its own child process: wall time and peak resident memory of each.
 
+``--recall-only`` prints recall@10 at each size and skips fuse and quantize.
+
     UQF_THREADS=1 .venv/bin/python benchmarks/ann_scale.py --workdir DIR
     UQF_THREADS=1 .venv/bin/python benchmarks/ann_scale.py --items 20000 --big-items 0 --ann-threshold 5000  # quick
+    UQF_THREADS=2 .venv/bin/python benchmarks/ann_scale.py --items 0 --recall-only --workdir DIR  # recall at 1M
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import torch.nn.functional as F
 
 from uqf_cli.core.runtime import set_threads_from_env
 from uqf_cli.files import load_embeddings, save_embeddings, write_dataset_dir
-from uqf_cli.fuse import nearest, topk_cosine
+from uqf_cli.fuse import topk_cosine
+from uqf_cli.fuse.ann import faiss_module, ivf_topk
 
 
 def clustered(n: int, dim: int, n_top: int, g: torch.Generator, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,10 +84,16 @@ def make_inputs(root: Path, n_items: int, seed: int) -> tuple[Path, Path, Path]:
 
 
 def recall_at_10(x: torch.Tensor, n_queries: int, threshold: int) -> tuple[float, float, float]:
-    """``(recall@10, approximate seconds, exact seconds)`` for evenly spaced queries, self excluded."""
+    """``(recall@10, approximate seconds, exact seconds)`` for evenly spaced queries, self excluded.
+
+    The index is the one fuse's whole-catalogue search builds (same bank, same seed; each query's answer
+    does not depend on the others), queried for the sample only: ``nearest`` itself would search so few
+    queries exactly."""
     q = torch.linspace(0, len(x) - 1, min(n_queries, len(x))).round().long().unique()
+    faiss = faiss_module()
+    approximate = faiss is not None and len(x) >= threshold
     t0 = time.perf_counter()
-    found = nearest(x[q], x, 10, q, ann_threshold=threshold)
+    found = ivf_topk(faiss, x[q], x, 10, q, 0) if approximate else topk_cosine(x[q], x, 10, q)
     t1 = time.perf_counter()
     exact = topk_cosine(x[q], x, 10, q)
     t2 = time.perf_counter()
@@ -135,6 +145,16 @@ def scale_run(root: Path, n: int, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     ds, text, collab = make_inputs(root, n, args.seed)
     print(f"[{n:,} items] inputs ready in {time.perf_counter() - t0:.0f} s ({root})", flush=True)
+    print_recall(n, text, collab, args)
+    if args.recall_only:
+        return
+    wall, peak, out = run_child(fuse_args(root, ds, text, collab, args.ann_threshold, args.epochs), root / "fuse.log")
+    overlap = json.loads(out).get("overlap", {}).get("uqf", {})
+    print(f"[{n:,} items] uqf fuse (UQF, {args.epochs} epoch): {wall:.0f} s wall, peak RSS {peak:,.0f} MiB; "
+          f"uqf overlap@10 {json.dumps(overlap)}", flush=True)
+
+
+def print_recall(n: int, text: Path, collab: Path, args: argparse.Namespace) -> None:
     if n < args.ann_threshold:
         print(f"note: {n:,} items < --ann-threshold {args.ann_threshold:,}: fuse searches exactly", flush=True)
     for name, path in (("text", text), ("collab", collab)):
@@ -143,16 +163,15 @@ def scale_run(root: Path, n: int, args: argparse.Namespace) -> None:
         print(f"[{n:,} items] {name} ({emb.shape[1]}-d) neighbour recall@10 vs exact: {rec:.4f} "
               f"({args.recall_queries} queries; index + search {t_ann:.1f} s, exact {t_exact:.1f} s)", flush=True)
         del emb
-    wall, peak, out = run_child(fuse_args(root, ds, text, collab, args.ann_threshold, args.epochs), root / "fuse.log")
-    overlap = json.loads(out).get("overlap", {}).get("uqf", {})
-    print(f"[{n:,} items] uqf fuse (UQF, {args.epochs} epoch): {wall:.0f} s wall, peak RSS {peak:,.0f} MiB; "
-          f"uqf overlap@10 {json.dumps(overlap)}", flush=True)
 
 
 def big_run(root: Path, n: int, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     ds, text, collab = make_inputs(root, n, args.seed)
     print(f"[{n:,} items] inputs ready in {time.perf_counter() - t0:.0f} s ({root})", flush=True)
+    if args.recall_only:
+        print_recall(n, text, collab, args)
+        return
     wall, peak, _ = run_child(fuse_args(root, ds, text, collab, args.ann_threshold, args.epochs), root / "fuse.log")
     print(f"[{n:,} items] uqf fuse (UQF, {args.epochs} epoch): {wall:.0f} s wall, peak RSS {peak:,.0f} MiB", flush=True)
     q_wall, q_peak, out = run_child(["quantize", str(root / "fused.st"), "-o", str(root / "sids.jsonl"), "--force",
@@ -171,6 +190,7 @@ def main() -> None:
     ap.add_argument("--ann-threshold", type=int, default=50_000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recall-only", action="store_true", help="only recall@10 at each size (no fuse, no quantize)")
     ap.add_argument("--workdir", type=Path, default=None, help="inputs are kept here and reused by a rerun")
     args = ap.parse_args()
     set_threads_from_env()
