@@ -36,7 +36,7 @@ def space_neighbours(emb: torch.Tensor, rows: torch.Tensor, k: int = OVERLAP_K,
     sub = rows.nonzero().squeeze(1)
     if sub.numel() < 2:
         return None
-    x = F.normalize(emb[sub], dim=-1)
+    x = F.normalize(emb if sub.numel() == emb.shape[0] else emb[sub], dim=-1)  # one copy, not two, of all rows
     local_q = torch.arange(sub.numel()) if queries is None else queries[sub].nonzero().squeeze(1)
     nb = nearest(x[local_q], x, k, local_q, ann_threshold)
     return sub[local_q].tolist(), sub[nb].numpy()
