@@ -1,9 +1,8 @@
 """Recall@10 and search cost of faiss IVF shapes (cells x probed cells) on one embedding file.
 
 For choosing the index shape of `uqf_cli.fuse.ann` (8 sqrt(N) cells, sqrt(N)/4 probed): every
-combination of ``--nlist`` and ``--nprobe`` is built with fuse's settings (inner product on unit rows,
-seeded k-means, ``ANN_KMEANS_ITERATIONS`` iterations on at most ``ANN_TRAIN_POINTS_PER_CELL`` rows per
-cell) and searched for ``--queries`` evenly spaced items, self excluded, against exact search. The
+combination of ``--nlist`` and ``--nprobe`` is built by fuse's own ``build_ivf`` (inner product on unit
+rows, seeded k-means) and searched for ``--queries`` evenly spaced items, self excluded, against exact search. The
 search time is extrapolated to one query per item (the search fuse runs).
 
     UQF_THREADS=2 .venv/bin/python benchmarks/ann_sweep.py DIR/n1000000/collab.st --nlist 2000,8000 --nprobe 64,128,250
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from uqf_cli.core.runtime import set_threads_from_env
 from uqf_cli.files import load_embeddings
 from uqf_cli.fuse import topk_cosine
-from uqf_cli.fuse.ann import ANN_KMEANS_ITERATIONS, ANN_TRAIN_POINTS_PER_CELL, faiss_module, ivf_shape
+from uqf_cli.fuse.ann import build_ivf, faiss_module, ivf_shape
 
 
 def ints(text: str) -> list[int]:
@@ -42,12 +41,8 @@ def sweep(path: Path, nlists: list[int], nprobes: list[int], n_queries: int) -> 
           f"{len(q)} queries {time.perf_counter() - t0:.1f} s", flush=True)
     xs, qs = x.numpy(), x[q].numpy()
     for nlist in nlists:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed, index.cp.niter, index.cp.verbose = 0, ANN_KMEANS_ITERATIONS, False
-        index.cp.max_points_per_centroid = ANN_TRAIN_POINTS_PER_CELL
         t0 = time.perf_counter()
-        index.train(xs)
-        index.add(xs)
+        index = build_ivf(faiss, xs, 0, (nlist, nlist))
         build = time.perf_counter() - t0
         for nprobe in nprobes:
             index.nprobe = min(nprobe, nlist)
