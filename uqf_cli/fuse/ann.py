@@ -46,7 +46,8 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude: torch.Te
     """Indices [Nq, k] of each query's k most cosine-similar bank rows (unit-length inputs).
 
     Same contract as :func:`topk_cosine` (``exclude``, ``k`` capped at the usable bank size); the
-    approximate index is used when the bank has at least ``ann_threshold`` rows and faiss is installed.
+    approximate index is used when the bank has at least ``ann_threshold`` rows, faiss is installed and
+    the queries are enough to repay building it (:func:`exact_is_cheaper`).
     """
     if bank.shape[0] < ann_threshold or ann_threshold <= 0 or exact_is_cheaper(queries.shape[0], bank.shape[0]):
         return topk_cosine(queries, bank, k, exclude)
