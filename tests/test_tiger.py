@@ -171,3 +171,25 @@ def test_hf_engine_trains_deterministically_and_differs_from_lean(tiny_ds: Path,
     assert tiger.load(tmp_path / "lean", "cpu").recommend([["1"]], k=5)[0]
     with pytest.raises(Exception, match="engine"):
         tiger.TigerOptions.from_dict({"engine": "jax"})
+
+
+def test_learning_rate_schedules_warm_up_then_decay_to_zero():
+    from uqf_cli.rec.tiger.options import TigerOptions
+    from uqf_cli.rec.tiger.training import _schedule, warmup_steps
+
+    assert warmup_steps(TigerOptions(warmup_ratio=0.01), 7600) == 76
+    assert warmup_steps(TigerOptions(), 7600) == 200 and warmup_steps(TigerOptions(), 100) == 10
+    assert _schedule(0, 10, 100, "cosine") == 0.1 and _schedule(9, 10, 100, "cosine") == 1.0
+    assert abs(_schedule(55, 10, 100, "cosine") - 0.5) < 1e-9  # half way through the decay
+    assert _schedule(55, 10, 100, "linear") == 0.5 and _schedule(99, 10, 100, "constant") == 1.0
+    assert _schedule(100, 10, 100, "cosine") == 0.0
+
+
+def test_unknown_schedule_and_tiny_validation_beam_are_refused():
+    from uqf_cli.core.errors import OptionError
+    from uqf_cli.rec.tiger.options import TigerOptions
+
+    with pytest.raises(OptionError, match="--lr-schedule"):
+        TigerOptions.from_dict({"lr_schedule": "step"})
+    with pytest.raises(OptionError, match="--eval-beam"):
+        TigerOptions.from_dict({"eval_beam": 5})

@@ -69,7 +69,14 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float | None, _shared("--lr", "Peak AdamW learning rate")] = None,
         weight_decay: Annotated[float | None, _shared("--weight-decay", "Weight decay")] = None,
         max_history: Annotated[int | None, _shared("--max-history", "History items per sample")] = None,
-        warmup_steps: Annotated[int | None, _tiger("--warmup-steps", "tiger: warmup steps")] = None,
+        warmup_steps: Annotated[int | None, _tiger("--warmup-steps", "tiger: warmup steps, at most a tenth of all")
+                                ] = None,
+        warmup_ratio: Annotated[float | None, _tiger("--warmup-ratio", "tiger: warmup as a share of all planned "
+                                                     "steps; overrides --warmup-steps when > 0")] = None,
+        lr_schedule: Annotated[str | None, _tiger("--lr-schedule", "tiger: after warmup, linear | cosine decay to "
+                                                  "zero at the last planned epoch, or constant (default linear)."
+                                                  )] = None,
+        eval_beam: Annotated[int | None, _tiger("--eval-beam", "tiger: beam size of the validation search")] = None,
         eval_every: Annotated[int | None, _shared("--eval-every", "Validate every N epochs")] = None,
         eval_users: Annotated[int | None, _tiger("--eval-users", "tiger: valid users sampled for early stopping")
                               ] = None,
@@ -114,7 +121,8 @@ def register(app: typer.Typer) -> None:
         module = backbone_module(backbone)
         options: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-            "max_history": max_history, "warmup_steps": warmup_steps, "eval_every": eval_every,
+            "max_history": max_history, "warmup_steps": warmup_steps, "warmup_ratio": warmup_ratio,
+            "lr_schedule": lr_schedule, "eval_beam": eval_beam, "eval_every": eval_every,
             "eval_users": eval_users, "patience": patience, "user_tokens": user_tokens, "d_model": d_model,
             "num_layers": num_layers, "num_decoder_layers": num_decoder_layers, "dropout": dropout,
             "base_model": base_model, "gguf_file": gguf_file, "trust_remote_code": trust_remote_code or None,

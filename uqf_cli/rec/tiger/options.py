@@ -22,6 +22,8 @@ PRESETS: dict[str, dict[str, int]] = {
 # Training engines: "lean" (uqf_cli.rec.t5_lean's forward, bf16 autocast on CPUs with bf16 support,
 # fused AdamW) and "hf" (the Hugging Face forward in fp32 on CPU, plain AdamW; the earlier path).
 ENGINES = ("lean", "hf")
+# Learning-rate shapes after the warmup: linear or cosine decay to zero at the last planned step, or constant.
+LR_SCHEDULES = ("linear", "cosine", "constant")
 
 
 @dataclass
@@ -36,10 +38,13 @@ class TigerOptions:
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
+    warmup_ratio: float = 0.0
+    lr_schedule: str = "linear"
     eval_every: int = 1
     eval_users: int = 1000
     patience: int = 3
     beam_size: int = 20
+    eval_beam: int = 20
     num_layers: int = 4
     num_decoder_layers: int = 4
     d_model: int = 128
@@ -64,8 +69,8 @@ class TigerOptions:
         return opts
 
     def validate(self) -> None:
-        positive = ("max_history", "epochs", "batch_size", "eval_every", "patience", "beam_size", "num_layers",
-                    "num_decoder_layers", "d_model", "num_heads", "d_kv", "d_ff")
+        positive = ("max_history", "epochs", "batch_size", "eval_every", "patience", "beam_size", "eval_beam",
+                    "num_layers", "num_decoder_layers", "d_model", "num_heads", "d_kv", "d_ff")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise OptionError(f"--{name.replace('_', '-')}", "must be a positive integer")
@@ -73,6 +78,13 @@ class TigerOptions:
             raise OptionError("--user-tokens", "must be >= 0")
         if not self.lr > 0:
             raise OptionError("--lr", "must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise OptionError("--warmup-ratio", "must be in [0, 1)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise OptionError("--lr-schedule", f"unknown schedule {self.lr_schedule!r} (choose from "
+                                               f"{', '.join(LR_SCHEDULES)})")
+        if self.eval_beam < 10:
+            raise OptionError("--eval-beam", "must be >= 10 (validation ranks the top 10)")
         if not 0 <= self.dropout < 1:
             raise OptionError("--dropout", "must be in [0, 1)")
         if self.engine not in ENGINES:

@@ -79,10 +79,21 @@ def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.
     return [batches[i] for i in perm]
 
 
-def _schedule(step: int, warmup: int, total: int) -> float:
+def _schedule(step: int, warmup: int, total: int, shape: str = "linear") -> float:
+    """The learning-rate multiplier: linear warmup, then ``shape`` (linear or cosine to zero, or constant)."""
     if step < warmup:
         return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
+    if shape == "constant":
+        return 1.0
+    left = max(0.0, (total - step) / max(1, total - warmup))
+    return left if shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
+
+
+def warmup_steps(opts: TigerOptions, total_steps: int) -> int:
+    """``--warmup-ratio`` of the planned steps when given, else ``--warmup-steps`` capped at a tenth of them."""
+    if opts.warmup_ratio > 0:
+        return max(1, math.ceil(opts.warmup_ratio * total_steps))
+    return min(opts.warmup_steps, max(1, total_steps // 10))
 
 
 def _param_digest(model: torch.nn.Module) -> str:
@@ -93,10 +104,10 @@ def _param_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _validation_ndcg(rec: TigerRecommender, cases: list, k: int = 10) -> float:
+def _validation_ndcg(rec: TigerRecommender, cases: list, beam: int, k: int = 10) -> float:
     from uqf_cli.evaluation.metrics import ndcg_at_k
 
-    preds = rec.recommend([c.history for c in cases], k=k, beam_size=max(k, 20), user_ids=[c.user_id for c in cases])
+    preds = rec.recommend([c.history for c in cases], k=k, beam_size=max(k, beam), user_ids=[c.user_id for c in cases])
     return ndcg_at_k(preds, [c.target for c in cases], k)
 
 
@@ -130,8 +141,9 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     optimizer = make_optimizer(model, opts, device, lean)
     steps_per_epoch = math.ceil(n / opts.batch_size)
     total_steps = steps_per_epoch * opts.epochs
-    warmup = min(opts.warmup_steps, max(1, total_steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps))
+    warmup = warmup_steps(opts, total_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps,
+                                                                             opts.lr_schedule))
     amp_dtype, scaler = _amp(device, lean)
 
     eval_gen = torch.Generator().manual_seed(opts.seed + 1)
@@ -187,7 +199,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
             if epoch % opts.eval_every == 0 or epoch == opts.epochs:
                 if dist_info.main:
                     rec = TigerRecommender(model, vocab, opts.max_history, device)
-                    record["valid_ndcg10"] = _validation_ndcg(rec, valid)
+                    record["valid_ndcg10"] = _validation_ndcg(rec, valid, opts.eval_beam)
                     improved = record["valid_ndcg10"] > best["ndcg10"]
                     bad_evals = 0 if improved else bad_evals + 1
                     stop = bad_evals >= opts.patience
@@ -198,6 +210,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                 if improved:
                     best = {"ndcg10": record.get("valid_ndcg10", best["ndcg10"]), "epoch": epoch,
                             "state": copy.deepcopy(model.state_dict())}
+            record["seconds"] = round(seconds_before + time.time() - t0, 1)  # training + validation so far
             history.append(record)
             if dist_info.main:
                 ckpt.epoch_done(epoch, lambda epoch=epoch: snapshot(epoch), last=stop or epoch == opts.epochs)

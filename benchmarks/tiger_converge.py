@@ -1,0 +1,198 @@
+"""TIGER to convergence on a CPU: the field's recipe (the yardstick) beside faster recipes, in one invocation.
+
+Two lanes run side by side, one thread each (``--threads``): lane 1 trains the reference recipe, lane 2
+trains the candidate recipes one after another, so both see the same machine at the same time. Every
+run goes through the CLI (``uqf train-rec ... --resume``, then ``uqf evaluate`` on all valid and all
+test users) and leaves one JSON record in ``<out stem>/runs/``; a rerun of the same command skips
+finished runs and resumes an interrupted one from its last epoch checkpoint (its training seconds add
+up across the interruption). The report says, for each candidate, whether its best model's full
+validation NDCG@10 is within 2% of the reference's and how its wall time compares (target: <= 1/4).
+
+    UQF_THREADS=1 .venv/bin/python benchmarks/tiger_converge.py --dataset runs/office/ds \\
+        --sids runs/office/sids.jsonl --work runs/converge --out benchmarks/results/tiger_converge.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# The field's TIGER recipe (APAO and LETTER on Office: AdamW 5e-4, cosine, 1% warmup, batch 1,024,
+# up to 200 epochs, patience 20), validated every epoch on all users, at --preset small.
+REFERENCE: dict[str, Any] = {"preset": "small", "lr": 5e-4, "lr_schedule": "cosine", "warmup_ratio": 0.01,
+                             "batch_size": 1024, "epochs": 200, "patience": 20, "eval_users": 1_000_000}
+# Candidate CPU recipes: fewer, larger steps per sample, a short cosine horizon, a cheap validation sample.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "cpu-a": {"preset": "small", "lr": 2e-3, "lr_schedule": "cosine", "warmup_ratio": 0.02, "batch_size": 256,
+              "epochs": 30, "patience": 5, "eval_users": 1000},
+    "cpu-c": {"preset": "small", "lr": 3e-3, "lr_schedule": "cosine", "warmup_ratio": 0.02, "batch_size": 512,
+              "epochs": 40, "patience": 6, "eval_users": 1000},
+    "cpu-b": {"preset": "small", "lr": 1e-3, "lr_schedule": "cosine", "warmup_ratio": 0.02, "batch_size": 256,
+              "epochs": 60, "patience": 8, "eval_users": 1000},
+}
+WITHIN = 0.02  # a candidate matches the reference when its best valid NDCG@10 is >= 98% of the reference's
+TIME_SHARE = 0.25
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", type=Path, required=True)
+    p.add_argument("--sids", type=Path, required=True)
+    p.add_argument("--work", type=Path, required=True, help="model directories and logs")
+    p.add_argument("--out", type=Path, required=True, help="report .md (records in <stem>/runs/, .json beside)")
+    p.add_argument("--candidates", default=",".join(CANDIDATES), help="comma list of candidate recipes")
+    p.add_argument("--define", action="append", default=[], metavar="NAME=JSON", help="an extra candidate recipe")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per lane")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", default=json.dumps(REFERENCE), help="the reference recipe as JSON")
+    p.add_argument("--uqf", default=str(Path(sys.executable).with_name("uqf")), help="the uqf executable")
+    return p.parse_args(argv)
+
+
+def flags(recipe: dict[str, Any]) -> list[str]:
+    return [x for k, v in recipe.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def run_logged(cmd: list[str], log: Path, threads: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "UQF_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+    with log.open("a", encoding="utf-8") as err:
+        err.write(f"$ {' '.join(cmd)}\n")
+        err.flush()
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, check=True)
+
+
+def train_and_evaluate(name: str, recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """One run to its early stop (or cap), then full valid and test evaluation; its record."""
+    record_path = args.out.parent / args.out.stem / "runs" / f"{name}.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    model, log = args.work / name, args.work / f"{name}.log"
+    args.work.mkdir(parents=True, exist_ok=True)
+    train = [args.uqf, "train-rec", str(args.dataset), "--sids", str(args.sids), "-o", str(model), "--seed",
+             str(args.seed), "--json", "--resume", *flags(recipe)]
+    load_before = os.getloadavg()
+    start = time.time()
+    summary = json.loads(run_logged(train, log, args.threads).stdout)
+    metrics = {}
+    for split in ("valid", "test"):
+        preds = args.work / f"{name}.{split}.predictions.jsonl"
+        cmd = [args.uqf, "evaluate", str(model), str(args.dataset), "--split", split, "--json", "--force",
+               "--predictions", str(preds)]
+        metrics[split] = json.loads(run_logged(cmd, log, args.threads).stdout)["metrics"]
+    record = {"name": name, "recipe": recipe, "seed": args.seed, "threads": args.threads,
+              "train_seconds": summary["train_seconds"], "wall_this_invocation": round(time.time() - start, 1),
+              "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
+              "early_stopped": summary["epochs_run"] < recipe["epochs"], "curve": summary["history"],
+              "valid": metrics["valid"], "test": metrics["test"], "load_at_start": load_before,
+              "load_at_end": os.getloadavg(), "machine": platform.processor() or platform.machine(),
+              "commit": git_commit(), "command": " ".join(sys.argv)}
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(record_path)
+    return record
+
+
+def git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return out.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def run_lanes(args: argparse.Namespace, reference: dict[str, Any], candidates: dict[str, dict[str, Any]]
+              ) -> dict[str, dict[str, Any]]:
+    """Lane 1: the reference; lane 2: the candidates in order; both at once."""
+    results: dict[str, dict[str, Any]] = {}
+    errors: list[BaseException] = []
+
+    def lane(items: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            for name, recipe in items:
+                results[name] = train_and_evaluate(name, recipe, args)
+        except BaseException as e:  # reported after both lanes end
+            errors.append(e)
+
+    threads = [threading.Thread(target=lane, args=([("reference", reference)],)),
+               threading.Thread(target=lane, args=(list(candidates.items()),))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def verdict(ref: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
+    best_ref = ref["valid"]["ndcg@10"]
+    return {"valid_ratio": cand["valid"]["ndcg@10"] / best_ref, "time_ratio": cand["train_seconds"] /
+            ref["train_seconds"], "matches": cand["valid"]["ndcg@10"] >= (1 - WITHIN) * best_ref,
+            "fast_enough": cand["train_seconds"] <= TIME_SHARE * ref["train_seconds"]}
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    ref = results["reference"]
+    lines = ["# TIGER to convergence on this CPU: the field's recipe vs CPU recipes", "",
+             f"Command: `{ref['command']}`  ", f"Code: {ref['commit']}; machine: {ref['machine']}, "
+             f"{args.threads} thread(s) per lane, two lanes side by side.", "",
+             "| run | recipe | epochs (best) | early stop | train s | valid NDCG@10 (all users) | test NDCG@10 | "
+             "test Recall@10 | valid vs ref | time vs ref |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        v = verdict(ref, r)
+        lines.append(f"| {name} | `{json.dumps(r['recipe'])}` | {r['epochs_run']} ({r['best_epoch']}) | "
+                     f"{'yes' if r['early_stopped'] else 'no (cap)'} | {r['train_seconds']:.0f} | "
+                     f"{r['valid']['ndcg@10']:.4f} | {r['test']['ndcg@10']:.4f} | {r['test']['recall@10']:.4f} | "
+                     f"{v['valid_ratio']:.3f} | {v['time_ratio']:.3f} |")
+    lines += ["", f"A candidate passes when valid vs ref >= {1 - WITHIN:.2f} and time vs ref <= {TIME_SHARE}.", ""]
+    for name, r in results.items():
+        if name != "reference":
+            v = verdict(ref, r)
+            lines.append(f"* {name}: {'PASS' if v['matches'] and v['fast_enough'] else 'fail'} "
+                         f"(valid {v['valid_ratio']:.3f}x, time {v['time_ratio']:.3f}x)")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, r in results.items():
+        pts = [(h["seconds"] / 60, h["valid_ndcg10"]) for h in r["curve"] if "valid_ndcg10" in h and "seconds" in h]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker=".", label=f"{name} (valid sample)")
+    ax.set_xlabel("training + validation minutes")
+    ax.set_ylabel("validation NDCG@10")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    extra = dict(d.split("=", 1) for d in args.define)
+    pool = {**CANDIDATES, **{k: json.loads(v) for k, v in extra.items()}}
+    candidates = {n: pool[n] for n in args.candidates.split(",") if n}
+    results = run_lanes(args, json.loads(args.reference), candidates)
+    ordered = {"reference": results["reference"], **{n: results[n] for n in candidates}}
+    args.out.write_text(report(ordered, args))
+    args.out.with_suffix(".json").write_text(json.dumps(ordered, indent=1))
+    plot(ordered, args.out.with_name(args.out.stem + "_curves.png"))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
