@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
         if tree is not None:
             con.print(tree)
         con.print(summary_table(figures, other))
+        con.print(guide_table())
 
 
 def _check_picture_outputs(plot: Path | None, html: Path | None, force: bool) -> None:
@@ -116,4 +117,17 @@ def summary_table(m: dict[str, Any], other: dict[str, Any] | None = None) -> Tab
         t.add_column(Path(other["sids"]).name if other.get("sids") else "compare", justify="right", overflow="fold")
     for row in rows:
         t.add_row(*(escape(cell) for cell in row))
+    return t
+
+
+def guide_table() -> Table:
+    """What each summary figure means and what a good value is (the same text as the HTML legend)."""
+    from uqf_cli.evaluation.sid_summary import METRIC_GUIDE
+
+    t = Table(title="How to read the summary", title_justify="left", box=None, show_header=True, pad_edge=False)
+    t.add_column("figure", style="bold", overflow="fold")
+    t.add_column("what it measures", overflow="fold")
+    t.add_column("good value", overflow="fold")
+    for name, meaning, good in METRIC_GUIDE:
+        t.add_row(escape(name), escape(meaning), escape(good))
     return t
