@@ -103,7 +103,8 @@ def top_codes_html(ins: Inspection, top: int = TOP_CODES) -> str:
     blocks = []
     for n, (code, members) in enumerate(by_code[:top]):
         ids = [table.item_ids[r] for r in members]
-        blocks.append(f"<details{' open' if n == 0 else ''}><summary><code>{_e(level_token(0, code))}</code> {len(members):,} items: "
+        opened = " open" if n == 0 else ""  # the largest code shows its drill-down at once
+        blocks.append(f"<details{opened}><summary><code>{_e(level_token(0, code))}</code> {len(members):,} items: "
                       f"<b>{_e(group_label(ids, ins.dataset))}</b> <span class=\"notes\">{_e(_titles(ins, ids))}"
                       f"</span></summary>{drill_down_html(ins, members, code)}</details>")
     name = Path(table.path).name if table.path else "SIDs"
