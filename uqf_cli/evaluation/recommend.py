@@ -46,23 +46,26 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
-def search_items(dataset: Dataset, text: str) -> list[str]:
-    """Item ids whose title contains ``text`` (case-insensitive), then those whose title has every word of it.
-
-    Substring matches come first; each group keeps the dataset's item order.
-    """
+def match_titles(titled: Sequence[tuple[str, str]], text: str) -> list[str]:
+    """Ids of ``(id, title)`` pairs whose title contains ``text`` (case-insensitive), then those whose title
+    has every word of it; each group keeps the given order."""
     needle = text.strip().lower()
     words = set(_words(needle))
     if not needle:
         raise OptionError("--item-search", "give a few words of a title")
     exact, by_words = [], []
-    for iid in dataset.item_ids:
-        title = dataset.title(iid).lower()
-        if needle in title:
+    for iid, title in titled:
+        low = title.lower()
+        if needle in low:
             exact.append(iid)
-        elif words and words <= set(_words(title)):
+        elif words and words <= set(_words(low)):
             by_words.append(iid)
     return exact + by_words
+
+
+def search_items(dataset: Dataset, text: str) -> list[str]:
+    """Dataset item ids whose title matches ``text`` (:func:`match_titles`), substring matches first."""
+    return match_titles([(iid, dataset.title(iid)) for iid in dataset.item_ids], text)
 
 
 @dataclass
