@@ -82,7 +82,7 @@ def test_tree_opens_level_by_level_and_lists_items(two_files: dict[str, Path]) -
         await pilot.press("down", "enter", "down")  # open <a_1><b_0>, highlight its first full SID
         await pilot.pause()
         assert tree.cursor_node.data.prefix == (1, 0, 1) and not tree.cursor_node.allow_expand
-        assert [items.get_row_at(r) for r in range(items.row_count)] == [["1", "Item 1 pen", "<a_1><b_0><c_1>"]]
+        assert [items.get_row_at(r) for r in range(items.row_count)] == [["1", "<a_1><b_0><c_1>", "Item 1 pen"]]
 
     _run(explorer, steps)
 
@@ -101,18 +101,18 @@ def test_search_jumps_to_the_item_in_both_files(two_files: dict[str, Path]) -> N
         await pilot.pause()
         results = a.query_one("#results", DataTable)
         assert results.row_count == 1 and a.focused is results
-        assert results.get_row_at(0) == ["7", "Item 7 pen", "<a_1><b_0><c_7>", "<a_1><b_3>"]  # SID in each file
+        assert results.get_row_at(0) == ["7", "<a_1><b_0><c_7>", "<a_1><b_3>", "Item 7 pen"]  # SID in each file
         await pilot.press("enter")
         await pilot.pause()
         await pilot.pause()
-        for n, prefix in ((0, (1, 0, 7)), (1, (1, 3))):
+        for n, prefix in ((0, (1, 0)), (1, (1,))):  # one level above the full SID: its closest siblings
             tree = a.query_one(f"#pane-{n}-tree", Tree)
             items = a.query_one(f"#pane-{n}-items", DataTable)
             assert tree.cursor_node.data.prefix == prefix
             assert items.get_row_at(items.cursor_row)[0] == "7"
-        # in b, item 7 has a full SID of its own (7 % 3 = 1, 7 % 4 = 3: no other id below 12 has both)
-        b_items = a.query_one("#pane-1-items", DataTable)
-        assert {b_items.get_row_at(r)[0] for r in range(b_items.row_count)} == {"7"}
+        a_items, b_items = (a.query_one(f"#pane-{n}-items", DataTable) for n in (0, 1))
+        assert [a_items.get_row_at(r)[0] for r in range(a_items.row_count)] == ["1", "7"]
+        assert [b_items.get_row_at(r)[0] for r in range(b_items.row_count)] == ["1", "4", "7", "10"]  # i % 3 = 1
 
     _run(explorer, steps)
 
@@ -126,7 +126,7 @@ def test_start_at_item_and_unknown_search(two_files: dict[str, Path]) -> None:
 
     async def steps(a, pilot) -> None:
         await pilot.pause()
-        assert a.query_one("#pane-0-tree", Tree).cursor_node.data.prefix == (0, 2, 4)
+        assert a.query_one("#pane-0-tree", Tree).cursor_node.data.prefix == (0, 2)
         await pilot.press("slash", *"no such thing", "enter")
         await pilot.pause()
         results = a.query_one("#results", DataTable)
@@ -162,3 +162,20 @@ def test_cli_tui_starts_the_explorer_with_the_options(two_files: dict[str, Path]
     assert started == {"names": ["a.jsonl", "b.jsonl"], "item": None, "prefix": (1, 0)}
     r = runner.invoke(app, ["inspect-sids", str(two_files["a"]), "--tui", "--item", "nope"])
     assert r.exit_code == 2 and "unknown item" in r.output
+
+
+def test_start_at_prefix(two_files: dict[str, Path]) -> None:
+    from textual.widgets import DataTable, Tree
+
+    from uqf_cli.tui.sid_explorer import explorer_app
+
+    explorer = explorer_app([load_inspection(two_files["a"], two_files["ds"])], prefix=(1, 0))
+
+    async def steps(a, pilot) -> None:
+        await pilot.pause()
+        tree = a.query_one("#pane-0-tree", Tree)
+        assert tree.cursor_node.data.prefix == (1, 0) and tree.cursor_node.is_expanded
+        items = a.query_one("#pane-0-items", DataTable)
+        assert [items.get_row_at(r)[0] for r in range(items.row_count)] == ["1", "7"]
+
+    _run(explorer, steps)

@@ -4,7 +4,8 @@ One pane per SIDs file (two with ``--compare``, side by side): a tree of codes, 
 children are computed when a node is first opened; below it the items of the highlighted prefix (id,
 title, full SID). The search box (``/``) finds items by title; choosing a result (Enter) opens every
 pane down to that item's prefix and puts the cursor on the item, so two tokenizations of the same
-item can be compared at a glance. ``q`` quits.
+item can be compared at a glance (the cursor lands one level above the item's full SID, among its
+closest siblings). ``--item`` and ``--prefix`` choose where it starts. ``q`` quits.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class SidPane(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("item id", "title", "SID")
+        table.add_columns("item id", "SID", "title")
         root = self.tree.root
         self.load(root)
         root.expand()
@@ -99,11 +100,11 @@ class SidPane(Vertical):
         items = self.browser.items(prefix, ITEMS_SHOWN)
         more = f" (first {len(items):,})" if total > len(items) else ""
         self.query_one(".items-title", Static).update(
-            f" {escape(self.browser.prefix_text(prefix))}: {total:,} items{more}")
+            f" {escape(self.browser.prefix_text(prefix))}: {total:,} item{'s' if total != 1 else ''}{more}")
         table = self.query_one(DataTable)
         table.clear()
         for item in items:
-            table.add_row(item.item_id, item.title, item.sid, key=item.item_id)
+            table.add_row(item.item_id, item.sid, item.title, key=item.item_id)
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
         self.load(event.node)
@@ -113,22 +114,31 @@ class SidPane(Vertical):
             self.show_items(event.node.data.prefix)
 
     def reveal(self, item_id: str) -> bool:
-        """Open the tree down to the item's full SID, put the cursor there and on the item; False if absent."""
+        """Open the tree down to the item's prefix one level above its full SID (where its closest siblings
+        are), list that prefix's items with the cursor on the item; False if this file does not hold it."""
         path = self.browser.path_of(item_id)
         if path is None:
             self.query_one(".items-title", Static).update(f" {escape(item_id)} is not in this file")
             return False
-        node = self.tree.root
-        for depth in range(1, len(path) + 1):
-            self.load(node)
-            node.expand()
-            node = next(c for c in node.children if c.data is not None and c.data.prefix == path[:depth])
-        self.show_items(path)
+        target = path[: max(1, len(path) - 1)]
+        node = self.open_to(target)
+        self.show_items(target)
         table = self.query_one(DataTable)
         table.move_cursor(row=table.get_row_index(item_id))
-        target = node
-        self.tree.call_after_refresh(self.tree.move_cursor, target)
+        self.tree.call_after_refresh(self.tree.move_cursor, node)
         return True
+
+    def open_to(self, prefix: tuple[int, ...]) -> TreeNode[NodeData]:
+        """Load and expand the nodes down to ``prefix``; returns its node."""
+        node = self.tree.root
+        for depth in range(1, len(prefix) + 1):
+            self.load(node)
+            node.expand()
+            node = next(c for c in node.children if c.data is not None and c.data.prefix == prefix[:depth])
+        self.load(node)
+        if node.allow_expand:
+            node.expand()
+        return node
 
 
 class SidExplorer(App[None]):
@@ -136,7 +146,6 @@ class SidExplorer(App[None]):
 
     TITLE = "uqf inspect-sids"
     CSS = """
-    #search { dock: top; }
     #results { height: auto; max-height: 10; display: none; }
     #results.shown { display: block; }
     """
@@ -166,7 +175,7 @@ class SidExplorer(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#results", DataTable).add_columns("item id", "title", *(b.name for b in self.browsers))
+        self.query_one("#results", DataTable).add_columns("item id", *(b.name for b in self.browsers), "title")
         self.query_one("#pane-0-tree", Tree).focus()
         if self.start_item is not None:
             self.call_after_refresh(self.jump, self.start_item)
@@ -195,7 +204,7 @@ class SidExplorer(App[None]):
         found = self.browsers[0].search(text, RESULTS_SHOWN)
         for item in found:
             sids = [item.sid] + [self._sid_in(b, item.item_id) for b in self.browsers[1:]]
-            results.add_row(item.item_id, item.title, *sids, key=item.item_id)
+            results.add_row(item.item_id, *sids, item.title, key=item.item_id)
         self.notify(f"{len(found)} item(s) match {text!r}" + (" (first 200)" if len(found) == RESULTS_SHOWN
                                                                else ""))
         if found:
@@ -222,16 +231,9 @@ class SidExplorer(App[None]):
     def open_prefix(self, prefix: tuple[int, ...]) -> None:
         """Open the first pane down to ``prefix`` (the ``--prefix`` start)."""
         pane = self.panes[0]
-        node = pane.tree.root
-        for depth in range(1, len(prefix) + 1):
-            pane.load(node)
-            node.expand()
-            node = next(c for c in node.children if c.data is not None and c.data.prefix == prefix[:depth])
-        pane.load(node)
-        node.expand()
+        node = pane.open_to(prefix)
         pane.show_items(prefix)
         pane.tree.call_after_refresh(pane.tree.move_cursor, node)
-
 
 def explorer_app(inspections: list, item: str | None = None, prefix: tuple[int, ...] = ()) -> SidExplorer:
     """The explorer over one or two loaded tokenizations (:class:`~uqf_cli.evaluation.inspect_sids.Inspection`),
