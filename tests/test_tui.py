@@ -47,6 +47,9 @@ def test_browser_children_items_search_and_path(two_files: dict[str, Path]) -> N
     assert [i.item_id for i in b.search("ITEM 1")] == ["1", "10", "11"]
     assert [i.item_id for i in b.search("pen 3")] == ["3"]  # every word, any order
     assert b.path_of("7") == (1, 0, 7) and b.path_of("nope") is None
+    assert b.sibling_prefix("7") == (1, 0)  # <a_1><b_0> holds 1 and 7
+    wide = SidBrowser(load_inspection(two_files["b"], two_files["ds"]))
+    assert wide.sibling_prefix("7") == (1,)  # its full SID is its own; <a_1> holds 1, 4, 7, 10
 
 
 def _run(app_obj, steps, size: tuple[int, int] = (140, 40)) -> None:
@@ -105,7 +108,7 @@ def test_search_jumps_to_the_item_in_both_files(two_files: dict[str, Path]) -> N
         await pilot.press("enter")
         await pilot.pause()
         await pilot.pause()
-        for n, prefix in ((0, (1, 0)), (1, (1,))):  # one level above the full SID: its closest siblings
+        for n, prefix in ((0, (1, 0)), (1, (1,))):  # the deepest prefix shared with others
             tree = a.query_one(f"#pane-{n}-tree", Tree)
             items = a.query_one(f"#pane-{n}-items", DataTable)
             assert tree.cursor_node.data.prefix == prefix

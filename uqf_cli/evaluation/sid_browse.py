@@ -91,5 +91,15 @@ class SidBrowser:
         row = self.row_of.get(item_id)
         return None if row is None else tuple(int(c) for c in self.table.codes[row])
 
+    def sibling_prefix(self, item_id: str) -> tuple[int, ...]:
+        """The item's deepest prefix that holds another item too (depth 1 at least): its closest siblings."""
+        path = self.path_of(item_id)
+        if path is None:
+            raise KeyError(item_id)
+        for depth in range(len(path), 1, -1):
+            if len(self.rows(path[:depth])) > 1:
+                return path[:depth]
+        return path[:1]
+
     def prefix_text(self, prefix: tuple[int, ...]) -> str:
         return "".join(level_token(lv, c) for lv, c in enumerate(prefix)) or "all items"

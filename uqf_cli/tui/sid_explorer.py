@@ -4,8 +4,8 @@ One pane per SIDs file (two with ``--compare``, side by side): a tree of codes, 
 children are computed when a node is first opened; below it the items of the highlighted prefix (id,
 title, full SID). The search box (``/``) finds items by title; choosing a result (Enter) opens every
 pane down to that item's prefix and puts the cursor on the item, so two tokenizations of the same
-item can be compared at a glance (the cursor lands one level above the item's full SID, among its
-closest siblings). ``--item`` and ``--prefix`` choose where it starts. ``q`` quits.
+item can be compared at a glance (the cursor lands on the item's deepest prefix shared with another
+item: its closest siblings). ``--item`` and ``--prefix`` choose where it starts. ``q`` quits.
 """
 
 from __future__ import annotations
@@ -114,13 +114,13 @@ class SidPane(Vertical):
             self.show_items(event.node.data.prefix)
 
     def reveal(self, item_id: str) -> bool:
-        """Open the tree down to the item's prefix one level above its full SID (where its closest siblings
-        are), list that prefix's items with the cursor on the item; False if this file does not hold it."""
+        """Open the tree down to the item's closest siblings (its deepest prefix shared with another item),
+        list that prefix's items with the cursor on the item; False if this file does not hold it."""
         path = self.browser.path_of(item_id)
         if path is None:
             self.query_one(".items-title", Static).update(f" {escape(item_id)} is not in this file")
             return False
-        target = path[: max(1, len(path) - 1)]
+        target = self.browser.sibling_prefix(item_id)
         node = self.open_to(target)
         self.show_items(target)
         table = self.query_one(DataTable)
