@@ -156,13 +156,21 @@ def explain_recommendations(model_dir: str | Path, dataset_dir: str | Path, hist
     meta = check_model_inputs(model_dir, dataset, None)
     rec = backbone_module(meta["backbone"]).load(model_dir, resolve_device(device))
     kwargs = {"user_ids": [user_id or ""]} if getattr(rec, "uses_user_ids", False) else {}
-    ranked = rec.recommend_scored([history], k, beam, **kwargs)[0]
+    ranked = _ranked_with_scores(rec, history, k, beam, kwargs)
     describer = ItemDescriber(dataset, model_sids(model_dir))
     recs = [{"rank": n, **describer.describe(iid), "score": score} for n, (iid, score) in enumerate(ranked, 1)]
     held_out = None
     if held is not None:
         rank = next((r["rank"] for r in recs if r["item_id"] == held), None)
         held_out = {**describer.describe(held), "rank": rank}
-    return Explained(str(meta["backbone"]), getattr(rec, "score_name", "score"),
+    return Explained(str(meta["backbone"]), getattr(rec, "score_name", "n/a"),
                      [describer.describe(i) for i in history], recs, user, split if user is not None else None,
                      held_out)
+
+
+def _ranked_with_scores(rec: Any, history: list[str], k: int, beam: int,
+                        kwargs: dict[str, Any]) -> list[tuple[str, float]]:
+    """``recommend_scored`` where the backbone has it; else its ranking with NaN scores (a third-party backbone)."""
+    if hasattr(rec, "recommend_scored"):
+        return rec.recommend_scored([history], k, beam, **kwargs)[0]
+    return [(iid, float("nan")) for iid in rec.recommend([history], k, beam, **kwargs)[0]]

@@ -157,7 +157,9 @@ class LightGcnRecommender:
         rows = history_rows(histories, self.item_row, "LightGCN")
         scores = (self.user_vectors(rows, user_ids) @ self.items.T).cpu()
         top = top_k_from_scores(scores, k, rows if self.exclude_history else None)
-        return [[(self.item_ids[j], float(scores[n, j])) for j in r] for n, r in enumerate(top.tolist())]
+        values = scores.gather(1, top).tolist()
+        return [[(self.item_ids[j], v) for j, v in zip(r, vs, strict=True)]
+                for r, vs in zip(top.tolist(), values, strict=True)]
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> LightGcnRecommender:
