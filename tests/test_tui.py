@@ -144,6 +144,8 @@ def test_cli_tui_refusals(two_files: dict[str, Path], monkeypatch: pytest.Monkey
     assert r.exit_code == 2 and "needs an interactive terminal" in r.output
     r = runner.invoke(app, [*base, "--json"])
     assert r.exit_code == 2 and "leave out --json" in r.output
+    r = runner.invoke(app, [*base, "--html", str(two_files["a"].parent / "r.html")])
+    assert r.exit_code == 2 and "draws no pictures" in r.output and not (two_files["a"].parent / "r.html").exists()
     monkeypatch.setitem(sys.modules, "textual", None)  # what `import textual` sees when it is absent
     r = runner.invoke(app, base)
     assert r.exit_code == 2 and r.output.strip() == ("error: --tui: needs textual, the optional 'tui' extra: "

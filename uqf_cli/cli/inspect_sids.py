@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
         from uqf_cli.evaluation import inspect_sids as ins_mod
 
         if tui:
+            if plot is not None or html is not None:
+                raise OptionError("--tui", "draws no pictures: run --plot/--html without --tui")
             _explore(sids, dataset, compare, prefix, item, run.json)
             return
         if depth < 1:
