@@ -122,7 +122,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     output = Path(output)
-    check_output(output, force)
+    check_output(output, force, "model")
     opts = LcRecOptions.from_dict(options)
     sids = check_sids_cover(dataset, sids)
     device = runtime.resolve_device(str(opts.device))
