@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -82,8 +83,8 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     """A warning on stderr; shown even with --quiet because it may change what the user does."""
-    Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False).print(
-        f"[yellow]warning:[/yellow] {message}"
+    Console(stderr=True, soft_wrap=True, no_color="NO_COLOR" in os.environ or None, highlight=False).print(
+        f"[yellow]warning:[/yellow] {escape(message)}"  # one line however long (paths), brackets kept
     )
 
 

@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
     "report": Kind("uqf HTML report (--html)"),
     "checkpoint": Kind("uqf checkpoint"),
     "trainer-checkpoint": Kind("uqf checkpoint folder", directory=True),
+    "demo": Kind("uqf demo folder", directory=True),  # never replaced whole: only locked (uqf demo)
 }
 
 

@@ -190,6 +190,10 @@ def acquire_lock(lock: Path, output: Path) -> Path:
     if key in _held_locks:
         _held_locks[key] += 1
         return lock
+    folder = lock.parent
+    if not folder.is_dir():
+        raise InputError(folder, "is not a directory, so the output cannot go there" if folder.exists()
+                         else "output directory does not exist")
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
