@@ -40,8 +40,6 @@ def register(app: typer.Typer) -> None:
         """Fuse text and collaborative embeddings into one unified space (Unified Q-Former)."""
         from uqf_cli.fuse import apply_fuser, fuse
 
-        if plot is not None:
-            _check_plot(plot, opts.method, apply is not None, run.force)
         if apply is not None:
             if dataset is not None or save_model is not None:
                 raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset or --save-model)")
@@ -53,7 +51,10 @@ def register(app: typer.Typer) -> None:
         outputs = [want(output, "embeddings:unified", checkpoint=apply is None),
                    want(save_model, "fuser", "--save-model"), want(plot, "figure", "--plot")]
         inputs = {"--text": text, "--collab": collab, "--dataset": dataset, "--apply": apply}
-        with plan_outputs(outputs, inputs, run.force):
+        plan = plan_outputs(outputs, inputs, run.force)
+        if plot is not None:
+            _check_plot(plot, opts.method, apply is not None, run.force)
+        with plan:
             if apply is not None:
                 result = apply_fuser(apply, text, collab, output, device_spec=run.device, force=run.force)
             else:

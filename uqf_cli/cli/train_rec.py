@@ -138,11 +138,11 @@ def register(app: typer.Typer) -> None:
                 int(epochs) if epochs == int(epochs) else epochs)
         given = {k: v for k, v in options.items() if v is not None}
         check_backbone_uses(backbone, module.OPTIONS, given)
-        if plot is not None:
-            _check_plot(plot, backbone, run.force)
         inputs = {"DATASET": dataset, "--sids": sids, "--base-model": Path(base_model) if base_model else None}
         plan = plan_outputs([want(output, "model", checkpoint=True), want(plot, "figure", "--plot")], inputs,
                             run.force)
+        if plot is not None:
+            _check_plot(plot, backbone, run.force)
         with plan if _is_main_process() else nullcontext():  # torchrun: rank 0 writes and holds the locks
             ds = Dataset.load(dataset)
             table = read_sids(sids) if sids is not None else None

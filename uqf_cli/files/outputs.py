@@ -10,7 +10,7 @@ A command lists its outputs (each with its kind, :mod:`uqf_cli.files.kinds`) and
 run's checkpoint, the lock) and refuses, in one line with exit code 2 and before anything is read or written:
 
 * two of them at one path (``-o sids.jsonl --save-model sids.jsonl``; a SIDs file named like the LC-Rec index
-  of another);
+  of another), or one inside an output folder (``train-rec -o model --plot model/curve.png``);
 * an output at an input's path, or an output folder that holds an input (``prepare SRC -o SRC``);
 * an existing output without ``--force``;
 * with ``--force``, an existing path that is not an earlier output of the same kind, or an earlier output
@@ -138,6 +138,12 @@ def _check_collisions(outs: list[Output]) -> None:
                 raise InputError(path, f"would be written twice, as {seen[key]} and as {name}; choose distinct "
                                        "output names")
             seen[key] = name
+    for folder in (o for o in outs if KINDS[o.kind].directory):
+        inside = _resolved(folder.path)
+        for other in outs:
+            if other is not folder and inside in _resolved(other.path).parents:
+                raise InputError(other.path, f"{other.name} is inside {folder.name} ({folder.path}), which is "
+                                             "written as a whole; choose a path outside it")
 
 
 def _check_against_inputs(out: Output, ins: Mapping[str, Path]) -> None:
