@@ -162,9 +162,6 @@ def _check_sidecar(side: Path, out: Output, force: bool) -> None:
         return
     if not force:
         raise OutputExistsError(side)
-    if recognise(out.path) != out.kind and (out.path.exists() or out.path.is_symlink()):
-        return  # check_output refused the output itself already
-
     if read_json_object(side).get("uqf_kind") != out.kind:
         raise InputError(side, f"--force replaces only the metadata of an earlier {KINDS[out.kind].label}, and "
                                "this file is not one; move it away")
@@ -218,9 +215,15 @@ def acquire_lock(lock: Path, output: Path) -> Path:
             continue
         except OSError as e:
             raise OSError(e.errno, e.strerror, str(lock)) from e
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"uqf_lock": 1, "pid": os.getpid(), "host": socket.gethostname(),
-                       "command": " ".join(["uqf", *sys.argv[1:]])}, f)
+        record = {"uqf_lock": 1, "pid": os.getpid(), "host": socket.gethostname(),
+                  "command": " ".join(["uqf", *sys.argv[1:]])}
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+        except OSError as e:  # a full disk: do not leave an empty lock behind
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            raise OSError(e.errno, e.strerror, str(lock)) from e
         _held_locks[key] = 1
         return lock
     raise InputError(output, f"another uqf run keeps taking its lock {lock}")
