@@ -70,6 +70,37 @@ def test_a_full_disk_names_the_output_that_could_not_be_written(tiny_ds: Path, t
     assert list(tmp_path.iterdir()) == [tiny_ds]  # no output, temporary, checkpoint or lock
 
 
+def test_a_failed_trainer_checkpoint_warns_once_and_lcrec_goes_on(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """LC-Rec's checkpoints are the HF Trainer's; a save that fails (the disk fills while the Trainer writes the
+    weights) warns once, its incomplete folder goes, and the run ends with its output."""
+    import transformers
+    from conftest import make_dataset
+    from test_lcrec import _sids, _tiny_llama
+
+    from uqf_cli.rec import lcrec
+
+    ds = Dataset.load(make_dataset(tmp_path / "ds", n_users=12, n_items=12))
+    sids = _sids(ds, tmp_path / "sids.jsonl")
+    corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
+    base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
+    opts = {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "lora_r": 4, "lora_alpha": 8, "device": "cpu", "seed": 3,
+            "base_model": str(base)}
+    monkeypatch.setenv("UQF_CHECKPOINT_EVERY", "0")  # a checkpoint after every step
+
+    def full_disk(self, output_dir=None, _internal_call=False):
+        raise OSError(ENOSPC.errno, ENOSPC.strerror)
+
+    monkeypatch.setattr(transformers.Trainer, "save_model", full_disk)
+    warned: list[str] = []
+    monkeypatch.setattr("uqf_cli.core.checkpoint.runtime.warn", warned.append)
+    summary = lcrec.train(ds, sids, tmp_path / "model", opts, False)
+    assert summary["steps"] == 3
+    assert len(warned) == 1 and "model.ckpt/checkpoint-" in warned[0] and "No space left" in warned[0], warned
+    assert (tmp_path / "model" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "model.ckpt").exists()
+
+
 def _fuse(text: Path, collab: Path, ds: Path, out: Path) -> list[str]:
     return ["fuse", "--text", str(text), "--collab", str(collab), "--dataset", str(ds), "-o", str(out),
             "--d-model", "16", "--queries", "2", "--layers", "1", "--heads", "2", "--out-dim", "8", "--epochs", "3",

@@ -224,6 +224,7 @@ class TrainerCheckpoints:
         self.resume = resume
         self.identity = run_identity(stage, parameters, inputs)
         self.every_seconds = _every_seconds() if every_seconds is None else every_seconds
+        self._save_failed = False
 
     def prepare(self, main_process: bool = True) -> str | None:
         """Check (and on the main process set up) the checkpoint folder; return what to pass as
@@ -288,6 +289,34 @@ class TrainerCheckpoints:
                 return control
 
         return _SaveEvery()
+
+    def trainer_class(self, trainer: type) -> type:
+        """``trainer`` (the HF ``Trainer``) with best-effort checkpoints, as :meth:`Checkpointer.epoch_done`: a
+        checkpoint that cannot be written warns once, its incomplete folder is removed and training goes on.
+
+        Single-process runs only: under DDP a save that failed on one rank would leave the others waiting at
+        the Trainer's barriers, so there the error still stops the run.
+        """
+        keeper = self
+
+        class BestEffortCheckpoints(trainer):  # type: ignore[misc, valid-type]
+            def _save_checkpoint(self, model, trial):
+                try:
+                    return super()._save_checkpoint(model, trial)
+                except OSError as e:
+                    if self.args.world_size > 1:
+                        raise
+                    keeper.save_failed(e, keeper.dir / f"checkpoint-{self.state.global_step}")
+
+        return BestEffortCheckpoints
+
+    def save_failed(self, error: OSError, folder: Path) -> None:
+        """Warn once about a checkpoint that could not be written and remove what it left."""
+        shutil.rmtree(folder, ignore_errors=True)
+        if not self._save_failed:
+            self._save_failed = True
+            runtime.warn(f"could not write the checkpoint {error.filename or folder} ({error.strerror or error}); "
+                         "training goes on without it (the output is still written at the end)")
 
     def finish(self) -> None:
         """Remove the checkpoint folder once the final output is written."""
