@@ -31,7 +31,7 @@ def train_gcn(
 
     A checkpoint ``<output>.ckpt.st`` is kept while training; ``resume`` continues from it."""
     cfg.validate()
-    check_output(output, force)
+    check_output(output, force, "embeddings:collab")
     resolve_device(cfg.device)  # a bad --device fails before the dataset is read
     ds = Dataset.load(dataset_dir)
     params = {k: v for k, v in asdict(cfg).items() if k != "device"}

@@ -81,7 +81,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     """Train LightGCN (or reuse a train-gcn file given as option ``collab``) and write the model directory."""
     output = Path(output)
     options = dict(options or {})
-    check_output(output, force)
+    check_output(output, force, "model")
     exclude = bool(options.get("exclude_history", True))
     started = time.perf_counter()
     collab = options.get("collab")

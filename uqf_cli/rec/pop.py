@@ -25,7 +25,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
           force: bool = False) -> dict[str, Any]:
     """Count train items and write the model directory (``uqf_model.json`` + ``popularity.json``)."""
     output = Path(output)
-    check_output(output, force)
+    check_output(output, force, "model")
     exclude = bool((options or {}).get("exclude_history", True))
     order = popularity_order(dataset)
     counts = item_counts(dataset)

@@ -207,7 +207,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
 
     A checkpoint ``<output>.ckpt.st`` is kept while training; ``options["resume"]`` continues from it."""
     output = Path(output)
-    check_output(output, force)
+    check_output(output, force, "model")
     opts = SasRecOptions.from_dict(options)
     device = runtime.resolve_device(str(opts.device))
     seed = int(opts.seed)

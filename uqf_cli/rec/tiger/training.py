@@ -122,7 +122,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if dist_info.main:
-        check_output(output, force)
+        check_output(output, force, "model")
     runtime.seed_everything(opts.seed)
     vocab = TigerVocab.build(sids, sids.item_ids, opts.user_tokens)
     input_ids, mask, labels = _tensorize(dataset, vocab, opts)
