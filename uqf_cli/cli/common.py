@@ -26,7 +26,9 @@ def set_debug(on: bool) -> None:
 
 
 def debug_enabled() -> bool:
-    return _debug["on"] or os.environ.get("UQF_DEBUG", "") not in ("", "0")
+    from uqf_cli.core.env import debug_requested
+
+    return _debug["on"] or debug_requested()
 
 
 def _err_console() -> Console:

@@ -19,8 +19,8 @@ def register(app: typer.Typer) -> None:
         model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
         dataset: Annotated[Path, typer.Argument(help="The dataset directory (for titles and item ids).")],
         history: Annotated[str, typer.Option("--history", help="Item ids, oldest first, comma-separated.")],
-        k: Annotated[int, typer.Option("--k", "-k", help="How many items to show.")] = 10,
-        beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).")
+        k: Annotated[int, typer.Option("--k", "-k", help="How many items to show.", min=1)] = 10,
+        beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).", min=1)
                              ] = None,
         user_id: Annotated[str | None, typer.Option("--user-id", help="User id (models with user tokens).")] = None,
         run: RunOptions = RunOptions(),
