@@ -90,8 +90,8 @@ def _interrupt_message(exc: KeyboardInterrupt) -> str:
 def _report(exc: BaseException, message: str, code: int) -> None:
     con = _err_console()
     if debug_enabled():
-        con.print("".join(traceback.format_exception(exc)), markup=False)
-    con.print(f"error: {message}", markup=False)
+        con.print("".join(traceback.format_exception(exc)), markup=False, emoji=False)
+    con.print(f"error: {message}", markup=False, emoji=False)
     raise typer.Exit(code)
 
 

@@ -77,11 +77,11 @@ def check_number(flag: str, value: Any, allowed: Range | None = None) -> None:
 def check_finite_fields(config: Any, flag_of: Any = None) -> None:
     """Every float field of the dataclass ``config`` is finite (NaN passes ``x > 0`` tests, so check it first).
 
-    ``flag_of(field)`` names the option of a field (default ``--field-name``).
+    ``flag_of(field)`` names the option of a field (when it returns ``None``: ``--field-name``).
     """
     assert is_dataclass(config)
     for f in fields(config):
         value = getattr(config, f.name)
         if isinstance(value, float) and not math.isfinite(value):
-            flag = flag_of(f) if flag_of else "--" + f.name.replace("_", "-")
+            flag = (flag_of(f) if flag_of else None) or "--" + f.name.replace("_", "-")
             raise OptionError(flag, f"must be a finite number, got {value}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from uqf_cli.core.bounds import check_finite_fields
 from uqf_cli.core.errors import OptionError
 
 METHODS = ("rqvae", "rqkmeans")
@@ -37,6 +38,7 @@ class QuantizeConfig:
 
     def validate(self, n_items: int | None = None) -> None:
         """Reject impossible settings with an error that names the option."""
+        check_finite_fields(self)
         if self.method not in METHODS:
             raise OptionError("--method", f"unknown method {self.method!r} (use {' or '.join(METHODS)})")
         if self.dedup not in DEDUP_MODES:
