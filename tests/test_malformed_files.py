@@ -413,3 +413,31 @@ def test_inspect_sids_never_reports_more_than_full_utilisation(table, with_meta,
         assert code == 0, out.err
         levels = json.loads(out.out)["metrics"]["per_level"]
         assert levels and all(0 < lv["utilisation"] <= 1 for lv in levels), levels
+
+
+# ------------------------------------------------------------------ the pieces
+
+def test_parse_token_reads_the_canonical_form_only() -> None:
+    from uqf_cli.files.sids import parse_token, tokens_to_codes
+
+    assert parse_token("<a_0>") == (0, 0) and parse_token("<c_123>") == (2, 123)
+    for bad in ("<a_01>", "<a_-1>", "<a_+1>", "<a_ 1>", "<A_1>", "<a_1_2>", "<ab_1>", "<a_1", "a_1", "<a_٣>",
+                f"<a_{2**64}>", 3, None):
+        with pytest.raises(ValueError):
+            parse_token(bad)
+    assert tokens_to_codes(["<a_3>", "<b_0>"]) == [3, 0]
+    with pytest.raises(ValueError, match="in order"):
+        tokens_to_codes(["<b_0>", "<a_3>"])
+
+
+def test_writers_refuse_a_table_the_readers_would_refuse(tmp_path: Path) -> None:
+    """A code beyond its codebook is a bug upstream: nothing is written."""
+    import numpy as np
+
+    from uqf_cli.files import SidTable, write_lcrec_index, write_sids
+
+    table = SidTable(item_ids=["a", "b"], codes=np.array([[0, 1], [1, 4]]), codebook_sizes=[2, 4])
+    for write, name in ((write_sids, "s.jsonl"), (write_lcrec_index, "s.index.json")):
+        with pytest.raises(ValueError, match="beyond its codebook"):
+            write(tmp_path / name, table)
+    assert not list(tmp_path.iterdir())

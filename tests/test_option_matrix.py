@@ -13,6 +13,7 @@ code 2, exactly one line on stderr naming the option (or variable), no traceback
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def _numeric_params() -> list[tuple[str, object]]:
 
 
 NUMERIC = _numeric_params()
-DEVICE_COMMANDS = sorted(name for name, cmd in COMMANDS.items() if any("--device" in p.opts for p in cmd.params))
+DEVICE_OPTIONS = sorted((name, flag) for name, cmd in COMMANDS.items() for p in cmd.params for flag in p.opts
+                        if flag in ("--device", "--devices"))
 
 
 def _declared(command: str) -> dict[str, NumberOption]:
@@ -98,7 +100,7 @@ def test_the_walk_finds_the_commands_and_their_numbers() -> None:
     """The walk itself cannot come back empty (which would make the matrix below vacuous)."""
     assert {"train-gcn", "fuse", "quantize", "train-rec"} <= {c for c, _ in NUMERIC}
     assert len(NUMERIC) >= 60
-    assert {"embed-text", "train-gcn", "train-rec", "evaluate", "recommend", "demo"} <= set(DEVICE_COMMANDS)
+    assert {"embed-text", "train-gcn", "train-rec", "evaluate", "recommend", "demo"} <= {c for c, _ in DEVICE_OPTIONS}
 
 
 @pytest.mark.parametrize(("command", "param"), NUMERIC, ids=[f"{c}{p.opts[0]}" for c, p in NUMERIC])
@@ -147,12 +149,13 @@ def _unavailable_devices() -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("command", DEVICE_COMMANDS)
-def test_an_unavailable_device_is_refused_in_one_line(command: str, tmp_path: Path, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize(("command", "flag"), DEVICE_OPTIONS, ids=[f"{c}{f}" for c, f in DEVICE_OPTIONS])
+def test_an_unavailable_device_is_refused_in_one_line(command: str, flag: str, tmp_path: Path, monkeypatch,
+                                                      capsys) -> None:
     monkeypatch.chdir(tmp_path)
     for device in _unavailable_devices():
-        _assert_refused(capsys, tmp_path, [command, *_required_args(command, tmp_path), "--device", device],
-                        "--device")
+        value = f"cpu,{device}" if flag == "--devices" else device
+        _assert_refused(capsys, tmp_path, [command, *_required_args(command, tmp_path), flag, value], flag)
 
 
 def _bad_env_values(kind: type, allowed: Range | None) -> list[str]:
@@ -205,3 +208,53 @@ def test_a_clamped_thread_count_still_runs_the_command(tmp_path: Path, monkeypat
     finally:
         torch.set_num_threads(before)
 
+
+
+def _library_configs() -> list[tuple[str, object]]:
+    """(name, default instance) of the option dataclasses library callers build directly."""
+    from uqf_cli.quantize import QuantizeConfig
+    from uqf_cli.rec.lcrec.options import LcRecOptions
+    from uqf_cli.rec.sasrec import SasRecOptions
+    from uqf_cli.rec.tiger.options import TigerOptions
+
+    return [("quantize", QuantizeConfig()), ("tiger", TigerOptions()), ("lcrec", LcRecOptions()),
+            ("sasrec", SasRecOptions())]
+
+
+@pytest.mark.parametrize("config_class", ["GcnConfig", "FuseOptions"])
+def test_option_dataclasses_check_their_declared_ranges_for_library_callers(config_class: str) -> None:
+    """``opt(..., ge=...)`` fields: validate() refuses NaN and out-of-range values naming the flag, as the CLI."""
+    from dataclasses import replace
+
+    from uqf_cli.collab.config import GcnConfig
+    from uqf_cli.core.config_field import field_range, flag_of, option_fields
+    from uqf_cli.core.errors import OptionError
+    from uqf_cli.fuse import FuseOptions
+
+    cls = {"GcnConfig": GcnConfig, "FuseOptions": FuseOptions}[config_class]
+    checked = 0
+    for f in option_fields(cls):
+        allowed = field_range(f)
+        if allowed is None:
+            continue
+        kind = type(getattr(cls(), f.name))
+        for bad in [*(["nan", "inf"] if kind is float else []), *_outside(allowed, kind)]:
+            with pytest.raises(OptionError, match=re.escape(flag_of(f))):
+                replace(cls(), **{f.name: kind(bad)}).validate()
+            checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("name", ["quantize", "tiger", "lcrec", "sasrec"])
+def test_backbone_and_quantizer_options_refuse_non_finite_floats(name: str) -> None:
+    from dataclasses import fields, replace
+
+    from uqf_cli.core.errors import OptionError
+
+    config = dict(_library_configs())[name]
+    floats = [f.name for f in fields(config) if isinstance(getattr(config, f.name), float)]
+    assert floats
+    for field_name in floats:
+        for bad in (math.nan, math.inf, -math.inf):
+            with pytest.raises(OptionError, match="finite"):
+                replace(config, **{field_name: bad}).validate()

@@ -64,10 +64,13 @@ def check_values(values: dict[str, Any], numbers: dict[str, NumberOption]) -> No
     machine lacks."""
     for name, spec in numbers.items():
         check_number(spec.flag, values.get(name), spec.allowed)
-    if isinstance(values.get("device"), str):
-        from uqf_cli.core.runtime import check_device
+    from uqf_cli.core.runtime import check_device
 
+    if isinstance(values.get("device"), str):
         check_device(values["device"])
+    if isinstance(values.get("devices"), str):  # embed-text --devices cuda:0,cuda:1
+        for spec in (d.strip() for d in values["devices"].split(",") if d.strip()):
+            check_device(spec, "--devices")
 
 
 def _number_kind(annotation: Any) -> type | None:

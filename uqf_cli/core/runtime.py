@@ -130,8 +130,9 @@ def seed_everything(seed: int) -> torch.Generator:
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else MPS, else CPU; an explicit device must exist on this machine."""
+def resolve_device(spec: str = "auto", flag: str = "--device") -> torch.device:
+    """``auto`` -> CUDA when present, else MPS, else CPU; an explicit device must exist on this machine
+    (``OptionError`` naming ``flag`` otherwise)."""
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -142,24 +143,23 @@ def resolve_device(spec: str = "auto") -> torch.device:
     try:
         dev = torch.device(spec)
     except RuntimeError as e:
-        raise OptionError("--device", f"unknown device {spec!r} (use {DEVICE_NAMES})") from e
+        raise OptionError(flag, f"unknown device {spec!r} (use {DEVICE_NAMES})") from e
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise OptionError("--device", f"unknown device {spec!r} (use {DEVICE_NAMES})")
+        raise OptionError(flag, f"unknown device {spec!r} (use {DEVICE_NAMES})")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise OptionError("--device", f"{spec}: CUDA was requested but is not available on this machine")
+            raise OptionError(flag, f"{spec}: CUDA was requested but is not available on this machine")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise OptionError("--device", f"{spec}: this machine has {count} CUDA device(s), cuda:0 to "
-                                          f"cuda:{count - 1}")
+            raise OptionError(flag, f"{spec}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     if dev.type == "mps" and not _mps_available():
-        raise OptionError("--device", f"{spec}: MPS (Apple GPU) was requested but is not available on this machine")
+        raise OptionError(flag, f"{spec}: MPS (Apple GPU) was requested but is not available on this machine")
     return dev
 
 
-def check_device(spec: str) -> None:
+def check_device(spec: str, flag: str = "--device") -> None:
     """Refuse, in one line, a device name this machine does not have (the CLI calls it before any work)."""
-    resolve_device(spec)
+    resolve_device(spec, flag)
 
 
 def _mps_available() -> bool:
