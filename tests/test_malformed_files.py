@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from uqf_cli.cli import run
 from uqf_cli.files.sids import LEVEL_LETTERS
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 N_ITEMS = 12  # the dataset's items are "0" .. "11"
 
