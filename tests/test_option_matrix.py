@@ -47,7 +47,8 @@ DEVICE_OPTIONS = sorted((name, flag) for name, cmd in COMMANDS.items() for p in 
 
 
 def _declared(command: str) -> dict[str, NumberOption]:
-    return COMMANDS[command].callback.number_options
+    """The numeric options ``shared_options`` checks for ``command`` (none for a command registered around it)."""
+    return getattr(COMMANDS[command].callback, "number_options", {})
 
 
 def _required_args(command: str, work: Path) -> list[str]:

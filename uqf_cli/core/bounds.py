@@ -49,6 +49,8 @@ class Range:
 
 
 def _num(x: float | None) -> str:
+    if x == INT64_MAX:
+        return "2^63 - 1"
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
