@@ -259,3 +259,26 @@ def test_backbone_and_quantizer_options_refuse_non_finite_floats(name: str) -> N
         for bad in (math.nan, math.inf, -math.inf):
             with pytest.raises(OptionError, match="finite"):
                 replace(config, **{field_name: bad}).validate()
+
+
+def test_an_allocation_beyond_the_machine_is_one_line_not_a_traceback(capsys) -> None:
+    """How much fits depends on the machine (``quantize --hidden 99999999999`` asks torch for 143,051 GiB): the
+    allocator's error becomes one line; any other RuntimeError stays a traceback (a bug must not pass as input)."""
+    from uqf_cli.cli.common import cli_command
+
+    def failing(exc: BaseException):
+        @cli_command
+        def command() -> None:
+            raise exc
+
+        return command
+
+    message = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+               "to allocate 153599999998464 bytes. Error code 12 (Cannot allocate memory)")
+    with pytest.raises(typer.Exit) as stopped:
+        failing(RuntimeError(message))()
+    assert stopped.value.exit_code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: out of memory: 143,051.1 GiB were asked for (lower the sizes or the batch size asked for)"]
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        failing(RuntimeError("shape mismatch"))()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sys
 import traceback
@@ -53,8 +54,28 @@ def cli_command(fn: F) -> F:
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             _report(e, f"{where}{e.strerror or e}", 2)
+        except (MemoryError, RuntimeError) as e:
+            problem = out_of_memory(e)
+            if problem is None:
+                raise
+            _report(e, problem, 2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The one-line message for an allocation that failed (an absurd size or batch), ``None`` for other errors.
+
+    Why here: how much fits depends on the machine, so no declared range can refuse it before the run;
+    the allocator's own error is a traceback of C++ frames.
+    """
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text):
+        return None
+    match = re.search(r"allocate (\d+) bytes", text)
+    need = f": {int(match.group(1)) / 2**30:,.1f} GiB were asked for" if match else ""
+    return f"out of memory{need} (lower the sizes or the batch size asked for)"
 
 
 class Terminated(KeyboardInterrupt):
