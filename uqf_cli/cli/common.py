@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sys
 import traceback
@@ -26,7 +27,9 @@ def set_debug(on: bool) -> None:
 
 
 def debug_enabled() -> bool:
-    return _debug["on"] or os.environ.get("UQF_DEBUG", "") not in ("", "0")
+    from uqf_cli.core.env import debug_requested
+
+    return _debug["on"] or debug_requested()
 
 
 def _err_console() -> Console:
@@ -51,8 +54,28 @@ def cli_command(fn: F) -> F:
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             _report(e, f"{where}{e.strerror or e}", 2)
+        except (MemoryError, RuntimeError) as e:
+            problem = out_of_memory(e)
+            if problem is None:
+                raise
+            _report(e, problem, 2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """The one-line message for an allocation that failed (an absurd size or batch), ``None`` for other errors.
+
+    Why here: how much fits depends on the machine, so no declared range can refuse it before the run;
+    the allocator's own error is a traceback of C++ frames.
+    """
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text):
+        return None
+    match = re.search(r"allocate (\d+) bytes", text)
+    need = f": {int(match.group(1)) / 2**30:,.1f} GiB were asked for" if match else ""
+    return f"out of memory{need} (lower the sizes or the batch size asked for)"
 
 
 class Terminated(KeyboardInterrupt):
@@ -104,8 +127,8 @@ def _checkpoint_note(ckpt: dict[str, Any]) -> str:
 def _report(exc: BaseException, message: str, code: int) -> None:
     con = _err_console()
     if debug_enabled():
-        con.print("".join(traceback.format_exception(exc)), markup=False)
-    con.print(f"error: {message}", markup=False)
+        con.print("".join(traceback.format_exception(exc)), markup=False, emoji=False)
+    con.print(f"error: {message}", markup=False, emoji=False)
     raise typer.Exit(code)
 
 

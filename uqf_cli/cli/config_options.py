@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from uqf_cli.core.config_field import flag_of, option_fields
+from uqf_cli.core.config_field import field_range, flag_of, option_fields
 
 FROM_RUN = ("seed", "device")  # config fields filled from the shared run options, not from an option of their own
 
@@ -42,7 +42,9 @@ def build_config(cls: type, values: dict[str, Any], run: Any) -> Any:
 def _parameter(f: Field, kind: Any) -> inspect.Parameter:
     default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
     option = typer.Option(flag_of(f), help=f.metadata["help"], rich_help_panel=f.metadata["panel"])
-    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, option],
+    allowed = field_range(f)
+    annotation = Annotated[kind, option] if allowed is None else Annotated[kind, option, allowed]
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                              default=(not default) if _negated(f) else default)
 
 

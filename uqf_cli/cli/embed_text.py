@@ -39,9 +39,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--template", help="Item text template, e.g. '{title} | {brand}' (overrides --fields)."),
         ] = None,
-        max_length: Annotated[int, typer.Option("--max-length", help="Truncate each text at this many tokens.")]
+        max_length: Annotated[int, typer.Option("--max-length", help="Truncate each text at this many tokens.", min=1)]
         = _E["max_length"],
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = _E["batch_size"],
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.", min=1)] = _E["batch_size"],
         device: Device = _E["device"],
         devices: Annotated[
             str | None,

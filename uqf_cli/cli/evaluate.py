@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         = ",".join(map(str, _V["recall_ks"])),
         ndcg_ks: Annotated[str, typer.Option("--ndcg-k", help="Comma list of K for NDCG@K.")]
         = ",".join(map(str, _V["ndcg_ks"])),
-        beam_size: Annotated[int, typer.Option("--beam-size", help="Beam size (>= the largest K).")] = _V["beam_size"],
+        beam_size: Annotated[int, typer.Option("--beam-size", help="Beam size (>= the largest K).", min=1)
+                             ] = _V["beam_size"],
         sids: Annotated[Path | None, typer.Option("--sids", help="Check that the model was trained on these SIDs.",
                                                   dir_okay=False)] = None,
         predictions: Annotated[Path | None, typer.Option("--predictions", help="Write top-K lists (JSONL).",
@@ -40,7 +41,8 @@ def register(app: typer.Typer) -> None:
                                                     "in the head / torso / tail of the train popularity (50% / "
                                                     "80% cumulative interaction share; cold items in the tail).")
                                  ] = _V["by_popularity"],
-        max_users: Annotated[int | None, typer.Option("--max-users", help="Only the first N users (quick look).")
+        max_users: Annotated[int | None, typer.Option("--max-users", help="Only the first N users (quick look).",
+                                                                    min=1)
                              ] = _V["max_users"],
         run: RunOptions = RunOptions(),
     ) -> None:

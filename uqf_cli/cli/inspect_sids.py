@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
         = None,
         prefix: Annotated[str | None, typer.Option("--prefix", help="Descend into a prefix: 12 or 12,3.")] = None,
         item: Annotated[str | None, typer.Option("--item", help="Show this item's SID and its siblings.")] = None,
-        depth: Annotated[int, typer.Option("--depth", help="Levels of the tree to show below the prefix.")] = 2,
-        top: Annotated[int, typer.Option("--top", help="Children (codes or items) shown per node.")] = 8,
+        depth: Annotated[int, typer.Option("--depth", help="Levels of the tree to show below the prefix.", min=1)] = 2,
+        top: Annotated[int, typer.Option("--top", help="Children (codes or items) shown per node.", min=1)] = 8,
         no_tree: Annotated[bool, typer.Option("--no-tree", help="Only the summary table.")] = False,
         plot: PlotOut = None,
         html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report (tables "

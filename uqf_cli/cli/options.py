@@ -13,14 +13,18 @@ import typer
 
 from uqf_cli.cli.common import cli_command
 from uqf_cli.cli.config_options import build_config, config_parameters, is_config
+from uqf_cli.cli.option_checks import NumberOption, check_values, number_parameter
 from uqf_cli.core import runtime
+from uqf_cli.core.bounds import SEED_MAX
+from uqf_cli.core.env import check_environment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines (errors still print).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed (runs are deterministic on CPU).")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (runs are deterministic on CPU).", min=0,
+                                   max=SEED_MAX)]
 Device = Annotated[
     str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps (auto picks CUDA when present).")
 ]
@@ -40,10 +44,12 @@ Resume = Annotated[
 
 def panel_options(panel: str, describe: Callable[[str, str | None], str] | None = None) -> Callable[..., Any]:
     """A maker of options listed under one help panel: ``model = panel_options("Model")``, then
-    ``model("--heads", "Attention heads.")``; ``describe(flag, text)``, if given, writes the help."""
+    ``model("--heads", "Attention heads.", min=1)``; ``describe(flag, text)``, if given, writes the help.
+    ``min``/``max``: the allowed range of a numeric option (checked by ``option_checks``)."""
 
-    def option(flag: str, text: str | None = None) -> Any:
-        return typer.Option(flag, help=describe(flag, text) if describe else text, rich_help_panel=panel)
+    def option(flag: str, text: str | None = None, min: float | None = None, max: float | None = None) -> Any:
+        return typer.Option(flag, help=describe(flag, text) if describe else text, rich_help_panel=panel,
+                            min=min, max=max)
 
     return option
 
@@ -83,6 +89,9 @@ def shared_options(*names: str) -> Callable[[F], F]:
     The command declares ``run: RunOptions`` instead of one parameter per shared option; the wrapper
     sets up the run (quietness, threads) and passes the values gathered into ``run``. A parameter
     annotated with a config dataclass is expanded into its options the same way (see ``config_options``).
+    Before anything else the wrapper checks every numeric option against its declared range (finite,
+    64-bit), the device, and the environment (``option_checks``, ``core.env``); the numeric options are
+    listed in the wrapper's ``number_options`` attribute (tests walk it).
     """
 
     def decorate(fn: F) -> F:
@@ -96,9 +105,16 @@ def shared_options(*names: str) -> Callable[[F], F]:
                 params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
         params += [inspect.Parameter(_SHARED[n][0], inspect.Parameter.KEYWORD_ONLY, default=RunOptions.__dict__[n],
                                      annotation=_SHARED[n][1]) for n in names]
+        numbers: dict[str, NumberOption] = {}
+        for k, p in enumerate(params):
+            params[k], spec = number_parameter(p)
+            if spec is not None:
+                numbers[p.name] = spec
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
+            check_values(kwargs, numbers)
+            check_environment()
             run = RunOptions(**{n: kwargs.pop(_SHARED[n][0]) for n in names})
             start(run.quiet)
             built = {name: build_config(cls, kwargs, run) for name, cls in configs.items()}
@@ -106,6 +122,7 @@ def shared_options(*names: str) -> Callable[[F], F]:
 
         wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        wrapper.number_options = numbers  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
         ] = _P["fmt"],
         kcore: Annotated[
             int | None,
-            typer.Option("--kcore", help="Iterative k-core; 0 = off. Default: 5 for raw Amazon dumps, off otherwise."),
+            typer.Option("--kcore", help="Iterative k-core; 0 = off. Default: 5 for raw Amazon dumps, off otherwise.",
+                         min=0),
         ] = _P["kcore_k"],
         dedup: Annotated[
             bool | None,
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
                          "raw dumps and RecBole atomic files, off for LC-Rec and benchmark files."),
         ] = _P["dedup"],
         max_history: Annotated[
-            int | None, typer.Option("--max-history", help="Keep each user's last N interactions.")
+            int | None, typer.Option("--max-history", help="Keep each user's last N interactions.", min=1)
         ] = _P["max_history"],
         run: RunOptions = RunOptions(),
     ) -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutFile, RunOptions, command
 from uqf_cli.core import runtime
+from uqf_cli.core.bounds import Range
 from uqf_cli.core.errors import OptionError
 from uqf_cli.files.outputs import Output, plan_outputs, want
 from uqf_cli.quantize import QuantizeConfig
@@ -27,32 +28,34 @@ def register(app: typer.Typer) -> None:
         output: OutFile,
         method: Annotated[str, typer.Option("--method", help="rqvae (trained MLP + residual codebooks) | "
                                             "rqkmeans (residual k-means, no training).")] = _Q.method,
-        levels: Annotated[int, typer.Option("--levels", help="Number of code levels.")] = _Q.levels,
+        levels: Annotated[int, typer.Option("--levels", help="Number of code levels.", min=1, max=8)] = _Q.levels,
         codebook_size: Annotated[str, typer.Option("--codebook-size", help="Codes per level: auto (the smallest "
                                                    "power of two K with K*K >= items), one int, or one per level "
                                                    "(\"256,256,128\").")] = "auto",
-        code_dim: Annotated[int, typer.Option("--code-dim", help="RQ-VAE latent dimension.")] = _Q.code_dim,
+        code_dim: Annotated[int, typer.Option("--code-dim", help="RQ-VAE latent dimension.", min=1)] = _Q.code_dim,
         hidden: Annotated[str, typer.Option("--hidden", help="RQ-VAE encoder hidden sizes (decoder mirrors).")]
         = ",".join(map(str, _Q.hidden)),
-        epochs: Annotated[int, typer.Option("--epochs", help="RQ-VAE training epochs (after warm-up).")] = _Q.epochs,
+        epochs: Annotated[int, typer.Option("--epochs", help="RQ-VAE training epochs (after warm-up).", min=0)
+                          ] = _Q.epochs,
         warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="Autoencoder-only epochs before the "
-                                                   "k-means codebook initialisation.")] = _Q.warmup_epochs,
-        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = _Q.lr,
-        beta: Annotated[float, typer.Option("--beta", help="Commitment weight.")] = _Q.beta,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Items per step (full batch below it).")]
+                                                   "k-means codebook initialisation.", min=0)] = _Q.warmup_epochs,
+        lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate."), Range(gt=0)] = _Q.lr,
+        beta: Annotated[float, typer.Option("--beta", help="Commitment weight.", min=0)] = _Q.beta,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Items per step (full batch below it).", min=1)]
         = _Q.batch_size,
         sinkhorn_eps: Annotated[float | None, typer.Option("--sinkhorn-eps", help="Balanced (Sinkhorn) assignment "
                                                            "epsilon on the --sinkhorn-levels (default "
-                                                           f"{_Q.sinkhorn_eps}); --no-sinkhorn for nearest codes.")]
+                                                           f"{_Q.sinkhorn_eps}); --no-sinkhorn for nearest codes."),
+                                 Range(gt=0)]
         = _Q.sinkhorn_eps,
         no_sinkhorn: Annotated[bool, typer.Option("--no-sinkhorn", help="Plain nearest-code assignment on every "
                                                   "level.")] = False,
         sinkhorn_levels: Annotated[str, typer.Option("--sinkhorn-levels", help="Balanced levels: rest (all but the "
                                                      "first) | last | all | numbers (\"2,3\").")] = _Q.sinkhorn_levels,
-        sinkhorn_iters: Annotated[int, typer.Option("--sinkhorn-iters", help="Sinkhorn-Knopp iterations.")
+        sinkhorn_iters: Annotated[int, typer.Option("--sinkhorn-iters", help="Sinkhorn-Knopp iterations.", min=1)
                                   ] = _Q.sinkhorn_iters,
         fit_sample: Annotated[int, typer.Option("--fit-sample", help="Fit on at most this many items (seeded "
-                                                "sample); all items are coded.")] = _Q.fit_sample,
+                                                "sample); all items are coded.", min=2)] = _Q.fit_sample,
         dedup: Annotated[str, typer.Option("--dedup", help="level (append a disambiguating code) | sinkhorn "
                                            "(re-assign the last code of colliding items).")] = _Q.dedup,
         fmt: Annotated[str, typer.Option("--format", help="jsonl | lcrec (also writes <stem>.index.json).")]
@@ -65,13 +68,13 @@ def register(app: typer.Typer) -> None:
                                                     "items with these collaborative (train-gcn) embeddings.",
                                                     dir_okay=False)] = None,
         w_collab: Annotated[float, typer.Option("--w-collab", help="LETTER collaborative alignment weight "
-                                                "(alpha; needs --collab).")] = _L.w_collab,
+                                                "(alpha; needs --collab).", min=0)] = _L.w_collab,
         w_diversity: Annotated[float, typer.Option("--w-diversity", help="LETTER code diversity weight (beta; "
-                                                   "needs --collab).")] = _L.w_diversity,
+                                                   "needs --collab).", min=0)] = _L.w_diversity,
         letter_temperature: Annotated[float, typer.Option("--letter-temperature", help="Temperature of both "
-                                                          "LETTER InfoNCE terms.")] = _L.temperature,
+                                                          "LETTER InfoNCE terms."), Range(gt=0)] = _L.temperature,
         letter_clusters: Annotated[int, typer.Option("--letter-clusters", help="Clusters of code vectors per "
-                                                     "level for the diversity term.")] = _L.clusters,
+                                                     "level for the diversity term.", min=2)] = _L.clusters,
         run: RunOptions = RunOptions(),
     ) -> None:
         """Quantize item embeddings into hierarchical semantic IDs (RQ-VAE or residual k-means)."""

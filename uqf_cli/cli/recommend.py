@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
         item_search: Annotated[str | None, typer.Option("--item-search", help="Find item ids by title words "
                                                         "(case-insensitive) and show them with their SIDs.")]
         = None,
-        k: Annotated[int, typer.Option("--k", "-k", help="How many items to show.")] = 10,
-        beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).")
+        k: Annotated[int, typer.Option("--k", "-k", help="How many items to show.", min=1)] = 10,
+        beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).", min=1)
                              ] = None,
         user_id: Annotated[str | None, typer.Option("--user-id", help="User token for an explicit --history "
                                                     "(models with user tokens; --user sets it).")] = None,

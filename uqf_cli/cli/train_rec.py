@@ -14,6 +14,7 @@ from rich.table import Table
 from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, command, panel_options
 from uqf_cli.core import runtime
+from uqf_cli.core.bounds import Range
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
 TIGER_PANEL = "TIGER (--backbone tiger)"
@@ -65,32 +66,38 @@ def register(app: typer.Typer) -> None:
         sids: Annotated[Path | None, typer.Option("--sids", help="SIDs file (tiger, lcrec; sasrec needs none).",
                                                   dir_okay=False)] = None,
         backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec")] = "tiger",
-        epochs: Annotated[float | None, _shared("--epochs", "Training epochs")] = None,
-        batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device")] = None,
-        lr: Annotated[float | None, _shared("--lr", "Peak AdamW learning rate")] = None,
-        weight_decay: Annotated[float | None, _shared("--weight-decay", "Weight decay")] = None,
-        max_history: Annotated[int | None, _shared("--max-history", "History items per sample")] = None,
-        warmup_steps: Annotated[int | None, _tiger("--warmup-steps", "tiger: warmup steps, at most a tenth of all")
+        epochs: Annotated[float | None, _shared("--epochs", "Training epochs"), Range(gt=0)] = None,
+        batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device", min=1)] = None,
+        lr: Annotated[float | None, _shared("--lr", "Peak AdamW learning rate"), Range(gt=0)] = None,
+        weight_decay: Annotated[float | None, _shared("--weight-decay", "Weight decay", min=0)] = None,
+        max_history: Annotated[int | None, _shared("--max-history", "History items per sample", min=1)] = None,
+        warmup_steps: Annotated[int | None, _tiger("--warmup-steps", "tiger: warmup steps, at most a tenth of all",
+                                                       min=0)
                                 ] = None,
         warmup_ratio: Annotated[float | None, _tiger("--warmup-ratio", "tiger: warmup as a share of all planned "
-                                                     "steps; overrides --warmup-steps when > 0")] = None,
+                                                     "steps; overrides --warmup-steps when > 0"),
+                                Range(ge=0, lt=1)] = None,
         lr_schedule: Annotated[str | None, _tiger("--lr-schedule", "tiger: after warmup, linear | cosine decay to "
                                                   "zero at the last planned epoch, or constant (default linear)."
                                                   )] = None,
-        eval_beam: Annotated[int | None, _tiger("--eval-beam", "tiger: beam size of the validation search")] = None,
-        eval_every: Annotated[int | None, _shared("--eval-every", "Validate every N epochs")] = None,
-        eval_users: Annotated[int | None, _tiger("--eval-users", "tiger: valid users sampled for early stopping")
+        eval_beam: Annotated[int | None, _tiger("--eval-beam", "tiger: beam size of the validation search",
+                                                                min=10)] = None,
+        eval_every: Annotated[int | None, _shared("--eval-every", "Validate every N epochs", min=1)] = None,
+        eval_users: Annotated[int | None, _tiger("--eval-users", "tiger: valid users sampled for early stopping",
+                                                   min=1)
                               ] = None,
-        patience: Annotated[int | None, _shared("--patience", "Evaluations without improvement before stopping")
+        patience: Annotated[int | None, _shared("--patience", "Evaluations without improvement before stopping",
+                                                     min=0)
                             ] = None,
-        user_tokens: Annotated[int | None, _tiger("--user-tokens", "tiger: hashed user tokens, 0 = off")] = None,
+        user_tokens: Annotated[int | None, _tiger("--user-tokens", "tiger: hashed user tokens, 0 = off", min=0)] = None,
         preset: Annotated[str | None, _tiger("--preset", "tiger: model shape, tiger (the paper's, default) | small "
                                              "(CPU budgets); explicit shape options override it.")] = None,
-        d_model: Annotated[int | None, _shared("--d-model", "Hidden size; lightgcn: embedding size")] = None,
+        d_model: Annotated[int | None, _shared("--d-model", "Hidden size; lightgcn: embedding size", min=1)] = None,
         num_layers: Annotated[int | None, _shared("--num-layers", "tiger: encoder layers; sasrec: blocks; "
-                                                  "lightgcn: propagation layers")] = None,
-        num_decoder_layers: Annotated[int | None, _tiger("--num-decoder-layers", "tiger: decoder layers")] = None,
-        dropout: Annotated[float | None, _shared("--dropout", "Dropout")] = None,
+                                                  "lightgcn: propagation layers", min=1)] = None,
+        num_decoder_layers: Annotated[int | None, _tiger("--num-decoder-layers", "tiger: decoder layers", min=1)
+                                      ] = None,
+        dropout: Annotated[float | None, _shared("--dropout", "Dropout"), Range(ge=0, lt=1)] = None,
         engine: Annotated[str | None, _tiger("--engine", "tiger: training forward, lean (fused attention, bf16 "
                                              "autocast where the CPU has it; default) | hf (Hugging Face's, fp32 on "
                                              "CPU).")] = None,
@@ -99,15 +106,16 @@ def register(app: typer.Typer) -> None:
         gguf_file: Annotated[str | None, _lcrec("--gguf-file", "lcrec: GGUF file inside --base-model.")] = None,
         trust_remote_code: Annotated[bool, _lcrec("--trust-remote-code", "lcrec: allow the base model's own code "
                                                   "(only for models you trust).")] = False,
-        lora_r: Annotated[int | None, _lcrec("--lora-r", "lcrec: LoRA rank")] = None,
-        lora_alpha: Annotated[int | None, _lcrec("--lora-alpha", "lcrec: LoRA alpha")] = None,
-        lora_dropout: Annotated[float | None, _lcrec("--lora-dropout", "lcrec: LoRA dropout")] = None,
+        lora_r: Annotated[int | None, _lcrec("--lora-r", "lcrec: LoRA rank", min=1)] = None,
+        lora_alpha: Annotated[int | None, _lcrec("--lora-alpha", "lcrec: LoRA alpha", min=1)] = None,
+        lora_dropout: Annotated[float | None, _lcrec("--lora-dropout", "lcrec: LoRA dropout"), Range(ge=0, lt=1)
+                                ] = None,
         lora_target_modules: Annotated[str | None, _lcrec("--lora-target-modules", "lcrec: comma list of module "
                                                           "names.")] = None,
         align_tasks: Annotated[bool, _lcrec("--align-tasks", "lcrec: add title<->SID tasks.")] = False,
-        max_steps: Annotated[int | None, _lcrec("--max-steps", "lcrec: cap optimizer steps.")] = None,
-        grad_accum: Annotated[int | None, _lcrec("--grad-accum", "lcrec: gradient accumulation")] = None,
-        max_samples: Annotated[int | None, _lcrec("--max-samples", "lcrec: cap training samples.")] = None,
+        max_steps: Annotated[int | None, _lcrec("--max-steps", "lcrec: cap optimizer steps.", min=1)] = None,
+        grad_accum: Annotated[int | None, _lcrec("--grad-accum", "lcrec: gradient accumulation", min=1)] = None,
+        max_samples: Annotated[int | None, _lcrec("--max-samples", "lcrec: cap training samples.", min=1)] = None,
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
     ) -> None:

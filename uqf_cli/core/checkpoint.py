@@ -20,7 +20,6 @@ it once the output is written. Typical use in a plain torch loop::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -339,8 +338,7 @@ def _identity_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
 
 
 def _every_seconds() -> float:
-    raw = os.environ.get(EVERY_ENV, "")
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_EVERY_SECONDS
-    except ValueError:
-        return DEFAULT_EVERY_SECONDS
+    """``UQF_CHECKPOINT_EVERY`` as :mod:`uqf_cli.core.env` declares and checks it (garbage is an error there)."""
+    from uqf_cli.core.env import checkpoint_every
+
+    return checkpoint_every(DEFAULT_EVERY_SECONDS)

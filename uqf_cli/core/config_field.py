@@ -11,16 +11,22 @@ import copy
 from dataclasses import Field, field, fields
 from typing import Any
 
+from uqf_cli.core.bounds import Range, check_number
+
 
 def opt(default: Any, help: str | None = None, *, flag: str | None = None, panel: str | None = None,
-        before: str | None = None) -> Any:
+        before: str | None = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
+        lt: float | None = None) -> Any:
     """A dataclass field with ``default`` that the CLI offers as an option.
 
     ``flag``: the option name when it is not ``--<field-name>``; a bool field whose flag is
     ``--no-...`` is switched off by it. ``panel``: the help panel that lists it. ``before``: list
     it just before that field's option (where the help order differs from the field order).
+    ``ge``/``gt``/``le``/``lt``: the allowed range of a numeric field (the CLI refuses other values
+    in one line; :func:`check_ranges` does the same for library callers).
     """
-    metadata = {"option": True, "help": help, "flag": flag, "panel": panel, "before": before}
+    metadata = {"option": True, "help": help, "flag": flag, "panel": panel, "before": before,
+                "range": Range(ge=ge, gt=gt, le=le, lt=lt)}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -38,3 +44,18 @@ def option_fields(cls: type) -> list[Field]:
 def flag_of(f: Field) -> str:
     """The option name of a field: its ``flag``, else ``--`` and the name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def field_range(f: Field) -> Range | None:
+    """The declared range of an option field (``None`` when it declares none)."""
+    allowed = f.metadata.get("range")
+    return allowed if allowed is not None and allowed.declared else None
+
+
+def check_ranges(config: Any) -> None:
+    """Every numeric option field of ``config`` is finite, fits 64 bits and lies in its declared range
+    (``OptionError`` naming the flag otherwise): the CLI's checks, for library callers."""
+    for f in option_fields(type(config)):
+        value = getattr(config, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_number(flag_of(f), value, field_range(f))

@@ -131,29 +131,53 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else MPS, else CPU; explicit names are checked."""
-    spec = (spec or "auto").lower()
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(spec: str = "auto", flag: str = "--device") -> torch.device:
+    """``auto`` -> CUDA when present, else MPS, else CPU; an explicit device must exist on this machine
+    (``OptionError`` naming ``flag`` otherwise)."""
+    spec = (spec or "auto").strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         dev = torch.device(spec)
     except RuntimeError as e:
-        raise OptionError("--device", f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device", "CUDA was requested but is not available on this machine")
+        raise OptionError(flag, f"unknown device {spec!r} (use {DEVICE_NAMES})") from e
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise OptionError(flag, f"unknown device {spec!r} (use {DEVICE_NAMES})")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError(flag, f"{spec}: CUDA was requested but is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise OptionError(flag, f"{spec}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    if dev.type == "mps" and not _mps_available():
+        raise OptionError(flag, f"{spec}: MPS (Apple GPU) was requested but is not available on this machine")
     return dev
 
 
+def check_device(spec: str, flag: str = "--device") -> None:
+    """Refuse, in one line, a device name this machine does not have (the CLI calls it before any work)."""
+    resolve_device(spec, flag)
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def set_threads_from_env() -> None:
-    """Respect UQF_THREADS for torch's intra-op pool (batch jobs sharing a machine)."""
-    n = os.environ.get("UQF_THREADS")
-    if n and n.isdigit() and int(n) > 0:
-        torch.set_num_threads(int(n))
+    """Respect UQF_THREADS for torch's intra-op pool (batch jobs sharing a machine); checked by
+    :func:`uqf_cli.core.env.threads` (garbage refused, more than the machine's CPUs clamped)."""
+    from uqf_cli.core.env import threads
+
+    n = threads()
+    if n is not None:
+        torch.set_num_threads(n)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """JSON and JSONL with uqf's conventions: numpy/torch values converted, non-finite floats as null,
-parse errors naming file and line, atomic writes."""
+parse errors naming file and line, duplicate keys refused, atomic writes."""
 
 from __future__ import annotations
 
@@ -47,12 +47,41 @@ def to_json(obj: Any, indent: int | None = None) -> str:
 
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (Python's json would silently keep the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r} in a JSON object (only one value per key is allowed)")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)  # one instance: as fast as json.loads
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that refuses duplicate keys (:class:`DuplicateKeyError`)."""
+    return STRICT_DECODER.decode(text)
+
+
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; a parse error names the file, line and column."""
+    """Read a JSON file; a parse error names the file, line and column; a duplicate key is refused."""
     p = require_file(path)
     try:
         with open(p, encoding="utf-8") as f:
-            return json.load(f)
+            return loads_strict(f.read())
+    except DuplicateKeyError as e:
+        raise InputError(p, str(e)) from e
     except json.JSONDecodeError as e:
         raise InputError(p, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
     except UnicodeDecodeError as e:
@@ -76,7 +105,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    rec = loads_strict(line)
+                except DuplicateKeyError as e:
+                    raise InputError(p, f"line {lineno}: {e}") from e
                 except json.JSONDecodeError as e:
                     raise InputError(p, f"line {lineno}: not valid JSON ({e.msg})") from e
                 if not isinstance(rec, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from uqf_cli.core.config_field import opt
+from uqf_cli.core.config_field import check_ranges, opt
 from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse.ann import ANN_THRESHOLD
 from uqf_cli.fuse.model import FuserConfig
@@ -23,46 +23,47 @@ class FuseOptions:
 
     method: str = opt("uqf", "uqf | concat | text | collab")
     # the fuser's shape: FuserConfig holds the defaults, so a saved fuser and the CLI cannot disagree
-    d_model: int = opt(FuserConfig.d_model, "Width of queries and memories.", panel=MODEL)
-    queries: int = opt(FuserConfig.queries, "Number of learnable queries.", panel=MODEL)
-    layers: int = opt(FuserConfig.layers, "Q-Former blocks.", panel=MODEL)
-    heads: int = opt(FuserConfig.heads, "Attention heads.", panel=MODEL)
-    out_dim: int = opt(FuserConfig.out_dim, "Output dimension.", panel=MODEL)
+    d_model: int = opt(FuserConfig.d_model, "Width of queries and memories.", panel=MODEL, ge=8)
+    queries: int = opt(FuserConfig.queries, "Number of learnable queries.", panel=MODEL, ge=1)
+    layers: int = opt(FuserConfig.layers, "Q-Former blocks.", panel=MODEL, ge=1)
+    heads: int = opt(FuserConfig.heads, "Attention heads.", panel=MODEL, ge=1)
+    out_dim: int = opt(FuserConfig.out_dim, "Output dimension.", panel=MODEL, ge=2)
     memory: str = opt(FuserConfig.memory, "neighbours | tokens: what the queries attend to.", panel=MODEL)
-    k_memory: int = opt(FuserConfig.k_memory, "Neighbours per memory (--memory neighbours).", panel=MODEL)
-    memory_tokens: int = opt(FuserConfig.memory_tokens, "Tokens per memory (--memory tokens).", panel=MODEL)
+    k_memory: int = opt(FuserConfig.k_memory, "Neighbours per memory (--memory neighbours).", panel=MODEL, ge=0)
+    memory_tokens: int = opt(FuserConfig.memory_tokens, "Tokens per memory (--memory tokens).", panel=MODEL, ge=1)
     cold_collab: str = opt(FuserConfig.cold_collab, "zero | borrow: the collab memory of an item without one (cold, "
                            "or collab dropped in training); borrow = the collab vectors of its nearest warm items "
                            "by text.", panel=MODEL)
-    epochs: int = opt(10, panel=OBJECTIVE)
-    batch_size: int = opt(256, panel=OBJECTIVE)
-    lr: float = opt(2e-3, panel=OBJECTIVE)
+    epochs: int = opt(10, panel=OBJECTIVE, ge=1)
+    batch_size: int = opt(256, panel=OBJECTIVE, ge=2)
+    lr: float = opt(2e-3, panel=OBJECTIVE, gt=0)
     weight_decay: float = 0.01
-    temperature: float = opt(0.1, "InfoNCE temperature.", panel=OBJECTIVE)
-    k_structural: int = opt(10, panel=OBJECTIVE)
-    k_semantic: int = opt(10, panel=OBJECTIVE)
+    temperature: float = opt(0.1, "InfoNCE temperature.", panel=OBJECTIVE, gt=0)
+    k_structural: int = opt(10, panel=OBJECTIVE, ge=1)
+    k_semantic: int = opt(10, panel=OBJECTIVE, ge=1)
     structural: str = opt("cooc", "cooc (train co-occurrence) | collab (LightGCN cosine): source of structural "
                           "neighbours.", panel=OBJECTIVE, before="k_structural")
-    w_structural: float = opt(1.0, panel=OBJECTIVE)
-    w_semantic: float = opt(0.25, panel=OBJECTIVE)
-    w_recon: float = opt(0.1, "Reconstruction of both inputs (0 = off).", panel=OBJECTIVE)
-    w_align: float = opt(0.1, "Text/collab branch alignment (0 = off).", panel=OBJECTIVE)
+    w_structural: float = opt(1.0, panel=OBJECTIVE, ge=0)
+    w_semantic: float = opt(0.25, panel=OBJECTIVE, ge=0)
+    w_recon: float = opt(0.1, "Reconstruction of both inputs (0 = off).", panel=OBJECTIVE, ge=0)
+    w_align: float = opt(0.1, "Text/collab branch alignment (0 = off).", panel=OBJECTIVE, ge=0)
     w_distill: float = opt(0.0, "Teach the collab-less path the full fused vector of warm items, for cold "
-                           "start (0 = off).", panel=OBJECTIVE)
-    p_drop_collab: float = opt(0.3, panel=OBJECTIVE)
-    p_drop_text: float = opt(0.1, panel=OBJECTIVE)
+                           "start (0 = off).", panel=OBJECTIVE, ge=0)
+    p_drop_collab: float = opt(0.3, panel=OBJECTIVE, ge=0, lt=1)
+    p_drop_text: float = opt(0.1, panel=OBJECTIVE, ge=0, lt=1)
     gate: bool = opt(True, "Mean of the branches instead of the gate.", flag="--no-gate", panel=ABLATIONS)
     shortcut: bool = opt(True, "No linear input shortcut to the output.", flag="--no-shortcut", panel=ABLATIONS)
     use_structural: bool = opt(True, flag="--no-structural", panel=ABLATIONS)
     use_semantic: bool = opt(True, flag="--no-semantic", panel=ABLATIONS)
     modality_dropout: bool = opt(True, flag="--no-modality-dropout", panel=ABLATIONS)
     ann_threshold: int = opt(ANN_THRESHOLD, "Catalogue size from which neighbours are searched approximately "
-                             "(faiss, the 'ann' extra); 0 = always exact.")
+                             "(faiss, the 'ann' extra); 0 = always exact.", ge=0)
     seed: int = 0
     device: str = "auto"
 
     def validate(self) -> None:
         """Refuse out-of-range or contradictory options before any work."""
+        check_ranges(self)
         checks: list[tuple[bool, str, str]] = [
             (self.method not in METHODS, "--method", f"must be one of {', '.join(METHODS)}"),
             (self.memory not in MEMORIES, "--memory", f"must be one of {', '.join(MEMORIES)}"),

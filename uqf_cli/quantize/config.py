@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from uqf_cli.core.bounds import INT64_MAX, check_finite_fields
 from uqf_cli.core.errors import OptionError
 
 METHODS = ("rqvae", "rqkmeans")
@@ -37,6 +38,7 @@ class QuantizeConfig:
 
     def validate(self, n_items: int | None = None) -> None:
         """Reject impossible settings with an error that names the option."""
+        check_finite_fields(self)
         if self.method not in METHODS:
             raise OptionError("--method", f"unknown method {self.method!r} (use {' or '.join(METHODS)})")
         if self.dedup not in DEDUP_MODES:
@@ -49,8 +51,8 @@ class QuantizeConfig:
             raise OptionError("--codebook-size", "every codebook needs at least 2 codes")
         if self.code_dim < 1:
             raise OptionError("--code-dim", "must be positive")
-        if any(h < 1 for h in self.hidden):
-            raise OptionError("--hidden", "layer sizes must be positive")
+        if any(not 1 <= h <= INT64_MAX for h in self.hidden):
+            raise OptionError("--hidden", "layer sizes must be positive 64-bit integers")
         if self.epochs < 0 or self.warmup_epochs < 0:
             raise OptionError("--epochs", "must not be negative")
         if self.sinkhorn_eps is not None and self.sinkhorn_eps <= 0:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uqf_cli.core.bounds import check_finite_fields
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.files import EmbeddingFile
 from uqf_cli.fuse.inputs import align_inputs, load_collab
@@ -35,6 +36,7 @@ class LetterConfig:
 
     def validate(self, method: str, codebook_sizes: list[int]) -> None:
         """Reject settings the terms cannot use, naming the option."""
+        check_finite_fields(self, lambda f: "--letter-temperature" if f.name == "temperature" else None)
         if method != "rqvae":
             raise OptionError("--collab", "the LETTER terms train an RQ-VAE; use --method rqvae")
         if self.w_collab < 0 or self.w_diversity < 0:
@@ -123,7 +125,8 @@ class LetterRegulariser(nn.Module):
     def recluster(self, books: list[torch.Tensor]) -> None:
         """Balanced k-means on each level's code directions (seeded by the run's seed, level and step)."""
         for level, book in enumerate(books):
-            gen = torch.Generator().manual_seed(self.seed * 1009 + level * 97 + int(self.steps))
+            derived = (self.seed * 1009 + level * 97 + int(self.steps)) % 2**63  # any 64-bit --seed fits
+            gen = torch.Generator().manual_seed(derived)
             _, assign = balanced_kmeans(F.normalize(book.detach(), dim=-1).cpu(), self.cfg.clusters, 20, gen, 0.01)
             getattr(self, f"cluster_{level}").copy_(assign.to(book.device))
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from uqf_cli.core import runtime
+from uqf_cli.core.bounds import check_finite_fields
 from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.data.dataset import Dataset
@@ -66,6 +67,7 @@ class SasRecOptions:
         return opts
 
     def validate(self) -> None:
+        check_finite_fields(self)
         for key in ("hidden", "blocks", "heads", "max_history", "epochs", "batch_size", "patience", "eval_batch_size",
                     "eval_every"):
             if int(getattr(self, key)) < 1:

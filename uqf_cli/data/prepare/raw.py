@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from uqf_cli.core.errors import InputError
+from uqf_cli.files.jsonio import DuplicateKeyError, loads_strict
 
 UNTITLED_OK = ("lcrec", "recbole", "recbole-benchmark")  # curated files: every item with a line counts as text
 
@@ -90,10 +91,13 @@ def find_one(directory: Path, pattern: str, exclude: str | None = None) -> Path 
 
 
 def load_json(path: Path) -> Any:
-    """A whole JSON document, gzip-compressed or not; errors name the file, line and column."""
+    """A whole JSON document, gzip-compressed or not; errors name the file, line and column; a key repeated in
+    one object (an item id twice in X.item.json: Python would keep the last copy) is refused."""
     try:
         with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
-            return json.load(f)
+            return loads_strict(f.read())
+    except DuplicateKeyError as e:
+        raise InputError(path, str(e)) from e
     except json.JSONDecodeError as e:
         raise InputError(path, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
     except UnicodeDecodeError as e:

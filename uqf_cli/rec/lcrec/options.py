@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from uqf_cli.core.bounds import check_finite_fields
 from uqf_cli.core.errors import OptionError
 
 
@@ -45,6 +46,7 @@ class LcRecOptions:
         return opts
 
     def validate(self) -> None:
+        check_finite_fields(self)
         for key in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_history", "max_title_tokens"):
             if int(getattr(self, key)) < 1:
                 raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {getattr(self, key)}")

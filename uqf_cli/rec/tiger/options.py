@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from uqf_cli.core.bounds import check_finite_fields
 from uqf_cli.core.errors import OptionError
 
 BACKBONE = "tiger"
@@ -69,6 +70,7 @@ class TigerOptions:
         return opts
 
     def validate(self) -> None:
+        check_finite_fields(self)
         positive = ("max_history", "epochs", "batch_size", "eval_every", "patience", "beam_size", "eval_beam",
                     "num_layers", "num_decoder_layers", "d_model", "num_heads", "d_kv", "d_ff")
         for name in positive:
