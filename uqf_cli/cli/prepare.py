@@ -41,10 +41,17 @@ def register(app: typer.Typer) -> None:
         max_history: Annotated[
             int | None, typer.Option("--max-history", help="Keep each user's last N interactions.")
         ] = _P["max_history"],
+        cold_share: Annotated[
+            float | None, typer.Option("--cold-share", help="Cold-start protocol: this seeded share of the items "
+                                       "(e.g. 0.05) loses its interactions in every train part (text, valid and "
+                                       "test items kept). SOURCE may then be a prepared dataset directory.")
+        ] = _P["cold_share"],
+        cold_seed: Annotated[int, typer.Option("--cold-seed", help="Seed of the cold item draw.")] = _P["cold_seed"],
         run: RunOptions = RunOptions(),
     ) -> None:
         """Prepare a dataset directory (items.jsonl, sequences.jsonl, dataset.json) from public data."""
-        ds = prepare(source, output, fmt=fmt, force=run.force, kcore_k=kcore, dedup=dedup, max_history=max_history)
+        ds = prepare(source, output, fmt=fmt, force=run.force, kcore_k=kcore, dedup=dedup, max_history=max_history,
+                     cold_share=cold_share, cold_seed=cold_seed)
         stats = ds.stats()
         if run.json:
             emit_json({"output": str(output), **stats})
