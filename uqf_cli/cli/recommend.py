@@ -23,12 +23,15 @@ def register(app: typer.Typer) -> None:
         beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).")
                              ] = None,
         user_id: Annotated[str | None, typer.Option("--user-id", help="User id (models with user tokens).")] = None,
+        rank: Annotated[str | None, typer.Option("--rank", help="hybrid models: generate | hybrid | dense "
+                                                 "(default: the model's stored mode).")] = None,
         run: RunOptions = RunOptions(),
     ) -> None:
         """Top-k items, with titles, for one history."""
         from uqf_cli.evaluation import recommend_for_history
 
-        ds, items = recommend_for_history(model_dir, dataset, parse_csv(history), k, beam_size, run.device, user_id)
+        ds, items = recommend_for_history(model_dir, dataset, parse_csv(history), k, beam_size, run.device, user_id,
+                                         rank)
         if run.json:
             emit_json({"history": parse_csv(history), "item_ids": items,
                        "titles": [ds.title(i) for i in items]})
