@@ -209,3 +209,21 @@ def test_cli_train_evaluate_recommend_and_bad_options(cold: dict[str, Path], tmp
     res = runner.invoke(app, ["train-rec", str(cold["ds"]), "--sids", str(cold["sids"]), "-o", str(tmp_path / "y"),
                               "--backbone", "tiger", "--dense-weight", "0.5"])
     assert res.exit_code == 2 and "--dense-weight" in res.output
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(cold: dict[str, Path], tmp_path: Path,
+                                                       stop_after_epoch) -> None:
+    from uqf_cli.core.checkpoint import checkpoint_path
+
+    ds, sids = Dataset.load(cold["ds"]), read_sids(cold["sids"])
+    opts = {**TINY, "epochs": 3, "patience": 5, "item_emb": str(cold["emb"])}
+    full = hybrid.train(ds, sids, tmp_path / "full", opts)
+    stop_after_epoch(1)
+    with pytest.raises(KeyboardInterrupt):
+        hybrid.train(ds, sids, tmp_path / "cut", opts)
+    assert checkpoint_path(tmp_path / "cut").exists() and not (tmp_path / "cut").exists()
+    stop_after_epoch(None)
+    resumed = hybrid.train(ds, sids, tmp_path / "cut", {**opts, "resume": True})
+    assert resumed["parameters_sha256"] == full["parameters_sha256"]
+    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert drop(resumed["history"]) == drop(full["history"]) and resumed["best_epoch"] == full["best_epoch"]

@@ -61,8 +61,9 @@ def _losses(net: _Net, opts: HybridOptions, input_ids: torch.Tensor, mask: torch
     logits = hidden_to_logits(t5, hidden)
     gen = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
     pooled = hidden[:, 0] if opts.dense_query == "decoder" else encoder_pool(enc, mask)
-    query = net.head.queries(pooled).float()
-    dense = dense_loss(net.head, query, targets, opts.dense_loss, opts.temperature, warm_rows)
+    with torch.autocast(device_type=enc.device.type, enabled=False):  # cosines / temperature in fp32
+        query = net.head.queries(pooled.float())
+        dense = dense_loss(net.head, query, targets, opts.dense_loss, opts.temperature, warm_rows)
     return gen, dense
 
 
