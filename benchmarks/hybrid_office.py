@@ -49,6 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
+import torch
 
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, set_threads_from_env
@@ -156,9 +157,11 @@ def relabel(src: Path, ds: Dataset, out: Path) -> Path:
     """The rows of ``ds``'s items of an embeddings file, labelled with ``ds``'s fingerprint."""
     if not out.exists():
         emb = load_embeddings(src)
+        rows = torch.tensor([emb.index()[i] for i in ds.item_ids], dtype=torch.long)
+        per_item = {k: v[rows] for k, v in emb.extra_tensors.items() if v.shape[:1] == (len(emb.item_ids),)}
         prov = make_provenance("hybrid-office-relabel", {"items": len(ds.item_ids)}, {"source": src})
-        save_embeddings(out, emb.rows_for(ds.item_ids), ds.item_ids, prov, emb.modality, ds.fingerprint,
-                        extra_metadata=emb.extra_metadata)
+        save_embeddings(out, emb.embeddings[rows], ds.item_ids, prov, emb.modality, ds.fingerprint,
+                        extra_tensors=per_item, extra_metadata=emb.extra_metadata)  # text hashes kept per item
     return out
 
 
