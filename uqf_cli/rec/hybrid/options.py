@@ -35,6 +35,8 @@ class HybridOptions(TigerOptions):
 
     def validate(self) -> None:
         super().validate()
+        if self.item_emb is not None:
+            self.item_emb = str(self.item_emb)  # a path given as Path: recorded as text
         if self.engine != "lean":
             raise OptionError("--engine", "the hybrid backbone trains with the lean engine only")
         if not self.dense_weight >= 0:
