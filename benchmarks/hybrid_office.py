@@ -93,7 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "the converged CPU recipe; --quick: a tiny one)")
     p.add_argument("--sasrec", type=json.loads, default=None, metavar="JSON", help="SASRec options")
     p.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
-    p.add_argument("--codebook-size", type=int, default=256, help="codes per level (3 levels, both tokenizers)")
+    p.add_argument("--codebook-size", default="auto", help="codes per level (3 levels, both tokenizers); auto: "
+                   "quantize's default for the catalogue size")
     p.add_argument("--quantize", type=json.loads, default={}, metavar="JSON", help="QuantizeConfig overrides")
     p.add_argument("--gcn", type=json.loads, default={}, metavar="JSON", help="GcnConfig overrides")
     p.add_argument("--device", default="auto")
@@ -193,13 +194,14 @@ def prepare_inputs(args: argparse.Namespace) -> dict[str, Any]:
             t = time.perf_counter()
             out = work / f"sids_{kind}.jsonl"
             if not out.exists():
-                cfg = QuantizeConfig(**{"seed": args.cold_seed, "codebook_sizes": [args.codebook_size] * 3,
-                                        **args.quantize})
+                sizes = None if args.codebook_size == "auto" else [int(args.codebook_size)] * 3
+                cfg = QuantizeConfig(**{"seed": args.cold_seed, "codebook_sizes": sizes, **args.quantize})
                 quantize(emb, out, cfg, device=args.device, force=True)
             times[f"quantize ({kind})"] = time.perf_counter() - t
         record = ds.info["cold_start"]
         return {"dataset": str(ds_dir), "text": str(text), "unified": str(work / "unified.st"),
                 "sids": {k: str(work / f"sids_{k}.jsonl") for k in KINDS}, "stats": ds.stats(),
+                "codebook_sizes": {k: list(read_sids(work / f"sids_{k}.jsonl").codebook_sizes) for k in KINDS},
                 "cold": {k: v for k, v in record.items() if k != "item_ids"},
                 "seconds": {k: round(v, 1) for k, v in times.items()}}
 
@@ -437,7 +439,9 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         "`benchmarks/hybrid_office.py` docstring; item representations and SIDs fitted on the cold-start data.",
         "",
         f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}`; SASRec: `{json.dumps(args.sasrec)}` "
-        f"(SasRecOptions defaults otherwise); hybrid dense loss `{args.dense_loss}`, temperature {args.temperature}.",
+        f"(SasRecOptions defaults otherwise); hybrid dense loss `{args.dense_loss}`, temperature {args.temperature}. "
+        "SIDs: RQ-VAE, codebook sizes " + ", ".join(f"{k} {'x'.join(map(str, v))}"
+                                                   for k, v in inputs["codebook_sizes"].items()) + ".",
         "",
         f"## Test (mean ± sd over {len(args.seed_list)} seeds; Recall/NDCG@{K}, full ranking)", "",
         "| model | all N@10 | warm R@10 | warm N@10 | cold R@10 | cold N@10 | cold share of top 10 |",

@@ -15,7 +15,7 @@ from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, command, panel_opti
 from uqf_cli.core import runtime
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
-TIGER_PANEL = "TIGER (--backbone tiger)"
+TIGER_PANEL = "TIGER (--backbone tiger; the hybrid backbone reads them too)"
 LCREC_PANEL = "LC-Rec (--backbone lcrec)"
 HYBRID_PANEL = "Hybrid (--backbone hybrid: TIGER's options plus these; textknn: --item-emb)"
 RUN_OPTIONS = ("seed", "device", "resume")  # accepted by every backbone
