@@ -13,10 +13,11 @@ Protocol (issue 26)
    TIGER on UQF SIDs, hybrid on text (text SIDs + text embedding), hybrid on UQF (UQF SIDs + unified
    embedding), SASRec (it cannot rank a cold item above what it was trained on: its cold item rows only
    ever received negative gradients; scored as it is), text kNN (history masked).
-4. **Validation-only selection.** For each hybrid kind, one model per ``--dense-weights`` value (seed
-   of the first ``--seeds``), each ranked on ALL valid users in the modes generate, dense and hybrid at
-   every ``--alphas`` value from one beam search: the variant (weight, mode, alpha) with the best valid
-   NDCG@10 is the kind's final row, retrained for the other seeds. Nothing of the test split is used.
+4. **Validation-only selection.** For each hybrid kind, one model per ``--dense-losses`` x
+   ``--dense-weights`` pair (seed of the first ``--seeds``), each ranked on ALL valid users in the modes
+   generate, dense and hybrid at every ``--alphas`` value from one beam search: the variant (loss, weight,
+   mode, alpha) with the best valid NDCG@10 is the kind's final row, retrained for the other seeds. Nothing
+   of the test split is used.
 5. **Paired test**: per-user test NDCG@10 (mean over seeds) of the best hybrid (by valid) vs SASRec,
    on warm targets (the issue's criterion) and on all targets: paired bootstrap (10,000 resamples of
    users, 95% interval of the mean difference) and the Wilcoxon signed-rank test.
@@ -85,9 +86,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cold-share", type=float, default=0.05)
     p.add_argument("--cold-seed", type=int, default=0)
     p.add_argument("--seeds", default="0,1,2", help="training seeds of the final rows; the first also selects")
-    p.add_argument("--dense-weights", default="0.25,1,4", help="hybrid --dense-weight grid (one model each)")
+    p.add_argument("--dense-weights", default="0.5,2", help="hybrid --dense-weight grid (one model each)")
     p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="hybrid --alpha grid (ranking only)")
-    p.add_argument("--dense-loss", default="inbatch", help="hybrid --dense-loss: cosine | inbatch | softmax")
+    p.add_argument("--dense-losses", default="inbatch,softmax", help="hybrid --dense-loss grid (cosine, inbatch, "
+                   "softmax; one model per loss and weight)")
     p.add_argument("--temperature", type=float, default=0.07)
     p.add_argument("--recipe", type=json.loads, default=None, metavar="JSON", help="TIGER/hybrid options (default: "
                    "the converged CPU recipe; --quick: a tiny one)")
@@ -109,9 +111,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.sasrec = args.sasrec if args.sasrec is not None else SASREC
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.weight_list = [float(w) for w in args.dense_weights.split(",") if w.strip()]
+    args.loss_list = [x.strip() for x in args.dense_losses.split(",") if x.strip()]
     args.alpha_list = [float(a) for a in args.alphas.split(",") if a.strip()]
-    if not args.seed_list or not args.weight_list or not args.alpha_list:
-        p.error("--seeds, --dense-weights and --alphas need at least one value each")
+    if not args.seed_list or not args.weight_list or not args.alpha_list or not args.loss_list:
+        p.error("--seeds, --dense-losses, --dense-weights and --alphas need at least one value each")
     return args
 
 
@@ -307,25 +310,30 @@ def textknn_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str) ->
     return unit(args, f"textknn_{kind}", run)
 
 
-def hybrid_options(args: argparse.Namespace, inputs: dict[str, Any], kind: str, weight: float,
+def hybrid_options(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str, weight: float,
                    seed: int) -> dict[str, Any]:
-    return {**args.recipe, "item_emb": item_emb(inputs, kind), "dense_weight": weight, "dense_loss": args.dense_loss,
+    return {**args.recipe, "item_emb": item_emb(inputs, kind), "dense_weight": weight, "dense_loss": loss,
             "temperature": args.temperature, "seed": seed, "device": args.device}
+
+
+def config_tag(loss: str, weight: float) -> str:
+    return f"{loss}_w{weight:g}"
 
 
 def variant_name(mode: str, alpha: float | None) -> str:
     return mode if alpha is None else f"hybrid@{alpha:g}"
 
 
-def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, weight: float) -> dict[str, Any]:
-    """One model (first seed) at ``weight``; ALL valid users ranked in every mode and alpha."""
+def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str,
+                     weight: float) -> dict[str, Any]:
+    """One model (first seed) with ``loss`` at ``weight``; ALL valid users ranked in every mode and alpha."""
     seed = args.seed_list[0]
 
     def run() -> dict[str, Any]:
         ds = Dataset.load(inputs["dataset"])
-        out = args.work / f"hybrid_{kind}_w{weight:g}_s{seed}"
+        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
         summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
-                          hybrid_options(args, inputs, kind, weight, seed))
+                          hybrid_options(args, inputs, kind, loss, weight, seed))
         rec = hybrid.load(out, args.device)
         cases = ds.eval_cases("valid")
         ranked = rec.rank_modes([list(c.history) for c in cases], K, 20, None, ("generate", "dense"),
@@ -333,21 +341,22 @@ def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str
         valid = {name: {k: v for k, v in scores(ds, cases, lists).items() if k not in ("per_user_ndcg10", "user_ids",
                                                                                         "cold_target")}
                  for name, lists in ranked.items()}
-        return {"kind": kind, "weight": weight, "seed": seed, "valid": valid, "curve": curve(summary),
+        return {"kind": kind, "loss": loss, "weight": weight, "seed": seed, "valid": valid, "curve": curve(summary),
                 "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
 
-    return unit(args, f"hybrid_grid_{kind}_w{weight:g}", run)
+    return unit(args, f"hybrid_grid_{kind}_{config_tag(loss, weight)}", run)
 
 
 def select(grid: list[dict[str, Any]]) -> dict[str, Any]:
-    """The (weight, mode, alpha) with the best valid NDCG@10 over all valid users (ties: first in grid order)."""
+    """The (loss, weight, mode, alpha) with the best valid NDCG@10 over all valid users (ties: first in grid order)."""
     best: dict[str, Any] | None = None
     for rec in grid:
         for name, v in rec["valid"].items():
             if best is None or v["all"]["ndcg@10"] > best["valid_ndcg10"]:
                 alpha = float(name.split("@", 1)[1]) if name.startswith("hybrid@") else None
-                best = {"weight": rec["weight"], "mode": "hybrid" if alpha is not None else name, "alpha": alpha,
-                        "variant": name, "valid_ndcg10": v["all"]["ndcg@10"]}
+                best = {"loss": rec["loss"], "weight": rec["weight"], "alpha": alpha,
+                        "mode": "hybrid" if alpha is not None else name, "variant": name,
+                        "valid_ndcg10": v["all"]["ndcg@10"]}
     assert best is not None
     return best
 
@@ -355,13 +364,14 @@ def select(grid: list[dict[str, Any]]) -> dict[str, Any]:
 def hybrid_final_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, choice: dict[str, Any],
                       seed: int) -> dict[str, Any]:
     """The selected weight at ``seed``; test in all three modes (hybrid at the selected alpha, else 0.5)."""
-    weight, alpha = choice["weight"], choice["alpha"] if choice["alpha"] is not None else 0.5
+    loss, weight = choice["loss"], choice["weight"]
+    alpha = choice["alpha"] if choice["alpha"] is not None else 0.5
 
     def run() -> dict[str, Any]:
         ds = Dataset.load(inputs["dataset"])
-        out = args.work / f"hybrid_{kind}_w{weight:g}_s{seed}"
+        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
         summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
-                          hybrid_options(args, inputs, kind, weight, seed))
+                          hybrid_options(args, inputs, kind, loss, weight, seed))
         rec = hybrid.load(out, args.device)
         rec.set_ranking("hybrid", alpha)
         cases = ds.eval_cases("test")
@@ -370,7 +380,7 @@ def hybrid_final_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: st
                 "test": {mode: scores(ds, cases, lists) for mode, lists in ranked.items()},
                 "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
 
-    return unit(args, f"hybrid_final_{kind}_w{weight:g}_s{seed}", run)
+    return unit(args, f"hybrid_final_{kind}_{config_tag(loss, weight)}_s{seed}", run)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,7 +449,8 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         "`benchmarks/hybrid_office.py` docstring; item representations and SIDs fitted on the cold-start data.",
         "",
         f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}`; SASRec: `{json.dumps(args.sasrec)}` "
-        f"(SasRecOptions defaults otherwise); hybrid dense loss `{args.dense_loss}`, temperature {args.temperature}. "
+        f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`, temperature "
+        f"{args.temperature}. "
         "SIDs: RQ-VAE, codebook sizes " + ", ".join(f"{k} {'x'.join(map(str, v))}"
                                                    for k, v in inputs["codebook_sizes"].items()) + ".",
         "",
@@ -455,15 +466,16 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
     lines += ["", "SASRec scores what it scores on cold targets: nothing is excluded or imputed (its cold item "
               "rows were only ever negatives of the softmax).", "",
               f"## Validation-only selection ({sum(len(g[0]['valid']) * len(g) for g in grids.values())} variants)",
-              "", "| kind | dense weight | variant | valid N@10 (all) | valid cold N@10 | valid warm N@10 |",
-              "|---|---|---|---|---|---|"]
+              "", "| kind | dense loss | dense weight | variant | valid N@10 (all) | valid cold N@10 | "
+              "valid warm N@10 |", "|---|---|---|---|---|---|---|"]
     for kind, grid in grids.items():
         for rec in grid:
             for name, v in rec["valid"].items():
-                mark = " **selected**" if (rec["weight"], name) == (choices[kind]["weight"],
-                                                                     choices[kind]["variant"]) else ""
-                lines.append(f"| {kind} | {rec['weight']:g} | {name}{mark} | {v['all']['ndcg@10']:.4f} | "
-                             f"{v['cold']['ndcg@10']:.4f} | {v['warm']['ndcg@10']:.4f} |")
+                chosen = choices[kind]
+                mark = " **selected**" if (rec["loss"], rec["weight"], name) == (chosen["loss"], chosen["weight"],
+                                                                                 chosen["variant"]) else ""
+                lines.append(f"| {kind} | {rec['loss']} | {rec['weight']:g} | {name}{mark} | "
+                             f"{v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | {v['warm']['ndcg@10']:.4f} |")
     lines += ["", f"## Paired test: best hybrid ({best_kind}, by valid) vs SASRec, per-user test NDCG@10", "",
               "| targets | users | hybrid | SASRec | difference | 95% bootstrap interval | p (bootstrap) | "
               "p (Wilcoxon) |", "|---|---|---|---|---|---|---|---|"]
@@ -522,9 +534,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     choices: dict[str, dict[str, Any]] = {}
     finals: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
-        grids[kind] = [hybrid_grid_unit(args, inputs, kind, w) for w in args.weight_list]
+        grids[kind] = [hybrid_grid_unit(args, inputs, kind, loss, w) for loss in args.loss_list
+                       for w in args.weight_list]
         for g in grids[kind]:
-            curves[f"hybrid {kind} w{g['weight']:g}"] = g["curve"]
+            curves[f"hybrid {kind} {config_tag(g['loss'], g['weight'])}"] = g["curve"]
         choices[kind] = select(grids[kind])
         finals[kind] = [hybrid_final_unit(args, inputs, kind, choices[kind], s) for s in args.seed_list]
         mode = choices[kind]["mode"]

@@ -38,7 +38,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     save_embeddings(root / "text.st", text, ds.item_ids, make_provenance("test", {}), "text", ds.fingerprint)
     argv = ["--dataset", str(ds_dir), "--text", str(root / "text.st"), "--work", str(root / "work"),
             "--out", str(root / "res" / "h.md"), "--quick", "--cold-share", "0.2", "--seeds", "0,1",
-            "--dense-weights", "0.5,2", "--alphas", "0,1", "--fuse-epochs", "1", "--codebook-size", "4",
+            "--dense-losses", "cosine,softmax", "--dense-weights", "1", "--alphas", "0,1", "--fuse-epochs", "1",
+            "--codebook-size", "4",
             "--device", "cpu"]
     payload = bench.main(argv)
     return {"root": root, "argv": argv, "payload": payload}
@@ -53,10 +54,11 @@ def test_quick_run_writes_every_row_selection_and_paired_test(run: dict) -> None
         assert row in payload["rows"]
     assert (root / "res" / "h_curves.png").stat().st_size > 0
     assert json.loads((root / "res" / "h.json").read_text())["best_hybrid"] in ("text", "uqf")
-    # selection: 2 weights x (generate, dense, hybrid@0, hybrid@1) per kind, the best valid NDCG@10 wins
+    # selection: 2 (loss, weight) models x (generate, dense, hybrid@0, hybrid@1) per kind; best valid NDCG@10 wins
     for kind in ("text", "uqf"):
         grid = payload["grids"][kind]
-        assert [g["weight"] for g in grid] == [0.5, 2.0] and set(grid[0]["valid"]) == {"generate", "dense",
+        assert [(g["loss"], g["weight"]) for g in grid] == [("cosine", 1.0), ("softmax", 1.0)]
+        assert set(grid[0]["valid"]) == {"generate", "dense",
                                                                                        "hybrid@0", "hybrid@1"}
         best = max(v["all"]["ndcg@10"] for g in grid for v in g["valid"].values())
         assert payload["choices"][kind]["valid_ndcg10"] == best
