@@ -184,6 +184,8 @@ def test_evaluate_reports_cold_and_warm_targets_and_sasrec_is_not_excused(cold: 
     assert "by_coldness" not in evaluate(tmp_path / "tk", cold["ds"], by_coldness=False)
     textknn.train(Dataset.load(cold["src"]), None, tmp_path / "tk_src", {"item_emb": str(cold["emb"])})
     assert "by_coldness" not in evaluate(tmp_path / "tk_src", cold["src"])  # a dataset without cold items: off
+    asked = evaluate(tmp_path / "tk_src", cold["src"], by_coldness=True)["by_coldness"]
+    assert asked["rule"] == "items without a train interaction" and asked["groups"]["cold"]["users"] == 0
 
 
 def test_cli_train_evaluate_recommend_and_bad_options(cold: dict[str, Path], tmp_path: Path) -> None:
