@@ -41,6 +41,15 @@ def register(app: typer.Typer) -> None:
                                                     "in the head / torso / tail of the train popularity (50% / "
                                                     "80% cumulative interaction share; cold items in the tail).")
                                  ] = _V["by_popularity"],
+        by_coldness: Annotated[bool | None, typer.Option("--by-coldness/--no-by-coldness", help="Also report the "
+                                                         "metrics of cold and warm targets (default: when the "
+                                                         "dataset marks cold items, `uqf prepare --cold-share`).")
+                               ] = _V["by_coldness"],
+        rank: Annotated[str | None, typer.Option("--rank", help="hybrid models: generate | hybrid | dense "
+                                                 "(default: the model's stored mode).")] = _V["rank"],
+        alpha: Annotated[float | None, typer.Option("--alpha", help="hybrid models: mix weight of the hybrid "
+                                                    "mode, alpha * P_dense + (1 - alpha) * P_generate.", min=0, max=1)
+                         ] = _V["alpha"],
         max_users: Annotated[int | None, typer.Option("--max-users", help="Only the first N users (quick look).",
                                                                     min=1)
                              ] = _V["max_users"],
@@ -60,18 +69,22 @@ def register(app: typer.Typer) -> None:
         with plan_outputs(outputs, {"MODEL_DIR": model_dir, "DATASET": dataset, "--sids": sids}, run.force):
             result = evaluate(model_dir, dataset, split=split, recall_ks=rks, ndcg_ks=nks, beam_size=beam_size,
                               device=run.device, sids_path=sids, predictions=predictions, output=output,
-                              baseline=baseline, max_users=max_users, force=run.force, by_popularity=by_popularity)
+                              baseline=baseline, max_users=max_users, force=run.force, by_popularity=by_popularity,
+                              by_coldness=by_coldness, rank=rank, alpha=alpha)
         if run.json:
             emit_json(result)
             return
         runtime.stdout_console().print(metrics_table(result))
         if "by_popularity" in result:
             runtime.stdout_console().print(popularity_table(result["by_popularity"], result["backbone"]))
+        if "by_coldness" in result:
+            runtime.stdout_console().print(coldness_table(result["by_coldness"], result["backbone"]))
 
 
 def metrics_table(result: dict[str, Any]) -> Table:
     """Metrics as rows; the popularity baselines as extra columns when present."""
-    t = Table(title=f"{result['backbone']} on {result['split']} ({result['users']:,} users, beam "
+    mode = f" ({result['rank']}, alpha {result['alpha']:g})" if "rank" in result else ""
+    t = Table(title=f"{result['backbone']}{mode} on {result['split']} ({result['users']:,} users, beam "
                     f"{result['beam_size']}, {result['users_per_second']} users/s)")
     t.add_column("metric")
     t.add_column(result["backbone"], justify="right")
@@ -92,5 +105,20 @@ def popularity_table(by_pop: dict[str, Any], backbone: str) -> Table:
     for name, g in groups.items():
         t.add_column(f"{name} ({g['items']:,} items, {g['users']:,} users)", justify="right")
     for metric in next(iter(groups.values()))["metrics"]:
+        t.add_row(metric, *(f"{g['metrics'][metric]:.4f}" for g in groups.values()))
+    return t
+
+
+def coldness_table(by_cold: dict[str, Any], backbone: str) -> Table:
+    """One column per target group (cold / warm), with its users."""
+    groups = by_cold["groups"]
+    share = next((v for k, v in by_cold.items() if k.startswith("cold_in_top")), None)
+    note = f"; cold share of the top 10: {share:.4f}" if share is not None else ""
+    t = Table(title=f"{backbone} by target coldness",
+              caption=f"cold items: {by_cold['rule']} ({by_cold['cold_items']:,}){note}")
+    t.add_column("metric")
+    for name, g in groups.items():
+        t.add_column(f"{name} ({g['users']:,} users)", justify="right")
+    for metric in groups["warm"]["metrics"]:
         t.add_row(metric, *(f"{g['metrics'][metric]:.4f}" for g in groups.values()))
     return t

@@ -10,6 +10,7 @@ from rich.table import Table
 from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutDir, RunOptions, command, function_defaults
 from uqf_cli.core import runtime
+from uqf_cli.core.bounds import Range
 from uqf_cli.data.prepare import prepare
 from uqf_cli.files.outputs import plan_outputs, want
 
@@ -43,12 +44,20 @@ def register(app: typer.Typer) -> None:
         max_history: Annotated[
             int | None, typer.Option("--max-history", help="Keep each user's last N interactions.", min=1)
         ] = _P["max_history"],
+        cold_share: Annotated[
+            float | None, typer.Option("--cold-share", help="Cold-start protocol: this seeded share of the items "
+                                       "(e.g. 0.05) loses its interactions in every train part (text, valid and "
+                                       "test items kept). SOURCE may then be a prepared dataset directory."),
+            Range(gt=0, lt=1),
+        ] = _P["cold_share"],
+        cold_seed: Annotated[int, typer.Option("--cold-seed", help="Seed of the cold item draw.", min=0,
+                                               max=2**63 - 1)] = _P["cold_seed"],
         run: RunOptions = RunOptions(),
     ) -> None:
         """Prepare a dataset directory (items.jsonl, sequences.jsonl, dataset.json) from public data."""
         with plan_outputs([want(output, "dataset")], {"SOURCE": source}, run.force):
             ds = prepare(source, output, fmt=fmt, force=run.force, kcore_k=kcore, dedup=dedup,
-                         max_history=max_history)
+                         max_history=max_history, cold_share=cold_share, cold_seed=cold_seed)
         stats = ds.stats()
         if run.json:
             emit_json({"output": str(output), **stats})

@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
                              ] = None,
         user_id: Annotated[str | None, typer.Option("--user-id", help="User token for an explicit --history "
                                                     "(models with user tokens; --user sets it).")] = None,
+        rank: Annotated[str | None, typer.Option("--rank", help="hybrid models: generate | hybrid | dense "
+                                                 "(default: the model's stored mode).")] = None,
         run: RunOptions = RunOptions(),
     ) -> None:
         """Top-k items for one history, with titles, the model's scores and SIDs; or find item ids by title."""
@@ -50,7 +52,7 @@ def register(app: typer.Typer) -> None:
         if history is None and user is None:
             raise OptionError("--history", "give --history ID,ID,..., --user ID, or --item-search TEXT to find ids")
         out = explain_recommendations(model_dir, dataset, parse_csv(history) if history is not None else None, user,
-                                      split, k, beam_size, run.device, user_id)
+                                      split, k, beam_size, run.device, user_id, rank)
         if run.json:
             emit_json(out.as_dict())
             return

@@ -17,8 +17,9 @@ from uqf_cli.core import runtime
 from uqf_cli.core.bounds import Range
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
-TIGER_PANEL = "TIGER (--backbone tiger)"
+TIGER_PANEL = "TIGER (--backbone tiger; the hybrid backbone reads them too)"
 LCREC_PANEL = "LC-Rec (--backbone lcrec)"
+HYBRID_PANEL = "Hybrid (--backbone hybrid: TIGER's options plus these; textknn: --item-emb)"
 RUN_OPTIONS = ("seed", "device", "resume")  # accepted by every backbone
 
 
@@ -26,6 +27,7 @@ RUN_OPTIONS = ("seed", "device", "resume")  # accepted by every backbone
 def backbone_defaults() -> dict[str, dict[str, Any]]:
     """Each backbone's default for every train-rec option it reads, from its options dataclass."""
     from uqf_cli.collab.config import GcnConfig
+    from uqf_cli.rec.hybrid.options import HybridOptions
     from uqf_cli.rec.lcrec.options import LcRecOptions
     from uqf_cli.rec.lightgcn import GCN_OPTIONS
     from uqf_cli.rec.sasrec import SasRecOptions
@@ -34,6 +36,7 @@ def backbone_defaults() -> dict[str, dict[str, Any]]:
     gcn, sasrec = asdict(GcnConfig()), asdict(SasRecOptions())
     return {
         "tiger": asdict(TigerOptions(**PRESETS[TigerOptions.preset])),
+        "hybrid": asdict(HybridOptions(**PRESETS[HybridOptions.preset])),
         "lcrec": asdict(LcRecOptions()),
         "sasrec": {**sasrec, **{alias: sasrec[key] for alias, key in SasRecOptions.ALIASES.items()}},
         "lightgcn": {option: gcn[name] for option, name in GCN_OPTIONS.items()},
@@ -56,6 +59,7 @@ def with_defaults(flag: str, text: str | None) -> str:
 _shared = panel_options(SHARED_PANEL, with_defaults)
 _tiger = panel_options(TIGER_PANEL, with_defaults)
 _lcrec = panel_options(LCREC_PANEL, with_defaults)
+_hybrid = panel_options(HYBRID_PANEL, with_defaults)
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +69,8 @@ def register(app: typer.Typer) -> None:
         output: OutDir,
         sids: Annotated[Path | None, typer.Option("--sids", help="SIDs file (tiger, lcrec; sasrec needs none).",
                                                   dir_okay=False)] = None,
-        backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec")] = "tiger",
+        backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec | lightgcn | pop | hybrid | "
+                                              "textknn")] = "tiger",
         epochs: Annotated[float | None, _shared("--epochs", "Training epochs"), Range(gt=0)] = None,
         batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device", min=1)] = None,
         lr: Annotated[float | None, _shared("--lr", "Peak AdamW learning rate"), Range(gt=0)] = None,
@@ -116,6 +121,20 @@ def register(app: typer.Typer) -> None:
         max_steps: Annotated[int | None, _lcrec("--max-steps", "lcrec: cap optimizer steps.", min=1)] = None,
         grad_accum: Annotated[int | None, _lcrec("--grad-accum", "lcrec: gradient accumulation", min=1)] = None,
         max_samples: Annotated[int | None, _lcrec("--max-samples", "lcrec: cap training samples.", min=1)] = None,
+        item_emb: Annotated[Path | None, _hybrid("--item-emb", "hybrid, textknn: item embeddings file (aligned by "
+                                                 "id; e.g. the UQF unified.st, or the text .st)")] = None,
+        dense_weight: Annotated[float | None, _hybrid("--dense-weight", "hybrid: weight of the dense loss", min=0)
+                                ] = None,
+        dense_loss: Annotated[str | None, _hybrid("--dense-loss", "hybrid: cosine | inbatch | softmax (default "
+                                                  "inbatch)")] = None,
+        temperature: Annotated[float | None, _hybrid("--temperature", "hybrid: softmax temperature of the dense "
+                                                     "scores"), Range(gt=0)] = None,
+        dense_query: Annotated[str | None, _hybrid("--dense-query", "hybrid: decoder (first decoder state, "
+                                                   "default) | encoder (mean of the encoder states)")] = None,
+        rank: Annotated[str | None, _hybrid("--rank", "hybrid: stored ranking mode and validation metric, "
+                                            "generate | hybrid | dense (default hybrid)")] = None,
+        alpha: Annotated[float | None, _hybrid("--alpha", "hybrid: mix alpha * P_dense + (1 - alpha) * P_generate "
+                                               "in the hybrid mode", min=0, max=1)] = None,
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
     ) -> None:
@@ -140,9 +159,12 @@ def register(app: typer.Typer) -> None:
             "lora_target_modules": lora_target_modules, "align_tasks": align_tasks or None, "max_steps": max_steps,
             "grad_accum": grad_accum, "max_samples": max_samples, "seed": run.seed, "device": run.device,
             "resume": run.resume or None, "preset": preset, "engine": engine,
+            "item_emb": str(item_emb) if item_emb is not None else None, "dense_weight": dense_weight,
+            "dense_loss": dense_loss, "temperature": temperature, "dense_query": dense_query, "rank": rank,
+            "alpha": alpha,
         }
         if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
-            options["epochs"] = _whole_epochs(epochs) if backbone == "tiger" else (
+            options["epochs"] = _whole_epochs(epochs, backbone) if backbone in ("tiger", "hybrid") else (
                 int(epochs) if epochs == int(epochs) else epochs)
         given = {k: v for k, v in options.items() if v is not None}
         check_backbone_uses(backbone, module.OPTIONS, given)
@@ -184,11 +206,11 @@ def _check_plot(plot: Path, backbone: str, force: bool) -> None:
     check_plot_output(plot, force)
 
 
-def _whole_epochs(epochs: float) -> int:
+def _whole_epochs(epochs: float, backbone: str = "tiger") -> int:
     from uqf_cli.core.errors import OptionError
 
     if epochs != int(epochs) or epochs < 1:
-        raise OptionError("--epochs", "the tiger backbone trains whole epochs (a positive integer)")
+        raise OptionError("--epochs", f"the {backbone} backbone trains whole epochs (a positive integer)")
     return int(epochs)
 
 

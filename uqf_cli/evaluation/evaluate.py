@@ -14,7 +14,9 @@ from typing import Any
 
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import info, progress, resolve_device
+from uqf_cli.data.cold import cold_items_of
 from uqf_cli.data.dataset import Dataset, EvalCase
+from uqf_cli.evaluation.coldness import metrics_by_coldness
 from uqf_cli.evaluation.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
 from uqf_cli.evaluation.popularity import metrics_by_popularity
 from uqf_cli.files import make_provenance, read_sids, write_json
@@ -75,11 +77,16 @@ def evaluate(
     max_users: int | None = None,
     force: bool = False,
     by_popularity: bool = False,
+    by_coldness: bool | None = None,
+    rank: str | None = None,
+    alpha: float | None = None,
 ) -> dict[str, Any]:
     """Score a model directory on ``split``; optionally write predictions and a metrics JSON.
 
     ``by_popularity`` adds the metrics per head / torso / tail group of the targets' train
-    popularity (:mod:`uqf_cli.evaluation.popularity`).
+    popularity (:mod:`uqf_cli.evaluation.popularity`); ``by_coldness`` the metrics of cold and warm
+    targets (:mod:`uqf_cli.evaluation.coldness`; ``None``: when the dataset marks cold items).
+    ``rank`` / ``alpha`` override a hybrid model's stored ranking mode and mix weight.
     """
     if split not in ("valid", "test"):
         raise OptionError("--split", f"must be valid or test, not {split!r}")
@@ -93,7 +100,7 @@ def evaluate(
         cases = cases[:max_users]
     if not cases:
         raise InputError(dataset_dir, f"no {split} users: every user has fewer than 3 interactions")
-    rec = backbone_module(meta["backbone"]).load(model_dir, resolve_device(device))
+    rec = load_ranker(model_dir, meta, device, rank, alpha)
     info(f"ranking {len(cases):,} {split} users with the {meta['backbone']} model (beam {beam_size})")
     t0 = time.time()
     ranked = _recommend_all(rec, cases, max(ks), beam_size)
@@ -105,6 +112,10 @@ def evaluate(
         "metrics": ranking_metrics(ranked, targets, recall_ks, ndcg_ks),
         "seconds": round(seconds, 2), "users_per_second": round(len(cases) / max(seconds, 1e-9), 1),
     }
+    if getattr(rec, "rank", None) is not None:
+        result["rank"], result["alpha"] = rec.rank, rec.alpha
+    if by_coldness or (by_coldness is None and cold_items_of(dataset) is not None):
+        result["by_coldness"] = metrics_by_coldness(dataset, ranked, targets, recall_ks, ndcg_ks)
     if by_popularity:
         result["by_popularity"] = metrics_by_popularity(dataset, ranked, targets, recall_ks, ndcg_ks)
     if baseline:
@@ -114,7 +125,8 @@ def evaluate(
         result["popularity_excluding_history"] = ranking_metrics(
             popularity_lists(dataset, hists, max(ks), exclude_history=True), targets, recall_ks, ndcg_ks)
     params = {"split": split, "beam_size": beam_size, "recall_ks": list(recall_ks), "ndcg_ks": list(ndcg_ks),
-              "max_users": max_users, "by_popularity": by_popularity}
+              "max_users": max_users, "by_popularity": by_popularity, "by_coldness": "by_coldness" in result,
+              "rank": result.get("rank"), "alpha": result.get("alpha")}
     if predictions is not None:
         prov = make_provenance("evaluate", params, inputs={"model": Path(model_dir) / "uqf_model.json",
                                                            "dataset": dataset_dir})
@@ -124,6 +136,19 @@ def evaluate(
                                                            "dataset": dataset_dir})
         write_json(output, {**result, "provenance": prov}, force=force)
     return result
+
+
+def load_ranker(model_dir: str | Path, meta: dict[str, Any], device: str, rank: str | None = None,
+                alpha: float | None = None):
+    """Load the model for ranking; ``rank`` / ``alpha`` (hybrid models only) override its stored mode."""
+    rec = backbone_module(meta["backbone"]).load(model_dir, resolve_device(device))
+    if rank is not None or alpha is not None:
+        if not hasattr(rec, "set_ranking"):
+            flag = "--rank" if rank is not None else "--alpha"
+            raise OptionError(flag, f"the {meta['backbone']} model has one way to rank (only hybrid models have "
+                                    "ranking modes)")
+        rec.set_ranking(rank, alpha)
+    return rec
 
 
 def write_predictions(path: str | Path, cases: Sequence[EvalCase], ranked: Sequence[list[str]],
@@ -156,7 +181,7 @@ def _recommend_all(rec, cases, k: int, beam_size: int, chunk: int = 512) -> list
 
 def recommend_for_history(model_dir: str | Path, dataset_dir: str | Path, history: Sequence[str], k: int,
                           beam_size: int | None = None, device: str = "auto",
-                          user_id: str | None = None) -> tuple[Dataset, list[str]]:
+                          user_id: str | None = None, rank: str | None = None) -> tuple[Dataset, list[str]]:
     """Top-``k`` item ids for one history (``uqf recommend``); unknown or missing ids are errors."""
     beam = beam_size if beam_size is not None else max(k, 20)
     if k < 1:
@@ -169,7 +194,7 @@ def recommend_for_history(model_dir: str | Path, dataset_dir: str | Path, histor
     if unknown:
         raise OptionError("--history", f"unknown item id {unknown[0]!r} (not in {dataset_dir})")
     meta = check_model_inputs(model_dir, dataset, None)
-    rec = backbone_module(meta["backbone"]).load(model_dir, resolve_device(device))
+    rec = load_ranker(model_dir, meta, device, rank)
     if getattr(rec, "uses_user_ids", False):
         return dataset, rec.recommend([list(history)], k, beam, user_ids=[user_id or ""])[0]
     return dataset, rec.recommend([list(history)], k, beam)[0]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from uqf_cli.core.errors import OptionError
-from uqf_cli.core.runtime import resolve_device
 from uqf_cli.data.dataset import MIN_EVAL_LENGTH, Dataset
 from uqf_cli.files import SidTable
 
@@ -129,10 +128,10 @@ def find_items(model_dir: str | Path, dataset_dir: str | Path, text: str) -> lis
 def explain_recommendations(model_dir: str | Path, dataset_dir: str | Path, history: Sequence[str] | None = None,
                             user: str | None = None, split: str = "valid", k: int = 10,
                             beam_size: int | None = None, device: str = "auto",
-                            user_id: str | None = None) -> Explained:
-    """Top-``k`` items with the model's scores for ``history`` (item ids) or for ``user``'s history."""
-    from uqf_cli.evaluation.evaluate import check_ks, check_model_inputs
-    from uqf_cli.rec import backbone_module
+                            user_id: str | None = None, rank: str | None = None) -> Explained:
+    """Top-``k`` items with the model's scores for ``history`` (item ids) or for ``user``'s history;
+    ``rank`` overrides a hybrid model's stored ranking mode."""
+    from uqf_cli.evaluation.evaluate import check_ks, check_model_inputs, load_ranker
 
     if k < 1:
         raise OptionError("--k", "must be a positive integer")
@@ -154,7 +153,7 @@ def explain_recommendations(model_dir: str | Path, dataset_dir: str | Path, hist
     if unknown:
         raise OptionError("--history", f"unknown item id {unknown[0]!r} (not in {dataset_dir})")
     meta = check_model_inputs(model_dir, dataset, None)
-    rec = backbone_module(meta["backbone"]).load(model_dir, resolve_device(device))
+    rec = load_ranker(model_dir, meta, device, rank)
     kwargs = {"user_ids": [user_id or ""]} if getattr(rec, "uses_user_ids", False) else {}
     ranked = _ranked_with_scores(rec, history, k, beam, kwargs)
     describer = ItemDescriber(dataset, model_sids(model_dir))

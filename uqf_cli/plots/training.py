@@ -15,7 +15,7 @@ import numpy as np
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.files import load_embeddings
 
-CURVE_BACKBONES = ("tiger", "sasrec")  # the backbones whose model directory records a per-epoch curve
+CURVE_BACKBONES = ("tiger", "sasrec", "hybrid")  # the backbones whose model directory records a per-epoch curve
 GATE_BINS = 40
 FEW_POINTS = 3  # curves with at most this many epochs get big markers and their values written out
 
@@ -146,7 +146,7 @@ def training_curve(model_dir: str | Path) -> tuple[str, list[dict[str, float]]]:
 
     meta = read_model_meta(model_dir)
     backbone = str(meta.get("backbone"))
-    if backbone == "tiger":
+    if backbone in ("tiger", "hybrid"):
         records = (meta.get("training") or {}).get("history") or []
     elif backbone == "sasrec":
         records = [{**{k: v for k, v in r.items() if k != "valid_ndcg@10"}, "valid_ndcg10": r.get("valid_ndcg@10")}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-BACKBONES = ("tiger", "lcrec", "sasrec", "lightgcn", "pop")
+BACKBONES = ("tiger", "lcrec", "sasrec", "lightgcn", "pop", "hybrid", "textknn")
 
 
 def backbone_module(name: str) -> ModuleType:

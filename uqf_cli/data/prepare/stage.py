@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.data.cold import apply_cold_start, check_share, derive_cold_dataset
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.data.prepare.cleaning import clean_interactions
 from uqf_cli.data.prepare.readers import read_source
 from uqf_cli.files.atomic import check_output
-from uqf_cli.files.dataset_dir import write_dataset_dir
+from uqf_cli.files.dataset_dir import SEQUENCES_FILE, write_dataset_dir
 
 SPLIT_PROTOCOL = "leave-one-out: last item = test, second to last = valid, the rest = train"
 FORMAT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -31,11 +32,19 @@ def prepare(
     kcore_k: int | None = None,
     dedup: bool | None = None,
     max_history: int | None = None,
+    cold_share: float | None = None,
+    cold_seed: int = 0,
 ) -> Dataset:
     """Read ``source``, clean it as documented above and write a validated dataset directory.
 
     ``kcore_k`` and ``dedup`` default (``None``) to the format's own default (see FORMAT_DEFAULTS).
+    ``cold_share`` applies the cold-start protocol (:mod:`uqf_cli.data.cold`) with ``cold_seed``; ``source``
+    may then also be a prepared dataset directory, which is copied with the protocol applied.
     """
+    if cold_share is not None:
+        check_share(cold_share)
+        if (Path(source) / SEQUENCES_FILE).is_file():
+            return derive_cold_dataset(source, output, cold_share, cold_seed, force)
     if kcore_k is not None and kcore_k < 0:
         raise OptionError("--kcore", "must be 0 (off) or more")
     if max_history is not None and max_history < 1:
@@ -61,6 +70,8 @@ def prepare(
         "cleaning": counts,
         "notes": raw.notes,
     }
+    if cold_share is not None:
+        sequences, info["cold_start"] = apply_cold_start(items, sequences, cold_share, cold_seed)
     ds = Dataset(items, sequences, info)
     info.update({key: ds.stats()[key] for key in ("users", "items", "interactions")})
     write_dataset_dir(output, items, sequences, info, force=force)

@@ -86,6 +86,19 @@ def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torc
 def decode_logits(model, decoder_input_ids: torch.Tensor, enc: torch.Tensor,
                   attention_mask: torch.Tensor) -> torch.Tensor:
     """Logits ``[B, T, vocab]`` of the decoder under teacher forcing."""
+    return hidden_to_logits(model, decode_hidden(model, decoder_input_ids, enc, attention_mask))
+
+
+def hidden_to_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The LM head on decoder hidden states (with T5's output scaling when embeddings are tied)."""
+    if getattr(model.config, "scale_decoder_outputs", model.config.tie_word_embeddings):
+        hidden = hidden * (model.model_dim ** -0.5)
+    return model.lm_head(hidden)
+
+
+def decode_hidden(model, decoder_input_ids: torch.Tensor, enc: torch.Tensor,
+                  attention_mask: torch.Tensor) -> torch.Tensor:
+    """Decoder hidden states ``[B, T, d_model]`` under teacher forcing (after the final norm and dropout)."""
     stack = model.decoder
     t = decoder_input_ids.shape[1]
     bias = stack.block[0].layer[0].SelfAttention.compute_bias(t, t, device=enc.device)
@@ -98,10 +111,7 @@ def decode_logits(model, decoder_input_ids: torch.Tensor, enc: torch.Tensor,
         x = _self_block(block.layer[0], x, self_mask)
         x = _cross_block(block.layer[1], x, enc, cross_mask)
         x = _feed_forward(block.layer[2], x)
-    x = stack.dropout(_norm(stack.final_layer_norm, x))
-    if getattr(model.config, "scale_decoder_outputs", model.config.tie_word_embeddings):
-        x = x * (model.model_dim ** -0.5)
-    return model.lm_head(x)
+    return stack.dropout(_norm(stack.final_layer_norm, x))
 
 
 def lean_t5_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

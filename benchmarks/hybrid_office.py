@@ -1,0 +1,572 @@
+"""Hybrid generative + dense retrieval (LIGER-style) against TIGER, SASRec and text kNN on a cold-start split.
+
+Protocol (issue 26)
+
+1. **Data.** ``uqf prepare --cold-share`` semantics (:mod:`uqf_cli.data.cold`): a seeded share (default 5%)
+   of the items loses its interactions in every user's train part; their text stays; valid and test
+   items are kept, so users whose valid or test target is a cold item are evaluated.
+2. **Item representations**, all fitted on the cold-start data (a cold item's interactions are never
+   seen): text = ``--text`` (interaction-free); collab = train-gcn on the cold-start data (cold items
+   get zero rows and are listed as cold); UQF = fuse(text, collab) (cold items take the text path);
+   SIDs = quantize (RQ-VAE) of text and of UQF.
+3. **Rows** (test, leave-one-out, full ranking, cold and warm targets apart): TIGER on text SIDs,
+   TIGER on UQF SIDs, hybrid on text (text SIDs + text embedding), hybrid on UQF (UQF SIDs + unified
+   embedding), SASRec (it cannot rank a cold item above what it was trained on: its cold item rows only
+   ever received negative gradients; scored as it is), text kNN (history masked).
+4. **Validation-only selection.** For each hybrid kind, one model per ``--dense-losses`` x
+   ``--dense-weights`` pair (seed of the first ``--seeds``), each ranked on ALL valid users in the modes
+   generate, dense and hybrid at every ``--alphas`` value from one beam search: the variant (loss, weight,
+   mode, alpha) with the best valid NDCG@10 is the kind's final row, retrained for the other seeds. Nothing
+   of the test split is used.
+5. **Paired test**: per-user test NDCG@10 (mean over seeds) of the best hybrid (by valid) vs SASRec,
+   on warm targets (the issue's criterion) and on all targets: paired bootstrap (10,000 resamples of
+   users, 95% interval of the mean difference) and the Wilcoxon signed-rank test.
+
+Every unit (inputs, each model) leaves a JSON record under ``<out stem>/units/``; a rerun skips finished
+units and resumes interrupted training from its checkpoint. Writes ``--out`` (.md), the JSON beside it
+and ``<stem>_curves.png`` (validation NDCG@10 per epoch of every hybrid, TIGER and SASRec run).
+
+    UQF_THREADS=2 .venv/bin/python benchmarks/hybrid_office.py --dataset runs/office/ds \\
+        --text runs/office/text.st --work runs/hybrid --out benchmarks/results/hybrid_office.md
+
+``--quick`` shrinks every model, epoch count and grid to a smoke run (minutes on a CPU; tests use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+
+from uqf_cli.collab import GcnConfig, train_gcn
+from uqf_cli.core.runtime import configure, set_threads_from_env
+from uqf_cli.data.cold import derive_cold_dataset
+from uqf_cli.data.dataset import Dataset, EvalCase
+from uqf_cli.evaluation.coldness import metrics_by_coldness
+from uqf_cli.evaluation.metrics import ranking_metrics, target_rank
+from uqf_cli.files import load_embeddings, make_provenance, read_json, read_sids, save_embeddings
+from uqf_cli.fuse import FuseOptions, fuse
+from uqf_cli.quantize import QuantizeConfig, quantize
+from uqf_cli.rec import hybrid, sasrec, textknn, tiger
+
+# TIGER and the hybrid train with one recipe: the CPU recipe of the convergence study (tiger_converge.py,
+# "cpu-a": AdamW 2e-3, cosine to zero, 2% warmup, batch 256, up to 30 epochs, patience 5) at --preset small.
+RECIPE: dict[str, Any] = {"preset": "small", "lr": 2e-3, "lr_schedule": "cosine", "warmup_ratio": 0.02,
+                          "batch_size": 256, "epochs": 30, "patience": 5, "eval_users": 1000}
+QUICK_RECIPE: dict[str, Any] = {"num_layers": 1, "num_decoder_layers": 1, "d_model": 16, "num_heads": 2, "d_kv": 8,
+                                "d_ff": 32, "epochs": 2, "batch_size": 64, "eval_users": 50, "patience": 2,
+                                "warmup_steps": 2, "lr": 5e-3}
+SASREC: dict[str, Any] = {}  # SasRecOptions defaults: full-softmax CE, up to 200 epochs, patience 10
+QUICK_SASREC: dict[str, Any] = {"epochs": 2, "hidden": 16}
+KINDS = ("text", "uqf")
+K = 10
+BOOTSTRAP = 10_000
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", type=Path, required=True, help="uqf prepare output (Office)")
+    p.add_argument("--text", type=Path, required=True, help="uqf embed-text file of that dataset")
+    p.add_argument("--work", type=Path, required=True, help="directory for every intermediate file and model")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/hybrid_office.md"))
+    p.add_argument("--cold-share", type=float, default=0.05)
+    p.add_argument("--cold-seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1,2", help="training seeds of the final rows; the first also selects")
+    p.add_argument("--dense-weights", default="0.5,2", help="hybrid --dense-weight grid (one model each)")
+    p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="hybrid --alpha grid (ranking only)")
+    p.add_argument("--dense-losses", default="inbatch,softmax", help="hybrid --dense-loss grid (cosine, inbatch, "
+                   "softmax; one model per loss and weight)")
+    p.add_argument("--temperature", type=float, default=0.07)
+    p.add_argument("--recipe", type=json.loads, default=None, metavar="JSON", help="TIGER/hybrid options (default: "
+                   "the converged CPU recipe; --quick: a tiny one)")
+    p.add_argument("--sasrec", type=json.loads, default=None, metavar="JSON", help="SASRec options")
+    p.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
+    p.add_argument("--codebook-size", default="auto", help="codes per level (3 levels, both tokenizers); auto: "
+                   "quantize's default for the catalogue size")
+    p.add_argument("--quantize", type=json.loads, default={}, metavar="JSON", help="QuantizeConfig overrides")
+    p.add_argument("--gcn", type=json.loads, default={}, metavar="JSON", help="GcnConfig overrides")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help="tiny models, epochs and grids (a smoke run)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.recipe = args.recipe or QUICK_RECIPE
+        args.sasrec = args.sasrec or QUICK_SASREC
+        args.quantize = {"epochs": 5, "warmup_epochs": 1, **args.quantize}
+        args.gcn = {"dim": 8, "epochs": 2, "eval_every": 1, "patience": 0, **args.gcn}
+    args.recipe = args.recipe or RECIPE
+    args.sasrec = args.sasrec if args.sasrec is not None else SASREC
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.weight_list = [float(w) for w in args.dense_weights.split(",") if w.strip()]
+    args.loss_list = [x.strip() for x in args.dense_losses.split(",") if x.strip()]
+    args.alpha_list = [float(a) for a in args.alphas.split(",") if a.strip()]
+    if not args.seed_list or not args.weight_list or not args.alpha_list or not args.loss_list:
+        p.error("--seeds, --dense-losses, --dense-weights and --alphas need at least one value each")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------
+
+
+def units_dir(args: argparse.Namespace) -> Path:
+    return args.out.parent / args.out.stem / "units"
+
+
+def load_record(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
+    path = units_dir(args) / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def save_record(args: argparse.Namespace, name: str, record: dict[str, Any]) -> dict[str, Any]:
+    path = units_dir(args) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(path)
+    return record
+
+
+def unit(args: argparse.Namespace, name: str, run) -> dict[str, Any]:
+    """The unit's record: read back when it exists, else computed by ``run()`` and saved."""
+    found = load_record(args, name)
+    if found is not None:
+        return found
+    t0 = time.perf_counter()
+    record = run()
+    record.update({"unit": name, "wall_seconds": round(time.perf_counter() - t0, 1)})
+    return save_record(args, name, record)
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+
+
+def relabel(src: Path, ds: Dataset, out: Path) -> Path:
+    """The rows of ``ds``'s items of an embeddings file, labelled with ``ds``'s fingerprint."""
+    if not out.exists():
+        emb = load_embeddings(src)
+        rows = torch.tensor([emb.index()[i] for i in ds.item_ids], dtype=torch.long)
+        per_item = {k: v[rows] for k, v in emb.extra_tensors.items() if v.shape[:1] == (len(emb.item_ids),)}
+        prov = make_provenance("hybrid-office-relabel", {"items": len(ds.item_ids)}, {"source": src})
+        save_embeddings(out, emb.embeddings[rows], ds.item_ids, prov, emb.modality, ds.fingerprint,
+                        extra_tensors=per_item, extra_metadata=emb.extra_metadata)  # text hashes kept per item
+    return out
+
+
+def prepare_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The cold-start dataset, the item representations and both SID maps (cached in --work)."""
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+
+    def run() -> dict[str, Any]:
+        times: dict[str, float] = {}
+        t = time.perf_counter()
+        ds_dir = work / "cold_ds"
+        if not (ds_dir / "dataset.json").exists():
+            derive_cold_dataset(args.dataset, ds_dir, args.cold_share, args.cold_seed)
+        ds = Dataset.load(ds_dir)
+        text = relabel(args.text, ds, work / "text.st")
+        times["cold split + text"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if not (work / "collab.st").exists():
+            train_gcn(ds_dir, work / "collab.st", GcnConfig(**{"seed": args.cold_seed, "device": args.device,
+                                                               **args.gcn}), force=True)
+        times["train-gcn"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if not (work / "unified.st").exists():
+            fuse(text, work / "collab.st", ds_dir, work / "unified.st",
+                 FuseOptions(epochs=args.fuse_epochs, seed=args.cold_seed, device=args.device), force=True)
+        times["fuse"] = time.perf_counter() - t
+        for kind, emb in (("text", text), ("uqf", work / "unified.st")):
+            t = time.perf_counter()
+            out = work / f"sids_{kind}.jsonl"
+            if not out.exists():
+                sizes = None if args.codebook_size == "auto" else [int(args.codebook_size)] * 3
+                cfg = QuantizeConfig(**{"seed": args.cold_seed, "codebook_sizes": sizes, **args.quantize})
+                quantize(emb, out, cfg, device=args.device, force=True)
+            times[f"quantize ({kind})"] = time.perf_counter() - t
+        record = ds.info["cold_start"]
+        return {"dataset": str(ds_dir), "text": str(text), "unified": str(work / "unified.st"),
+                "sids": {k: str(work / f"sids_{k}.jsonl") for k in KINDS}, "stats": ds.stats(),
+                "codebook_sizes": {k: list(read_sids(work / f"sids_{k}.jsonl").codebook_sizes) for k in KINDS},
+                "cold": {k: v for k, v in record.items() if k != "item_ids"},
+                "seconds": {k: round(v, 1) for k, v in times.items()}}
+
+    return unit(args, "inputs", run)
+
+
+def item_emb(inputs: dict[str, Any], kind: str) -> str:
+    return inputs["text"] if kind == "text" else inputs["unified"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------
+
+
+def per_user_ndcg(ranked: Sequence[Sequence[str]], targets: Sequence[str], k: int = K) -> list[float]:
+    out = []
+    for lst, t in zip(ranked, targets, strict=True):
+        r = target_rank(list(lst)[:k], t)
+        out.append(0.0 if r is None else float(1.0 / np.log2(r + 1)))
+    return out
+
+
+def scores(ds: Dataset, cases: Sequence[EvalCase], ranked: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Overall, cold and warm Recall/NDCG@10, the cold share of the top 10, and per-user NDCG@10."""
+    targets = [c.target for c in cases]
+    cold = set(ds.info["cold_start"]["item_ids"])
+    by = metrics_by_coldness(ds, ranked, targets, (K,), (K,), K)
+    return {"all": ranking_metrics(ranked, targets, (K,), (K,)),
+            "cold": by["groups"]["cold"]["metrics"], "warm": by["groups"]["warm"]["metrics"],
+            "cold_users": by["groups"]["cold"]["users"], "warm_users": by["groups"]["warm"]["users"],
+            "cold_in_top10": by[f"cold_in_top{K}"], "per_user_ndcg10": per_user_ndcg(ranked, targets),
+            "user_ids": [c.user_id for c in cases], "cold_target": [t in cold for t in targets]}
+
+
+def rank(rec: Any, cases: Sequence[EvalCase], beam: int = 20) -> list[list[str]]:
+    hist = [list(c.history) for c in cases]
+    if getattr(rec, "uses_user_ids", False):
+        return rec.recommend(hist, K, beam, user_ids=[c.user_id for c in cases])
+    return rec.recommend(hist, K, beam)
+
+
+def trained(module: Any, ds: Dataset, sids: Any, out: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Train (resuming an interrupted run) unless the model directory is complete; its recorded training
+    summary (``history``: the per-epoch records, ``best_epoch``, ``train_seconds`` where recorded)."""
+    if not (out / "uqf_model.json").exists():
+        module.train(ds, sids, out, {**options, "resume": True}, force=True)
+    meta = read_json(out / "uqf_model.json")
+    if "training" in meta:  # tiger, hybrid
+        return meta["training"]
+    return {"history": meta.get("epochs", []), **(meta.get("train_summary") or {})}  # sasrec (textknn: none)
+
+
+def curve(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k == "epoch" or k.startswith("valid") or k.endswith("loss")}
+            for r in summary.get("history", [])]
+
+
+# ----------------------------------------------------------------------------------------------
+# Units
+# ----------------------------------------------------------------------------------------------
+
+
+def tiger_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, seed: int) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        ds = Dataset.load(inputs["dataset"])
+        out = args.work / f"tiger_{kind}_s{seed}"
+        summary = trained(tiger, ds, read_sids(inputs["sids"][kind]), out,
+                          {**args.recipe, "seed": seed, "device": args.device})
+        rec = tiger.load(out, args.device)
+        cases = ds.eval_cases("test")
+        return {"kind": kind, "seed": seed, "test": scores(ds, cases, rank(rec, cases)), "curve": curve(summary),
+                "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
+
+    return unit(args, f"tiger_{kind}_s{seed}", run)
+
+
+def sasrec_unit(args: argparse.Namespace, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        ds = Dataset.load(inputs["dataset"])
+        out = args.work / f"sasrec_s{seed}"
+        summary = trained(sasrec, ds, None, out, {**args.sasrec, "seed": seed, "device": args.device})
+        rec = sasrec.load(out, args.device)
+        cases = ds.eval_cases("test")
+        hist = [{"epoch": r["epoch"], "loss": r["loss"], "valid_ndcg10": r.get("valid_ndcg@10")}
+                for r in summary.get("history", [])]
+        return {"seed": seed, "test": scores(ds, cases, rank(rec, cases)), "curve": hist,
+                "best_epoch": summary.get("best_epoch")}
+
+    return unit(args, f"sasrec_s{seed}", run)
+
+
+def textknn_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        ds = Dataset.load(inputs["dataset"])
+        out = args.work / f"textknn_{kind}"
+        trained(textknn, ds, None, out, {"item_emb": item_emb(inputs, kind)})
+        rec = textknn.load(out)
+        cases = ds.eval_cases("test")
+        return {"kind": kind, "test": scores(ds, cases, rank(rec, cases)),
+                "valid": scores(ds, ds.eval_cases("valid"), rank(rec, ds.eval_cases("valid")))["all"]}
+
+    return unit(args, f"textknn_{kind}", run)
+
+
+def hybrid_options(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str, weight: float,
+                   seed: int) -> dict[str, Any]:
+    return {**args.recipe, "item_emb": item_emb(inputs, kind), "dense_weight": weight, "dense_loss": loss,
+            "temperature": args.temperature, "seed": seed, "device": args.device}
+
+
+def config_tag(loss: str, weight: float) -> str:
+    return f"{loss}_w{weight:g}"
+
+
+def variant_name(mode: str, alpha: float | None) -> str:
+    return mode if alpha is None else f"hybrid@{alpha:g}"
+
+
+def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str,
+                     weight: float) -> dict[str, Any]:
+    """One model (first seed) with ``loss`` at ``weight``; ALL valid users ranked in every mode and alpha."""
+    seed = args.seed_list[0]
+
+    def run() -> dict[str, Any]:
+        ds = Dataset.load(inputs["dataset"])
+        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
+        summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
+                          hybrid_options(args, inputs, kind, loss, weight, seed))
+        rec = hybrid.load(out, args.device)
+        cases = ds.eval_cases("valid")
+        ranked = rec.rank_modes([list(c.history) for c in cases], K, 20, None, ("generate", "dense"),
+                                alphas=args.alpha_list)
+        valid = {name: {k: v for k, v in scores(ds, cases, lists).items() if k not in ("per_user_ndcg10", "user_ids",
+                                                                                        "cold_target")}
+                 for name, lists in ranked.items()}
+        return {"kind": kind, "loss": loss, "weight": weight, "seed": seed, "valid": valid, "curve": curve(summary),
+                "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
+
+    return unit(args, f"hybrid_grid_{kind}_{config_tag(loss, weight)}", run)
+
+
+def select(grid: list[dict[str, Any]]) -> dict[str, Any]:
+    """The (loss, weight, mode, alpha) with the best valid NDCG@10 over all valid users (ties: first in grid order)."""
+    best: dict[str, Any] | None = None
+    for rec in grid:
+        for name, v in rec["valid"].items():
+            if best is None or v["all"]["ndcg@10"] > best["valid_ndcg10"]:
+                alpha = float(name.split("@", 1)[1]) if name.startswith("hybrid@") else None
+                best = {"loss": rec["loss"], "weight": rec["weight"], "alpha": alpha,
+                        "mode": "hybrid" if alpha is not None else name, "variant": name,
+                        "valid_ndcg10": v["all"]["ndcg@10"]}
+    assert best is not None
+    return best
+
+
+def hybrid_final_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, choice: dict[str, Any],
+                      seed: int) -> dict[str, Any]:
+    """The selected weight at ``seed``; test in all three modes (hybrid at the selected alpha, else 0.5)."""
+    loss, weight = choice["loss"], choice["weight"]
+    alpha = choice["alpha"] if choice["alpha"] is not None else 0.5
+
+    def run() -> dict[str, Any]:
+        ds = Dataset.load(inputs["dataset"])
+        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
+        summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
+                          hybrid_options(args, inputs, kind, loss, weight, seed))
+        rec = hybrid.load(out, args.device)
+        rec.set_ranking("hybrid", alpha)
+        cases = ds.eval_cases("test")
+        ranked = rec.rank_modes([list(c.history) for c in cases], K, 20, None)
+        return {"kind": kind, "seed": seed, "choice": choice, "alpha": alpha, "curve": curve(summary),
+                "test": {mode: scores(ds, cases, lists) for mode, lists in ranked.items()},
+                "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
+
+    return unit(args, f"hybrid_final_{kind}_{config_tag(loss, weight)}_s{seed}", run)
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------
+
+
+def mean_per_user(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Per-user test NDCG@10 averaged over seeds (every record ranks the same users in the same order)."""
+    return np.mean([np.asarray(r["per_user_ndcg10"], dtype=float) for r in records], axis=0)
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Mean difference a - b with a paired bootstrap 95% interval and p-value, and the Wilcoxon signed-rank p."""
+    from scipy.stats import wilcoxon
+
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    boots = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(BOOTSTRAP)])
+    p_boot = min(1.0, 2 * min(float((boots <= 0).mean()), float((boots >= 0).mean())))
+    nonzero = diff[diff != 0]
+    p_w = float(wilcoxon(nonzero).pvalue) if len(nonzero) > 0 else 1.0
+    return {"users": len(diff), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(diff.mean()),
+            "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
+            "p_bootstrap": p_boot, "p_wilcoxon": p_w, "users_differing": len(nonzero)}
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample sd over seeds of each reported metric."""
+    out: dict[str, Any] = {"seeds": len(records)}
+    for group in ("all", "warm", "cold"):
+        for metric in (f"recall@{K}", f"ndcg@{K}"):
+            vals = [r[group][metric] for r in records]
+            out[f"{group}_{metric}"] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+    out["cold_in_top10"] = (float(np.mean([r["cold_in_top10"] for r in records])), 0.0)
+    out["cold_users"], out["warm_users"] = records[0]["cold_users"], records[0]["warm_users"]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+def fmt(v: tuple[float, float], seeds: int) -> str:
+    return f"{v[0]:.4f}" + (f" ± {v[1]:.4f}" if seeds > 1 else "")
+
+
+def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dict[str, Any]],
+           grids: dict[str, list[dict[str, Any]]], choices: dict[str, dict[str, Any]], tests: dict[str, Any],
+           best_kind: str) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip() or "unknown"
+    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+    cold = inputs["cold"]
+    first = next(iter(rows.values()))
+    lines = [
+        "# Hybrid generative + dense retrieval on Office with cold-start items", "",
+        f"Command: `{cmd}`  ", f"Code: commit {commit}; machine: {platform.processor() or platform.machine()} "
+        f"({os.cpu_count()} CPUs), device {args.device}." + (" QUICK smoke run: numbers mean nothing." if args.quick
+                                                              else ""),
+        "",
+        f"Data: {inputs['stats']['items']:,} items, {cold['items']:,} cold ({cold['share']:.0%}, seed {cold['seed']}: "
+        f"their {cold['removed_interactions']:,} train interactions removed, text kept); test users: "
+        f"{first['cold_users']:,} with a cold target, {first['warm_users']:,} with a warm one. Protocol: "
+        "`benchmarks/hybrid_office.py` docstring; item representations and SIDs fitted on the cold-start data.",
+        "",
+        f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}`; SASRec: `{json.dumps(args.sasrec)}` "
+        f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`, temperature "
+        f"{args.temperature}. "
+        "SIDs: RQ-VAE, codebook sizes " + ", ".join(f"{k} {'x'.join(map(str, v))}"
+                                                   for k, v in inputs["codebook_sizes"].items()) + ".",
+        "",
+        f"## Test (mean ± sd over {len(args.seed_list)} seeds; Recall/NDCG@{K}, full ranking)", "",
+        "| model | all N@10 | warm R@10 | warm N@10 | cold R@10 | cold N@10 | cold share of top 10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in rows.items():
+        n = s["seeds"]
+        lines.append(f"| {name} | {fmt(s['all_ndcg@10'], n)} | {fmt(s['warm_recall@10'], n)} | "
+                     f"{fmt(s['warm_ndcg@10'], n)} | {fmt(s['cold_recall@10'], n)} | {fmt(s['cold_ndcg@10'], n)} | "
+                     f"{s['cold_in_top10'][0]:.4f} |")
+    lines += ["", "SASRec scores what it scores on cold targets: nothing is excluded or imputed (its cold item "
+              "rows were only ever negatives of the softmax).", "",
+              f"## Validation-only selection ({sum(len(g[0]['valid']) * len(g) for g in grids.values())} variants)",
+              "", "| kind | dense loss | dense weight | variant | valid N@10 (all) | valid cold N@10 | "
+              "valid warm N@10 |", "|---|---|---|---|---|---|---|"]
+    for kind, grid in grids.items():
+        for rec in grid:
+            for name, v in rec["valid"].items():
+                chosen = choices[kind]
+                mark = " **selected**" if (rec["loss"], rec["weight"], name) == (chosen["loss"], chosen["weight"],
+                                                                                 chosen["variant"]) else ""
+                lines.append(f"| {kind} | {rec['loss']} | {rec['weight']:g} | {name}{mark} | "
+                             f"{v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | {v['warm']['ndcg@10']:.4f} |")
+    lines += ["", f"## Paired test: best hybrid ({best_kind}, by valid) vs SASRec, per-user test NDCG@10", "",
+              "| targets | users | hybrid | SASRec | difference | 95% bootstrap interval | p (bootstrap) | "
+              "p (Wilcoxon) |", "|---|---|---|---|---|---|---|---|"]
+    for group, t in tests.items():
+        lines.append(f"| {group} | {t['users']:,} | {t['mean_a']:.4f} | {t['mean_b']:.4f} | {t['mean_diff']:+.4f} | "
+                     f"[{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}] | {t['p_bootstrap']:.4f} | {t['p_wilcoxon']:.4f} |")
+    h_uqf, h_text = rows.get("hybrid on UQF"), rows.get("hybrid on text")
+    sas = rows["SASRec"]
+    lines += ["", "## Verdict (computed from the rows above)", ""]
+    best = rows[f"hybrid on {'UQF' if best_kind == 'uqf' else 'text'}"]
+    lines.append(f"* Best hybrid vs SASRec, warm test NDCG@10: {best['warm_ndcg@10'][0]:.4f} vs "
+                 f"{sas['warm_ndcg@10'][0]:.4f} ({'>=' if best['warm_ndcg@10'][0] >= sas['warm_ndcg@10'][0] else '<'}"
+                 f" SASRec); all targets: {best['all_ndcg@10'][0]:.4f} vs {sas['all_ndcg@10'][0]:.4f}.")
+    if h_uqf and h_text:
+        lines.append(f"* Hybrid on UQF vs on text, cold test NDCG@10: {h_uqf['cold_ndcg@10'][0]:.4f} vs "
+                     f"{h_text['cold_ndcg@10'][0]:.4f}.")
+    lines += ["", "## Input wall times (seconds)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in inputs["seconds"].items()]
+    lines += ["", f"Curves: `{args.out.stem}_curves.png`; records: `{args.out.stem}/units/`.", ""]
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, pts in curves.items():
+        xy = [(p["epoch"], p["valid_ndcg10"]) for p in pts if p.get("valid_ndcg10") is not None]
+        if xy:
+            ax.plot(*zip(*xy, strict=True), marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NDCG@10 (the run's selection metric, sampled users)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    configure(quiet=False)
+    set_threads_from_env()
+    inputs = prepare_inputs(args)
+    label = {"text": "text", "uqf": "UQF"}
+    results: dict[str, list[dict[str, Any]]] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for kind in KINDS:
+        recs = [tiger_unit(args, inputs, kind, s) for s in args.seed_list]
+        results[f"TIGER, {label[kind]} SIDs"] = [r["test"] for r in recs]
+        curves[f"TIGER {kind} s{recs[0]['seed']}"] = recs[0]["curve"]
+    grids: dict[str, list[dict[str, Any]]] = {}
+    choices: dict[str, dict[str, Any]] = {}
+    finals: dict[str, list[dict[str, Any]]] = {}
+    for kind in KINDS:
+        grids[kind] = [hybrid_grid_unit(args, inputs, kind, loss, w) for loss in args.loss_list
+                       for w in args.weight_list]
+        for g in grids[kind]:
+            curves[f"hybrid {kind} {config_tag(g['loss'], g['weight'])}"] = g["curve"]
+        choices[kind] = select(grids[kind])
+        finals[kind] = [hybrid_final_unit(args, inputs, kind, choices[kind], s) for s in args.seed_list]
+        mode = choices[kind]["mode"]
+        results[f"hybrid on {label[kind]}"] = [r["test"][mode] for r in finals[kind]]
+        for other in ("generate", "dense", "hybrid"):
+            if other != mode:
+                results[f"hybrid on {label[kind]}, {other} mode (not selected)"] = [r["test"][other]
+                                                                                     for r in finals[kind]]
+    sas = [sasrec_unit(args, inputs, s) for s in args.seed_list]
+    results["SASRec"] = [r["test"] for r in sas]
+    curves[f"SASRec s{sas[0]['seed']}"] = sas[0]["curve"]
+    for kind in KINDS:
+        results[f"text kNN ({label[kind]} embedding)"] = [textknn_unit(args, inputs, kind)["test"]]
+    rows = {name: summarise(recs) for name, recs in results.items()}
+    best_kind = max(KINDS, key=lambda k: choices[k]["valid_ndcg10"])
+    best_recs = results[f"hybrid on {label[best_kind]}"]
+    a, b = mean_per_user(best_recs), mean_per_user(results["SASRec"])
+    warm = ~np.asarray(best_recs[0]["cold_target"], dtype=bool)
+    tests = {"warm": paired_test(a[warm], b[warm]), "all": paired_test(a, b)}
+    report = render(args, inputs, rows, grids, choices, tests, best_kind)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report, encoding="utf-8")
+    payload = {"inputs": inputs, "rows": rows, "choices": choices, "paired_tests": tests, "best_hybrid": best_kind,
+               "grids": grids, "args": {k: v for k, v in vars(args).items() if k not in ("out", "work")}}
+    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    plot_curves(curves, args.out.with_name(args.out.stem + "_curves.png"))
+    print(report)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
