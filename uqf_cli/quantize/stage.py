@@ -61,6 +61,11 @@ def lcrec_index_path(output: str | Path) -> Path:
     return p.with_name(p.name.split(".")[0] + ".index.json")
 
 
+def dedup_note(cfg: QuantizeConfig) -> str:
+    """What happens to colliding SIDs, said where the depth is announced."""
+    return " (+ a dedup code if SIDs collide)" if cfg.dedup == "level" else " (collisions re-assigned)"
+
+
 def _final_sizes(cfg: QuantizeConfig, final: np.ndarray) -> list[int]:
     sizes = list(cfg.codebook_sizes)
     if final.shape[1] > len(sizes):
@@ -93,7 +98,7 @@ def quantize(
     params, inputs, reg, letter_stats = _letter_setup(emb, embeddings_path, cfg, letter)
     dev = resolve_device(device)
     info(f"quantizing {len(emb.item_ids):,} {emb.modality} embeddings (dim {emb.dim}) with {cfg.method}, "
-         f"{cfg.levels} x {cfg.codebook_sizes} codes on {dev}")
+         f"{cfg.levels} levels of {cfg.codebook_sizes} codes{dedup_note(cfg)} on {dev}")
     ckpt = (Checkpointer(output, "quantize", params, inputs, resume=resume) if cfg.method == "rqvae" else None)
     model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt, reg)
     raw, final, stats = finalise_codes(model, emb.embeddings, cfg)
@@ -104,7 +109,7 @@ def quantize(
     provenance = make_provenance("quantize", params, inputs,
                                  modality=emb.modality, stats=stats)
     table = SidTable(item_ids=list(emb.item_ids), codes=final, codebook_sizes=sizes, provenance=provenance,
-                        stats=stats, dataset_fingerprint=emb.dataset_fingerprint)
+                     stats=stats, dataset_fingerprint=emb.dataset_fingerprint, dedup_level=len(sizes) > cfg.levels)
     outputs = write_outputs(table, output, lcrec, force)
     if save_model is not None:
         save_quantizer(save_model, model, cfg, table, raw, provenance, force)

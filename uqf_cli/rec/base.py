@@ -73,7 +73,8 @@ def write_model_meta(
     }
     if sids is not None:
         meta["sid_hash"] = sids.content_hash()
-        meta["sid_levels"] = sids.levels
+        meta["sid_levels"] = sids.semantic_levels
+        meta["sid_dedup_level"] = sids.dedup_level
         meta["codebook_sizes"] = list(sids.codebook_sizes)
         write_sids(model_dir / MODEL_SIDS_FILE, sids, force=True)
     (model_dir / MODEL_META_FILE).write_text(to_json(meta, indent=2) + "\n", encoding="utf-8")
@@ -137,4 +138,5 @@ def restrict_sids(sids: SidTable, item_ids: Sequence[str]) -> SidTable:
         return sids
     return SidTable(item_ids=[sids.item_ids[r] for r in rows], codes=sids.codes[rows],
                     codebook_sizes=list(sids.codebook_sizes), provenance=sids.provenance, stats=sids.stats,
-                    dataset_fingerprint=sids.dataset_fingerprint, path=sids.path)
+                    dataset_fingerprint=sids.dataset_fingerprint, path=sids.path,
+                    dedup_level=sids.dedup_level)
