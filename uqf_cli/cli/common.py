@@ -44,6 +44,9 @@ def cli_command(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError as e:  # before OSError: a reader that stopped reading is not bad input
+            silence_stdout()
+            raise StdoutClosed from e
         except UqfError as e:
             _report(e, str(e), e.exit_code)
         except KeyboardInterrupt as e:
@@ -53,6 +56,22 @@ def cli_command(fn: F) -> F:
             _report(e, f"{where}{e.strerror or e}", 2)
 
     return wrapper  # type: ignore[return-value]
+
+
+class StdoutClosed(Exception):
+    """stdout's reader went away (``uqf inspect-sids ... | head``): the rest of the output is not wanted.
+
+    Not an OSError, so Click's own broken-pipe handling (exit 1) does not see it; ``run`` exits 0.
+    """
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a test runner's capture): nothing to flush
+        pass
 
 
 class Terminated(KeyboardInterrupt):
@@ -104,5 +123,5 @@ def parse_csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-__all__ = ["Terminated", "cli_command", "debug_enabled", "emit_json", "install_signal_handlers", "parse_csv",
-           "set_debug"]
+__all__ = ["StdoutClosed", "Terminated", "cli_command", "debug_enabled", "emit_json", "install_signal_handlers", "parse_csv",
+           "set_debug", "silence_stdout"]

@@ -15,16 +15,21 @@ from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse import FuseOptions
 
 
+REQUIRED_TO_TRAIN = "[bold red]Required to train[/bold red] a fuser"  # Typer's [required] means always
+
+
 def register(app: typer.Typer) -> None:
     @command(app, "fuse", "seed", "device", "force", "resume", "quiet", "json")
     def fuse_cmd(
         output: OutFile,
         text: Annotated[Path, typer.Option("--text", help="Text embedding file (modality text).")],
         collab: Annotated[
-            Path | None, typer.Option("--collab", help="Collaborative embedding file from train-gcn.")
+            Path | None, typer.Option("--collab", help="Collaborative embedding file from train-gcn. "
+                                      f"{REQUIRED_TO_TRAIN}; optional with --apply.")
         ] = None,
         dataset: Annotated[
-            Path | None, typer.Option("--dataset", help="Dataset directory (train interactions only are read).")
+            Path | None, typer.Option("--dataset", help="Dataset directory (train interactions only are read). "
+                                      f"{REQUIRED_TO_TRAIN}; not with --apply.")
         ] = None,
         apply: Annotated[
             Path | None, typer.Option("--apply", help="Fuse with a saved fuser instead of training.")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.models import ArgumentInfo
 
 from uqf_cli.cli.common import cli_command
 from uqf_cli.cli.config_options import build_config, config_parameters, is_config
@@ -42,8 +44,8 @@ def panel_options(panel: str, describe: Callable[[str, str | None], str] | None 
     """A maker of options listed under one help panel: ``model = panel_options("Model")``, then
     ``model("--heads", "Attention heads.")``; ``describe(flag, text)``, if given, writes the help."""
 
-    def option(flag: str, text: str | None = None) -> Any:
-        return typer.Option(flag, help=describe(flag, text) if describe else text, rich_help_panel=panel)
+    def option(flag: str, text: str | None = None, **extra: Any) -> Any:
+        return typer.Option(flag, help=describe(flag, text) if describe else text, rich_help_panel=panel, **extra)
 
     return option
 
@@ -90,6 +92,7 @@ def shared_options(*names: str) -> Callable[[F], F]:
         configs = {p.name: p.annotation for p in signature.parameters.values() if is_config(p.annotation)}
         params: list[inspect.Parameter] = []
         for p in signature.parameters.values():
+            name_argument(p)
             if p.name in configs:
                 params += config_parameters(configs[p.name])
             elif p.name != "run":
@@ -109,6 +112,13 @@ def shared_options(*names: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def name_argument(p: inspect.Parameter) -> None:
+    """A positional argument is shown as ``MODEL_DIR`` in usage lines (Typer's default is ``{model_dir}``)."""
+    for info in typing.get_args(p.annotation)[1:]:
+        if isinstance(info, ArgumentInfo) and info.metavar is None:
+            info.metavar = p.name.upper()
 
 
 def start(quiet: bool) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, command, panel_options
 from uqf_cli.core import runtime
+from uqf_cli.rec import BACKBONES
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
 TIGER_PANEL = "TIGER (--backbone tiger)"
@@ -63,8 +64,9 @@ def register(app: typer.Typer) -> None:
         output: OutDir,
         sids: Annotated[Path | None, typer.Option("--sids", help="SIDs file (tiger, lcrec; sasrec needs none).",
                                                   dir_okay=False)] = None,
-        backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec")] = "tiger",
-        epochs: Annotated[float | None, _shared("--epochs", "Training epochs")] = None,
+        backbone: Annotated[str, typer.Option("--backbone", help=" | ".join(BACKBONES))] = "tiger",
+        epochs: Annotated[float | None, _shared("--epochs", "Training epochs, a whole number; lcrec also takes a "
+                                                "fraction such as 0.5", metavar="<int>")] = None,
         batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device")] = None,
         lr: Annotated[float | None, _shared("--lr", "Peak AdamW learning rate")] = None,
         weight_decay: Annotated[float | None, _shared("--weight-decay", "Weight decay")] = None,
@@ -110,7 +112,8 @@ def register(app: typer.Typer) -> None:
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
     ) -> None:
-        """Train a recommender (TIGER, LC-Rec or SASRec) on the train split and write a model directory.
+        """Train a recommender (--backbone: TIGER or LC-Rec over SIDs, SASRec, LightGCN or popularity over item
+        ids) on the train split and write a model directory.
 
         Multi-GPU / multi-process: `torchrun --nproc_per_node N -m uqf_cli train-rec ...`.
         """
@@ -131,8 +134,8 @@ def register(app: typer.Typer) -> None:
             "grad_accum": grad_accum, "max_samples": max_samples, "seed": run.seed, "device": run.device,
             "resume": run.resume or None, "preset": preset, "engine": engine,
         }
-        if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
-            options["epochs"] = _whole_epochs(epochs) if backbone == "tiger" else (
+        if epochs is not None:  # whole numbers as int (lcrec alone accepts fractions)
+            options["epochs"] = _whole_epochs(epochs, backbone) if backbone != "lcrec" else (
                 int(epochs) if epochs == int(epochs) else epochs)
         given = {k: v for k, v in options.items() if v is not None}
         check_backbone_uses(backbone, module.OPTIONS, given)
@@ -171,11 +174,12 @@ def _check_plot(plot: Path, backbone: str, force: bool) -> None:
     check_plot_output(plot, force)
 
 
-def _whole_epochs(epochs: float) -> int:
+def _whole_epochs(epochs: float, backbone: str) -> int:
     from uqf_cli.core.errors import OptionError
 
     if epochs != int(epochs) or epochs < 1:
-        raise OptionError("--epochs", "the tiger backbone trains whole epochs (a positive integer)")
+        raise OptionError("--epochs", f"the {backbone} backbone trains whole epochs (a positive integer; "
+                          "only lcrec takes fractions)")
     return int(epochs)
 
 
