@@ -24,7 +24,7 @@ from uqf_cli.cli import (
     train_gcn,
     train_rec,
 )
-from uqf_cli.cli.common import StdoutClosed, install_signal_handlers, set_debug
+from uqf_cli.cli.common import StdoutClosed, end_quietly_when_stdout_closes, install_signal_handlers, set_debug
 
 COMMANDS = (prepare, embed_text, train_gcn, fuse, quantize, inspect_sids, train_rec, evaluate, recommend, demo)
 
@@ -109,6 +109,7 @@ def run(args: list[str]) -> int:
     if "--debug" in args[1:]:
         args = ["--debug", *[a for a in args if a != "--debug"]]
     install_signal_handlers()
+    end_quietly_when_stdout_closes()
     try:
         rv = app(args=args, prog_name="uqf", standalone_mode=False)
     except _CLI_ERRORS as e:

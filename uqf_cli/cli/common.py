@@ -74,6 +74,18 @@ def silence_stdout() -> None:
         pass
 
 
+def end_quietly_when_stdout_closes() -> None:
+    """Every rich console of this process (ours, and Typer's help) ends the command through
+    :class:`StdoutClosed` when its reader goes away, instead of rich's default exit code 1."""
+
+    def on_broken_pipe(self: Console) -> None:
+        self.quiet = True
+        silence_stdout()
+        raise StdoutClosed
+
+    Console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]
+
+
 class Terminated(KeyboardInterrupt):
     """Raised by the SIGTERM handler, so a ``kill`` unwinds like Ctrl-C (temporary files removed)."""
 
@@ -123,5 +135,7 @@ def parse_csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-__all__ = ["StdoutClosed", "Terminated", "cli_command", "debug_enabled", "emit_json", "install_signal_handlers", "parse_csv",
-           "set_debug", "silence_stdout"]
+__all__ = [
+    "StdoutClosed", "Terminated", "cli_command", "debug_enabled", "emit_json", "end_quietly_when_stdout_closes",
+    "install_signal_handlers", "parse_csv", "set_debug", "silence_stdout"
+]

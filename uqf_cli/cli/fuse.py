@@ -14,7 +14,6 @@ from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse import FuseOptions
 
-
 REQUIRED_TO_TRAIN = "[bold red]Required to train[/bold red] a fuser"  # Typer's [required] means always
 
 

@@ -104,7 +104,7 @@ def evaluate(
         "model": str(model_dir), "backbone": meta["backbone"], "dataset": str(dataset_dir),
         "dataset_fingerprint": dataset.fingerprint, "split": split, "users": len(cases), "beam_size": beam_size,
         "metrics": ranking_metrics(ranked, targets, recall_ks, ndcg_ks),
-        "seconds": round(seconds, 2), "users_per_second": round(len(cases) / max(seconds, 1e-9), 1),
+        "seconds": round(seconds, 2), "users_per_second": users_per_second(len(cases), seconds),
     }
     if by_popularity:
         result["by_popularity"] = metrics_by_popularity(dataset, ranked, targets, recall_ks, ndcg_ks)
@@ -125,6 +125,15 @@ def evaluate(
                                                            "dataset": dataset_dir})
         write_json(output, {**result, "provenance": prov}, force=force)
     return result
+
+
+MIN_TIMED_SECONDS = 0.1  # below this, the clock measures set-up noise, not the model
+
+
+def users_per_second(users: int, seconds: float) -> float | None:
+    """Ranking speed, or ``None`` when ranking took too little time to say (the popularity baseline ranks
+    every user in a millisecond: dividing by that gives millions of users/s, a number about nothing)."""
+    return round(users / seconds, 1) if seconds >= MIN_TIMED_SECONDS else None
 
 
 def write_predictions(path: str | Path, cases: Sequence[EvalCase], ranked: Sequence[list[str]],
