@@ -36,6 +36,10 @@ def register(app: typer.Typer) -> None:
         save_model: Annotated[
             Path | None, typer.Option("--save-model", help="Also save the trained fuser (safetensors) here.")
         ] = None,
+        allow_subset: Annotated[
+            bool, typer.Option("--allow-subset", help="Fuse even when the embeddings hold items the dataset does "
+                               "not have (e.g. a full catalogue with a sample of its interactions).")
+        ] = False,
         opts: FuseOptions = FuseOptions(),
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
@@ -46,8 +50,9 @@ def register(app: typer.Typer) -> None:
         if plot is not None:
             _check_plot(plot, output, opts.method, apply is not None, run.force)
         if apply is not None:
-            if dataset is not None or save_model is not None:
-                raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset or --save-model)")
+            if dataset is not None or save_model is not None or allow_subset:
+                raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset, --save-model or "
+                                  "--allow-subset)")
             result = apply_fuser(apply, text, collab, output, device_spec=run.device, force=run.force)
         else:
             if collab is None:
@@ -55,7 +60,7 @@ def register(app: typer.Typer) -> None:
             if dataset is None:
                 raise OptionError("--dataset", "is required to fit a fuser (the train interaction graph)")
             result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=run.force,
-                          resume=run.resume)
+                          resume=run.resume, allow_subset=allow_subset)
         if plot is not None:
             from uqf_cli.plots.training import plot_fuse
 

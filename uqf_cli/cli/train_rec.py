@@ -18,7 +18,6 @@ from uqf_cli.rec import BACKBONES
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
 TIGER_PANEL = "TIGER (--backbone tiger)"
 LCREC_PANEL = "LC-Rec (--backbone lcrec)"
-RUN_OPTIONS = ("seed", "device", "resume")  # accepted by every backbone
 
 
 @cache
@@ -117,9 +116,7 @@ def register(app: typer.Typer) -> None:
 
         Multi-GPU / multi-process: `torchrun --nproc_per_node N -m uqf_cli train-rec ...`.
         """
-        from uqf_cli.data.dataset import Dataset
-        from uqf_cli.files import check_output, read_sids
-        from uqf_cli.rec import backbone_module
+        from uqf_cli.rec import backbone_module, check_backbone_uses, train_rec
 
         module = backbone_module(backbone)
         options: dict[str, Any] = {
@@ -138,13 +135,10 @@ def register(app: typer.Typer) -> None:
             options["epochs"] = _whole_epochs(epochs, backbone) if backbone != "lcrec" else (
                 int(epochs) if epochs == int(epochs) else epochs)
         given = {k: v for k, v in options.items() if v is not None}
-        check_backbone_uses(backbone, module.OPTIONS, given)
-        check_output(output, run.force)
+        check_backbone_uses(backbone, module.OPTIONS, given)  # before the plot check: the option is the error
         if plot is not None:
             _check_plot(plot, backbone, run.force)
-        ds = Dataset.load(dataset)
-        table = read_sids(sids) if sids is not None else None
-        summary = module.train(ds, table, output, given, run.force)
+        summary = train_rec(dataset, output, sids, backbone, run.force, **given)
         if not _is_main_process():
             return
         if plot is not None:
@@ -155,15 +149,6 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
             return
         runtime.stdout_console().print(summary_table(summary, str(output)))
-
-
-def check_backbone_uses(backbone: str, known: tuple[str, ...], given: dict[str, Any]) -> None:
-    """An option the chosen backbone does not read is an error, not silently dropped."""
-    from uqf_cli.core.errors import OptionError
-
-    unused = [k for k in given if k not in known and k not in RUN_OPTIONS]
-    if unused:
-        raise OptionError(f"--{unused[0].replace('_', '-')}", f"the {backbone} backbone does not use this option")
 
 
 def _check_plot(plot: Path, backbone: str, force: bool) -> None:

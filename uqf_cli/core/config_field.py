@@ -8,8 +8,10 @@ library code can import its configs without the CLI.
 from __future__ import annotations
 
 import copy
-from dataclasses import Field, field, fields
-from typing import Any
+from dataclasses import Field, field, fields, replace
+from typing import Any, TypeVar
+
+C = TypeVar("C")
 
 
 def opt(default: Any, help: str | None = None, *, flag: str | None = None, panel: str | None = None,
@@ -38,3 +40,19 @@ def option_fields(cls: type) -> list[Field]:
 def flag_of(f: Field) -> str:
     """The option name of a field: its ``flag``, else ``--`` and the name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def configured(cls: type[C], cfg: C | None, settings: dict[str, Any]) -> C:
+    """The config a library call runs with: ``cfg`` (or ``cls()``'s defaults) with ``settings`` replacing fields.
+
+    Why: from a notebook ``quantize("unified.st", "sids.jsonl", levels=4)`` reads better than building a
+    config object first; a config object is still accepted. An unknown name is a TypeError naming the known ones.
+    """
+    base = cfg if cfg is not None else cls()
+    if not settings:
+        return base
+    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = [name for name in settings if name not in known]
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} setting {unknown[0]!r} (known: {', '.join(known)})")
+    return replace(base, **settings)  # type: ignore[type-var]

@@ -17,10 +17,19 @@ from uqf_cli.core.runtime import info, progress, resolve_device
 from uqf_cli.data.dataset import Dataset, EvalCase
 from uqf_cli.evaluation.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
 from uqf_cli.evaluation.popularity import metrics_by_popularity
-from uqf_cli.files import check_output, make_provenance, read_sids, write_json
+from uqf_cli.files import DATASET_INFO_FILE, check_output, make_provenance, read_sids, write_json
 from uqf_cli.files.sidecar import write_jsonl_with_meta
 from uqf_cli.rec import backbone_module
-from uqf_cli.rec.base import read_model_meta
+from uqf_cli.rec.base import MODEL_META_FILE, read_model_meta
+
+
+def check_argument_order(model_dir: str | Path, dataset_dir: str | Path, command: str = "evaluate") -> None:
+    """``uqf evaluate DS MODEL`` (arguments swapped) is named as such, instead of blaming the dataset
+    directory for not being a model (or the model for lacking items.jsonl)."""
+    model, data = Path(model_dir), Path(dataset_dir)
+    if (model / DATASET_INFO_FILE).is_file() and (data / MODEL_META_FILE).is_file():
+        raise InputError(model, f"is a dataset directory and {data} a model directory: the arguments look swapped "
+                         f"(uqf {command} MODEL_DIR DATASET, the model first)")
 
 
 def check_model_inputs(model_dir: str | Path, dataset: Dataset, sids_path: str | Path | None) -> dict[str, Any]:
@@ -82,6 +91,7 @@ def evaluate(
     """
     if split not in ("valid", "test"):
         raise OptionError("--split", f"must be valid or test, not {split!r}")
+    check_argument_order(model_dir, dataset_dir)
     ks = sorted({*recall_ks, *ndcg_ks})
     check_ks(ks, beam_size)
     for path in (predictions, output):
@@ -172,6 +182,7 @@ def recommend_for_history(model_dir: str | Path, dataset_dir: str | Path, histor
     if k < 1:
         raise OptionError("--k", "must be a positive integer")
     check_ks([k], beam)
+    check_argument_order(model_dir, dataset_dir, "recommend")
     dataset = Dataset.load(dataset_dir)
     if not history:
         raise OptionError("--history", "give at least one item id (oldest first, comma-separated)")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from uqf_cli.core.checkpoint import Checkpointer
+from uqf_cli.core.config_field import configured
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import info, resolve_device
 from uqf_cli.files import (
@@ -34,6 +35,12 @@ class QuantizeResult:
     table: SidTable
     stats: dict[str, Any]
     outputs: dict[str, str]
+
+    def __repr__(self) -> str:
+        s = self.stats
+        collisions = (f", collisions {s['raw_collision_rate']:.2%} -> {s['final_collision_rate']:.2%}"
+                      if "raw_collision_rate" in s and "final_collision_rate" in s else "")
+        return f"QuantizeResult({len(self.table.item_ids):,} items, {self.table.depth}{collisions}, {self.outputs})"
 
 
 def load_valid_embeddings(path: str | Path) -> EmbeddingFile:
@@ -76,19 +83,24 @@ def _final_sizes(cfg: QuantizeConfig, final: np.ndarray) -> list[int]:
 def quantize(
     embeddings_path: str | Path,
     output: str | Path,
-    cfg: QuantizeConfig,
+    cfg: QuantizeConfig | None = None,
     save_model: str | Path | None = None,
     fmt: str = "jsonl",
     device: str = "auto",
     force: bool = False,
     resume: bool = False,
     letter: LetterConfig | None = None,
+    **settings: Any,
 ) -> QuantizeResult:
     """Quantize an embedding file into a SIDs file (and optionally save the quantizer).
+
+    ``cfg`` defaults to ``QuantizeConfig()``; ``settings`` (its field names: ``levels=4``, ``method="rqkmeans"``)
+    replace single fields, so ``quantize("unified.st", "sids.jsonl")`` runs with the CLI's defaults.
 
     ``rqvae`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it.
     ``letter`` trains with LETTER's collaborative and diversity terms (:mod:`uqf_cli.quantize.letter`).
     """
+    cfg = configured(QuantizeConfig, cfg, settings)
     output = Path(output)
     save_model = Path(save_model) if save_model else None
     lcrec = check_outputs(output, fmt, save_model, force)

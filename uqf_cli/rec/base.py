@@ -85,6 +85,8 @@ def read_model_meta(model_dir: str | Path, backbone: str | None = None) -> dict[
     d = require_dir(model_dir, "model directory")
     p = d / MODEL_META_FILE
     if not p.exists():
+        if (d / "dataset.json").is_file():
+            raise InputError(d, "is a dataset directory, not a model directory (from `uqf train-rec`)")
         raise InputError(d, f"not a uqf model directory ({MODEL_META_FILE} is missing; run `uqf train-rec`)")
     meta = read_json(p)
     if not isinstance(meta, dict) or "backbone" not in meta:
