@@ -88,7 +88,7 @@ def _what_it_is(p: Path) -> str | None:
     first_line = head.split(b"\n", 1)
     kind = "JSON lines" if len(first_line) > 1 and first_line[1].lstrip()[:1] == b"{" else "JSON"
     hint = " (a SIDs or predictions file?)" if kind == "JSON lines" else ""
-    return f"looks like {kind}{hint}, expected a safetensors file (.st)"
+    return f"looks like {kind}, expected a safetensors file{hint}"
 
 
 def _short(e: BaseException) -> str:
