@@ -14,12 +14,10 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 import venv
 from pathlib import Path
 
 import pytest
-
 from conftest import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +47,12 @@ def fresh_venv(where: Path) -> Path:
     interpreter (which has the dependencies) on this checkout: what ``pip install -e .`` leaves behind."""
     env_dir = where / ".venv"
     venv.create(env_dir, with_pip=False, symlinks=True)
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    module, function = scripts["uqf"].split(":")
+    scripts = re.search(r"^\[project\.scripts\]\n(.*?)(?=^\[)", (REPO / "pyproject.toml").read_text(),
+                        flags=re.S | re.M)
+    assert scripts, "pyproject.toml declares no [project.scripts]"
+    entry = re.search(r'^uqf\s*=\s*"([\w.]+):(\w+)"', scripts.group(1), flags=re.M)
+    assert entry, "pyproject.toml declares no uqf console script"
+    module, function = entry.groups()
     script = env_dir / "bin" / "uqf"
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
                       f"from {module} import {function}\nsys.exit({function}())\n")
@@ -61,6 +63,7 @@ def fresh_venv(where: Path) -> Path:
 def small_demo_dir(where: Path) -> Path:
     """``uqf-demo/`` as ``make demo`` leaves it, in small: dataset, text.st, sids.jsonl (real writers)."""
     from test_catalogue import FakeEncoder
+
     from uqf_cli.embed import embed_text
     from uqf_cli.quantize import quantize
 
