@@ -74,7 +74,8 @@ def test_train_gcn_and_fuse_without_config_objects(tmp_path: Path) -> None:
 
     from uqf_cli.embed import embed_text
 
-    embed_text(ds, tmp_path / "text.st", encoder=FakeEncoder())
+    embedded = embed_text(ds, tmp_path / "text.st", encoder=FakeEncoder())
+    assert repr(embedded).startswith(f"TextEmbeddingResult({tmp_path / 'text.st'}: [20, 8] from all-MiniLM-L6-v2")
     fused = fuse(tmp_path / "text.st", tmp_path / "collab.st", ds, tmp_path / "u.st", method="concat")
     assert fused.method == "concat" and repr(fused).startswith(f"FuseResult({tmp_path / 'u.st'}: 20 items")
     assert repr(load_embeddings(tmp_path / "u.st")).endswith("[20, 72] unified)")
