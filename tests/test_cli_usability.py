@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import typer
 from conftest import make_dataset
@@ -16,6 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app, run
+from uqf_cli.core.errors import InputError
 from uqf_cli.files import SidTable, make_provenance, save_embeddings, write_sids
 from uqf_cli.rec import BACKBONES
 
@@ -142,7 +144,14 @@ def test_swapped_model_and_dataset_are_named(tmp_path: Path, capsys) -> None:
         extra = ["--history", "1"] if command == "recommend" else []
         assert run([command, str(ds), str(model), *extra]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "swapped" in err and f"uqf {command} MODEL_DIR DATASET" in err, err
+        assert len(err.splitlines()) == 1 and "swapped" in err, err
+    from uqf_cli.data.dataset import Dataset
+    from uqf_cli.evaluation.evaluate import check_argument_order
+
+    with pytest.raises(InputError, match=r"look swapped \(uqf evaluate MODEL_DIR DATASET"):
+        check_argument_order(ds, model)
+    with pytest.raises(InputError, match="is a model directory, not a dataset directory"):
+        Dataset.load(model)  # any command that reads the model as its dataset
     assert run(["evaluate", str(ds), str(ds)]) == 2
     assert "is a dataset directory, not a model directory" in capsys.readouterr().err
 
