@@ -68,6 +68,7 @@ from ablation_units import (
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
+from uqf_cli.quantize.config import auto_codebook_size
 from uqf_cli.quantize.letter import LetterConfig
 
 SCRIPT = Path(__file__).resolve()
@@ -150,11 +151,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ablation-seeds", type=int, default=1, help="seeds for the uqf-no-* variants")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
-    ap.add_argument("--codebook-size", type=int, default=256)
+    ap.add_argument("--codebook-size", type=int, default=None,
+                    help="codes per level (default: the library's --codebook-size auto rule for the dataset)")
     ap.add_argument("--levels", type=int, default=3)
     ap.add_argument("--quantize", type=json.loads, default={}, help="QuantizeConfig overrides for every variant")
     ap.add_argument("--tiger-epochs", type=int, default=200, help="the most epochs a TIGER run may train")
     ap.add_argument("--tiger-preset", choices=list(TIGER_PRESETS), default="small")
+    ap.add_argument("--tiger-recipe", type=json.loads, default={},
+                    help='TIGER training options for every SID unit, e.g. \'{"lr": 2e-3, "lr_schedule": "cosine"}\'')
     ap.add_argument("--tiger-eval-users", type=int, default=1000, help="seeded valid sample for early stopping")
     ap.add_argument("--tiger-patience", type=int, default=5)
     ap.add_argument("--eval-users", type=int, default=None, help="score only the first N users (default: all)")
@@ -175,6 +179,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join([*VARIANTS, *args.defined])}")
     check_quantize_overrides(ap, args.quantize)
+    check_tiger_recipe(ap, args.tiger_recipe)
+    if args.codebook_size is None:
+        args.codebook_size = auto_codebook_size(len(Dataset.load(args.dataset).item_ids))
     if args.jobs < 1 or args.tiger_epochs < 1 or args.seeds < 1:
         ap.error("--jobs, --tiger-epochs and --seeds must be >= 1")
     args.data_digest = digest({"dataset": str(Dataset.load(args.dataset).fingerprint),
@@ -221,6 +228,21 @@ def check_quantize_overrides(ap: argparse.ArgumentParser, overrides: Any) -> Non
     unknown = sorted(set(overrides) - set(QuantizeConfig.__dataclass_fields__))
     if unknown:
         ap.error(f"--quantize: unknown QuantizeConfig field(s) {', '.join(unknown)}")
+
+
+def check_tiger_recipe(ap: argparse.ArgumentParser, recipe: Any) -> None:
+    """Training options only: the runner itself sets the cap, early stopping, the seed and the device."""
+    from uqf_cli.rec.tiger.options import TigerOptions
+
+    if not isinstance(recipe, dict):
+        ap.error("--tiger-recipe must be a JSON object")
+    fixed = sorted({"epochs", "patience", "eval_users", "seed", "device", "preset"} & set(recipe))
+    if fixed:
+        ap.error(f"--tiger-recipe cannot set {', '.join(fixed)} (use --tiger-epochs, --tiger-patience, "
+                 "--tiger-eval-users, --seed, --device, --tiger-preset)")
+    unknown = sorted(set(recipe) - set(TigerOptions.__dataclass_fields__))
+    if unknown:
+        ap.error(f"--tiger-recipe: unknown TIGER option(s) {', '.join(unknown)}")
 
 
 def file_sha(path: Path) -> str:

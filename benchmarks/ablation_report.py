@@ -120,6 +120,57 @@ def verdict(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict[str,
     return out
 
 
+def per_user_mean(recs: list[dict[str, Any]]) -> np.ndarray | None:
+    """Each test user's NDCG@10 averaged over the row's seeds (None when a record predates per-user scores)."""
+    lists = [r.get("test_ndcg10_per_user") for r in recs]
+    if not lists or any(v is None for v in lists) or len({len(v) for v in lists}) != 1:
+        return None
+    return np.mean(np.asarray(lists, dtype=float), axis=0)
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Ratio of mean NDCG@10 (a / b), its paired-bootstrap 95% interval over users, and Wilcoxon's p-value."""
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(resamples, len(a)))
+    ratios = a[idx].mean(1) / np.maximum(b[idx].mean(1), 1e-12)
+    differs = np.any(a != b)
+    p = float(wilcoxon(a, b, zero_method="wilcox").pvalue) if differs else 1.0
+    return {"ratio": float(a.mean() / max(b.mean(), 1e-12)), "low": float(np.percentile(ratios, 2.5)),
+            "high": float(np.percentile(ratios, 97.5)), "p": p, "users": len(a)}
+
+
+def selected_letter(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict[str, Any]]) -> str | None:
+    """Of the LETTER-style variants (names starting with ``letter``), the label with the best mean valid NDCG@10."""
+    labels = [spec["label"] for name, spec in variants.items() if name.startswith("letter") and spec["label"] in rows]
+    if not labels:
+        return None
+    return max(labels, key=lambda lab: mean_std([r["valid"]["ndcg@10"] for r in rows[lab]])[0])
+
+
+def paired_table(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict[str, Any]]) -> list[str]:
+    """UQF against every other row: ratio of test NDCG@10 with a paired bootstrap interval and Wilcoxon's p."""
+    uqf_label = variants.get("uqf", {}).get("label")
+    base = per_user_mean(rows.get(uqf_label, [])) if uqf_label else None
+    if base is None:
+        return []
+    chosen = selected_letter(rows, variants)
+    letters = {spec["label"] for name, spec in variants.items() if name.startswith("letter")}
+    lines = ["| UQF vs | UQF / it, test NDCG@10 | 95% interval (paired bootstrap over users) | Wilcoxon p | users |",
+             "|---|---|---|---|---|"]
+    for label, recs in rows.items():
+        other = per_user_mean(recs)
+        if label == uqf_label or other is None or len(other) != len(base) or (label in letters and label != chosen):
+            continue
+        t = paired_test(base, other)
+        note = " (selected on validation)" if label == chosen else ""
+        lines.append(f"| {label}{note} | {t['ratio']:.3f}x | {t['low']:.3f}-{t['high']:.3f} | {t['p']:.2g} | "
+                     f"{t['users']} |")
+    return ["## Paired tests (per-user NDCG@10, mean over seeds)", "", *lines, "",
+            "A difference is real at the 5% level when the interval excludes 1 and p < 0.05.", ""]
+
+
 def draw_curves(rows: dict[str, list[dict[str, Any]]], path: Path, title: str) -> bool:
     """Validation NDCG@10 per evaluation for every run with a curve; False without matplotlib."""
     try:
@@ -191,7 +242,7 @@ def write(args: argparse.Namespace, variants: dict[str, dict[str, Any]], baselin
     lines = header(args, records) if records else ["# Tokenizer comparison", "", "No unit has finished yet.", ""]
     if rows:
         lines += ["## Recommendation (mean ± std over seeds)", "", *rec_table(rows), "", f"Tail: {TAIL_RULE}.", "",
-                  *verdict(rows, variants)]
+                  *verdict(rows, variants), "", *paired_table(rows, variants)]
         drawn = draw_curves(rows, curves, f"{args.out.stem}: validation NDCG@10 per epoch (dot: best epoch)")
         lines += ["", f"Curves: `{curves.name}`" if drawn else "Curves: not drawn (install the plot extra)."]
         lines += ["", "## SID space", "", *tokenization_table(rows)]

@@ -132,8 +132,9 @@ def tokenization_settings(variant: str, args: argparse.Namespace) -> dict[str, A
 
 
 def tiger_settings(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
-    return {**TIGER_PRESETS[args.tiger_preset], "epochs": epochs, "eval_users": args.tiger_eval_users,
-            "patience": args.tiger_patience}
+    """The TIGER options of every SID unit: the preset's shape, ``--tiger-recipe``, the cap and early stopping."""
+    return {**TIGER_PRESETS[args.tiger_preset], **args.tiger_recipe, "epochs": epochs,
+            "eval_users": args.tiger_eval_users, "patience": args.tiger_patience}
 
 
 def unit_settings(name: str, args: argparse.Namespace, epoch_cap: int | None) -> dict[str, Any]:
@@ -243,14 +244,27 @@ def sids_covering(table: SidTable, ds: Dataset) -> tuple[SidTable, int]:
 
 
 def score(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Test and valid metrics of a model directory (full ranking, as ``uqf evaluate``), and test by popularity."""
+    """Test and valid metrics of a model directory (full ranking, as ``uqf evaluate``), test by popularity, and
+    each test user's NDCG@10 (in the dataset's test-case order) for the paired tests of the report."""
     t = time.perf_counter()
+    preds = model_dir.parent / "test.predictions.jsonl"
     test = evaluate(model_dir, args.dataset, "test", device=args.device, max_users=args.eval_users,
-                    by_popularity=True)
+                    by_popularity=True, predictions=preds, force=True)
     valid = evaluate(model_dir, args.dataset, "valid", device=args.device, max_users=args.eval_users)
     return {"test": test["metrics"], "valid": valid["metrics"], "users": test["users"],
-            "test_by_popularity": test["by_popularity"],
+            "test_by_popularity": test["by_popularity"], "test_ndcg10_per_user": per_user_ndcg(preds),
             "evaluate_seconds": round(time.perf_counter() - t, 1)}
+
+
+def per_user_ndcg(predictions: Path, k: int = 10) -> list[float]:
+    """NDCG@k of each line of a predictions file (one target per user: 1 / log2(rank + 2) when in the top k)."""
+    out = []
+    with open(predictions, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            top = rec["item_ids"][:k]
+            out.append(round(1.0 / float(np.log2(top.index(rec["target"]) + 2)), 5) if rec["target"] in top else 0.0)
+    return out
 
 
 def run_unit(name: str, args: argparse.Namespace, cap: int | None) -> dict[str, Any]:

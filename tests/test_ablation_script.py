@@ -154,3 +154,20 @@ def test_letter_variant_tokenizes_with_the_collab_file(inputs: dict[str, Path]) 
     assert prov["parameters"]["letter"]["w_collab"] == 0.02
     with pytest.raises(SystemExit):
         ablation.parse_args(_argv(inputs, "d.md", "--define", 'x={"method": "text", "letter": {"alpha": 1}}'))
+
+
+def test_recipe_per_user_scores_and_paired_tests(inputs: dict[str, Path]) -> None:
+    argv = _argv(inputs, "paired.md", "--variants", "uqf,text", "--seeds", "1", "--tiger-epochs", "2",
+                 "--tiger-recipe", '{"lr_schedule": "cosine", "warmup_ratio": 0.05, "eval_beam": 10}')
+    result = ablation.main(argv)
+    uqf = next(r for r in result["records"] if r["unit"] == "sid_uqf_s0")
+    assert uqf["settings"]["tiger"]["lr_schedule"] == "cosine"
+    per_user = uqf["test_ndcg10_per_user"]
+    assert len(per_user) == uqf["users"] and abs(np.mean(per_user) - uqf["test"]["ndcg@10"]) < 1e-4
+    md = (inputs["root"] / "paired.md").read_text(encoding="utf-8")
+    assert "## Paired tests" in md and "| text-only RQ-VAE (TIGER/LC-Rec) |" in md.split("## Paired tests")[1]
+    report = sys.modules["ablation_report"]
+    same = report.paired_test(np.array([0.0, 1.0, 0.5]), np.array([0.0, 1.0, 0.5]))
+    assert same["ratio"] == 1.0 and same["p"] == 1.0
+    with pytest.raises(SystemExit):
+        ablation.parse_args(_argv(inputs, "bad.md", "--tiger-recipe", '{"epochs": 3}'))

@@ -6,7 +6,8 @@ torch import each) inside its own empty working directory, then checks:
 * exit code 2 and exactly one stderr line, ``error: ...``, naming the file or option and the problem;
 * no traceback;
 * no new file in the working directory (no output, no ``.tmp`` leftover) and the shared fixtures untouched;
-* with ``--force`` over an existing output, that output is byte-identical afterwards.
+* with ``--force`` over an existing output (a real earlier output of that kind: ``--force`` replaces nothing
+  else, tests/test_force_and_collisions.py), that output is byte-identical afterwards.
 
 The fixtures (a tiny dataset, synthetic text/collab embeddings, a fuser, a quantizer, SIDs and a TIGER model
 dir) are built once per module through the real writers and commands.
@@ -47,6 +48,7 @@ class Fx:
     model: Path
     ids: list[str]
     bad: Path  # a directory of hand-made broken files
+    metrics: Path = Path()  # evaluate's metrics JSON
 
     def p(self, name: str) -> Path:
         return self.bad / name
@@ -121,7 +123,10 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Fx:
     w = bad / "model_trunc" / "model.safetensors"
     w.write_bytes(w.read_bytes()[:100])
     (bad / "a_file").write_text("x\n")
-    return Fx(root, ds, text, collab, fused, fuser, quantizer, sids, model, ids, bad)
+    metrics = root / "metrics.json"
+    r = run_cli(["evaluate", str(model), str(ds), "-o", str(metrics), "-q"])
+    assert r.exit_code == 0, r.output
+    return Fx(root, ds, text, collab, fused, fuser, quantizer, sids, model, ids, bad, metrics)
 
 
 @dataclass
@@ -129,7 +134,8 @@ class Case:
     id: str
     args: Callable[[Fx, Path], list[str]]  # (fixtures, working dir) -> argv
     names: Callable[[Fx, Path], list[str]]  # strings the error line must contain (file/option, problem)
-    existing: str | None = None  # an output pre-created in the working dir that must stay byte-identical
+    existing: str | None = None  # an earlier output copied into the working dir that must stay byte-identical
+    earlier: Callable[[Fx], Path] | None = None  # the file copied there
 
 
 def s(p: Path) -> str:
@@ -167,7 +173,7 @@ CASES = [
          lambda f, w: ["a_file", "not a directory"]),
     Case("gcn-force-bad-option-keeps-output",
          lambda f, w: ["train-gcn", s(f.ds), "-o", s(w / "c.st"), "--force", "--lr", "-1"],
-         lambda f, w: ["--lr"], existing="c.st"),
+         lambda f, w: ["--lr"], existing="c.st", earlier=lambda f: f.collab),
     # ---------------- fuse
     Case("fuse-text-truncated", lambda f, w: ["fuse", "--text", s(f.p("truncated.st")), "--collab", s(f.collab),
                                               "--dataset", s(f.ds), "-o", s(w / "u.st")],
@@ -220,7 +226,7 @@ CASES = [
     Case("fuse-force-bad-input-keeps-output",
          lambda f, w: ["fuse", "--text", s(f.p("nan.st")), "--collab", s(f.collab), "--dataset", s(f.ds),
                        "-o", s(w / "u.st"), "--force"],
-         lambda f, w: ["nan.st", "NaN or Inf"], existing="u.st"),
+         lambda f, w: ["nan.st", "NaN or Inf"], existing="u.st", earlier=lambda f: f.fused),
     # ---------------- quantize
     Case("quantize-sids-as-embeddings", lambda f, w: ["quantize", s(f.sids), "-o", s(w / "s.jsonl")],
          lambda f, w: ["sids.jsonl", "looks like JSON lines, expected a safetensors file"]),
@@ -289,7 +295,7 @@ CASES = [
          lambda f, w: ["--beam-size"]),
     Case("eval-force-bad-k-keeps-output", lambda f, w: ["evaluate", s(f.model), s(f.ds), "--recall-k", "0,x",
                                                         "-o", s(w / "m.json"), "--force"],
-         lambda f, w: ["--recall-k"], existing="m.json"),
+         lambda f, w: ["--recall-k"], existing="m.json", earlier=lambda f: f.metrics),
     # ---------------- recommend
     Case("recommend-unknown-history-item", lambda f, w: ["recommend", s(f.model), s(f.ds), "--history", "nope-1"],
          lambda f, w: ["nope-1"]),
@@ -308,7 +314,8 @@ def test_bad_input(case: Case, fx: Fx, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     if case.existing:
-        (work / case.existing).write_bytes(b"earlier output, must survive\n")
+        assert case.earlier is not None
+        shutil.copyfile(case.earlier(fx), work / case.existing)
     before_work, before_fx = _snapshot(work), _snapshot(fx.root)
     result = CliRunner().invoke(app, case.args(fx, work))
     stderr = result.stderr

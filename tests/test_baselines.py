@@ -108,6 +108,11 @@ def test_lightgcn_from_collab_file_matches_train_gcn(tmp_path: Path) -> None:
     order = [ds.item_ids[j] for j in torch.sort(expected, descending=True, stable=True).indices.tolist()
              if ds.item_ids[j] not in hist]
     assert rec.recommend([ds.train_sequences()["u3"]], k=3, user_ids=["u3"])[0] == order[:3]
+    # uqf recommend's scores are those dot products, for the same items
+    scored = rec.recommend_scored([ds.train_sequences()["u3"]], k=3, user_ids=["u3"])[0]
+    assert [i for i, _ in scored] == order[:3] and rec.score_name == "dot product"
+    for iid, score in scored:
+        assert score == pytest.approx(float(expected[ds.item_ids.index(iid)]), abs=1e-5)
 
 
 def test_baseline_errors(tmp_path: Path) -> None:

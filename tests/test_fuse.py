@@ -267,6 +267,10 @@ def test_existing_output_needs_force(syn: Synthetic, tmp_path: Path) -> None:
             "--method", "text", "-q"]
     _assert_refused(_cli(*args), "--force")
     assert out.read_text() == "keep me"
+    _assert_refused(_cli(*args, "--force"), "not a uqf output")  # --force replaces only an earlier unified file
+    assert out.read_text() == "keep me"
+    out.unlink()
+    assert _cli(*args).exit_code == 0
     assert _cli(*args, "--force").exit_code == 0
 
 

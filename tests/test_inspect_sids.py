@@ -127,6 +127,11 @@ def test_cli_prefix_and_item(office_like: tuple[Path, Path, Path]) -> None:
     assert r.exit_code == 0
     r = runner.invoke(app, ["inspect-sids", str(sids), "--dataset", str(ds), "--prefix", "1,0"])
     assert r.exit_code == 0 and "Item 1 pen" in r.output and "Item 2 paper" not in r.output
+    # the tree's own token form names the same prefix (copy-paste from the output above works)
+    for form in ("<a_1><b_0>", "<a_1> <b_0>", "1 0"):
+        same = runner.invoke(app, ["inspect-sids", str(sids), "--dataset", str(ds), "--prefix", form])
+        assert same.exit_code == 0 and same.output == r.output, form
+    assert "<a_1><b_0>" in r.output
     r = runner.invoke(app, ["inspect-sids", str(sids), "--dataset", str(ds), "--item", "3", "--json"])
     info = json.loads(r.stdout)["item"]
     assert info["codes"] == [1, 1, 3] and "1" in info["siblings"]["1"]
@@ -148,7 +153,8 @@ def test_cli_compare_and_lcrec_index(office_like: tuple[Path, Path, Path], tmp_p
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["--prefix", "7"], "no item has the prefix 7"), (["--item", "nope"], "unknown item"),
-     (["--prefix", "a,b"], "--prefix")],
+     (["--prefix", "a,b"], "--prefix"), (["--prefix", "<b_1>"], "starts at level a"),
+     (["--prefix", "<a_1>junk"], "<a_12><b_3>"), (["--prefix", "<a_x>"], "--prefix")],
 )
 def test_cli_unknown_prefix_or_item(office_like: tuple[Path, Path, Path], args: list[str], needle: str) -> None:
     sids, ds, _ = office_like

@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from uqf_cli.core.checkpoint import checkpoint_path
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.files import make_provenance, save_embeddings
+from uqf_cli.files import SidTable, make_provenance, save_embeddings, write_sids
 
 WAIT_S = 120
 CLI = ["-m", "uqf_cli"]
@@ -137,12 +138,16 @@ WRITE_CASES = [
 ]
 
 
-def _earlier_output(out: Path) -> dict[str, bytes]:
+def _earlier_output(out: Path, ids: list[str]) -> dict[str, bytes]:
+    """An earlier output of the kind the stage writes (--force replaces nothing else)."""
     if out.suffix == "":  # a directory output: an earlier model directory
         out.mkdir()
-        (out / "uqf_model.json").write_text('{"earlier": true}\n')
+        (out / "uqf_model.json").write_text('{"backbone": "sasrec", "earlier": true}\n')
+    elif out.suffix == ".jsonl":
+        write_sids(out, SidTable(ids, np.arange(len(ids))[:, None] % 4, [4], {"earlier": True}))
     else:
-        out.write_bytes(b"earlier output\n")
+        modality = "collab" if out.name == "collab.st" else "unified"
+        save_embeddings(out, torch.ones(len(ids), 4), ids, {"earlier": True}, modality)
     return _snapshot(out)
 
 
@@ -156,11 +161,12 @@ def test_signals_leave_no_partial_output_and_earlier_outputs_intact(inputs: dict
         folder = tmp_path / stage
         folder.mkdir()
         out = folder / output
-        before = _earlier_output(out)
+        before = _earlier_output(out, list(Dataset.load(inputs["ds"]).item_ids))
+        names = sorted(p.name for p in folder.iterdir())
         args = [*_stage_args(stage, inputs, out), "--force", "--quiet"]
         ready = functools.partial(lambda f: bool(_temporaries(f)), folder)
         runs.append(Run(args, sig, ready, _env(), start=PAUSED))
-        checks.append((stage, sig, folder, out, before))
+        checks.append((stage, sig, folder, out, before, names))
 
     folder = tmp_path / "training"  # signal inside the training loop, once the first checkpoint exists
     folder.mkdir()
@@ -171,10 +177,10 @@ def test_signals_leave_no_partial_output_and_earlier_outputs_intact(inputs: dict
     runs.append(Run(args, signal.SIGINT, ckpt.exists, _env(UQF_CHECKPOINT_EVERY="0")))
 
     results = _run_all(runs)
-    for (stage, sig, folder, out, before), r in zip(checks, results[:-1], strict=True):
+    for (stage, sig, folder, out, before, names), r in zip(checks, results[:-1], strict=True):
         _assert_clean_stop(r, sig, folder)
         assert _snapshot(out) == before, stage
-        assert sorted(p.name for p in folder.iterdir()) == [out.name], stage  # no partial file, no checkpoint
+        assert sorted(p.name for p in folder.iterdir()) == names, stage  # no partial file, checkpoint or lock
 
     line = _assert_clean_stop(results[-1], signal.SIGINT, tmp_path / "training")
     assert "--resume" in line and str(ckpt) in line

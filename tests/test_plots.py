@@ -182,3 +182,119 @@ def test_train_rec_plot_tiger_and_refusal(tiny_ds: Path, tmp_path: Path) -> None
     r = runner.invoke(app, ["train-rec", str(tiny_ds), "--backbone", "pop", "-o", str(tmp_path / "p"), "--plot",
                             str(tmp_path / "p.png")])
     assert r.exit_code == 2 and "records no training curve" in r.output and not (tmp_path / "p").exists()
+
+
+# ---- readable pictures ----------------------------------------------------------------------
+
+
+def _crowded(tmp_path: Path) -> tuple:
+    """Ten level-1 codes whose middles sit almost on one spot of the map (a few far items stretch the axes),
+    each code's items all in one category: the labels must be spread out to be readable."""
+    from uqf_cli.data.dataset import Dataset
+    from uqf_cli.evaluation.inspect_sids import Inspection
+    from uqf_cli.files import load_embeddings
+
+    rng = np.random.default_rng(0)
+    ids, codes, vectors, items = [], [], [], {}
+    for code in range(10):
+        for n in range(20):
+            iid = f"c{code}-{n}"
+            ids.append(iid)
+            codes.append([code, n])
+            vectors.append([code * 0.02 + rng.normal(0, 0.003), rng.normal(0, 0.003), 0.0])
+            items[iid] = {"title": f"Product number {n} of maker {code}", "categories": f"Office, Group {code}"}
+    for n, corner in enumerate([(-5, -5), (5, 5), (-5, 5), (5, -5)]):  # grey outliers stretch the axes
+        iid = f"far{n}"
+        ids.append(iid)
+        codes.append([10 + n, 0])
+        vectors.append([corner[0], corner[1], 0.0])
+        items[iid] = {"title": "far away", "categories": "Office, Far"}
+    table = SidTable(item_ids=ids, codes=np.asarray(codes), codebook_sizes=[14, 20])
+    ds = Dataset(items, {"u": ids[:3]})
+    save_embeddings(tmp_path / "e.st", torch.tensor(vectors, dtype=torch.float32), ids, {}, "text", None)
+    return Inspection(table, ds), load_embeddings(tmp_path / "e.st")
+
+
+def _overlaps(boxes: list) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(len(boxes)) for b in range(a + 1, len(boxes)) if boxes[a].overlaps(boxes[b])]
+
+
+def test_map_labels_do_not_overlap_and_name_codes_like_the_tree(tmp_path: Path) -> None:
+    from matplotlib.text import Text
+
+    from uqf_cli.evaluation.inspect_sids import group_label
+    from uqf_cli.plots.sids import code_label, sids_figure
+
+    ins, emb = _crowded(tmp_path)
+    fig = sids_figure([ins], emb)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    map_ax = fig.axes[-1]
+    labels = [t for t in map_ax.texts if t.get_text().startswith("<a_")]
+    assert len(labels) == 10
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the text itself, where it is drawn
+    assert _overlaps(boxes) == []
+    frame = map_ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    # named by category, as the terminal tree and the HTML name the code (never a product title)
+    for t in labels:
+        code = int(t.get_text()[3:].split(">")[0])
+        members = [i for i, c in zip(ins.table.item_ids, ins.table.codes[:, 0], strict=True) if c == code]
+        assert t.get_text() == code_label(ins, code) == f"<a_{code}> {group_label(members, ins.dataset)}"
+        assert "Group" in t.get_text() and "Product" not in t.get_text()
+    # the case is a real test: the labels, all put at one small offset from their points, would collide
+    naive = [map_ax.annotate(t.get_text(), t.xy, xytext=(4, 4), textcoords="offset points", fontsize=8)
+             for t in labels]
+    for a in naive:
+        a.update_positions(renderer)
+    assert _overlaps([Text.get_window_extent(a, renderer) for a in naive])
+
+
+def test_gate_histogram_counts_items_on_separate_axes() -> None:
+    from uqf_cli.plots.training import fuse_figure
+
+    rng = np.random.default_rng(0)
+    gate = np.concatenate([rng.uniform(0.2, 0.8, 2407), rng.uniform(0.6, 1.0, 13)])
+    cold = np.arange(len(gate)) >= 2407
+    fig = fuse_figure([{"epoch": 1, "loss": 1.0}], gate, cold)
+    hists = [ax for ax in fig.axes if ax.patches]
+    assert len(hists) == 2  # warm and cold each on their own count scale
+    heights = [sum(p.get_height() for p in ax.patches) for ax in hists]
+    assert heights == [2407, 13]  # bar heights are item counts, not densities
+    assert all(ax.get_ylabel() == "items" for ax in hists)
+    assert hists[1].get_ylim()[1] < 20 < hists[0].get_ylim()[1]  # 13 cold items fill their own panel
+
+
+def test_one_epoch_curves_show_big_markers_and_values() -> None:
+    from uqf_cli.plots.training import curve_figure, fuse_figure
+
+    fig = curve_figure("tiger", [{"epoch": 1, "loss": 5.25, "valid_ndcg10": 0.0125}])
+    for ax in fig.axes:
+        line = ax.get_lines()[0]
+        assert line.get_marker() == "o" and line.get_markersize() >= 8
+        assert list(ax.get_xticks()) == [1]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["5.25"] and "0.0125" in fig.axes[1].texts[0].get_text()
+    fuse = fuse_figure([{"epoch": 1, "loss": 1.5, "recon": 1.0}], None, np.zeros(0, dtype=bool))
+    assert sorted(t.get_text() for t in fuse.axes[0].texts) == ["1", "1.5"]
+    long = curve_figure("tiger", [{"epoch": e, "loss": 5.0 - e / 10} for e in range(1, 21)])
+    assert long.axes[0].get_lines()[0].get_markersize() < 8 and not long.axes[0].texts
+
+
+def test_html_has_drill_down_legend_and_zoomable_map(sids_case: dict[str, Path], tmp_path: Path) -> None:
+    page = tmp_path / "r.html"
+    r = runner.invoke(app, ["inspect-sids", str(sids_case["a"]), "--dataset", str(sids_case["ds"]), "--text",
+                            str(sids_case["text"]), "--html", str(page)])
+    assert r.exit_code == 0, r.output
+    assert "How to read the summary" in r.output and "good value" in r.output  # the terminal legend
+    html_text = page.read_text(encoding="utf-8")
+    doc = parse_html(page)
+    text = " ".join(doc.text)
+    # legend: every figure of the summary explained, with what a good value is
+    for name in ("utilisation", "perplexity", "collision rate", "category purity", "lift", "good value"):
+        assert name in text, name
+    # level-2 drill-down under each level-1 code: <a_0> holds the even items, split by (i // 2) % 3
+    assert doc.tags.count("details") == 2 and "<a_0><b_0>" in text and "<a_1><b_2>" in text
+    assert "Item 0 paper" in text and "Office > Paper (100%)" in text
+    # the map is its own picture, with a click-to-zoom toggle (CSS only: no script runs)
+    assert len(doc.images) == 2 and 'class="zoom"' in html_text and "max-width: none" in html_text
+    assert set(doc.scripts) == {"uqf-data"}

@@ -110,10 +110,26 @@ def _interrupt_message(exc: KeyboardInterrupt) -> str:
     from uqf_cli.core.checkpoint import active_checkpoint
 
     what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-    saved = active_checkpoint()
-    epoch = f" (epoch {saved['epoch']})" if "epoch" in saved else ""
-    resume = f"; checkpoint {saved['path']}{epoch} can be continued with --resume" if saved else ""
-    return f"{what}; no partial output was left behind{resume}"
+    return f"{what}; no partial output was left behind{_checkpoint_note(active_checkpoint())}"
+
+
+def _checkpoint_note(ckpt: dict[str, Any]) -> str:
+    """What an interrupted training run leaves to ``--resume``: its checkpoint, or why there is none yet.
+
+    No checkpoint is written on Ctrl-C itself: the loop's state is only consistent at an epoch's end, and a
+    snapshot taken mid-epoch would resume into a different run than an uninterrupted one.
+    """
+    if not ckpt:
+        return ""
+    if ckpt["exists"] and "epoch" in ckpt:
+        return f"; checkpoint {ckpt['path']} ({ckpt['epoch']}) can be continued with --resume"
+    every = ckpt.get("every", 60.0)
+    when = "at the end of the first epoch" if every <= 0 else (
+        f"at the end of the first epoch after {every:g} s of training (UQF_CHECKPOINT_EVERY)")
+    if ckpt["exists"]:
+        return (f"; this run had saved no checkpoint yet (the first comes {when}); {ckpt['path']} is still the "
+                "one of an earlier run, which --resume continues only with that run's options and inputs")
+    return f"; no checkpoint had been saved yet (the first comes {when}), so --resume would start from the beginning"
 
 
 def _report(exc: BaseException, message: str, code: int) -> None:

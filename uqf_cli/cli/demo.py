@@ -32,8 +32,10 @@ def register(app: typer.Typer) -> None:
         train-rec (TIGER), evaluate (test), inspect-sids, a picture of the SIDs (sids.png). Reuses finished steps
         unless --force."""
         from uqf_cli.demo import PICTURE, run_demo
+        from uqf_cli.files.outputs import Output, OutputPlan
 
-        result = run_demo(workdir, force=run.force, device=run.device, seed=run.seed, quick=quick)
+        with OutputPlan([Output(workdir, "demo", "--workdir")]):  # a lock only: each step checks its own outputs
+            result = run_demo(workdir, force=run.force, device=run.device, seed=run.seed, quick=quick)
         if run.json:
             emit_json(result.as_dict())
             return

@@ -11,6 +11,7 @@ from uqf_cli.cli.common import emit_json, parse_csv
 from uqf_cli.cli.options import Device, OutFile, RunOptions, command, function_defaults
 from uqf_cli.core import runtime
 from uqf_cli.embed import embed_text
+from uqf_cli.files.outputs import plan_outputs, want
 
 _E = function_defaults(embed_text)
 
@@ -69,10 +70,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Embed each item's text into an [N, d] float32 safetensors file aligned by item id."""
         chosen = parse_csv(fields) if fields is not None else None
-        res = embed_text(dataset, output, model=model, pooling=pooling, fields=chosen, template=template,
-                         max_length=max_length, batch_size=batch_size, device=device, devices=parse_csv(devices),
-                         normalize=normalize, fp16=fp16, trust_remote_code=trust_remote_code, force=run.force,
-                         from_array=from_array, reuse=reuse)
+        inputs = {"DATASET": dataset, "--from-array": from_array, "--reuse": reuse, "--model": Path(model)}
+        with plan_outputs([want(output, "embeddings:text")], inputs, run.force):
+            res = embed_text(dataset, output, model=model, pooling=pooling, fields=chosen, template=template,
+                             max_length=max_length, batch_size=batch_size, device=device,
+                             devices=parse_csv(devices), normalize=normalize, fp16=fp16,
+                             trust_remote_code=trust_remote_code, force=run.force, from_array=from_array,
+                             reuse=reuse)
         summary = {"output": str(res.output), "items": res.items, "dim": res.dim, "model": res.model,
                    "pooling": res.pooling, "device": res.device, "seconds": round(res.seconds, 3),
                    "load_seconds": round(res.load_seconds, 3),

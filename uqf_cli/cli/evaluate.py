@@ -13,6 +13,7 @@ from uqf_cli.cli.options import RunOptions, command, function_defaults
 from uqf_cli.core import runtime
 from uqf_cli.evaluation import evaluate
 from uqf_cli.evaluation.evaluate import MIN_TIMED_SECONDS
+from uqf_cli.files.outputs import plan_outputs, want
 
 _V = function_defaults(evaluate)
 
@@ -54,9 +55,11 @@ def register(app: typer.Typer) -> None:
             raise OptionError("--recall-k/--ndcg-k", "expected comma-separated integers") from e
         if max_users is not None and max_users < 1:
             raise OptionError("--max-users", "must be a positive integer")
-        result = evaluate(model_dir, dataset, split=split, recall_ks=rks, ndcg_ks=nks, beam_size=beam_size,
-                          device=run.device, sids_path=sids, predictions=predictions, output=output, baseline=baseline,
-                          max_users=max_users, force=run.force, by_popularity=by_popularity)
+        outputs = [want(predictions, "predictions", "--predictions"), want(output, "metrics")]
+        with plan_outputs(outputs, {"MODEL_DIR": model_dir, "DATASET": dataset, "--sids": sids}, run.force):
+            result = evaluate(model_dir, dataset, split=split, recall_ks=rks, ndcg_ks=nks, beam_size=beam_size,
+                              device=run.device, sids_path=sids, predictions=predictions, output=output,
+                              baseline=baseline, max_users=max_users, force=run.force, by_popularity=by_popularity)
         if run.json:
             emit_json(result)
             return

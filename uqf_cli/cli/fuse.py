@@ -12,6 +12,7 @@ from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutFile, PlotOut, RunOptions, command
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
+from uqf_cli.files.outputs import plan_outputs, want
 from uqf_cli.fuse import FuseOptions
 
 REQUIRED_TO_TRAIN = "[bold red]Required to train[/bold red] a fuser"  # Typer's [required] means always
@@ -47,24 +48,31 @@ def register(app: typer.Typer) -> None:
         """Fuse text and collaborative embeddings into one unified space (Unified Q-Former)."""
         from uqf_cli.fuse import apply_fuser, fuse
 
-        if plot is not None:
-            _check_plot(plot, output, opts.method, apply is not None, run.force)
         if apply is not None:
             if dataset is not None or save_model is not None or allow_subset:
                 raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset, --save-model or "
                                   "--allow-subset)")
-            result = apply_fuser(apply, text, collab, output, device_spec=run.device, force=run.force)
         else:
             if collab is None:
                 raise OptionError("--collab", "is required to fit a fuser (only --apply works from text alone)")
             if dataset is None:
                 raise OptionError("--dataset", "is required to fit a fuser (the train interaction graph)")
-            result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=run.force,
-                          resume=run.resume, allow_subset=allow_subset)
+        outputs = [want(output, "embeddings:unified", checkpoint=apply is None),
+                   want(save_model, "fuser", "--save-model"), want(plot, "figure", "--plot")]
+        inputs = {"--text": text, "--collab": collab, "--dataset": dataset, "--apply": apply}
+        plan = plan_outputs(outputs, inputs, run.force)
         if plot is not None:
-            from uqf_cli.plots.training import plot_fuse
+            _check_plot(plot, opts.method, apply is not None, run.force)
+        with plan:
+            if apply is not None:
+                result = apply_fuser(apply, text, collab, output, device_spec=run.device, force=run.force)
+            else:
+                result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=run.force,
+                              resume=run.resume, allow_subset=allow_subset)
+            if plot is not None:
+                from uqf_cli.plots.training import plot_fuse
 
-            runtime.info(f"wrote {plot_fuse(result.output, result.curve, plot, run.force)}")
+                runtime.info(f"wrote {plot_fuse(result.output, result.curve, plot, run.force)}")
         if run.json:
             emit_json(result.as_dict())
             return
@@ -77,14 +85,12 @@ def register(app: typer.Typer) -> None:
             con.print(f"fuser saved to {result.model_path}")
 
 
-def _check_plot(plot: Path, output: Path, method: str, applying: bool, force: bool) -> None:
+def _check_plot(plot: Path, method: str, applying: bool, force: bool) -> None:
     from uqf_cli.plots import check_plot_output
     from uqf_cli.plots.training import check_fuse_plot
 
     check_fuse_plot(method, applying)
     check_plot_output(plot, force)
-    if plot.resolve() == output.resolve():
-        raise OptionError("--plot", "must differ from --output")
 
 
 def overlap_table(overlap: dict, title: str) -> Table:

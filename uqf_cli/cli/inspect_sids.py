@@ -13,6 +13,7 @@ from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import PlotOut, RunOptions, command
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
+from uqf_cli.files.outputs import plan_outputs, want
 
 
 def register(app: typer.Typer) -> None:
@@ -39,42 +40,91 @@ def register(app: typer.Typer) -> None:
         map_emb: Annotated[Path | None, typer.Option("--map", help="Embeddings projected for the pictures' item "
                                                      "map (default: --text, else --collab; e.g. the fused file).")]
         = None,
+        tui: Annotated[bool, typer.Option("--tui", help="Explore interactively in the terminal: the code tree "
+                                          "level by level, items per prefix, title search, --compare side by side "
+                                          "(needs the 'tui' extra).")] = False,
         run: RunOptions = RunOptions(),
     ) -> None:
         """Explore a tokenization: the code hierarchy as a tree, usage, collisions and consistency metrics."""
-        from uqf_cli.evaluation import inspect_sids as ins_mod
-
+        if tui:
+            if plot is not None or html is not None:
+                raise OptionError("--tui", "draws no pictures: run --plot/--html without --tui")
+            _explore(sids, dataset, compare, prefix, item, run.json)
+            return
         if depth < 1:
             raise OptionError("--depth", "must be at least 1")
         if top < 1:
             raise OptionError("--top", "must be at least 1")
         _check_picture_outputs(plot, html, run.force)
-        ins = ins_mod.load_inspection(sids, dataset, text, collab)
-        pre = ins_mod.parse_prefix(prefix, ins.table)
-        tree, item_info = None, None
-        if item is not None:
-            tree, item_info = ins_mod.item_view(ins, item, top)
-        elif not no_tree:
-            tree = ins_mod.build_tree(ins, pre, depth, top)
-        figures = ins_mod.metrics(ins, run.seed)
-        other, other_ins = None, None
-        if compare is not None:
-            other_ins = ins_mod.load_inspection(compare, dataset, text, collab)
-            other = ins_mod.metrics(other_ins, run.seed)
-        if plot is not None or html is not None:
-            _write_pictures(ins, figures, other_ins, other, plot, html, map_emb, run.seed, run.force)
-        if run.json:
-            payload: dict[str, Any] = {"metrics": figures}
-            if other is not None:
-                payload["compare"] = other
-            if item_info is not None:
-                payload["item"] = item_info
-            emit_json(payload)
-            return
-        con = runtime.stdout_console()
-        if tree is not None:
-            con.print(tree)
-        con.print(summary_table(figures, other))
+        inputs = {"SIDS": sids, "--dataset": dataset, "--text": text, "--collab": collab, "--compare": compare,
+                  "--map": map_emb}
+        with plan_outputs([want(plot, "figure", "--plot"), want(html, "report", "--html")], inputs, run.force):
+            _inspect(sids, dataset, text, collab, compare, prefix, item, depth, top, no_tree, plot, html, map_emb,
+                     run)
+
+
+def _inspect(sids: Path, dataset: Path | None, text: Path | None, collab: Path | None, compare: Path | None,
+             prefix: str | None, item: str | None, depth: int, top: int, no_tree: bool, plot: Path | None,
+             html: Path | None, map_emb: Path | None, run: RunOptions) -> None:
+    """Load, measure, draw and print (the command's work, inside its output plan)."""
+    from uqf_cli.evaluation import inspect_sids as ins_mod
+
+    ins = ins_mod.load_inspection(sids, dataset, text, collab)
+    pre = ins_mod.parse_prefix(prefix, ins.table)
+    tree, item_info = None, None
+    if item is not None:
+        tree, item_info = ins_mod.item_view(ins, item, top)
+    elif not no_tree:
+        tree = ins_mod.build_tree(ins, pre, depth, top)
+    figures = ins_mod.metrics(ins, run.seed)
+    other, other_ins = None, None
+    if compare is not None:
+        other_ins = ins_mod.load_inspection(compare, dataset, text, collab)
+        other = ins_mod.metrics(other_ins, run.seed)
+    if plot is not None or html is not None:
+        _write_pictures(ins, figures, other_ins, other, plot, html, map_emb, run.seed, run.force)
+    if run.json:
+        payload: dict[str, Any] = {"metrics": figures}
+        if other is not None:
+            payload["compare"] = other
+        if item_info is not None:
+            payload["item"] = item_info
+        emit_json(payload)
+        return
+    con = runtime.stdout_console()
+    if tree is not None:
+        con.print(tree)
+    con.print(summary_table(figures, other))
+    con.print(guide_table())
+
+
+def interactive_terminal() -> bool:
+    """Whether stdin and stdout are a terminal (the explorer reads keys and draws the screen)."""
+    import sys
+
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _explore(sids: Path, dataset: Path | None, compare: Path | None, prefix: str | None, item: str | None,
+             as_json: bool) -> None:
+    """Start the interactive explorer (``--tui``) after checking that it can run here."""
+    from uqf_cli.evaluation import inspect_sids as ins_mod
+    from uqf_cli.tui import require_textual
+
+    require_textual()
+    if as_json:
+        raise OptionError("--tui", "is interactive; leave out --json")
+    if not interactive_terminal():
+        raise OptionError("--tui", "needs an interactive terminal (stdin and stdout are not one)")
+    inspections = [ins_mod.load_inspection(sids, dataset)]
+    if compare is not None:
+        inspections.append(ins_mod.load_inspection(compare, dataset))
+    start = ins_mod.parse_prefix(prefix, inspections[0].table)
+    if item is not None:
+        ins_mod.item_row(inspections[0].table, item)  # an unknown --item is refused before the screen opens
+    from uqf_cli.tui.sid_explorer import explorer_app
+
+    explorer_app(inspections, item, start).run()
 
 
 def _check_picture_outputs(plot: Path | None, html: Path | None, force: bool) -> None:
@@ -86,8 +136,6 @@ def _check_picture_outputs(plot: Path | None, html: Path | None, force: bool) ->
     if html is not None:
         require_matplotlib("--html")
         check_output(html, force)
-    if plot is not None and html is not None and plot.resolve() == html.resolve():
-        raise OptionError("--html", "must differ from --plot")
 
 
 def _write_pictures(ins: Any, figures: dict[str, Any], other_ins: Any, other: dict[str, Any] | None,
@@ -116,4 +164,17 @@ def summary_table(m: dict[str, Any], other: dict[str, Any] | None = None) -> Tab
         t.add_column(Path(other["sids"]).name if other.get("sids") else "compare", justify="right", overflow="fold")
     for row in rows:
         t.add_row(*(escape(cell) for cell in row))
+    return t
+
+
+def guide_table() -> Table:
+    """What each summary figure means and what a good value is (the same text as the HTML legend)."""
+    from uqf_cli.evaluation.sid_summary import METRIC_GUIDE
+
+    t = Table(title="How to read the summary", title_justify="left", box=None, show_header=True, pad_edge=False)
+    t.add_column("figure", style="bold", overflow="fold")
+    t.add_column("what it measures", overflow="fold")
+    t.add_column("good value", overflow="fold")
+    for name, meaning, good in METRIC_GUIDE:
+        t.add_row(escape(name), escape(meaning), escape(good))
     return t

@@ -11,6 +11,7 @@ from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutDir, RunOptions, command, function_defaults
 from uqf_cli.core import runtime
 from uqf_cli.data.prepare import prepare
+from uqf_cli.files.outputs import plan_outputs, want
 
 _P = function_defaults(prepare)
 
@@ -44,7 +45,9 @@ def register(app: typer.Typer) -> None:
         run: RunOptions = RunOptions(),
     ) -> None:
         """Prepare a dataset directory (items.jsonl, sequences.jsonl, dataset.json) from public data."""
-        ds = prepare(source, output, fmt=fmt, force=run.force, kcore_k=kcore, dedup=dedup, max_history=max_history)
+        with plan_outputs([want(output, "dataset")], {"SOURCE": source}, run.force):
+            ds = prepare(source, output, fmt=fmt, force=run.force, kcore_k=kcore, dedup=dedup,
+                         max_history=max_history)
         stats = ds.stats()
         if run.json:
             emit_json({"output": str(output), **stats})

@@ -12,6 +12,7 @@ from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutFile, RunOptions, command
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
+from uqf_cli.files.outputs import Output, plan_outputs, want
 from uqf_cli.quantize import QuantizeConfig
 from uqf_cli.quantize.letter import LetterConfig
 
@@ -77,8 +78,11 @@ def register(app: typer.Typer) -> None:
         from uqf_cli import quantize as q
         from uqf_cli.cli.common import parse_csv
 
+        plan = plan_outputs(quantize_outputs(output, fmt, save_model, apply is None),
+                            {"EMBEDDINGS": embeddings, "--apply": apply, "--collab": collab}, run.force)
         if apply is not None:
-            result = q.apply_quantizer(apply, embeddings, output, fmt=fmt, device=run.device, force=run.force)
+            with plan:
+                result = q.apply_quantizer(apply, embeddings, output, fmt=fmt, device=run.device, force=run.force)
         else:
             try:
                 hidden_sizes = [int(h) for h in parse_csv(hidden)]
@@ -93,8 +97,9 @@ def register(app: typer.Typer) -> None:
             )
             cfg.validate()
             letter = letter_config(collab, w_collab, w_diversity, letter_temperature, letter_clusters)
-            result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=run.device,
-                                force=run.force, resume=run.resume, letter=letter)
+            with plan:
+                result = q.quantize(embeddings, output, cfg, save_model=save_model, fmt=fmt, device=run.device,
+                                    force=run.force, resume=run.resume, letter=letter)
         if run.json:
             emit_json({"outputs": result.outputs, **result.stats})
             return
@@ -102,6 +107,17 @@ def register(app: typer.Typer) -> None:
         con.print(stats_table(result.stats, str(output)))
         for line in also_wrote(result.outputs):
             con.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+def quantize_outputs(output: Path, fmt: str, save_model: Path | None, fitting: bool) -> list[Output | None]:
+    """What ``uqf quantize`` writes: the SIDs (+ its checkpoint when fitting), the LC-Rec index, the quantizer."""
+    from uqf_cli.quantize.stage import check_format, lcrec_index_path
+
+    check_format(fmt)
+    index = lcrec_index_path(output) if fmt == "lcrec" else None
+    return [want(output, "sids", checkpoint=fitting),
+            want(index, "lcrec-index", "--format lcrec", role="the LC-Rec index of --output (--format lcrec)"),
+            want(save_model, "quantizer", "--save-model")]
 
 
 def letter_config(collab: Path | None, w_collab: float, w_diversity: float, temperature: float,

@@ -15,6 +15,7 @@ from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutFile, RunOptions, command
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core import runtime
+from uqf_cli.files.outputs import plan_outputs, want
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +30,8 @@ def register(app: typer.Typer) -> None:
         from uqf_cli.collab import train_gcn
 
         display = TrainingDisplay(cfg)
-        with display:
+        plan = plan_outputs([want(output, "embeddings:collab", checkpoint=True)], {"DATASET": dataset}, run.force)
+        with plan, display:
             result = train_gcn(dataset, output, cfg, force=run.force, on_eval=display.on_eval,
                                on_epoch=display.on_epoch, resume=run.resume)
         summary: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
@@ -116,6 +117,7 @@ def register(app: typer.Typer) -> None:
 
         Multi-GPU / multi-process: `torchrun --nproc_per_node N -m uqf_cli train-rec ...`.
         """
+        from uqf_cli.files.outputs import plan_outputs, want
         from uqf_cli.rec import backbone_module, check_backbone_uses, train_rec
 
         module = backbone_module(backbone)
@@ -136,15 +138,19 @@ def register(app: typer.Typer) -> None:
                 int(epochs) if epochs == int(epochs) else epochs)
         given = {k: v for k, v in options.items() if v is not None}
         check_backbone_uses(backbone, module.OPTIONS, given)  # before the plot check: the option is the error
+        inputs = {"DATASET": dataset, "--sids": sids, "--base-model": Path(base_model) if base_model else None}
+        plan = plan_outputs([want(output, "model", checkpoint=True), want(plot, "figure", "--plot")], inputs,
+                            run.force)
         if plot is not None:
             _check_plot(plot, backbone, run.force)
-        summary = train_rec(dataset, output, sids, backbone, run.force, **given)
-        if not _is_main_process():
-            return
-        if plot is not None:
-            from uqf_cli.plots.training import plot_training
+        with plan if _is_main_process() else nullcontext():  # torchrun: rank 0 writes and holds the locks
+            summary = train_rec(dataset, output, sids, backbone, run.force, **given)
+            if not _is_main_process():
+                return
+            if plot is not None:
+                from uqf_cli.plots.training import plot_training
 
-            runtime.info(f"wrote {plot_training(output, plot, run.force)}")
+                runtime.info(f"wrote {plot_training(output, plot, run.force)}")
         if run.json:
             emit_json(summary)
             return

@@ -16,6 +16,7 @@ from torch_geometric.nn.models import LightGCN
 
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core.errors import InputError
+from uqf_cli.core.runtime import private_tempdir
 from uqf_cli.data.dataset import Dataset
 
 
@@ -109,8 +110,9 @@ def build_model(num_nodes: int, cfg: GcnConfig, generator: torch.Generator) -> L
 
     The init draws from our seeded generator (same seed, same model); why std 0.01: docs/train-gcn.md.
     """
-    model = LightGCN(num_nodes, cfg.dim, cfg.layers)
-    model.convs = torch.nn.ModuleList([SymmetricLGConv() for _ in range(cfg.layers)])
+    with private_tempdir():  # PyG writes the code it generates for each conv class into the temp folder
+        model = LightGCN(num_nodes, cfg.dim, cfg.layers)
+        model.convs = torch.nn.ModuleList([SymmetricLGConv() for _ in range(cfg.layers)])
     with torch.no_grad():
         model.embedding.weight.normal_(0.0, cfg.init_std, generator=generator)
     return model

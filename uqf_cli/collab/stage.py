@@ -35,7 +35,7 @@ def train_gcn(
     to ``GcnConfig()``; ``settings`` (its field names: ``epochs=50``) replace single fields."""
     cfg = configured(GcnConfig, cfg, settings)
     cfg.validate()
-    check_output(output, force)
+    check_output(output, force, "embeddings:collab")
     resolve_device(cfg.device)  # a bad --device fails before the dataset is read
     ds = Dataset.load(dataset_dir)
     params = {k: v for k, v in asdict(cfg).items() if k != "device"}

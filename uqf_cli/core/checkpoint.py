@@ -40,7 +40,9 @@ FORMAT_VERSION = 1
 DEFAULT_EVERY_SECONDS = 60.0
 EVERY_ENV = "UQF_CHECKPOINT_EVERY"
 
-_active: dict[str, Any] = {}  # this process's checkpoint: path, epoch of the latest save (for the CLI's message)
+# this process's checkpoint, for the CLI's interrupt message: path, every (seconds between saves), epoch (of the
+# latest save or of the checkpoint resumed from; absent while this run has saved none)
+_active: dict[str, Any] = {}
 
 
 def checkpoint_path(output: str | Path) -> Path:
@@ -50,12 +52,21 @@ def checkpoint_path(output: str | Path) -> Path:
 
 
 def active_checkpoint() -> dict[str, Any]:
-    """``{"path": ..., "epoch": ...}`` of the checkpoint this process's training run keeps, when that file
-    exists (``epoch`` only once this process saved it); empty otherwise. Used by the CLI's interrupt message."""
+    """What the CLI's interrupt message says about the checkpoint of this process's training run: empty when no
+    checkpointing run is under way; else ``path``, ``every`` (seconds between saves), ``exists`` (the file is
+    there) and ``epoch`` once this run saved one, or resumed from one."""
     path = _active.get("path")
-    if path is None or not Path(path).exists():
+    if path is None:
         return {}
-    return dict(_active)
+    found = {**_active, "exists": Path(path).exists()}
+    if found.pop("trainer", False):  # the HF Trainer's folder exists from the start; a complete checkpoint counts
+        last = TrainerCheckpoints.complete_in(Path(path))
+        found["exists"] = last is not None
+        if last is not None:
+            found["epoch"] = f"step {last.name.rsplit('-', 1)[-1]}"
+    elif "epoch" in found:
+        found["epoch"] = f"epoch {found['epoch']}"
+    return found
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,8 +95,9 @@ class Checkpointer:
         self.identity = run_identity(stage, parameters, inputs)
         self.every_seconds = _every_seconds() if every_seconds is None else every_seconds
         self._last_save = time.monotonic()
+        self._save_failed = False
         _active.clear()
-        _active["path"] = str(self.path)
+        _active.update(path=str(self.path), every=self.every_seconds)
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -118,6 +130,7 @@ class Checkpointer:
             state=meta_json(self.path, metadata, "state"),
         )
         runtime.info(f"resuming from {self.path} (epoch {snap.epoch} done)")
+        _active["epoch"] = snap.epoch
         return snap
 
     # -- saving -----------------------------------------------------------------------------
@@ -143,11 +156,21 @@ class Checkpointer:
     def epoch_done(self, epoch: int, snapshot: Callable[[], Snapshot], last: bool = False) -> None:
         """Call at the end of each epoch: saves when due (not after the last epoch: the output follows).
 
-        ``snapshot`` is only called when a save happens (capturing copies every tensor).
+        ``snapshot`` is only called when a save happens (capturing copies every tensor). Saving is best effort:
+        a checkpoint that cannot be written (a full disk, a read-only folder) warns once, naming the file, and
+        training goes on; the next save is tried after another interval, and the final output is still written.
         """
         due = time.monotonic() - self._last_save >= self.every_seconds
-        if due and not last:
+        if not due or last:
+            return
+        try:
             self.save(snapshot())
+        except OSError as e:
+            self._last_save = time.monotonic()
+            if not self._save_failed:
+                self._save_failed = True
+                runtime.warn(f"could not write the checkpoint {e.filename or self.path} ({e.strerror or e}); "
+                             "training goes on without it (the output is still written at the end)")
 
     def finish(self) -> None:
         """Remove the checkpoint once the final output is safely written."""
@@ -201,6 +224,7 @@ class TrainerCheckpoints:
         self.resume = resume
         self.identity = run_identity(stage, parameters, inputs)
         self.every_seconds = _every_seconds() if every_seconds is None else every_seconds
+        self._save_failed = False
 
     def prepare(self, main_process: bool = True) -> str | None:
         """Check (and on the main process set up) the checkpoint folder; return what to pass as
@@ -225,15 +249,20 @@ class TrainerCheckpoints:
             self.dir.mkdir(exist_ok=True)
             write_json(ident_file, self.identity, force=True)
             _active.clear()
-            _active["path"] = str(self.dir)
+            _active.update(path=str(self.dir), every=self.every_seconds, trainer=True)
         if last is not None:
             runtime.info(f"resuming from {last}")
         return None if last is None else str(last)
 
     def last_complete(self) -> Path | None:
         """The newest ``checkpoint-<step>`` folder whose ``trainer_state.json`` exists."""
+        return self.complete_in(self.dir)
+
+    @staticmethod
+    def complete_in(folder: Path) -> Path | None:
+        """The newest complete ``checkpoint-<step>`` folder in ``folder`` (``None`` if there is none)."""
         done = []
-        for d in self.dir.glob("checkpoint-*"):
+        for d in folder.glob("checkpoint-*"):
             step = d.name.rsplit("-", 1)[-1]
             if d.is_dir() and step.isdigit() and (d / "trainer_state.json").exists():
                 done.append((int(step), d))
@@ -260,6 +289,34 @@ class TrainerCheckpoints:
                 return control
 
         return _SaveEvery()
+
+    def trainer_class(self, trainer: type) -> type:
+        """``trainer`` (the HF ``Trainer``) with best-effort checkpoints, as :meth:`Checkpointer.epoch_done`: a
+        checkpoint that cannot be written warns once, its incomplete folder is removed and training goes on.
+
+        Single-process runs only: under DDP a save that failed on one rank would leave the others waiting at
+        the Trainer's barriers, so there the error still stops the run.
+        """
+        keeper = self
+
+        class BestEffortCheckpoints(trainer):  # type: ignore[misc, valid-type]
+            def _save_checkpoint(self, model, trial):
+                try:
+                    return super()._save_checkpoint(model, trial)
+                except OSError as e:
+                    if self.args.world_size > 1:
+                        raise
+                    keeper.save_failed(e, keeper.dir / f"checkpoint-{self.state.global_step}")
+
+        return BestEffortCheckpoints
+
+    def save_failed(self, error: OSError, folder: Path) -> None:
+        """Warn once about a checkpoint that could not be written and remove what it left."""
+        shutil.rmtree(folder, ignore_errors=True)
+        if not self._save_failed:
+            self._save_failed = True
+            runtime.warn(f"could not write the checkpoint {error.filename or folder} ({error.strerror or error}); "
+                         "training goes on without it (the output is still written at the end)")
 
     def finish(self) -> None:
         """Remove the checkpoint folder once the final output is written."""

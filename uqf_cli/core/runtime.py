@@ -9,13 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -88,8 +92,8 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     """A warning on stderr; shown even with --quiet because it may change what the user does."""
-    Console(stderr=True, no_color="NO_COLOR" in os.environ or None, highlight=False).print(
-        f"[yellow]warning:[/yellow] {message}"
+    Console(stderr=True, soft_wrap=True, no_color="NO_COLOR" in os.environ or None, highlight=False).print(
+        f"[yellow]warning:[/yellow] {escape(message)}"  # one line however long (paths), brackets kept
     )
 
 
@@ -159,3 +163,22 @@ def set_threads_from_env() -> None:
     n = os.environ.get("UQF_THREADS")
     if n and n.isdigit() and int(n) > 0:
         torch.set_num_threads(int(n))
+
+
+@contextlib.contextmanager
+def private_tempdir(prefix: str = "uqf-") -> Iterator[Path]:
+    """Send what libraries write to the default temp folder into a private one, removed with its files after.
+
+    Why: PyG's ``MessagePassing`` renders a module per conv class from a jinja template and writes it with
+    ``tempfile.NamedTemporaryFile(delete=False)`` into ``tempfile.gettempdir()`` (torch_geometric/template.py,
+    2.8), leaving one file in the system temp folder per run. The module is imported before the body ends, so
+    its file is not needed afterwards.
+    """
+    folder = tempfile.mkdtemp(prefix=prefix)
+    previous = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield Path(folder)
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)

@@ -57,7 +57,7 @@ def wrap_array(dataset_dir: str | Path, output: str | Path, array: str | Path, n
     """Write the dataset's items' rows of ``array`` as a text embedding file; returns
     (output, items, dim, seconds)."""
     started = time.perf_counter()
-    check_output(output, force)
+    check_output(output, force, "embeddings:text")
     ds = Dataset.load(dataset_dir)
     array_path = require_file(array, "embedding array")
     map_path = index_map_for(array_path)

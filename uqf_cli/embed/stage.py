@@ -120,7 +120,7 @@ def embed_text(
         raise OptionError("--max-length", "must be at least 1")
     if batch_size < 1:
         raise OptionError("--batch-size", "must be at least 1")
-    check_output(output, force)
+    check_output(output, force, "embeddings:text")
     quiet_hf_progress_bars()
     ds = Dataset.load(dataset_dir)
     choice = None if template else choose_fields(ds.items, fields)

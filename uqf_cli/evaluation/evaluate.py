@@ -17,7 +17,8 @@ from uqf_cli.core.runtime import info, progress, resolve_device
 from uqf_cli.data.dataset import Dataset, EvalCase
 from uqf_cli.evaluation.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
 from uqf_cli.evaluation.popularity import metrics_by_popularity
-from uqf_cli.files import DATASET_INFO_FILE, check_output, make_provenance, read_sids, write_json
+from uqf_cli.files import DATASET_INFO_FILE, make_provenance, read_sids, write_json
+from uqf_cli.files.outputs import plan_outputs, want
 from uqf_cli.files.sidecar import write_jsonl_with_meta
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import MODEL_META_FILE, read_model_meta
@@ -94,9 +95,7 @@ def evaluate(
     check_argument_order(model_dir, dataset_dir)
     ks = sorted({*recall_ks, *ndcg_ks})
     check_ks(ks, beam_size)
-    for path in (predictions, output):
-        if path is not None:
-            check_output(path, force)
+    plan_outputs([want(predictions, "predictions", "--predictions"), want(output, "metrics")], force=force)
     dataset = Dataset.load(dataset_dir)
     meta = check_model_inputs(model_dir, dataset, sids_path)
     cases = dataset.eval_cases(split)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from rich.tree import Tree
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import warn
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.files import EmbeddingFile, SidTable, level_token, load_embeddings, read_sids
+from uqf_cli.files import EmbeddingFile, SidTable, level_token, load_embeddings, parse_token, read_sids
 from uqf_cli.quantize import collision_rate, level_stats
 
 PURITY_PERMUTATIONS = 5
@@ -226,14 +226,39 @@ def _category(fields: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
+PREFIX_HINT = "expected codes like 12,3 or tokens like <a_12><b_3>"
+
+
+def prefix_codes(value: str) -> tuple[int, ...]:
+    """``"12,3"``, ``"12 3"`` or the tree's own form ``"<a_12><b_3>"`` -> ``(12, 3)`` (tokens must start at
+    level a and go in level order; a malformed value is an :class:`OptionError` naming ``--prefix``)."""
+    text = value.strip()
+    if "<" in text or ">" in text:
+        tokens = re.findall(r"<([^<>]*)>", text)
+        if not tokens or re.sub(r"<[^<>]*>", "", text).strip(" ,"):
+            raise OptionError("--prefix", f"{PREFIX_HINT}, got {value!r}")
+        codes = []
+        for level, token in enumerate(tokens):
+            try:
+                got_level, code = parse_token(f"<{token}>")
+            except ValueError:
+                raise OptionError("--prefix", f"{PREFIX_HINT}, got {value!r}") from None
+            if got_level != level:
+                raise OptionError("--prefix", f"token <{token}> is at position {level + 1}, but a prefix starts "
+                                              f"at level a and goes in order ({level_token(level, code)} here)")
+            codes.append(code)
+        return tuple(codes)
+    try:
+        return tuple(int(v) for v in re.split(r"[,\s]+", text) if v)
+    except ValueError as e:
+        raise OptionError("--prefix", f"{PREFIX_HINT}, got {value!r}") from e
+
+
 def parse_prefix(value: str | None, table: SidTable) -> tuple[int, ...]:
-    """``"12,3"`` -> ``(12, 3)``, checked against the table (unknown prefix -> error)."""
+    """``"12,3"`` or ``"<a_12><b_3>"`` -> ``(12, 3)``, checked against the table (unknown prefix -> error)."""
     if not value:
         return ()
-    try:
-        prefix = tuple(int(v) for v in value.replace("<", " ").replace(">", " ").split(",") if v.strip())
-    except ValueError as e:
-        raise OptionError("--prefix", f"expected comma-separated codes like 12,3, got {value!r}") from e
+    prefix = prefix_codes(value)
     if len(prefix) > table.levels:
         raise OptionError("--prefix", f"{len(prefix)} codes given, the SIDs have {table.levels} levels")
     if not (table.codes[:, : len(prefix)] == np.asarray(prefix)).all(1).any():

@@ -63,3 +63,30 @@ def side_by_side(m: dict[str, Any], other: dict[str, Any] | None) -> tuple[list[
     mine_d, theirs_d = dict(mine), dict(theirs)
     labels = [label for label, _ in mine] + [label for label, _ in theirs if label not in mine_d]
     return [(label, mine_d.get(label, "-"), theirs_d.get(label, "-")) for label in labels], notes
+
+
+# (figure, what it measures, what a good value looks like): shown under the terminal summary and in the HTML report.
+METRIC_GUIDE: tuple[tuple[str, str, str], ...] = (
+    ("utilisation", "share of a level's codebook that at least one item uses",
+     "near 100%; a low share means wasted codes (codebook collapse)"),
+    ("perplexity", "the number of codes in effective use at a level: exp of the entropy of code frequencies",
+     "close to the codebook size (even use); far below it means a few codes hold most items"),
+    ("collision rate", "share of items whose full SID is shared with another item",
+     "0 with a dedup level; without one, low (a few %): colliding items cannot be told apart"),
+    ("items per prefix", "max / mean items under one depth-d prefix, and the share of items sharing theirs",
+     "max not far above the mean: a balanced tree that a decoder can search evenly"),
+    ("cosine within / random / lift", "mean cosine of items sharing a prefix vs of all pairs; "
+     "lift = (within - random) / (1 - random)",
+     "above 0 (0 = a content-blind split, 1 = identical items within a prefix); higher is better, and it "
+     "should grow with depth"),
+    ("category purity", "share of items in their prefix's commonest category, vs the same codes shuffled",
+     "well above the random column; 1.0 = every prefix holds one category"),
+    ("adjacent pairs share / random / lift", "how often consecutive train items share a prefix, vs chance "
+     "(popularity-matched); lift = share / random",
+     "above 1: the codes follow what users buy together; 1 = no better than chance"),
+)
+
+
+def guide_lines() -> list[str]:
+    """The metric guide as short lines (``figure: meaning; good: value``) for the terminal."""
+    return [f"{name}: {meaning}; good: {good}" for name, meaning, good in METRIC_GUIDE]

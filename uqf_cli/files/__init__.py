@@ -2,7 +2,9 @@
 
 :mod:`.atomic` (checked paths, atomic writes), :mod:`.provenance`, :mod:`.jsonio` (JSON/JSONL),
 :mod:`.dataset_dir`, :mod:`.tensors` (safetensors, model files), :mod:`.embeddings`, :mod:`.sids`,
-:mod:`.sidecar` (JSONL + ``.meta.json``) and :mod:`.fingerprints` (catalogue / interaction checks).
+:mod:`.sidecar` (JSONL + ``.meta.json``), :mod:`.fingerprints` (catalogue / interaction checks), :mod:`.kinds`
+(what kind of uqf output a path holds) and :mod:`.outputs` (``plan_outputs``: every output of a command checked
+together and locked).
 """
 
 from uqf_cli.core.errors import InputError, OutputExistsError, UqfError

@@ -36,15 +36,18 @@ def require_dir(path: str | Path, what: str = "directory") -> Path:
     return p
 
 
-def check_output(path: str | Path, force: bool) -> Path:
+def check_output(path: str | Path, force: bool, kind: str | None = None, option: str = "--output") -> Path:
     """Fail early (before any heavy work) if ``path`` cannot be written as an output.
 
     Why early: a user should learn that the output exists, or that its directory is missing, before
-    a ten-minute training run, not after it.
+    a ten-minute training run, not after it. With ``kind`` (a key of :data:`uqf_cli.files.kinds.KINDS`),
+    ``force`` replaces only an earlier output of that kind (:func:`check_replaceable`).
     """
     p = Path(path)
-    if p.exists() and not force:
+    if (p.exists() or p.is_symlink()) and not force:
         raise OutputExistsError(p)
+    if kind is not None and (p.exists() or p.is_symlink()):
+        check_replaceable(p, kind, option)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
         raise InputError(parent, "output directory does not exist")
@@ -53,6 +56,26 @@ def check_output(path: str | Path, force: bool) -> Path:
     if not os.access(parent, os.W_OK):
         raise InputError(parent, "output directory is not writable")
     return p
+
+
+def check_replaceable(path: Path, kind: str, option: str = "--output") -> None:
+    """Refuse (one line, exit 2) to ``--force`` over anything but an earlier output of ``kind``: a user's own
+    folder or file, an output of another kind, or an earlier output folder holding files its command did not
+    write (replacing the folder would delete them)."""
+    from uqf_cli.files.kinds import KINDS, describe, recognise, unexpected_files
+
+    want = KINDS[kind]
+    found = recognise(path)
+    if found != kind:
+        if path.is_dir() and not want.directory:
+            raise InputError(path, f"is a folder; {option} names a file here, and --force never replaces a folder")
+        raise InputError(path, f"--force replaces only an earlier {want.label}, but this is "
+                               f"{describe(found, path)}; move it away or choose another {option}")
+    extra = unexpected_files(path, kind)
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise InputError(path, f"holds {extra[0]}{more}, which uqf did not write there; --force would delete it "
+                               "with the folder: move it away first")
 
 
 def _current_umask() -> int:
@@ -78,7 +101,8 @@ def atomic_path(path: str | Path, force: bool = False, directory: bool = False) 
     try:
         with signals_deferred():  # a Ctrl-C between creating the temporary and noting its name would leak it
             tmp = _make_temporary(target, parent, directory)
-        yield tmp
+        with naming_errors(target):
+            yield tmp
         commit([(tmp, target)], force, directory)
     except BaseException:
         if tmp is not None:
@@ -98,12 +122,26 @@ def atomic_files(paths: Sequence[str | Path], force: bool = False) -> Iterator[l
         for target in targets:
             with signals_deferred():
                 tmps.append(_make_temporary(target, target.parent if str(target.parent) else Path("."), False))
-        yield tmps
+        with naming_errors(*targets):
+            yield tmps
         commit(list(zip(tmps, targets, strict=True)), force)
     except BaseException:
         for tmp in tmps:
             _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def naming_errors(*targets: Path) -> Iterator[None]:
+    """Give an ``OSError`` without a file name (a full disk: ``write`` has none) the name of the output being
+    written, so that its one-line message says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if getattr(e, "filename", None) or not targets:
+            raise
+        names = ", ".join(str(t) for t in targets)
+        raise OSError(e.errno, e.strerror or str(e), names) from e
 
 
 def commit(renames: Sequence[tuple[Path, Path]], force: bool, directory: bool = False) -> None:

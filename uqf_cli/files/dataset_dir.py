@@ -10,6 +10,7 @@ from typing import Any
 from uqf_cli.core.errors import InputError
 from uqf_cli.files.atomic import atomic_path, require_dir
 from uqf_cli.files.jsonio import iter_jsonl, read_json, record_id, to_json
+from uqf_cli.files.kinds import DATASET_KIND
 from uqf_cli.files.provenance import sha256_file
 
 ITEMS_FILE = "items.jsonl"
@@ -41,7 +42,7 @@ def write_dataset_dir(
         with open(tmp / SEQUENCES_FILE, "w", encoding="utf-8") as f:
             for uid, seq in sequences.items():
                 f.write(to_json({"user_id": uid, "item_ids": list(seq)}) + "\n")
-        full_info = dict(info)
+        full_info = {"uqf_kind": DATASET_KIND, **{k: v for k, v in info.items() if k != "uqf_kind"}}
         full_info["fingerprint"] = dataset_fingerprint(tmp / ITEMS_FILE, tmp / SEQUENCES_FILE)
         (tmp / DATASET_INFO_FILE).write_text(to_json(full_info, indent=2) + "\n", encoding="utf-8")
     return Path(out_dir)

@@ -59,7 +59,7 @@ def apply_fuser(
     force: bool = False,
 ) -> FuseResult:
     """Fuse new (or cold) items with a saved fuser; items without a collab row take the text-only path."""
-    check_output(output, force)
+    check_output(output, force, "embeddings:unified")
     device = resolve_device(device_spec)
     model, bank, meta = load_fuser(fuser_path)
     cfg = model.cfg

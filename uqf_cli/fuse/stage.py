@@ -44,11 +44,11 @@ def fuse(
     ``opts`` defaults to ``FuseOptions()``; ``settings`` (its field names: ``epochs=3``) replace single fields."""
     opts = configured(FuseOptions, opts, settings)
     opts.validate()
-    check_output(output, force)
+    check_output(output, force, "embeddings:unified")
     if save_model is not None:
         if opts.method != "uqf":
             raise OptionError("--save-model", f"only --method uqf trains a fuser (got {opts.method})")
-        check_output(save_model, force)
+        check_output(save_model, force, "fuser", "--save-model")
         if Path(save_model).resolve() == Path(output).resolve():
             raise OptionError("--save-model", "must differ from --output")
     device = resolve_device(opts.device)

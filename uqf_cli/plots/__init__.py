@@ -59,10 +59,10 @@ def save_figure(fig: Any, path: str | Path, provenance: dict[str, Any], force: b
     return p
 
 
-def figure_bytes(fig: Any, fmt: str = "png") -> bytes:
-    """The figure encoded in memory (for inlining into an HTML report)."""
+def figure_bytes(fig: Any, fmt: str = "png", dpi: float | None = None) -> bytes:
+    """The figure encoded in memory (for inlining into an HTML report); ``dpi`` overrides the figure's."""
     import io as _io
 
     buf = _io.BytesIO()
-    fig.savefig(buf, format=fmt, metadata=_METADATA[fmt][1] or None)
+    fig.savefig(buf, format=fmt, metadata=_METADATA[fmt][1] or None, dpi=dpi or "figure")
     return buf.getvalue()

@@ -3,8 +3,10 @@
 The map is a PCA projection (exact SVD of the centred embeddings, each axis signed so that its
 largest loading is positive: the same input always gives the same picture) of whichever embeddings
 are given, with the largest level-1 codes in colour (a code that groups items that belong together
-shows as a tight patch) and the title of one typical item of each; the other items are grey. With
-a second tokenization the figure has one row per tokenization, both mapped with the same embeddings.
+shows as a tight patch), each labelled as the terminal tree labels it (its token and its commonest
+category, or title words); the other items are grey. Labels are placed greedily so that none overlaps
+another. With a second tokenization the figure has one block per tokenization, both mapped with the
+same embeddings.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 import numpy as np
 
 from uqf_cli.core.errors import InputError
-from uqf_cli.evaluation.inspect_sids import Inspection, prefix_groups
+from uqf_cli.evaluation.inspect_sids import Inspection, group_label, prefix_groups
 from uqf_cli.files import EmbeddingFile, SidTable, level_token
 
-MAP_CODES = 10  # level-1 codes drawn in colour on the map (the largest), each with one title
-TITLE_CHARS = 32
+MAP_CODES = 10  # level-1 codes drawn in colour on the map (the largest), each with its label
+LABEL_CHARS = 40
+LABEL_RADII = (6, 18, 32, 48, 68, 92)  # points: the rings of candidate label offsets, nearest first
+LABEL_PAD_PX = 2.0
 PALETTE = "tab10"
+HTML_MAP_DPI = 150  # the HTML map is drawn sharper than the page shows it, for its click-to-zoom
 
 
 @dataclass
@@ -102,8 +107,29 @@ def _label(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def draw_item_map(ax: Any, ins: Inspection, m: ItemMap) -> None:
-    """The 2-D map: the largest level-1 codes in colour (one title each), every other item in grey."""
+@dataclass
+class PendingLabels:
+    """Labels of a map waiting for placement (after the figure's layout is final)."""
+
+    ax: Any
+    anchors: list[np.ndarray]
+    texts: list[str]
+    colours: list[Any]
+
+
+def code_label(ins: Inspection, code: int) -> str:
+    """A level-1 code named as the terminal tree and the HTML name it: token and category (or title words)."""
+    table = ins.table
+    members = [table.item_ids[r] for r in np.flatnonzero(table.codes[:, 0] == code).tolist()]
+    label = group_label(members, ins.dataset)
+    if len(label) > LABEL_CHARS:
+        label = label[: LABEL_CHARS - 3] + "..."
+    return f"{level_token(0, code)} {label}".strip()
+
+
+def draw_item_map(ax: Any, ins: Inspection, m: ItemMap) -> PendingLabels:
+    """The 2-D map: the largest level-1 codes in colour, every other item in grey; returns the code labels
+    for :func:`place_labels` (to be placed once the figure is laid out)."""
     from matplotlib import colormaps
 
     cmap = colormaps[PALETTE]
@@ -111,19 +137,83 @@ def draw_item_map(ax: Any, ins: Inspection, m: ItemMap) -> None:
     ax.scatter(m.xy[:, 0], m.xy[:, 1], c="#d0d0d0", s=size * 0.6, linewidths=0)
     picks = representative_items(ins, m)
     codes = ins.table.codes[m.rows, 0]
-    for k, (row, xy, code) in enumerate(picks):
+    pending = PendingLabels(ax, [], [], [])
+    for k, (_, xy, code) in enumerate(picks):
         colour = cmap(k % cmap.N)
         members = codes == code
         ax.scatter(m.xy[members, 0], m.xy[members, 1], color=colour, s=size * 1.6, linewidths=0, alpha=0.9)
-        iid = ins.table.item_ids[row]
-        title = ins.dataset.title(iid) if ins.dataset is not None else iid
-        label = f"{level_token(0, code)} {title[:TITLE_CHARS]}" + ("..." if len(title) > TITLE_CHARS else "")
-        ax.annotate(label, xy, xytext=(4, 4), textcoords="offset points", fontsize=7, color="black",
-                    bbox={"boxstyle": "round,pad=0.2", "fc": colour, "alpha": 0.35, "lw": 0})
+        pending.anchors.append(xy)
+        pending.texts.append(code_label(ins, code))
+        pending.colours.append(colour)
     ax.set_title(f"{len(m.rows):,} items on the 2 principal axes of {m.source}: the {len(picks)} largest "
                  "level-1 codes in colour", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
+    return pending
+
+
+def _candidate_offsets() -> list[tuple[float, float]]:
+    """Label offsets in points, nearest first; diagonals before the axis directions at each radius."""
+    directions = [(1, 1), (-1, 1), (1, -1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    return [(r * dx, r * dy) for r in LABEL_RADII for dx, dy in directions]
+
+
+def _alignment(dx: float, dy: float) -> dict[str, str]:
+    """Anchor the text on the side facing its point, so the offset is the gap between point and text."""
+    return {"ha": "left" if dx > 0 else "right" if dx < 0 else "center",
+            "va": "bottom" if dy > 0 else "top" if dy < 0 else "center"}
+
+
+def _overlap(a: Any, b: Any) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def label_box(text: Any, renderer: Any) -> Any:
+    """The display-space box of a label's text (without its arrow), padded by the label's background box."""
+    from matplotlib.text import Annotation, Text
+
+    if isinstance(text, Annotation):
+        text.update_positions(renderer)  # an annotation's text is moved to its offset only when drawn
+    return Text.get_window_extent(text, renderer).padded(LABEL_PAD_PX)
+
+
+def place_labels(pending: PendingLabels) -> list[Any]:
+    """Greedy label placement: each label (largest code first) takes the nearest candidate offset where it stays
+    inside the axes and overlaps no label placed before it; with no free spot, the one overlapping least.
+    Labels away from their point get a thin leader line. Returns the annotation artists."""
+    ax = pending.ax
+    fig = ax.figure
+    fig.canvas.draw()  # final layout: boxes are measured where they will be drawn
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    boxes: list[Any] = []
+    for xy, text, colour in zip(pending.anchors, pending.texts, pending.colours, strict=True):
+        best: tuple[float, Any, Any] | None = None
+        for n, (dx, dy) in enumerate(_candidate_offsets()):
+            far = n >= 8  # beyond the first ring: draw a leader line to the point
+            ann = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=8, color="black",
+                              bbox={"boxstyle": "round,pad=0.2", "fc": colour, "alpha": 0.45, "lw": 0},
+                              arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "#555555"} if far else None,
+                              **_alignment(dx, dy))
+            ann.set_in_layout(False)  # the layout must not move when labels come and go
+            box = label_box(ann, renderer)
+            outside = (box.width * box.height) - _overlap(box, frame)
+            cost = outside + sum(_overlap(box, b) for b in boxes)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, box)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        assert best is not None
+        placed.append(best[1])
+        boxes.append(best[2])
+    return placed
 
 
 def representative_items(ins: Inspection, m: ItemMap, n: int = MAP_CODES) -> list[tuple[int, np.ndarray, int]]:
@@ -145,23 +235,56 @@ def representative_items(ins: Inspection, m: ItemMap, n: int = MAP_CODES) -> lis
 # --------------------------------------------------------------------------------------------
 
 
+def _stats_row(row: Any, ins: Inspection, named: bool) -> None:
+    draw_code_usage(row[0], ins.table)
+    draw_prefix_sizes(row[1], ins.table)
+    if named:
+        name = Path(ins.table.path).name if ins.table.path else "SIDs"
+        row[0].set_title(f"{name}: per-level code usage")
+        row[1].set_title(f"{name}: items per prefix")
+
+
 def sids_figure(inspections: list[Inspection], map_emb: EmbeddingFile | None = None) -> Any:
-    """One row per tokenization: code usage, items per prefix and (with embeddings) the item map."""
+    """Per tokenization: code usage and items per prefix side by side, and (with embeddings) the item map
+    below them at the full width of the figure, its labels placed so that none overlaps another."""
     from uqf_cli.plots import new_figure
 
     emb = map_emb or map_source(inspections[0])
-    cols = 3 if emb is not None else 2
-    fig = new_figure(6.0 * cols if emb is not None else 12.0, 5.2 * len(inspections))
-    widths = [1, 1, 1.6] if emb is not None else [1, 1]
-    axes = fig.subplots(len(inspections), cols, squeeze=False, gridspec_kw={"width_ratios": widths})
-    for row, ins in zip(axes, inspections, strict=True):
-        draw_code_usage(row[0], ins.table)
-        draw_prefix_sizes(row[1], ins.table)
+    rows_each = 2 if emb is not None else 1
+    fig = new_figure(14.0, (13.0 if emb is not None else 5.0) * len(inspections))
+    grid = fig.add_gridspec(rows_each * len(inspections), 2, height_ratios=[1, 1.9] * len(inspections)
+                            if emb is not None else None)
+    pending = []
+    for n, ins in enumerate(inspections):
+        top = n * rows_each
+        _stats_row([fig.add_subplot(grid[top, 0]), fig.add_subplot(grid[top, 1])], ins, len(inspections) > 1)
         if emb is not None:
-            draw_item_map(row[2], ins, item_map(ins.table, emb))
-        if len(inspections) > 1:
-            name = Path(ins.table.path).name if ins.table.path else "SIDs"
-            row[0].set_title(f"{name}: per-level code usage")
+            pending.append(draw_item_map(fig.add_subplot(grid[top + 1, :]), ins, item_map(ins.table, emb)))
+    for p in pending:  # after every panel exists: the layout no longer moves
+        place_labels(p)
+    return fig
+
+
+def stats_figure(inspections: list[Inspection]) -> Any:
+    """Code usage and items per prefix, one row per tokenization (the HTML report's first picture)."""
+    from uqf_cli.plots import new_figure
+
+    fig = new_figure(14.0, 5.0 * len(inspections))
+    axes = fig.subplots(len(inspections), 2, squeeze=False)
+    for row, ins in zip(axes, inspections, strict=True):
+        _stats_row(row, ins, len(inspections) > 1)
+    return fig
+
+
+def map_figure(ins: Inspection, emb: EmbeddingFile) -> Any:
+    """One tokenization's item map on its own figure (the HTML report shows it at full page width)."""
+    from uqf_cli.plots import new_figure
+
+    fig = new_figure(14.0, 9.0)
+    pending = draw_item_map(fig.add_subplot(), ins, item_map(ins.table, emb))
+    name = Path(ins.table.path).name if ins.table.path else "SIDs"
+    pending.ax.set_title(f"{name}: " + pending.ax.get_title(), fontsize=10)
+    place_labels(pending)
     return fig
 
 
@@ -172,11 +295,13 @@ def write_sids_pictures(inspections: list[Inspection], figures: list[dict[str, A
     from uqf_cli.plots import figure_bytes, save_figure
     from uqf_cli.plots.html import report_html, write_report
 
-    fig = sids_figure(inspections, map_emb)
     written = []
     if plot is not None:
-        written.append(save_figure(fig, plot, provenance, force))
+        written.append(save_figure(sids_figure(inspections, map_emb), plot, provenance, force))
     if html_path is not None:
-        page = report_html(inspections, figures, figure_bytes(fig, "png"), provenance)
+        emb = map_emb or map_source(inspections[0])
+        stats = figure_bytes(stats_figure(inspections), "png")
+        maps = [figure_bytes(map_figure(ins, emb), "png", HTML_MAP_DPI) for ins in inspections] if emb else []
+        page = report_html(inspections, figures, stats, provenance, maps)
         written.append(write_report(html_path, page, force))
     return written

@@ -17,6 +17,30 @@ from uqf_cli.files import load_embeddings
 
 CURVE_BACKBONES = ("tiger", "sasrec")  # the backbones whose model directory records a per-epoch curve
 GATE_BINS = 40
+FEW_POINTS = 3  # curves with at most this many epochs get big markers and their values written out
+
+
+def curve_style(points: int) -> dict[str, Any]:
+    """Line style for a per-epoch curve: small markers on long curves, big ones where a line would be a dot."""
+    return {"marker": "o", "ms": 3 if points > FEW_POINTS else 8}
+
+
+def epoch_axis(ax: Any, epochs: list[float]) -> None:
+    """Whole-number epoch ticks; with few epochs, room on both sides so a single point sits mid-panel."""
+    from matplotlib.ticker import MaxNLocator
+
+    if len(epochs) <= FEW_POINTS:
+        ax.set_xticks(sorted(set(epochs)))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def write_values(ax: Any, xs: list[float], ys: list[float]) -> None:
+    """Print each value beside its marker (for curves too short to read off the axis)."""
+    for x, y in zip(xs, ys, strict=True):
+        if y is not None and np.isfinite(y):
+            ax.annotate(f"{y:.4g}", (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -32,16 +56,23 @@ def check_fuse_plot(method: str, applying: bool) -> None:
 
 
 def fuse_figure(curve: list[dict[str, float]], gate: np.ndarray | None, cold: np.ndarray) -> Any:
-    """Left: total loss and each weighted term per epoch. Right: the gate's distribution, warm vs cold."""
+    """Left: total loss and each weighted term per epoch. Right: the gate's histogram in item counts, warm and
+    cold items on separate axes."""
     from uqf_cli.plots import new_figure
 
     fig = new_figure(12.0, 4.5)
-    ax_loss, ax_gate = fig.subplots(1, 2)
+    grid = fig.add_gridspec(2, 2)
+    ax_loss = fig.add_subplot(grid[:, 0])
     if curve:
         epochs = [p["epoch"] for p in curve]
+        few = len(epochs) <= FEW_POINTS
         for key in [k for k in curve[0] if k != "epoch"]:
-            ax_loss.plot(epochs, [p.get(key, np.nan) for p in curve], marker="o", ms=3,
-                         lw=2.2 if key == "loss" else 1.2, label="total" if key == "loss" else key)
+            values = [p.get(key, np.nan) for p in curve]
+            ax_loss.plot(epochs, values, lw=2.2 if key == "loss" else 1.2, label="total" if key == "loss" else key,
+                         **curve_style(len(epochs)))
+            if few:
+                write_values(ax_loss, epochs, values)
+        epoch_axis(ax_loss, epochs)
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("mean loss per step")
         ax_loss.legend(fontsize=8)
@@ -50,18 +81,39 @@ def fuse_figure(curve: list[dict[str, float]], gate: np.ndarray | None, cold: np
         ax_loss.text(0.5, 0.5, "no training in this run\n(a saved fuser was applied)", ha="center", va="center")
         ax_loss.set_axis_off()
     ax_loss.set_title("Fusion loss")
-    if gate is not None:
-        bins = np.linspace(0.0, 1.0, GATE_BINS + 1)
-        for mask, name in ((~cold, "warm"), (cold, "cold")):
-            if mask.any():
-                values = gate[mask]
-                ax_gate.hist(values, bins=bins, density=True, alpha=0.55,
-                             label=f"{name}: {int(mask.sum()):,} items, mean {values.mean():.3f}")
-        ax_gate.set_xlabel("gate (0 = collaborative, 1 = text)")
-        ax_gate.set_ylabel("density")
-        ax_gate.legend(fontsize=8)
-    ax_gate.set_title("Gate per item")
+    draw_gate(fig, grid, gate, cold)
     return fig
+
+
+def draw_gate(fig: Any, grid: Any, gate: np.ndarray | None, cold: np.ndarray) -> list[Any]:
+    """The gate's histogram in item counts, warm and cold items on separate axes (each its own count scale,
+    so a handful of cold items is as readable as thousands of warm ones); one panel when a group is empty."""
+    groups = [(name, mask) for mask, name in ((~cold, "warm"), (cold, "cold")) if gate is not None and mask.any()]
+    if not groups:
+        ax = fig.add_subplot(grid[:, 1])
+        ax.text(0.5, 0.5, "no gate in this file", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title("Gate per item")
+        return [ax]
+    from matplotlib.ticker import MaxNLocator
+
+    bins = np.linspace(0.0, 1.0, GATE_BINS + 1)
+    axes = [fig.add_subplot(grid[:, 1])] if len(groups) == 1 else [fig.add_subplot(grid[0, 1])]
+    if len(groups) == 2:
+        axes.append(fig.add_subplot(grid[1, 1], sharex=axes[0]))
+    colours = {"warm": "tab:blue", "cold": "tab:orange"}
+    for ax, (name, mask) in zip(axes, groups, strict=True):
+        values = gate[mask]
+        ax.hist(values, bins=bins, color=colours[name], alpha=0.8,
+                label=f"{name}: {int(mask.sum()):,} items, mean {values.mean():.3f}")
+        ax.set_ylabel("items")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("Gate per item (item counts; warm and cold on their own scales)")
+    axes[-1].set_xlabel("gate (0 = collaborative, 1 = text)")
+    axes[-1].set_xlim(0.0, 1.0)
+    return axes
 
 
 def plot_fuse(fused_path: str | Path, curve: list[dict[str, float]], out: str | Path, force: bool = False) -> Path:
@@ -112,7 +164,11 @@ def curve_figure(backbone: str, records: list[dict[str, float]]) -> Any:
 
     fig = new_figure(11.0, 4.2)
     ax_loss, ax_ndcg = fig.subplots(1, 2)
-    ax_loss.plot([r["epoch"] for r in records], [r["loss"] for r in records], marker="o", ms=3)
+    epochs, losses = [r["epoch"] for r in records], [r["loss"] for r in records]
+    ax_loss.plot(epochs, losses, **curve_style(len(records)))
+    if len(records) <= FEW_POINTS:
+        write_values(ax_loss, epochs, losses)
+    epoch_axis(ax_loss, epochs)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title(f"{backbone}: training loss")
@@ -120,14 +176,17 @@ def curve_figure(backbone: str, records: list[dict[str, float]]) -> Any:
     evals = [r for r in records if r.get("valid_ndcg10") is not None]
     if evals:
         xs, ys = [r["epoch"] for r in evals], [r["valid_ndcg10"] for r in evals]
-        ax_ndcg.plot(xs, ys, marker="o", ms=4, color="tab:green")
+        ax_ndcg.plot(xs, ys, color="tab:green", **curve_style(len(evals)))
         best = int(np.argmax(ys))
-        ax_ndcg.scatter([xs[best]], [ys[best]], s=80, facecolors="none", edgecolors="black",
+        ax_ndcg.scatter([xs[best]], [ys[best]], s=160, facecolors="none", edgecolors="black",
                         label=f"best: epoch {xs[best]}, {ys[best]:.4f}")
+        if len(evals) <= FEW_POINTS:
+            write_values(ax_ndcg, xs, ys)
         ax_ndcg.legend(fontsize=8)
+    epoch_axis(ax_ndcg, epochs)
     ax_ndcg.set_xlabel("epoch")
     ax_ndcg.set_ylabel("validation NDCG@10")
-    ax_ndcg.set_title(f"{backbone}: validation NDCG@10 ({len(evals)} evaluations)")
+    ax_ndcg.set_title(f"{backbone}: validation NDCG@10 ({len(evals)} evaluation{'s' if len(evals) != 1 else ''})")
     ax_ndcg.grid(alpha=0.3)
     return fig
 

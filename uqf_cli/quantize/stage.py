@@ -15,7 +15,6 @@ from uqf_cli.core.runtime import info, resolve_device
 from uqf_cli.files import (
     EmbeddingFile,
     SidTable,
-    check_output,
     load_embeddings,
     make_provenance,
     write_lcrec_index,
@@ -50,22 +49,28 @@ def load_valid_embeddings(path: str | Path) -> EmbeddingFile:
     return emb
 
 
-def check_outputs(output: Path, fmt: str, save_model: Path | None, force: bool) -> Path | None:
+def check_format(fmt: str) -> None:
     if fmt not in ("jsonl", "lcrec"):
         raise OptionError("--format", f"unknown format {fmt!r} (use jsonl or lcrec)")
-    check_output(output, force)
+
+
+def check_outputs(output: Path, fmt: str, save_model: Path | None, force: bool) -> Path | None:
+    """Check the outputs (``--force`` replaces only earlier ones of their kinds); the LC-Rec index path or ``None``."""
+    from uqf_cli.files.outputs import plan_outputs, want
+
+    check_format(fmt)
     lcrec = lcrec_index_path(output) if fmt == "lcrec" else None
-    if lcrec is not None:
-        check_output(lcrec, force)
-    if save_model is not None:
-        check_output(save_model, force)
+    plan_outputs([want(output, "sids"), want(lcrec, "lcrec-index", "--format lcrec",
+                                              role="the LC-Rec index of --output (--format lcrec)"),
+                  want(save_model, "quantizer", "--save-model")], force=force)
     return lcrec
 
 
 def lcrec_index_path(output: str | Path) -> Path:
-    """``sids.jsonl`` -> ``sids.index.json`` beside it."""
+    """``sids.jsonl`` -> ``sids.index.json`` beside it; the whole stem is kept (``run.v1.jsonl`` ->
+    ``run.v1.index.json``), so that two runs named by version never share one index."""
     p = Path(output)
-    return p.with_name(p.name.split(".")[0] + ".index.json")
+    return p.with_name(p.stem + ".index.json")
 
 
 def dedup_note(cfg: QuantizeConfig) -> str:

@@ -62,7 +62,8 @@ def write_model_meta(
     sids: SidTable | None = None,
     **extra: Any,
 ) -> None:
-    """Write ``uqf_model.json`` (and the SIDs copy) into a model directory being built."""
+    """Write ``uqf_model.json`` (and the SIDs copy) into a model directory being built; call it last, as it
+    lists the folder's files."""
     meta: dict[str, Any] = {
         "backbone": backbone,
         "dataset_fingerprint": dataset.fingerprint,
@@ -77,6 +78,8 @@ def write_model_meta(
         meta["sid_dedup_level"] = sids.dedup_level
         meta["codebook_sizes"] = list(sids.codebook_sizes)
         write_sids(model_dir / MODEL_SIDS_FILE, sids, force=True)
+    # the folder's files, so that --force can tell them from files a user added later (files/kinds.py)
+    meta["files"] = sorted(str(f.relative_to(model_dir)) for f in model_dir.rglob("*") if f.is_file())
     (model_dir / MODEL_META_FILE).write_text(to_json(meta, indent=2) + "\n", encoding="utf-8")
 
 

@@ -81,7 +81,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     """Train LightGCN (or reuse a train-gcn file given as option ``collab``) and write the model directory."""
     output = Path(output)
     options = dict(options or {})
-    check_output(output, force)
+    check_output(output, force, "model")
     exclude = bool(options.get("exclude_history", True))
     started = time.perf_counter()
     collab = options.get("collab")
@@ -120,6 +120,7 @@ class LightGcnRecommender:
 
     backbone = BACKBONE
     uses_user_ids = True
+    score_name = "dot product"
 
     def __init__(self, items: torch.Tensor, users: torch.Tensor, item_ids: list[str], user_ids: list[str],
                  exclude_history: bool, device: torch.device) -> None:
@@ -147,10 +148,18 @@ class LightGcnRecommender:
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None,
                   user_ids: Sequence[str] | None = None) -> list[list[str]]:
         """Top-``k`` items over the catalogue (``beam_size`` is unused: no search, exact scores)."""
+        return [[iid for iid, _ in ranked] for ranked in self.recommend_scored(histories, k, beam_size, user_ids)]
+
+    @torch.no_grad()
+    def recommend_scored(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None,
+                         user_ids: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """Like :meth:`recommend`, with each item's score (the dot product of user and item embeddings)."""
         rows = history_rows(histories, self.item_row, "LightGCN")
-        scores = self.user_vectors(rows, user_ids) @ self.items.T
-        top = top_k_from_scores(scores.cpu(), k, rows if self.exclude_history else None)
-        return [[self.item_ids[j] for j in r] for r in top.tolist()]
+        scores = (self.user_vectors(rows, user_ids) @ self.items.T).cpu()
+        top = top_k_from_scores(scores, k, rows if self.exclude_history else None)
+        values = scores.gather(1, top).tolist()
+        return [[(self.item_ids[j], v) for j, v in zip(r, vs, strict=True)]
+                for r, vs in zip(top.tolist(), values, strict=True)]
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> LightGcnRecommender:

@@ -25,7 +25,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
           force: bool = False) -> dict[str, Any]:
     """Count train items and write the model directory (``uqf_model.json`` + ``popularity.json``)."""
     output = Path(output)
-    check_output(output, force)
+    check_output(output, force, "model")
     exclude = bool((options or {}).get("exclude_history", True))
     order = popularity_order(dataset)
     counts = item_counts(dataset)
@@ -49,10 +49,12 @@ class PopularityRecommender:
 
     backbone = BACKBONE
     uses_user_ids = False
+    score_name = "train count"
 
-    def __init__(self, item_ids: list[str], exclude_history: bool) -> None:
+    def __init__(self, item_ids: list[str], exclude_history: bool, counts: list[int] | None = None) -> None:
         self.item_ids = item_ids
         self.exclude_history = exclude_history
+        self.counts = dict(zip(item_ids, counts, strict=True)) if counts is not None else {}
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
         """Top-``k`` popular items per history (``beam_size`` is unused: there is no search)."""
@@ -66,6 +68,12 @@ class PopularityRecommender:
             out.append([i for i in self.item_ids[:k + len(seen)] if i not in seen][:k])
         return out
 
+    def recommend_scored(self, histories: Sequence[Sequence[str]], k: int,
+                         beam_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """Like :meth:`recommend`, with each item's train interaction count (NaN if the model did not record it)."""
+        return [[(i, float(self.counts.get(i, float("nan")))) for i in ranked]
+                for ranked in self.recommend(histories, k, beam_size)]
+
 
 def load(model_dir: str | Path, device: Any = "cpu") -> PopularityRecommender:
     """Load a popularity model directory (``device`` is unused)."""
@@ -75,4 +83,8 @@ def load(model_dir: str | Path, device: Any = "cpu") -> PopularityRecommender:
     ids = ranking.get("item_ids") if isinstance(ranking, dict) else None
     if not isinstance(ids, list) or not ids or len(set(ids)) != len(ids):
         raise InputError(model_dir / RANKING_FILE, "expected a non-empty list 'item_ids' of unique ids")
-    return PopularityRecommender([str(i) for i in ids], bool(meta.get("options", {}).get("exclude_history", True)))
+    counts = ranking.get("counts")
+    if not (isinstance(counts, list) and len(counts) == len(ids) and all(isinstance(c, int) for c in counts)):
+        counts = None  # an older or hand-written ranking: the order alone still ranks
+    return PopularityRecommender([str(i) for i in ids], bool(meta.get("options", {}).get("exclude_history", True)),
+                                 counts)

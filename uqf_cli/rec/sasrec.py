@@ -164,17 +164,27 @@ def _left_pad(histories: Sequence[Sequence[int]], max_len: int) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
 def _top_k(model: SasRec, histories: Sequence[Sequence[int]], k: int, max_len: int, device: torch.device,
            batch: int) -> torch.Tensor:
     """Top-k item rows (0-based, into the item list) for each history."""
+    return _top_k_scored(model, histories, k, max_len, device, batch)[0]
+
+
+@torch.no_grad()
+def _top_k_scored(model: SasRec, histories: Sequence[Sequence[int]], k: int, max_len: int, device: torch.device,
+                  batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k item rows (0-based, into the item list) for each history, and their logits."""
     model.eval()
-    out = []
+    rows, values = [], []
     for start in range(0, len(histories), batch):
         seqs = _left_pad(histories[start:start + batch], max_len).to(device)
         h = model.hidden_states(seqs)[:, -1]
-        out.append(model.scores(h).topk(k, dim=-1).indices.cpu())
-    return torch.cat(out) if out else torch.zeros((0, k), dtype=torch.long)
+        top = model.scores(h).topk(k, dim=-1)
+        rows.append(top.indices.cpu())
+        values.append(top.values.float().cpu())
+    if not rows:
+        return torch.zeros((0, k), dtype=torch.long), torch.zeros((0, k))
+    return torch.cat(rows), torch.cat(values)
 
 
 def _valid_ndcg10(model: SasRec, dataset: Dataset, index: dict[str, int], opts: SasRecOptions,
@@ -197,7 +207,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
 
     A checkpoint ``<output>.ckpt.st`` is kept while training; ``options["resume"]`` continues from it."""
     output = Path(output)
-    check_output(output, force)
+    check_output(output, force, "model")
     opts = SasRecOptions.from_dict(options)
     device = runtime.resolve_device(str(opts.device))
     seed = int(opts.seed)
@@ -301,6 +311,7 @@ class SasRecRecommender:
     """A trained SASRec that ranks all items for each history."""
 
     backbone = BACKBONE
+    score_name = "logit"
 
     def __init__(self, model: SasRec, item_ids: list[str], max_history: int, device: torch.device,
                  batch: int = 1024) -> None:
@@ -313,10 +324,16 @@ class SasRecRecommender:
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
         """Top-``k`` items by score over the whole catalogue (``beam_size`` is unused: no beams here)."""
+        return [[iid for iid, _ in ranked] for ranked in self.recommend_scored(histories, k)]
+
+    def recommend_scored(self, histories: Sequence[Sequence[str]], k: int,
+                         beam_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """Like :meth:`recommend`, with each item's logit (the dot product of the last hidden state and the item)."""
         rows = history_rows(histories, self.index, "SASRec")
         k = min(int(k), len(self.item_ids))
-        top = _top_k(self.model, rows, k, self.max_history, self.device, self.batch)
-        return [[self.item_ids[j] for j in r] for r in top.tolist()]
+        top, logits = _top_k_scored(self.model, rows, k, self.max_history, self.device, self.batch)
+        return [[(self.item_ids[j], float(v)) for j, v in zip(r, vs, strict=True)]
+                for r, vs in zip(top.tolist(), logits.tolist(), strict=True)]
 
 
 def load(model_dir: str | Path, device: str | torch.device = "auto") -> SasRecRecommender:

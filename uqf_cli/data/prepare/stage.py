@@ -40,7 +40,7 @@ def prepare(
         raise OptionError("--kcore", "must be 0 (off) or more")
     if max_history is not None and max_history < 1:
         raise OptionError("--max-history", "must be at least 1")
-    check_output(output, force)
+    check_output(output, force, "dataset")
     raw = read_source(source, fmt)
     defaults = FORMAT_DEFAULTS[raw.format]
     k = defaults["kcore"] if kcore_k is None else kcore_k

@@ -77,6 +77,7 @@ class LcRecRecommender:
     """A trained LC-Rec model that ranks items by constrained beam search over their SIDs."""
 
     backbone = BACKBONE
+    score_name = "beam log-prob"
 
     def __init__(self, model, tokenizer, sids: SidTable, device: torch.device, eval_batch_size: int,
                  meta: dict[str, Any]) -> None:
@@ -105,14 +106,22 @@ class LcRecRecommender:
         return constrained_beam_search(decoder, self.trie, len(prompts), beams)
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
+        """Top-``k`` item ids (best first) per history."""
+        return [[iid for iid, _ in ranked] for ranked in self.recommend_scored(histories, k, beam_size)]
+
+    def recommend_scored(self, histories: Sequence[Sequence[str]], k: int,
+                         beam_size: int | None = None) -> list[list[tuple[str, float]]]:
+        """Like :meth:`recommend`, with each item's beam score (summed log-probability of its SID tokens;
+        items sharing a full SID share its score)."""
         beams = max(int(beam_size or k), int(k))
         prompts = self.prompts(histories)
-        out: list[list[str]] = []
+        out: list[list[tuple[str, float]]] = []
         for start in range(0, len(prompts), self.eval_batch_size):
             result = self.search(prompts[start:start + self.eval_batch_size], beams)
-            for row in result.items.tolist():
-                rows = [r for leaf in row if leaf >= 0 for r in self.trie.rows_of(leaf)]
-                out.append([self.sids.item_ids[r] for r in rows[:k]])
+            for row, scores in zip(result.items.tolist(), result.scores.tolist(), strict=True):
+                ranked = [(self.sids.item_ids[r], float(s)) for leaf, s in zip(row, scores, strict=True) if leaf >= 0
+                          for r in self.trie.rows_of(leaf)]
+                out.append(ranked[:k])
         return out
 
 

@@ -122,7 +122,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     output = Path(output)
-    check_output(output, force)
+    check_output(output, force, "model")
     opts = LcRecOptions.from_dict(options)
     sids = check_sids_cover(dataset, sids)
     device = runtime.resolve_device(str(opts.device))
@@ -168,8 +168,9 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     )
     with runtime.progress() as bar:
         callback = _trainer_callback(bar)
-        trainer = Trainer(model=model, args=args, train_dataset=_ExampleDataset(examples),
-                          data_collator=_Collator(int(tokenizer.pad_token_id)), callbacks=[callback, ckpts.callback()])
+        trainer = ckpts.trainer_class(Trainer)(
+            model=model, args=args, train_dataset=_ExampleDataset(examples),
+            data_collator=_Collator(int(tokenizer.pad_token_id)), callbacks=[callback, ckpts.callback()])
         trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
         result = trainer.train(resume_from_checkpoint=resume_from)
     world = max(1, int(args.world_size))

@@ -32,9 +32,16 @@ class TigerRecommender:
         self.row = {iid: r for r, iid in enumerate(vocab.item_ids)}
         self.uses_user_ids = vocab.user_tokens > 0
 
+    score_name = "beam log-prob"
+
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None,
                   user_ids: Sequence[str] | None = None) -> list[list[str]]:
         """Top-``k`` item ids (best first) per history; ``beam_size`` defaults to ``k``."""
+        return [[iid for iid, _ in ranked] for ranked in self.recommend_scored(histories, k, beam_size, user_ids)]
+
+    def recommend_scored(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None,
+                         user_ids: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """Like :meth:`recommend`, with each item's beam score (summed log-probability of its SID tokens)."""
         beam = beam_size or k
         if k > beam:
             raise OptionError("--k", f"K={k} is larger than the beam size {beam}; a beam search returns at most "
@@ -42,17 +49,16 @@ class TigerRecommender:
         rows = [[self.row[i] for i in h if i in self.row][-self.max_history:] for h in histories]
         # Batches of similar lengths: the encoder then spends little on padding.
         order = sorted(range(len(rows)), key=lambda n: len(rows[n]))
-        out: list[list[str]] = [[] for _ in rows]
+        out: list[list[tuple[str, float]]] = [[] for _ in rows]
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             uids = [user_ids[n] for n in chunk] if user_ids is not None else None
             input_ids, mask = encode_histories(self.vocab, [rows[n] for n in chunk], self.max_history, uids)
             res = constrained_beam_search_t5(self.model, input_ids.to(self.device), mask.to(self.device),
                                              self.trie, beam)
-            for n, items in zip(chunk, res.items[:, :k].tolist(), strict=True):
-                out[n] = [self.vocab.item_ids[r] for r in items if r >= 0]
+            for n, items, scores in zip(chunk, res.items[:, :k].tolist(), res.scores[:, :k].tolist(), strict=True):
+                out[n] = [(self.vocab.item_ids[r], float(s)) for r, s in zip(items, scores, strict=True) if r >= 0]
         return out
-
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> TigerRecommender:

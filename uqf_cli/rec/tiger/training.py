@@ -122,7 +122,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if dist_info.main:
-        check_output(output, force)
+        check_output(output, force, "model")
     runtime.seed_everything(opts.seed)
     vocab = TigerVocab.build(sids, sids.item_ids, opts.user_tokens)
     input_ids, mask, labels = _tensorize(dataset, vocab, opts)
@@ -155,6 +155,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     best: dict[str, Any] = {"ndcg10": -1.0, "epoch": 0, "state": None}
     history: list[dict[str, Any]] = []
     bad_evals, t0, step, first_epoch, seconds_before = 0, time.time(), 0, 1, 0.0
+    cpu0, cpu_before = time.process_time(), 0.0  # CPU seconds of all this process's threads: robust to a busy machine
     ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **{k: v for k, v in asdict(opts).items()
                                                                       if k != "device"}},
                         inputs={"dataset": dataset.path, "sids": sids.path}, resume=bool((options or {}).get("resume")))
@@ -169,12 +170,14 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         best = {"ndcg10": loop["best_ndcg10"], "epoch": loop["best_epoch"], "state": best_tensors or None}
         history, bad_evals, step = loop["history"], loop["bad_evals"], saved.step
         first_epoch, seconds_before = saved.epoch + 1, loop["train_seconds"]
+        cpu_before = loop.get("train_cpu_seconds", 0.0)
         if scaler is not None and loop.get("scaler"):
             scaler.load_state_dict(loop["scaler"])
 
     def snapshot(epoch: int) -> Snapshot:
         loop_state = {"best_ndcg10": best["ndcg10"], "best_epoch": best["epoch"], "history": history,
                       "bad_evals": bad_evals, "train_seconds": seconds_before + time.time() - t0,
+                      "train_cpu_seconds": cpu_before + time.process_time() - cpu0,
                       "scaler": scaler.state_dict() if scaler is not None else None}
         best_tensors = {f"best.{k}": v for k, v in (best["state"] or {}).items()}
         return Snapshot.capture(epoch, step=step, tensors=best_tensors, state=loop_state, **live)
@@ -211,18 +214,21 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                     best = {"ndcg10": record.get("valid_ndcg10", best["ndcg10"]), "epoch": epoch,
                             "state": copy.deepcopy(model.state_dict())}
             record["seconds"] = round(seconds_before + time.time() - t0, 1)  # training + validation so far
+            record["cpu_seconds"] = round(cpu_before + time.process_time() - cpu0, 1)
             history.append(record)
             if dist_info.main:
                 ckpt.epoch_done(epoch, lambda epoch=epoch: snapshot(epoch), last=stop or epoch == opts.epochs)
             if stop:
                 break
     train_seconds = seconds_before + time.time() - t0
+    train_cpu_seconds = cpu_before + time.process_time() - cpu0
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     summary: dict[str, Any] = {
         "backbone": BACKBONE, "output": str(output), "samples": n, "epochs_run": len(history),
         "best_epoch": best["epoch"], "best_valid_ndcg10_sample": best["ndcg10"], "eval_users": len(valid),
-        "train_seconds": round(train_seconds, 1), "device": str(device), "world_size": dist_info.world,
+        "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1), "device": str(device), "world_size": dist_info.world,
         "parameters": sum(p.numel() for p in model.parameters()), "parameters_sha256": _param_digest(model),
         "vocab_size": vocab.size, "sid_depth": sid_depth(sids, vocab), "history": history,
     }
