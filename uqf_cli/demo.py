@@ -305,7 +305,8 @@ def _table_metrics() -> list[str]:
 
 def sid_summary(figures: dict[str, Any]) -> dict[str, Any]:
     """The few SID figures the final table shows (from :func:`uqf_cli.evaluation.inspect_sids.metrics`)."""
-    out: dict[str, Any] = {"items": figures["items"], "depth": figures["depth"],
+    out: dict[str, Any] = {"items": figures["items"],
+                           "depth": figures.get("depth", figures.get("levels")),  # sid_stats.json of earlier runs
                            "collision_rate": round(figures["collision_rate"], 4)}
     for lvl, s in enumerate(figures.get("per_level", []), 1):
         if "utilisation" in s:
