@@ -1,7 +1,7 @@
 """TIGER training speed on CPU: the lean engine vs the Hugging Face forward (``--engine hf``).
 
 Two parts, one run, one machine, the paper's shape (4+4 layers, d_model 128, 6 heads x 64, d_ff
-1024, batch 256) on Office:
+1024, batch 256; ``--preset small`` for the demo's 2+2 layers, 4 heads x 32, d_ff 512) on Office:
 
 1. Throughput: the same ``--batches`` length-bucketed batches (the first ones of seed 0's first epoch)
    trained by both engines from the same initial weights with tiger's own step function, interleaved
@@ -15,7 +15,7 @@ Without ``--dataset``/``--sids`` it makes them in ``--work``: ``uqf prepare buil
 ``uqf embed-text`` and ``uqf quantize`` (defaults).
 
     UQF_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/tiger_speed.py [--dataset DS --sids SIDS.jsonl]
-        [--work DIR] [--batches 8] [--rounds 3] [--seeds 0,1,2] [--epochs 1] [--out FILE.md]
+        [--work DIR] [--batches 8] [--rounds 3] [--seeds 0,1,2] [--epochs 1] [--preset tiger|small] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def ensure_inputs(args: argparse.Namespace) -> tuple[Path, Path]:
     return ds, sids
 
 
-def throughput(ds: Dataset, sids, n_batches: int, rounds: int) -> list[dict[str, float]]:
+def throughput(ds: Dataset, sids, n_batches: int, rounds: int, preset: str = "tiger") -> list[dict[str, float]]:
     """Samples/s of tiger's training step for both engines on the same batches, interleaved."""
-    base = tiger.TigerOptions.from_dict({"seed": 0})
+    base = tiger.TigerOptions.from_dict({"seed": 0, "preset": preset})
     vocab = tiger.TigerVocab.build(sids, sids.item_ids, base.user_tokens)
     input_ids, mask, labels = tiger._tensorize(ds, vocab, base)
     lengths = mask.sum(1).clamp(min=1)
@@ -69,7 +69,7 @@ def throughput(ds: Dataset, sids, n_batches: int, rounds: int) -> list[dict[str,
     rows = []
     for r in range(rounds):
         for engine in ("hf", "lean"):
-            opts = tiger.TigerOptions.from_dict({"seed": 0, "engine": engine})
+            opts = tiger.TigerOptions.from_dict({"seed": 0, "engine": engine, "preset": preset})
             torch.manual_seed(r)
             model = tiger.build_model(vocab, opts)
             model.load_state_dict(copy.deepcopy(init))
@@ -99,13 +99,14 @@ def throughput(ds: Dataset, sids, n_batches: int, rounds: int) -> list[dict[str,
     return rows
 
 
-def quality(ds: Dataset, sids, seeds: list[int], epochs: int, eval_users: int, work: Path) -> list[dict]:
+def quality(ds: Dataset, sids, seeds: list[int], epochs: int, eval_users: int, work: Path,
+            preset: str = "tiger") -> list[dict]:
     rows = []
     for seed in seeds:
         for engine in ("hf", "lean"):
             out = work / f"model_{engine}_s{seed}"
             s = tiger.train(ds, sids, out, {"seed": seed, "engine": engine, "epochs": epochs, "patience": epochs,
-                                            "eval_users": eval_users}, force=True)
+                                            "eval_users": eval_users, "preset": preset}, force=True)
             ndcg = s["history"][-1]["valid_ndcg10"]
             rows.append({"seed": seed, "engine": engine, "valid_ndcg10": ndcg, "train_seconds": s["train_seconds"],
                          "loss": s["history"][-1]["loss"]})
@@ -161,6 +162,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the equal-epoch check ('' skips it)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--eval-users", type=int, default=1000)
+    ap.add_argument("--preset", default="tiger", help="model shape: tiger (the paper's) | small (the demo's)")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args()
     set_threads_from_env()
@@ -168,9 +170,9 @@ def main() -> None:
     configure(quiet=True)
     ds_dir, sids_path = ensure_inputs(args)
     ds, sids = Dataset.load(ds_dir), read_sids(sids_path)
-    speed = throughput(ds, sids, args.batches, args.rounds) if args.batches > 0 else []
+    speed = throughput(ds, sids, args.batches, args.rounds, args.preset) if args.batches > 0 else []
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    qual = quality(ds, sids, seeds, args.epochs, args.eval_users, Path(args.work)) if seeds else []
+    qual = quality(ds, sids, seeds, args.epochs, args.eval_users, Path(args.work), args.preset) if seeds else []
     text = report(args, commit, speed, qual)
     print(text)
     if args.out:

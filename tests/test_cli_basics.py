@@ -69,7 +69,7 @@ def test_parser_errors_are_one_line_exit_2(capsys, tmp_path: Path) -> None:
     cases = [
         (["quantize", "--levels", "abc", str(tmp_path / "e.st"), "-o", str(tmp_path / "s.jsonl")], "--levels"),
         (["fuse", "--no-such-option"], "--no-such-option"),
-        (["quantize"], "embeddings"),
+        (["quantize"], "EMBEDDINGS"),
         (["no-such-command"], "no-such-command"),
     ]
     for args, named in cases:

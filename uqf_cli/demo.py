@@ -211,7 +211,7 @@ def _quantize(ctx: DemoContext, force: bool) -> dict[str, Any]:
     res = quantize(ctx.path("unified.st"), ctx.path("sids.jsonl"), cfg, save_model=ctx.path("quantizer.st"),
                    device=ctx.device, force=force)
     s = res.stats
-    return {"items": s["items"], "levels": s["final_levels"], "raw_collision_rate": round(s["raw_collision_rate"], 4)}
+    return {"items": s["items"], "depth": s["depth"], "raw_collision_rate": round(s["raw_collision_rate"], 4)}
 
 
 def _quantize_cmd(ctx: DemoContext) -> str:
@@ -305,7 +305,8 @@ def _table_metrics() -> list[str]:
 
 def sid_summary(figures: dict[str, Any]) -> dict[str, Any]:
     """The few SID figures the final table shows (from :func:`uqf_cli.evaluation.inspect_sids.metrics`)."""
-    out: dict[str, Any] = {"items": figures["items"], "levels": figures["levels"],
+    out: dict[str, Any] = {"items": figures["items"],
+                           "depth": figures.get("depth", figures.get("levels")),  # sid_stats.json of earlier runs
                            "collision_rate": round(figures["collision_rate"], 4)}
     for lvl, s in enumerate(figures.get("per_level", []), 1):
         if "utilisation" in s:

@@ -24,7 +24,7 @@ from uqf_cli.cli import (
     train_gcn,
     train_rec,
 )
-from uqf_cli.cli.common import install_signal_handlers, set_debug
+from uqf_cli.cli.common import StdoutClosed, end_quietly_when_stdout_closes, install_signal_handlers, set_debug
 
 COMMANDS = (prepare, embed_text, train_gcn, fuse, quantize, inspect_sids, train_rec, evaluate, recommend, demo)
 
@@ -33,7 +33,7 @@ app = typer.Typer(
     help="Semantic IDs for generative recommendation: text + collaborative signals fused by the "
     "Unified Q-Former, quantized into hierarchical IDs, learned by TIGER or LC-Rec style models.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
@@ -76,6 +76,24 @@ def _show_flags_as_flags() -> None:
 _show_flags_as_flags()
 
 
+def _plain_usage_arguments() -> None:
+    """Usage lines name arguments as Click and most CLIs do, ``uqf evaluate [OPTIONS] MODEL_DIR DATASET``:
+    Typer >= 0.2x writes a required one as ``{model_dir}``, which reads like a literal or a template."""
+    from typer.core import TyperArgument
+
+    if not hasattr(TyperArgument, "_usage_display_name"):  # older Typer: Click's usage line already is
+        return
+
+    def usage_name(self: TyperArgument) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_plain_usage_arguments()
+
+
 def main() -> None:
     """Console-script entry point; ``--debug`` is accepted anywhere on the command line."""
     sys.exit(run(sys.argv[1:]))
@@ -91,6 +109,7 @@ def run(args: list[str]) -> int:
     if "--debug" in args[1:]:
         args = ["--debug", *[a for a in args if a != "--debug"]]
     install_signal_handlers()
+    end_quietly_when_stdout_closes()
     try:
         rv = app(args=args, prog_name="uqf", standalone_mode=False)
     except _CLI_ERRORS as e:
@@ -102,6 +121,8 @@ def run(args: list[str]) -> int:
     except _ABORTS:
         print("uqf: interrupted", file=sys.stderr)
         return 130
+    except StdoutClosed:  # `uqf ... | head`: ends quietly, and `set -o pipefail` scripts go on
+        return 0
     return rv if isinstance(rv, int) else 0
 
 

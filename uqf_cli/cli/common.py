@@ -47,6 +47,9 @@ def cli_command(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError as e:  # before OSError: a reader that stopped reading is not bad input
+            silence_stdout()
+            raise StdoutClosed from e
         except UqfError as e:
             _report(e, str(e), e.exit_code)
         except KeyboardInterrupt as e:
@@ -76,6 +79,34 @@ def out_of_memory(exc: BaseException) -> str | None:
     match = re.search(r"allocate (\d+) bytes", text)
     need = f": {int(match.group(1)) / 2**30:,.1f} GiB were asked for" if match else ""
     return f"out of memory{need} (lower the sizes or the batch size asked for)"
+
+
+class StdoutClosed(Exception):
+    """stdout's reader went away (``uqf inspect-sids ... | head``): the rest of the output is not wanted.
+
+    Not an OSError, so Click's own broken-pipe handling (exit 1) does not see it; ``run`` exits 0.
+    """
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a test runner's capture): nothing to flush
+        pass
+
+
+def end_quietly_when_stdout_closes() -> None:
+    """Every rich console of this process (ours, and Typer's help) ends the command through
+    :class:`StdoutClosed` when its reader goes away, instead of rich's default exit code 1."""
+
+    def on_broken_pipe(self: Console) -> None:
+        self.quiet = True
+        silence_stdout()
+        raise StdoutClosed
+
+    Console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]
 
 
 class Terminated(KeyboardInterrupt):
@@ -143,5 +174,7 @@ def parse_csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-__all__ = ["Terminated", "cli_command", "debug_enabled", "emit_json", "install_signal_handlers", "parse_csv",
-           "set_debug"]
+__all__ = [
+    "StdoutClosed", "Terminated", "cli_command", "debug_enabled", "emit_json", "end_quietly_when_stdout_closes",
+    "install_signal_handlers", "parse_csv", "set_debug", "silence_stdout"
+]

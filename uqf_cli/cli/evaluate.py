@@ -12,6 +12,7 @@ from uqf_cli.cli.common import emit_json, parse_csv
 from uqf_cli.cli.options import RunOptions, command, function_defaults
 from uqf_cli.core import runtime
 from uqf_cli.evaluation import evaluate
+from uqf_cli.evaluation.evaluate import MIN_TIMED_SECONDS
 from uqf_cli.files.outputs import plan_outputs, want
 
 _V = function_defaults(evaluate)
@@ -83,9 +84,13 @@ def register(app: typer.Typer) -> None:
 
 def metrics_table(result: dict[str, Any]) -> Table:
     """Metrics as rows; the popularity baselines as extra columns when present."""
+    speed = (f"{result['users_per_second']:,} users/s" if result.get("users_per_second") is not None
+             else f"ranked in under {MIN_TIMED_SECONDS:g} s")
     mode = f" ({result['rank']}, alpha {result['alpha']:g})" if "rank" in result else ""
-    t = Table(title=f"{result['backbone']}{mode} on {result['split']} ({result['users']:,} users, beam "
-                    f"{result['beam_size']}, {result['users_per_second']} users/s)")
+    title = f"{result['backbone']}{mode} on {result['split']}"
+    caption = f"{result['users']:,} users, beam {result['beam_size']}, {speed}"
+    # wide enough for title and caption on one line each: a narrow table would wrap them mid-word
+    t = Table(title=title, caption=caption, min_width=max(len(title), len(caption)) + 4)
     t.add_column("metric")
     t.add_column(result["backbone"], justify="right")
     extra = [k for k in ("popularity", "popularity_excluding_history") if k in result]

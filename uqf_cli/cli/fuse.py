@@ -15,6 +15,8 @@ from uqf_cli.core.errors import OptionError
 from uqf_cli.files.outputs import plan_outputs, want
 from uqf_cli.fuse import FuseOptions
 
+REQUIRED_TO_TRAIN = "[bold red]Required to train[/bold red] a fuser"  # Typer's [required] means always
+
 
 def register(app: typer.Typer) -> None:
     @command(app, "fuse", "seed", "device", "force", "resume", "quiet", "json")
@@ -22,10 +24,12 @@ def register(app: typer.Typer) -> None:
         output: OutFile,
         text: Annotated[Path, typer.Option("--text", help="Text embedding file (modality text).")],
         collab: Annotated[
-            Path | None, typer.Option("--collab", help="Collaborative embedding file from train-gcn.")
+            Path | None, typer.Option("--collab", help="Collaborative embedding file from train-gcn. "
+                                      f"{REQUIRED_TO_TRAIN}; optional with --apply.")
         ] = None,
         dataset: Annotated[
-            Path | None, typer.Option("--dataset", help="Dataset directory (train interactions only are read).")
+            Path | None, typer.Option("--dataset", help="Dataset directory (train interactions only are read). "
+                                      f"{REQUIRED_TO_TRAIN}; not with --apply.")
         ] = None,
         apply: Annotated[
             Path | None, typer.Option("--apply", help="Fuse with a saved fuser instead of training.")
@@ -33,6 +37,10 @@ def register(app: typer.Typer) -> None:
         save_model: Annotated[
             Path | None, typer.Option("--save-model", help="Also save the trained fuser (safetensors) here.")
         ] = None,
+        allow_subset: Annotated[
+            bool, typer.Option("--allow-subset", help="Fuse even when the embeddings hold items the dataset does "
+                               "not have (e.g. a full catalogue with a sample of its interactions).")
+        ] = False,
         opts: FuseOptions = FuseOptions(),
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
@@ -41,8 +49,9 @@ def register(app: typer.Typer) -> None:
         from uqf_cli.fuse import apply_fuser, fuse
 
         if apply is not None:
-            if dataset is not None or save_model is not None:
-                raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset or --save-model)")
+            if dataset is not None or save_model is not None or allow_subset:
+                raise OptionError("--apply", "takes --text [--collab] -o only (no --dataset, --save-model or "
+                                  "--allow-subset)")
         else:
             if collab is None:
                 raise OptionError("--collab", "is required to fit a fuser (only --apply works from text alone)")
@@ -59,7 +68,7 @@ def register(app: typer.Typer) -> None:
                 result = apply_fuser(apply, text, collab, output, device_spec=run.device, force=run.force)
             else:
                 result = fuse(text, collab, dataset, output, opts, save_model=save_model, force=run.force,
-                              resume=run.resume)
+                              resume=run.resume, allow_subset=allow_subset)
             if plot is not None:
                 from uqf_cli.plots.training import plot_fuse
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.models import ArgumentInfo
 
 from uqf_cli.cli.common import cli_command
 from uqf_cli.cli.config_options import build_config, config_parameters, is_config
@@ -47,9 +49,10 @@ def panel_options(panel: str, describe: Callable[[str, str | None], str] | None 
     ``model("--heads", "Attention heads.", min=1)``; ``describe(flag, text)``, if given, writes the help.
     ``min``/``max``: the allowed range of a numeric option (checked by ``option_checks``)."""
 
-    def option(flag: str, text: str | None = None, min: float | None = None, max: float | None = None) -> Any:
+    def option(flag: str, text: str | None = None, min: float | None = None, max: float | None = None,
+               **extra: Any) -> Any:
         return typer.Option(flag, help=describe(flag, text) if describe else text, rich_help_panel=panel,
-                            min=min, max=max)
+                            min=min, max=max, **extra)
 
     return option
 
@@ -99,6 +102,7 @@ def shared_options(*names: str) -> Callable[[F], F]:
         configs = {p.name: p.annotation for p in signature.parameters.values() if is_config(p.annotation)}
         params: list[inspect.Parameter] = []
         for p in signature.parameters.values():
+            name_argument(p)
             if p.name in configs:
                 params += config_parameters(configs[p.name])
             elif p.name != "run":
@@ -126,6 +130,13 @@ def shared_options(*names: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def name_argument(p: inspect.Parameter) -> None:
+    """A positional argument is shown as ``MODEL_DIR`` in usage lines (Typer's default is ``{model_dir}``)."""
+    for info in typing.get_args(p.annotation)[1:]:
+        if isinstance(info, ArgumentInfo) and info.metavar is None:
+            info.metavar = p.name.upper()
 
 
 def start(quiet: bool) -> None:

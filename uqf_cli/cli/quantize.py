@@ -106,7 +106,10 @@ def register(app: typer.Typer) -> None:
         if run.json:
             emit_json({"outputs": result.outputs, **result.stats})
             return
-        runtime.stdout_console().print(stats_table(result.stats, str(output)))
+        con = runtime.stdout_console()
+        con.print(stats_table(result.stats, str(output)))
+        for line in also_wrote(result.outputs):
+            con.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def quantize_outputs(output: Path, fmt: str, save_model: Path | None, fitting: bool) -> list[Output | None]:
@@ -132,6 +135,14 @@ def letter_config(collab: Path | None, w_collab: float, w_diversity: float, temp
                         clusters=clusters)
 
 
+_OUTPUT_NAMES = {"lcrec_index": "LC-Rec/LETTER index (item id -> SID tokens)", "model": "quantizer (for --apply)"}
+
+
+def also_wrote(outputs: dict[str, str]) -> list[str]:
+    """``also wrote sids.index.json: LC-Rec/LETTER index ...``: every output besides the SIDs file."""
+    return [f"also wrote {path}: {_OUTPUT_NAMES.get(kind, kind)}" for kind, path in outputs.items() if kind != "sids"]
+
+
 def stats_table(stats: dict[str, Any], title: str) -> Table:
     """Per-level utilisation/perplexity, then collisions and reconstruction error."""
     t = Table(title=title)
@@ -150,8 +161,8 @@ def stats_table(stats: dict[str, Any], title: str) -> Table:
     if "raw_collision_groups" in stats:
         groups = f"{stats['raw_collision_groups']} / {stats['max_items_per_sid']}"
         rows.append(("colliding SIDs / largest group", groups))
-    if "final_levels" in stats:
-        rows.append(("final levels (dedup " + stats["dedup"] + ")", str(stats["final_levels"])))
+    if "depth" in stats:
+        rows.append((f"depth (dedup {stats['dedup']})" if "dedup" in stats else "depth", stats["depth"]))
     if "letter" in stats:
         lt = stats["letter"]
         rows.append(("LETTER (w-collab / w-diversity; warm items)",

@@ -15,6 +15,7 @@ from uqf_cli.cli.common import emit_json
 from uqf_cli.cli.options import OutDir, PlotOut, RunOptions, command, panel_options
 from uqf_cli.core import runtime
 from uqf_cli.core.bounds import Range
+from uqf_cli.rec import BACKBONES
 
 SHARED_PANEL = "Training (tiger, lcrec, sasrec, lightgcn: each uses the ones it knows)"
 TIGER_PANEL = "TIGER (--backbone tiger; the hybrid backbone reads them too)"
@@ -69,9 +70,9 @@ def register(app: typer.Typer) -> None:
         output: OutDir,
         sids: Annotated[Path | None, typer.Option("--sids", help="SIDs file (tiger, lcrec; sasrec needs none).",
                                                   dir_okay=False)] = None,
-        backbone: Annotated[str, typer.Option("--backbone", help="tiger | lcrec | sasrec | lightgcn | pop | hybrid | "
-                                              "textknn")] = "tiger",
-        epochs: Annotated[float | None, _shared("--epochs", "Training epochs"), Range(gt=0)] = None,
+        backbone: Annotated[str, typer.Option("--backbone", help=" | ".join(BACKBONES))] = "tiger",
+        epochs: Annotated[float | None, _shared("--epochs", "Training epochs, a whole number; lcrec also takes a "
+                                                "fraction such as 0.5", metavar="<int>"), Range(gt=0)] = None,
         batch_size: Annotated[int | None, _shared("--batch-size", "Batch size per device", min=1)] = None,
         lr: Annotated[float | None, _shared("--lr", "Peak AdamW learning rate"), Range(gt=0)] = None,
         weight_decay: Annotated[float | None, _shared("--weight-decay", "Weight decay", min=0)] = None,
@@ -138,14 +139,13 @@ def register(app: typer.Typer) -> None:
         plot: PlotOut = None,
         run: RunOptions = RunOptions(),
     ) -> None:
-        """Train a recommender (TIGER, LC-Rec or SASRec) on the train split and write a model directory.
+        """Train a recommender (--backbone: TIGER or LC-Rec over SIDs, SASRec, LightGCN or popularity over item
+        ids) on the train split and write a model directory.
 
         Multi-GPU / multi-process: `torchrun --nproc_per_node N -m uqf_cli train-rec ...`.
         """
-        from uqf_cli.data.dataset import Dataset
-        from uqf_cli.files import read_sids
         from uqf_cli.files.outputs import plan_outputs, want
-        from uqf_cli.rec import backbone_module
+        from uqf_cli.rec import backbone_module, check_backbone_uses, train_rec
 
         module = backbone_module(backbone)
         options: dict[str, Any] = {
@@ -163,20 +163,18 @@ def register(app: typer.Typer) -> None:
             "dense_loss": dense_loss, "temperature": temperature, "dense_query": dense_query, "rank": rank,
             "alpha": alpha,
         }
-        if epochs is not None:  # whole numbers as int (tiger and sasrec count epochs; lcrec accepts fractions)
-            options["epochs"] = _whole_epochs(epochs, backbone) if backbone in ("tiger", "hybrid") else (
+        if epochs is not None:  # whole numbers as int (lcrec alone accepts fractions)
+            options["epochs"] = _whole_epochs(epochs, backbone) if backbone != "lcrec" else (
                 int(epochs) if epochs == int(epochs) else epochs)
         given = {k: v for k, v in options.items() if v is not None}
-        check_backbone_uses(backbone, module.OPTIONS, given)
+        check_backbone_uses(backbone, module.OPTIONS, given)  # before the plot check: the option is the error
         inputs = {"DATASET": dataset, "--sids": sids, "--base-model": Path(base_model) if base_model else None}
         plan = plan_outputs([want(output, "model", checkpoint=True), want(plot, "figure", "--plot")], inputs,
                             run.force)
         if plot is not None:
             _check_plot(plot, backbone, run.force)
         with plan if _is_main_process() else nullcontext():  # torchrun: rank 0 writes and holds the locks
-            ds = Dataset.load(dataset)
-            table = read_sids(sids) if sids is not None else None
-            summary = module.train(ds, table, output, given, run.force)
+            summary = train_rec(dataset, output, sids, backbone, run.force, **given)
             if not _is_main_process():
                 return
             if plot is not None:
@@ -189,15 +187,6 @@ def register(app: typer.Typer) -> None:
         runtime.stdout_console().print(summary_table(summary, str(output)))
 
 
-def check_backbone_uses(backbone: str, known: tuple[str, ...], given: dict[str, Any]) -> None:
-    """An option the chosen backbone does not read is an error, not silently dropped."""
-    from uqf_cli.core.errors import OptionError
-
-    unused = [k for k in given if k not in known and k not in RUN_OPTIONS]
-    if unused:
-        raise OptionError(f"--{unused[0].replace('_', '-')}", f"the {backbone} backbone does not use this option")
-
-
 def _check_plot(plot: Path, backbone: str, force: bool) -> None:
     from uqf_cli.plots import check_plot_output
     from uqf_cli.plots.training import check_curve_backbone
@@ -206,11 +195,12 @@ def _check_plot(plot: Path, backbone: str, force: bool) -> None:
     check_plot_output(plot, force)
 
 
-def _whole_epochs(epochs: float, backbone: str = "tiger") -> int:
+def _whole_epochs(epochs: float, backbone: str) -> int:
     from uqf_cli.core.errors import OptionError
 
     if epochs != int(epochs) or epochs < 1:
-        raise OptionError("--epochs", f"the {backbone} backbone trains whole epochs (a positive integer)")
+        raise OptionError("--epochs", f"the {backbone} backbone trains whole epochs (a positive integer; "
+                          "only lcrec takes fractions)")
     return int(epochs)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.collab.training import EpochCallback, EvalCallback, EvalRecord, GcnResult, train_lightgcn
 from uqf_cli.core.checkpoint import Checkpointer
+from uqf_cli.core.config_field import configured
 from uqf_cli.core.runtime import resolve_device
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import check_output, make_provenance, save_embeddings
@@ -21,15 +22,18 @@ MODALITY = "collab"
 def train_gcn(
     dataset_dir: str | Path,
     output: str | Path,
-    cfg: GcnConfig,
+    cfg: GcnConfig | None = None,
     force: bool = False,
     on_eval: EvalCallback | None = None,
     on_epoch: EpochCallback | None = None,
     resume: bool = False,
+    **settings: Any,
 ) -> GcnResult:
     """Load the dataset, train, and write the collab embedding file (atomically, with provenance).
 
-    A checkpoint ``<output>.ckpt.st`` is kept while training; ``resume`` continues from it."""
+    A checkpoint ``<output>.ckpt.st`` is kept while training; ``resume`` continues from it. ``cfg`` defaults
+    to ``GcnConfig()``; ``settings`` (its field names: ``epochs=50``) replace single fields."""
+    cfg = configured(GcnConfig, cfg, settings)
     cfg.validate()
     check_output(output, force, "embeddings:collab")
     resolve_device(cfg.device)  # a bad --device fails before the dataset is read

@@ -54,6 +54,12 @@ class GcnResult:
     num_edges: int = 0
     num_eval_users: int = 0
 
+    def __repr__(self) -> str:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
+        return (f"GcnResult({len(self.item_ids):,} items ({len(self.cold_item_ids):,} cold), "
+                f"{len(self.user_ids):,} users, best epoch {self.best_epoch} of {self.epochs_run}"
+                f"{', ' + metrics if metrics else ''})")
+
 
 def sample_negatives(users: torch.Tensor, graph: TrainGraph, generator: torch.Generator) -> torch.Tensor:
     """One uniform negative item per user in ``users``, never one of that user's train positives.

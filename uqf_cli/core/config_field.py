@@ -8,10 +8,12 @@ library code can import its configs without the CLI.
 from __future__ import annotations
 
 import copy
-from dataclasses import Field, field, fields
-from typing import Any
+from dataclasses import Field, field, fields, replace
+from typing import Any, TypeVar
 
 from uqf_cli.core.bounds import Range, check_number
+
+C = TypeVar("C")
 
 
 def opt(default: Any, help: str | None = None, *, flag: str | None = None, panel: str | None = None,
@@ -59,3 +61,19 @@ def check_ranges(config: Any) -> None:
         value = getattr(config, f.name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             check_number(flag_of(f), value, field_range(f))
+
+
+def configured(cls: type[C], cfg: C | None, settings: dict[str, Any]) -> C:
+    """The config a library call runs with: ``cfg`` (or ``cls()``'s defaults) with ``settings`` replacing fields.
+
+    Why: from a notebook ``quantize("unified.st", "sids.jsonl", levels=4)`` reads better than building a
+    config object first; a config object is still accepted. An unknown name is a TypeError naming the known ones.
+    """
+    base = cfg if cfg is not None else cls()
+    if not settings:
+        return base
+    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = [name for name in settings if name not in known]
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} setting {unknown[0]!r} (known: {', '.join(known)})")
+    return replace(base, **settings)  # type: ignore[type-var]

@@ -71,9 +71,18 @@ def console() -> Console:
     return _state["console"]
 
 
+class _PipeConsole(Console):
+    """A stdout console whose reader may go away (``uqf ... | head``): rich's default then exits with 1;
+    the error is passed up instead, so the CLI can end quietly with 0 as other well-behaved tools do."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError("stdout was closed by its reader")
+
+
 def stdout_console() -> Console:
     """A console on stdout for results people read (tables, trees); fits the terminal width."""
-    return Console(no_color="NO_COLOR" in os.environ or None, highlight=False)
+    return _PipeConsole(no_color="NO_COLOR" in os.environ or None, highlight=False)
 
 
 def info(message: str) -> None:

@@ -53,6 +53,11 @@ class Dataset:
         self.item_index: dict[str, int] = {iid: k for k, iid in enumerate(self.item_ids)}
         self.user_index: dict[str, int] = {uid: k for k, uid in enumerate(self.user_ids)}
 
+    def __repr__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return (f"Dataset({where}{len(self.item_ids):,} items, {len(self.user_ids):,} users, "
+                f"{self.num_interactions:,} interactions)")
+
     @classmethod
     def load(cls, path: str | Path) -> Dataset:
         """Read a dataset directory written by ``uqf prepare`` (validated on load)."""

@@ -50,6 +50,10 @@ class TextEmbeddingResult:
     load_seconds: float = 0.0
     embedded: int | None = None  # items encoded (the rest were copied by --reuse); None = all
 
+    def __repr__(self) -> str:
+        return (f"TextEmbeddingResult({self.output}: [{self.items:,}, {self.dim}] from {self.model} "
+                f"({self.pooling} pooling) on {self.device})")
+
     @property
     def items_per_second(self) -> float:
         done = self.items if self.embedded is None else self.embedded

@@ -19,11 +19,20 @@ from uqf_cli.data.dataset import Dataset, EvalCase
 from uqf_cli.evaluation.coldness import metrics_by_coldness
 from uqf_cli.evaluation.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
 from uqf_cli.evaluation.popularity import metrics_by_popularity
-from uqf_cli.files import make_provenance, read_sids, write_json
+from uqf_cli.files import DATASET_INFO_FILE, make_provenance, read_sids, write_json
 from uqf_cli.files.outputs import plan_outputs, want
 from uqf_cli.files.sidecar import write_jsonl_with_meta
 from uqf_cli.rec import backbone_module
-from uqf_cli.rec.base import read_model_meta
+from uqf_cli.rec.base import MODEL_META_FILE, read_model_meta
+
+
+def check_argument_order(model_dir: str | Path, dataset_dir: str | Path, command: str = "evaluate") -> None:
+    """``uqf evaluate DS MODEL`` (arguments swapped) is named as such, instead of blaming the dataset
+    directory for not being a model (or the model for lacking items.jsonl)."""
+    model, data = Path(model_dir), Path(dataset_dir)
+    if (model / DATASET_INFO_FILE).is_file() and (data / MODEL_META_FILE).is_file():
+        raise InputError(model, f"is a dataset directory and {data} a model directory: the arguments look swapped "
+                         f"(uqf {command} MODEL_DIR DATASET, the model first)")
 
 
 def check_model_inputs(model_dir: str | Path, dataset: Dataset, sids_path: str | Path | None) -> dict[str, Any]:
@@ -90,6 +99,7 @@ def evaluate(
     """
     if split not in ("valid", "test"):
         raise OptionError("--split", f"must be valid or test, not {split!r}")
+    check_argument_order(model_dir, dataset_dir)
     ks = sorted({*recall_ks, *ndcg_ks})
     check_ks(ks, beam_size)
     plan_outputs([want(predictions, "predictions", "--predictions"), want(output, "metrics")], force=force)
@@ -110,7 +120,7 @@ def evaluate(
         "model": str(model_dir), "backbone": meta["backbone"], "dataset": str(dataset_dir),
         "dataset_fingerprint": dataset.fingerprint, "split": split, "users": len(cases), "beam_size": beam_size,
         "metrics": ranking_metrics(ranked, targets, recall_ks, ndcg_ks),
-        "seconds": round(seconds, 2), "users_per_second": round(len(cases) / max(seconds, 1e-9), 1),
+        "seconds": round(seconds, 2), "users_per_second": users_per_second(len(cases), seconds),
     }
     if getattr(rec, "rank", None) is not None:
         result["rank"], result["alpha"] = rec.rank, rec.alpha
@@ -151,6 +161,15 @@ def load_ranker(model_dir: str | Path, meta: dict[str, Any], device: str, rank: 
     return rec
 
 
+MIN_TIMED_SECONDS = 0.1  # below this, the clock measures set-up noise, not the model
+
+
+def users_per_second(users: int, seconds: float) -> float | None:
+    """Ranking speed, or ``None`` when ranking took too little time to say (the popularity baseline ranks
+    every user in a millisecond: dividing by that gives millions of users/s, a number about nothing)."""
+    return round(users / seconds, 1) if seconds >= MIN_TIMED_SECONDS else None
+
+
 def write_predictions(path: str | Path, cases: Sequence[EvalCase], ranked: Sequence[list[str]],
                       result: dict[str, Any], provenance: dict[str, Any], force: bool) -> Path:
     """One line per user (``user_id``, ranked ``item_ids``, the ``target``); the rest in the sidecar."""
@@ -187,6 +206,7 @@ def recommend_for_history(model_dir: str | Path, dataset_dir: str | Path, histor
     if k < 1:
         raise OptionError("--k", "must be a positive integer")
     check_ks([k], beam)
+    check_argument_order(model_dir, dataset_dir, "recommend")
     dataset = Dataset.load(dataset_dir)
     if not history:
         raise OptionError("--history", "give at least one item id (oldest first, comma-separated)")

@@ -57,7 +57,9 @@ def code_summary(table: SidTable) -> dict[str, Any]:
     """Items, levels, codebook sizes, per-level usage, collisions, items per prefix at every depth."""
     return {
         "items": len(table.item_ids),
-        "levels": table.levels,
+        "levels": table.semantic_levels,
+        "dedup_level": table.dedup_level,
+        "depth": table.depth,
         "codebook_sizes": list(table.codebook_sizes),
         "per_level": level_stats(table.codes, table.codebook_sizes),
         "collision_rate": collision_rate(table.codes),

@@ -25,7 +25,7 @@ def fmt(v: Any) -> str:
 
 def summary_rows(m: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
     """(label, value) rows of one metrics dict in reading order, and the footnotes their markers refer to."""
-    rows = [("items", fmt(m["items"])), ("levels", fmt(m["levels"])),
+    rows = [("items", fmt(m["items"])), ("depth", m.get("depth") or fmt(m["levels"])),
             ("codebook sizes", ",".join(map(str, m["codebook_sizes"])))]
     for lv in m["per_level"]:
         rows.append((f"level {lv['level']} utilisation / perplexity",

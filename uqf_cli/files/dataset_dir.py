@@ -60,6 +60,9 @@ def read_dataset_dir(
     items_path = d / ITEMS_FILE
     seq_path = d / SEQUENCES_FILE
     info_path = d / DATASET_INFO_FILE
+    if not items_path.exists() and (d / "uqf_model.json").is_file():  # `uqf evaluate DS MODEL`
+        raise InputError(d, "is a model directory, not a dataset directory (MODEL_DIR and DATASET swapped? "
+                         "the model comes first)")
     for p in (items_path, seq_path):
         if not p.exists():
             raise InputError(d, f"not a uqf dataset directory: {p.name} is missing (run `uqf prepare`)")

@@ -35,6 +35,10 @@ class EmbeddingFile:
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
 
+    def __repr__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"EmbeddingFile({where}[{len(self.item_ids):,}, {self.dim}] {self.modality})"
+
     def index(self) -> dict[str, int]:
         """Map item id -> row."""
         return {iid: k for k, iid in enumerate(self.item_ids)}

@@ -37,6 +37,11 @@ def level_token(level: int, code: int) -> str:
     return f"<{LEVEL_LETTERS[level]}_{code}>"
 
 
+def depth_label(levels: int, dedup_level: bool) -> str:
+    """How deep a SID is, said one way everywhere: ``"3 levels + dedup"`` or ``"3 levels"``."""
+    return f"{levels} levels + dedup" if dedup_level else f"{levels} levels"
+
+
 def parse_token(token: str) -> tuple[int, int]:
     """Inverse of :func:`level_token`: ``'<b_3>'`` -> ``(1, 3)``. Only the canonical form is read (``<b_03>``,
     ``<b_-3>``, ``<b_+3>`` or ``<b_3 >`` would otherwise alias or invent codes)."""
@@ -65,7 +70,11 @@ def tokens_to_codes(tokens: list[Any]) -> list[int]:
 
 @dataclass
 class SidTable:
-    """Semantic IDs: one row of codes per item, all rows the same length."""
+    """Semantic IDs: one row of codes per item, all rows the same length.
+
+    ``dedup_level``: the last code is not semantic but tells apart items whose semantic codes collide
+    (``quantize --dedup level``); ``levels`` counts every code, ``semantic_levels`` the others.
+    """
 
     item_ids: list[str]
     codes: np.ndarray  # int64 [N, L]
@@ -74,10 +83,27 @@ class SidTable:
     stats: dict[str, Any] = field(default_factory=dict)
     dataset_fingerprint: str | None = None
     path: Path | None = None
+    dedup_level: bool = False
 
     @property
     def levels(self) -> int:
+        """Codes per item (the dedup code included)."""
         return int(self.codes.shape[1])
+
+    @property
+    def semantic_levels(self) -> int:
+        """Codes per item that carry meaning (the dedup code excluded)."""
+        return self.levels - int(self.dedup_level)
+
+    @property
+    def depth(self) -> str:
+        """``"3 levels + dedup"``."""
+        return depth_label(self.semantic_levels, self.dedup_level)
+
+    def __repr__(self) -> str:
+        where = f" from {self.path}" if self.path else ""
+        return (f"SidTable({len(self.item_ids):,} items, {self.depth}, codebook sizes {list(self.codebook_sizes)}"
+                f"{where})")
 
     def tokens(self, row: int) -> list[str]:
         return [level_token(lv, int(c)) for lv, c in enumerate(self.codes[row])]
@@ -123,7 +149,8 @@ def write_sids(path: str | Path, table: SidTable, force: bool = False) -> Path:
     meta = {
         "uqf_kind": "sids",
         "records": {"item_id": "string", "codes": "list of int, one per level", "tokens": "string"},
-        "levels": table.levels,
+        "levels": table.semantic_levels,
+        "dedup_level": table.dedup_level,
         "codebook_sizes": list(table.codebook_sizes),
         "items": len(table.item_ids),
         "sid_hash": table.content_hash(),
@@ -200,6 +227,7 @@ def read_sids(path: str | Path) -> SidTable:
         stats=described.get("stats", {}),
         dataset_fingerprint=described.get("dataset_fingerprint"),
         path=p,
+        dedup_level=has_dedup_level(header, codes_arr.shape[1]),
     )
     problem = table.problem()
     if problem:
@@ -236,6 +264,23 @@ def _declared_sizes(where: Path, described: dict[str, Any], levels: int) -> list
 
 def _codes_from_tokens(p: Path, lineno: int, tokens: Any) -> list[int]:
     """The codes a line's ``tokens`` (``"<a_1><b_2>"`` or a list) spell."""
+
+
+def has_dedup_level(meta: dict[str, Any], columns: int) -> bool:
+    """Whether a SIDs file's last code is the dedup code, from its metadata.
+
+    Files written since ``dedup_level`` exists say so; earlier ones said ``"levels": 4`` (every code)
+    at the top and ``"stats": {"levels": 3, "final_levels": 4}`` inside, so one more code than the
+    quantizer's levels means a dedup level.
+    """
+    if isinstance(meta.get("dedup_level"), bool):
+        return meta["dedup_level"]
+    stats = meta.get("stats") if isinstance(meta.get("stats"), dict) else {}
+    fitted = stats.get("levels")
+    return isinstance(fitted, int) and columns == fitted + 1
+
+
+def _codes_from_tokens(p: Path, lineno: int, tokens: str | list[str]) -> list[int]:
     if isinstance(tokens, str):
         tokens = ["<" + t for t in tokens.split("<")[1:]] if tokens.startswith("<") else [tokens]
     if not isinstance(tokens, list) or not tokens:

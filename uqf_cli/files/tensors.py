@@ -74,8 +74,21 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             metadata = dict(f.metadata() or {})
         tensors = load_file(str(p))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise InputError(p, f"not a readable safetensors file ({_short(e)})") from e
+        raise InputError(p, _what_it_is(p) or f"not a readable safetensors file ({_short(e)})") from e
     return tensors, metadata
+
+
+def _what_it_is(p: Path) -> str | None:
+    """For a file that is not safetensors, what it looks like instead: the parser's own message ("header too
+    large") reads the first 8 bytes of text as a length and says nothing useful."""
+    with p.open("rb") as f:
+        head = f.read(512).lstrip()
+    if head[:1] not in (b"{", b"["):
+        return None
+    first_line = head.split(b"\n", 1)
+    kind = "JSON lines" if len(first_line) > 1 and first_line[1].lstrip()[:1] == b"{" else "JSON"
+    hint = " (a SIDs or predictions file?)" if kind == "JSON lines" else ""
+    return f"looks like {kind}, expected a safetensors file{hint}"
 
 
 def _short(e: BaseException) -> str:

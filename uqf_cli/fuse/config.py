@@ -34,28 +34,37 @@ class FuseOptions:
     cold_collab: str = opt(FuserConfig.cold_collab, "zero | borrow: the collab memory of an item without one (cold, "
                            "or collab dropped in training); borrow = the collab vectors of its nearest warm items "
                            "by text.", panel=MODEL)
-    epochs: int = opt(10, panel=OBJECTIVE, ge=1)
-    batch_size: int = opt(256, panel=OBJECTIVE, ge=2)
-    lr: float = opt(2e-3, panel=OBJECTIVE, gt=0)
+    epochs: int = opt(10, "Training epochs over all items.", panel=OBJECTIVE, ge=1)
+    batch_size: int = opt(256, "Anchor items per step (in-batch negatives).", panel=OBJECTIVE, ge=2)
+    lr: float = opt(2e-3, "AdamW learning rate.", panel=OBJECTIVE, gt=0)
     weight_decay: float = 0.01
     temperature: float = opt(0.1, "InfoNCE temperature.", panel=OBJECTIVE, gt=0)
-    k_structural: int = opt(10, panel=OBJECTIVE, ge=1)
-    k_semantic: int = opt(10, panel=OBJECTIVE, ge=1)
+    k_structural: int = opt(10, "Structural neighbours per item that a positive is drawn from.",
+                            panel=OBJECTIVE, ge=1)
+    k_semantic: int = opt(10, "Semantic (text cosine) neighbours per item that a positive is drawn "
+                          "from.", panel=OBJECTIVE, ge=1)
     structural: str = opt("cooc", "cooc (train co-occurrence) | collab (LightGCN cosine): source of structural "
                           "neighbours.", panel=OBJECTIVE, before="k_structural")
-    w_structural: float = opt(1.0, panel=OBJECTIVE, ge=0)
-    w_semantic: float = opt(0.25, panel=OBJECTIVE, ge=0)
+    w_structural: float = opt(1.0, "How often a structural positive is drawn (relative to --w-semantic).",
+                              panel=OBJECTIVE, ge=0)
+    w_semantic: float = opt(0.25, "How often a semantic positive is drawn (relative to "
+                            "--w-structural).", panel=OBJECTIVE, ge=0)
     w_recon: float = opt(0.1, "Reconstruction of both inputs (0 = off).", panel=OBJECTIVE, ge=0)
     w_align: float = opt(0.1, "Text/collab branch alignment (0 = off).", panel=OBJECTIVE, ge=0)
     w_distill: float = opt(0.0, "Teach the collab-less path the full fused vector of warm items, for cold "
                            "start (0 = off).", panel=OBJECTIVE, ge=0)
-    p_drop_collab: float = opt(0.3, panel=OBJECTIVE, ge=0, lt=1)
-    p_drop_text: float = opt(0.1, panel=OBJECTIVE, ge=0, lt=1)
+    p_drop_collab: float = opt(0.3, "Probability of dropping an anchor's collab input in training.",
+                               panel=OBJECTIVE, ge=0, lt=1)
+    p_drop_text: float = opt(0.1, "Probability of dropping its text input instead (never both).",
+                             panel=OBJECTIVE, ge=0, lt=1)
     gate: bool = opt(True, "Mean of the branches instead of the gate.", flag="--no-gate", panel=ABLATIONS)
     shortcut: bool = opt(True, "No linear input shortcut to the output.", flag="--no-shortcut", panel=ABLATIONS)
-    use_structural: bool = opt(True, flag="--no-structural", panel=ABLATIONS)
-    use_semantic: bool = opt(True, flag="--no-semantic", panel=ABLATIONS)
-    modality_dropout: bool = opt(True, flag="--no-modality-dropout", panel=ABLATIONS)
+    use_structural: bool = opt(True, "No structural positives (semantic ones only).", flag="--no-structural",
+                               panel=ABLATIONS)
+    use_semantic: bool = opt(True, "No semantic positives (structural ones only).", flag="--no-semantic",
+                             panel=ABLATIONS)
+    modality_dropout: bool = opt(True, "No modality dropout (--p-drop-* ignored).", flag="--no-modality-dropout",
+                                 panel=ABLATIONS)
     ann_threshold: int = opt(ANN_THRESHOLD, "Catalogue size from which neighbours are searched approximately "
                              "(faiss, the 'ann' extra); 0 = always exact.", ge=0)
     seed: int = 0

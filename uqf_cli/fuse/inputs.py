@@ -118,11 +118,13 @@ def align_inputs(text: EmbeddingFile, collab: EmbeddingFile | None) -> AlignedIn
 
 
 def check_dataset(data: AlignedInputs, ds: Dataset, text: EmbeddingFile | None = None,
-                  collab: EmbeddingFile | None = None) -> None:
+                  collab: EmbeddingFile | None = None, allow_subset: bool = False) -> None:
     """The dataset should be the one the embeddings were computed from, and share items with them.
 
     Split fingerprints when both files record them; otherwise the whole-dataset fingerprint, refused only
-    when the embeddings miss some of the dataset's items (docs/fuse.md, "Bad input").
+    when the embeddings miss some of the dataset's items (docs/fuse.md, "Bad input"). Embeddings of more
+    items than the dataset has (a full catalogue with a sample of it) are refused unless ``allow_subset``:
+    the output would hold every embedded item, most of them unknown to the dataset's graph.
     """
     known = set(ds.item_ids)
     covered = sum(1 for i in data.item_ids if i in known)
@@ -137,6 +139,11 @@ def check_dataset(data: AlignedInputs, ds: Dataset, text: EmbeddingFile | None =
              "(every item is covered, continuing)")
     if covered == 0:
         raise InputError(data.text_path, f"shares no item ids with dataset {ds.path}")
+    outside = len(data.item_ids) - covered
+    if outside and not allow_subset:
+        raise InputError(data.text_path, f"{outside:,} of its {len(data.item_ids):,} items are not in dataset "
+                         f"{ds.path} ({len(known):,} items), and the output would hold them all; use embeddings "
+                         "of this dataset's items, or --allow-subset to fuse them anyway")
     lacking = len(known) - covered
     if lacking:
         warn(f"{data.text_path}: {lacking} dataset items have no text embedding and will not be fused")

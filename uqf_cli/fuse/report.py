@@ -131,6 +131,11 @@ class FuseResult:
     model_path: Path | None = None
     omitted_items: int = 0
 
+    def __repr__(self) -> str:
+        gate = f", gate mean {self.gate['mean']:.3f}" if self.gate and "mean" in self.gate else ""
+        return (f"FuseResult({self.output}: {self.items:,} items ({self.cold_items:,} cold), {self.dim}-d, "
+                f"{self.method}{gate})")
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["output"] = str(self.output)

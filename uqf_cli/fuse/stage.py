@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from uqf_cli.core.checkpoint import Checkpointer
+from uqf_cli.core.config_field import configured
 from uqf_cli.core.errors import OptionError
 from uqf_cli.core.runtime import info, resolve_device, seed_everything, warn
 from uqf_cli.data.dataset import Dataset
@@ -28,14 +30,19 @@ def fuse(
     collab_path: str | Path,
     dataset_dir: str | Path,
     output: str | Path,
-    opts: FuseOptions,
+    opts: FuseOptions | None = None,
     save_model: str | Path | None = None,
     force: bool = False,
     resume: bool = False,
+    allow_subset: bool = False,
+    **settings: Any,
 ) -> FuseResult:
     """Fit the chosen method on (text, collab, train graph) and write the unified embeddings.
 
-    ``--method uqf`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it."""
+    ``--method uqf`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it.
+    ``allow_subset``: fuse embeddings of more items than the dataset has (refused otherwise).
+    ``opts`` defaults to ``FuseOptions()``; ``settings`` (its field names: ``epochs=3``) replace single fields."""
+    opts = configured(FuseOptions, opts, settings)
     opts.validate()
     check_output(output, force, "embeddings:unified")
     if save_model is not None:
@@ -49,7 +56,7 @@ def fuse(
     ds = Dataset.load(dataset_dir)
     text, collab = load_text(text_path), load_collab(collab_path)
     data = align_inputs(text, collab)
-    check_dataset(data, ds, text, collab)
+    check_dataset(data, ds, text, collab, allow_subset)
     fp = ds.fingerprint or data.fingerprint
     info(f"fuse: {len(data.item_ids)} items ({len(data.cold_ids)} cold), text {text.dim}-d, "
          f"collab {collab.dim}-d, method {opts.method}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from uqf_cli.core.errors import InputError
 from uqf_cli.core.runtime import resolve_device, warn
-from uqf_cli.files import SidTable, make_provenance
+from uqf_cli.files import SidTable, depth_label, make_provenance
 from uqf_cli.quantize.codes import collision_rate, dedup_by_level, dedup_by_sinkhorn, encode, level_stats
 from uqf_cli.quantize.saved import load_quantizer
 from uqf_cli.quantize.stage import QuantizeResult, check_outputs, load_valid_embeddings, write_outputs
@@ -63,12 +63,14 @@ def apply_quantizer(
         final, _ = dedup_by_sinkhorn(raw, last_res, model.codebooks[-1], cfg, reserved)
     else:
         final = raw
+    stats["levels"], stats["final_levels"] = cfg.levels, int(final.shape[1])
+    stats["depth"] = depth_label(cfg.levels, final.shape[1] > cfg.levels)
     stats["final_collision_rate"] = collision_rate(final)
     provenance = make_provenance("quantize-apply", {"quantizer": str(model_path)},
                                  {"quantizer": model_path, "embeddings": embeddings_path},
                                  modality=emb.modality, stats=stats)
     table = SidTable(item_ids=list(emb.item_ids), codes=final, codebook_sizes=sizes, provenance=provenance,
-                        stats=stats, dataset_fingerprint=emb.dataset_fingerprint)
+                     stats=stats, dataset_fingerprint=emb.dataset_fingerprint, dedup_level=len(sizes) > cfg.levels)
     outputs = write_outputs(table, output, lcrec, force)
     if hits_existing:
         warn(f"{hits_existing} of {len(raw)} new items got the raw SID of an existing item "

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from uqf_cli.core.errors import OptionError
+from uqf_cli.files.sids import depth_label
 from uqf_cli.quantize.config import QuantizeConfig
 from uqf_cli.quantize.kmeans import sq_dist
 from uqf_cli.quantize.model import ResidualQuantizer
@@ -143,6 +144,7 @@ def finalise_codes(model: ResidualQuantizer, emb: torch.Tensor, cfg: QuantizeCon
         stats["dedup_rounds"] = rounds
         stats["dedup_changed_items"] = int((final != raw).any(1).sum())
     stats["final_levels"] = int(final.shape[1])
+    stats["depth"] = depth_label(cfg.levels, final.shape[1] > cfg.levels)
     stats["final_collision_rate"] = collision_rate(final)
     return raw, final, stats
 

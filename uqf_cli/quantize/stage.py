@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from uqf_cli.core.checkpoint import Checkpointer
+from uqf_cli.core.config_field import configured
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import info, resolve_device
 from uqf_cli.files import (
@@ -33,6 +34,12 @@ class QuantizeResult:
     table: SidTable
     stats: dict[str, Any]
     outputs: dict[str, str]
+
+    def __repr__(self) -> str:
+        s = self.stats
+        collisions = (f", collisions {s['raw_collision_rate']:.2%} -> {s['final_collision_rate']:.2%}"
+                      if "raw_collision_rate" in s and "final_collision_rate" in s else "")
+        return f"QuantizeResult({len(self.table.item_ids):,} items, {self.table.depth}{collisions}, {self.outputs})"
 
 
 def load_valid_embeddings(path: str | Path) -> EmbeddingFile:
@@ -66,6 +73,11 @@ def lcrec_index_path(output: str | Path) -> Path:
     return p.with_name(p.stem + ".index.json")
 
 
+def dedup_note(cfg: QuantizeConfig) -> str:
+    """What happens to colliding SIDs, said where the depth is announced."""
+    return " (+ a dedup code if SIDs collide)" if cfg.dedup == "level" else " (collisions re-assigned)"
+
+
 def _final_sizes(cfg: QuantizeConfig, final: np.ndarray) -> list[int]:
     sizes = list(cfg.codebook_sizes)
     if final.shape[1] > len(sizes):
@@ -76,19 +88,24 @@ def _final_sizes(cfg: QuantizeConfig, final: np.ndarray) -> list[int]:
 def quantize(
     embeddings_path: str | Path,
     output: str | Path,
-    cfg: QuantizeConfig,
+    cfg: QuantizeConfig | None = None,
     save_model: str | Path | None = None,
     fmt: str = "jsonl",
     device: str = "auto",
     force: bool = False,
     resume: bool = False,
     letter: LetterConfig | None = None,
+    **settings: Any,
 ) -> QuantizeResult:
     """Quantize an embedding file into a SIDs file (and optionally save the quantizer).
+
+    ``cfg`` defaults to ``QuantizeConfig()``; ``settings`` (its field names: ``levels=4``, ``method="rqkmeans"``)
+    replace single fields, so ``quantize("unified.st", "sids.jsonl")`` runs with the CLI's defaults.
 
     ``rqvae`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it.
     ``letter`` trains with LETTER's collaborative and diversity terms (:mod:`uqf_cli.quantize.letter`).
     """
+    cfg = configured(QuantizeConfig, cfg, settings)
     output = Path(output)
     save_model = Path(save_model) if save_model else None
     lcrec = check_outputs(output, fmt, save_model, force)
@@ -98,7 +115,7 @@ def quantize(
     params, inputs, reg, letter_stats = _letter_setup(emb, embeddings_path, cfg, letter)
     dev = resolve_device(device)
     info(f"quantizing {len(emb.item_ids):,} {emb.modality} embeddings (dim {emb.dim}) with {cfg.method}, "
-         f"{cfg.levels} x {cfg.codebook_sizes} codes on {dev}")
+         f"{cfg.levels} levels of {cfg.codebook_sizes} codes{dedup_note(cfg)} on {dev}")
     ckpt = (Checkpointer(output, "quantize", params, inputs, resume=resume) if cfg.method == "rqvae" else None)
     model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt, reg)
     raw, final, stats = finalise_codes(model, emb.embeddings, cfg)
@@ -109,7 +126,7 @@ def quantize(
     provenance = make_provenance("quantize", params, inputs,
                                  modality=emb.modality, stats=stats)
     table = SidTable(item_ids=list(emb.item_ids), codes=final, codebook_sizes=sizes, provenance=provenance,
-                        stats=stats, dataset_fingerprint=emb.dataset_fingerprint)
+                     stats=stats, dataset_fingerprint=emb.dataset_fingerprint, dedup_level=len(sizes) > cfg.levels)
     outputs = write_outputs(table, output, lcrec, force)
     if save_model is not None:
         save_quantizer(save_model, model, cfg, table, raw, provenance, force)

@@ -74,7 +74,8 @@ def write_model_meta(
     }
     if sids is not None:
         meta["sid_hash"] = sids.content_hash()
-        meta["sid_levels"] = sids.levels
+        meta["sid_levels"] = sids.semantic_levels
+        meta["sid_dedup_level"] = sids.dedup_level
         meta["codebook_sizes"] = list(sids.codebook_sizes)
         write_sids(model_dir / MODEL_SIDS_FILE, sids, force=True)
     # the folder's files, so that --force can tell them from files a user added later (files/kinds.py)
@@ -87,6 +88,8 @@ def read_model_meta(model_dir: str | Path, backbone: str | None = None) -> dict[
     d = require_dir(model_dir, "model directory")
     p = d / MODEL_META_FILE
     if not p.exists():
+        if (d / "dataset.json").is_file():
+            raise InputError(d, "is a dataset directory, not a model directory (from `uqf train-rec`)")
         raise InputError(d, f"not a uqf model directory ({MODEL_META_FILE} is missing; run `uqf train-rec`)")
     meta = read_json(p)
     if not isinstance(meta, dict) or "backbone" not in meta:
@@ -140,4 +143,5 @@ def restrict_sids(sids: SidTable, item_ids: Sequence[str]) -> SidTable:
         return sids
     return SidTable(item_ids=[sids.item_ids[r] for r in rows], codes=sids.codes[rows],
                     codebook_sizes=list(sids.codebook_sizes), provenance=sids.provenance, stats=sids.stats,
-                    dataset_fingerprint=sids.dataset_fingerprint, path=sids.path)
+                    dataset_fingerprint=sids.dataset_fingerprint, path=sids.path,
+                    dedup_level=sids.dedup_level)

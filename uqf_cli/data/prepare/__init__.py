@@ -4,6 +4,10 @@
 :mod:`.cleaning` (text, then interactions), :mod:`.stage` (the whole stage).
 """
 
+import sys
+from types import ModuleType
+from typing import Any
+
 from uqf_cli.data.prepare.cleaning import (
     chronological_sequences,
     clean_fields,
@@ -37,3 +41,14 @@ __all__ = [
     "read_builtin",
     "read_source",
 ]
+
+
+class _CallablePackage(ModuleType):
+    """This package, callable: ``uqf_cli.data.prepare(source, output, ...)`` is :func:`prepare`, while
+    ``uqf_cli.data.prepare.kcore`` and ``import uqf_cli.data.prepare.readers`` keep working as for any package."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return prepare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

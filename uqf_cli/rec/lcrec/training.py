@@ -179,6 +179,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         "backbone": BACKBONE,
         "output": str(output),
         "base_model": ref.name,
+        "sid_depth": sids.depth,
         "samples": counts,
         "examples": len(examples),
         "steps": int(trainer.state.global_step),

@@ -18,7 +18,7 @@ from uqf_cli.core import runtime
 from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.errors import InputError
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.files import SidTable, atomic_path, check_output, depth_label, make_provenance
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import training_samples, write_model_meta
 from uqf_cli.rec.tiger.model import build_model, use_fast_dropout
@@ -230,7 +230,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(train_cpu_seconds, 1), "device": str(device), "world_size": dist_info.world,
         "parameters": sum(p.numel() for p in model.parameters()), "parameters_sha256": _param_digest(model),
-        "vocab_size": vocab.size, "sid_levels": vocab.levels, "dedup_level": vocab.dedup_level, "history": history,
+        "vocab_size": vocab.size, "sid_depth": sid_depth(sids, vocab), "history": history,
     }
     if dist_info.main:
         _save(model, dataset, sids, vocab, opts, output, force, summary)
@@ -291,6 +291,11 @@ def _broadcast_flags(flags: tuple[bool, ...], dist_info: _Dist) -> tuple[bool, .
         t = t.cuda()
     dist.broadcast(t, src=0)
     return tuple(bool(v) for v in t.tolist())
+
+
+def sid_depth(sids: SidTable, vocab: TigerVocab) -> str:
+    """The generated SIDs' depth: the file's semantic levels, plus a dedup code from quantize or from TIGER."""
+    return depth_label(sids.semantic_levels, sids.dedup_level or vocab.dedup_level)
 
 
 def _save(model, dataset: Dataset, sids: SidTable, vocab: TigerVocab, opts: TigerOptions, output: str | Path,
