@@ -298,3 +298,22 @@ def test_html_has_drill_down_legend_and_zoomable_map(sids_case: dict[str, Path],
     # the map is its own picture, with a click-to-zoom toggle (CSS only: no script runs)
     assert len(doc.images) == 2 and 'class="zoom"' in html_text and "max-width: none" in html_text
     assert set(doc.scripts) == {"uqf-data"}
+
+
+def test_usage_picture_draws_the_semantic_levels_and_names_the_dedup_code() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from uqf_cli.plots.sids import draw_code_usage, draw_prefix_sizes
+
+    rng = np.random.default_rng(0)
+    codes = np.concatenate([rng.integers(0, 8, size=(200, 3)), np.zeros((200, 1), dtype=np.int64)], axis=1)
+    table = SidTable([str(i) for i in range(200)], codes, [8, 8, 8, 2], dedup_level=True)
+    fig, (usage, prefixes) = plt.subplots(1, 2)
+    draw_code_usage(usage, table)
+    draw_prefix_sizes(prefixes, table)
+    assert len(usage.get_lines()) == 3 and len(prefixes.get_lines()) == 3  # the dedup code is not a level line
+    assert "3 levels + dedup" in usage.get_title()
+    plt.close(fig)

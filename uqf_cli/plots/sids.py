@@ -75,8 +75,12 @@ def map_source(ins: Inspection, explicit: EmbeddingFile | None = None) -> Embedd
 
 
 def draw_code_usage(ax: Any, table: SidTable) -> None:
-    """Items per code at each level, codes sorted by frequency (a flat line is even use)."""
-    for lv in range(table.levels):
+    """Items per code at each semantic level, codes sorted by frequency (a flat line is even use).
+
+    The dedup code is left out: it only numbers the items that share a prefix (almost all of them get code
+    0), so its line would dwarf the levels that carry meaning; the title says it is there.
+    """
+    for lv in range(table.semantic_levels):
         size = int(table.codebook_sizes[lv])
         counts = np.sort(np.bincount(table.codes[:, lv], minlength=size))[::-1]
         used = int((counts > 0).sum())
@@ -85,13 +89,14 @@ def draw_code_usage(ax: Any, table: SidTable) -> None:
         ax.plot(np.arange(1, used + 1), counts[:used], lw=1.5,
                 label=f"level {lv + 1}: {used}/{size} used, perplexity {perplexity:.0f}")
     ax.set_yscale("log")
-    _label(ax, "code rank (most used first)", "items with the code", "Per-level code usage")
+    note = f" ({table.depth}; dedup code not drawn)" if table.dedup_level else f" ({table.depth})"
+    _label(ax, "code rank (most used first)", "items with the code", "Per-level code usage" + note)
 
 
 def draw_prefix_sizes(ax: Any, table: SidTable) -> None:
     """At each depth, the share of items that sit in prefixes of each size (size 1 = a unique prefix)."""
     n = len(table.item_ids)
-    for d in range(1, table.levels + 1):
+    for d in range(1, table.semantic_levels + 1):  # with the dedup code every prefix is one item
         sizes = np.bincount(prefix_groups(table.codes, d))
         values, counts = np.unique(sizes, return_counts=True)
         ax.plot(values, values * counts / n, marker="o", ms=3, lw=1.2,
