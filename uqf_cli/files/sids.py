@@ -227,7 +227,7 @@ def read_sids(path: str | Path) -> SidTable:
         stats=described.get("stats", {}),
         dataset_fingerprint=described.get("dataset_fingerprint"),
         path=p,
-        dedup_level=has_dedup_level(header, codes_arr.shape[1]),
+        dedup_level=has_dedup_level(described, codes_arr.shape[1]),
     )
     problem = table.problem()
     if problem:
@@ -257,8 +257,11 @@ def _declared_sizes(where: Path, described: dict[str, Any], levels: int) -> list
     if len(sizes) != levels:
         raise InputError(where, f"says {len(sizes)} levels (codebook_sizes), the SIDs lines have {levels}")
     declared_levels = described.get("levels")
-    if declared_levels is not None and declared_levels != levels:
-        raise InputError(where, f"says levels {declared_levels!r}, the SIDs lines have {levels}")
+    # since dedup_level exists, "levels" counts the semantic levels only; earlier files counted every code
+    semantic = levels - 1 if described.get("dedup_level") is True else levels
+    if declared_levels is not None and declared_levels != semantic:
+        raise InputError(where, f"says levels {declared_levels!r}, the SIDs lines have {semantic}"
+                                + (" + a dedup code" if semantic != levels else ""))
     return [int(s) for s in sizes]
 
 
