@@ -122,7 +122,7 @@ def test_beam_search_is_exact_when_beams_cover_all_items(setup, trained) -> None
 
     Histories of different lengths in one batch check left padding, positions and the KV cache."""
     ds = setup[0]
-    rec = lcrec.load(trained[1], "cpu")
+    rec = lcrec.load(trained[1], "cpu", precision="fp32")
     histories = [ds.sequences["u0"][:2], ds.sequences["u1"][:5], ds.sequences["u2"][:1]]
     n = len(ds.item_ids)
     got = rec.recommend(histories, k=n, beam_size=n)
@@ -131,6 +131,27 @@ def test_beam_search_is_exact_when_beams_cover_all_items(setup, trained) -> None
         exact = _exact_item_scores(rec, list(h))
         assert row == sorted(exact, key=exact.get, reverse=True)
         assert torch.allclose(sc, torch.tensor([exact[i] for i in row]), atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bf16 kernels")
+def test_bf16_decoding_scores_every_item_close_to_float32(setup, trained) -> None:
+    """bf16 decoding (bf16 body, float32 head, larger sorted batches) gives every item nearly its float32 score."""
+    ds = setup[0]
+    fp32 = lcrec.load(trained[1], "cpu", precision="fp32")
+    bf16 = lcrec.load(trained[1], "cpu", precision="bf16", eval_batch_size=2)
+    assert next(bf16.model.model.parameters()).dtype == torch.bfloat16
+    assert bf16.model.get_output_embeddings().weight.dtype == torch.float32
+    histories = [ds.sequences["u3"][:4], ds.sequences["u4"][:1], ds.sequences["u5"][:6]]
+    n = len(ds.item_ids)
+    for h in histories:
+        a = fp32.search(fp32.prompts([h]), n)
+        b = bf16.search(bf16.prompts([h]), n)
+        score_a = dict(zip(a.items[0].tolist(), a.scores[0].tolist(), strict=True))
+        score_b = dict(zip(b.items[0].tolist(), b.scores[0].tolist(), strict=True))
+        assert set(score_a) == set(score_b) == set(range(n))
+        assert max(abs(score_a[i] - score_b[i]) for i in score_a) < 0.05
+    # users decoded in prompt-length order come back in their own order
+    assert bf16.recommend(histories, k=3) == [bf16.recommend([h], k=3)[0] for h in histories]
 
 
 def test_same_seed_same_adapter(setup) -> None:
