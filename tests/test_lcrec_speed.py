@@ -22,9 +22,9 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
     base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
     out = tmp_path / "speed.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lcrec_speed.py"), "--dataset", str(ds.path),
-                          "--sids", str(sids.path), "--base-model", str(base), "--quick", "--levers", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "lcrec_speed.py"), "--dataset", str(ds.path), "--sids",
+           str(sids.path), "--base-model", str(base), "--quick", "--levers", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
     train = {row["config"]: row for row in result["training"]}
