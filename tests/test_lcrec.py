@@ -225,9 +225,14 @@ def test_cli_train_rec_and_evaluate(setup) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["train-rec", str(ds.path), "--sids", str(sids.path), "-o", str(tmp / "cli"),
                               "--backbone", "lcrec", "--base-model", str(base), "--max-steps", "2", "--batch-size",
-                              "4", "--lora-r", "4", "--device", "cpu", "--json", "--quiet"])
+                              "4", "--lora-r", "4", "--device", "cpu", "--json", "--quiet", "--prompt-template",
+                              "alpaca", "--precision", "fp32", "--windows", "last:1", "--lm-head", "full",
+                              "--batching", "random"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["steps"] == 2
+    assert json.loads(res.stdout)["steps"] == 2 and json.loads(res.stdout)["precision"] == "fp32"
+    meta = json.loads((tmp / "cli" / "uqf_model.json").read_text())
+    assert meta["prompt_template"] == "alpaca" and meta["options"]["windows"] == "last:1"
+    assert meta["options"]["lm_head"] == "full" and meta["options"]["batching"] == "random"
     res = runner.invoke(app, ["evaluate", str(tmp / "cli"), str(ds.path), "--sids", str(sids.path), "--beam-size",
                               "20", "--json", "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
