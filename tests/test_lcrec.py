@@ -372,3 +372,24 @@ def test_validation_early_stopping_keeps_the_best_weights(setup) -> None:
     rec = lcrec.load(tmp / "early", "cpu", precision="fp32")
     ranked = rec.recommend([c.history for c in cases], k=10, beam_size=12)
     assert abs(ndcg_at_k(ranked, [c.target for c in cases], 10) - summary["best_valid_ndcg10_sample"]) < 1e-6
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bf16 kernels")
+def test_precision_auto_trains_under_bf16_autocast_and_fp32_does_not(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU with bf16 kernels the default runs the model's matmuls in bf16; --precision fp32 keeps float32."""
+    ds, sids, base, tmp = setup
+    seen: list[torch.dtype] = []
+    linear = torch.nn.functional.linear
+
+    def spy(input, weight, bias=None):  # F.linear's own parameter names: peft passes them by name
+        out = linear(input, weight, bias)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    for precision, dtype in (("auto", torch.bfloat16), ("fp32", torch.float32)):
+        seen.clear()
+        summary = lcrec.train(ds, sids, tmp / f"prec_{precision}", {**OPTS, "base_model": str(base), "max_steps": 1,
+                                                                   "precision": precision})
+        assert summary["precision"] == {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
+        assert seen and set(seen) == {dtype}
