@@ -36,7 +36,7 @@ class PromptTemplate:
 
     ``alpaca`` is LC-Rec's own (the Alpaca preamble, SIDs joined by ", "); ``compact`` drops the
     preamble and the blank lines and writes the history's SIDs back to back (each SID token is one
-    added token, so no separator is needed): about half the prompt tokens of a short history."""
+    added token, so no separator is needed): on Office 56 prompt tokens on average instead of 101."""
 
     name: str
     head: str
