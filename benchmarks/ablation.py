@@ -177,7 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if isinstance(default, bool):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"lcrec: {key}")
         else:
-            kind = str if default is None or isinstance(default, str) else type(default)
+            kind = {"max_steps": int, "base_model": str}.get(key, type(default))
             ap.add_argument(flag, type=kind, default=default, help=f"lcrec: {key} (default {default})")
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=False,
                     help="popularity, LightGCN, SASRec rows")

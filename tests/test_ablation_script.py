@@ -201,6 +201,7 @@ def test_gpu_lcrec_script_runs_on_cpu_at_a_tiny_budget_and_resumes(inputs: dict[
     assert record["backbone"] == "lcrec" and record["settings"]["lcrec"]["windows"] == "all"
     assert record["users"] == len(ds.eval_cases("test")) and record["valid"]["ndcg@10"] is None
     assert record["samples"]["title_to_sid"] > 0 and [c["step"] for c in record["curve"]] == [2, 4]
+    assert record["settings"]["lcrec"]["max_steps"] == 4 and record["settings"]["lcrec"]["epochs"] == 3.0
     assert record["steps_run"] == 4 and 0.0 <= record["test"]["ndcg@10"] <= record["test"]["recall@10"] <= 1.0
     # the runner called directly with the script's settings: the unit is recorded, nothing reruns
     before = record_path.stat().st_mtime_ns
