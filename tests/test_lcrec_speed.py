@@ -39,6 +39,6 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     assert all(row["samples_per_s"] > 0 and row["heldout_loss"] > 0 for row in train.values())
     assert result["prompt_tokens"]["compact"] < result["prompt_tokens"]["alpaca"]
     dec = result["decoding"]
-    assert dec["users"] == 8 and 0.0 <= dec["identical_top10"] <= 1.0 and len(dec["rows"]) == 3
+    assert dec["users"] == 8 and 0.0 <= dec["identical_top10"] <= 1.0 and len(dec["rows"]) == 4
     md = out.read_text()
     assert "python benchmarks/lcrec_speed.py --dataset" in md and "Load average" in md and "| all levers |" in md

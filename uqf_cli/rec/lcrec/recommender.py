@@ -45,12 +45,15 @@ class Float32Head(torch.nn.Module):
         return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
 
 
-def to_decoding_precision(model, precision: str, device: torch.device):
-    """``model`` in the dtype decoding runs in: ``fp32``, ``bf16`` (float32 head) or ``half`` (GPU)."""
+def to_decoding_precision(model, precision: str, fp32_head: bool = True):
+    """``model`` in the dtype decoding runs in: ``fp32``, ``bf16`` (with a float32 head unless ``fp32_head``
+    is off) or ``half`` (GPU)."""
     if precision == "fp32":
         return model
     if precision == "half":
         return model.to(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if not fp32_head:
+        return model.to(torch.bfloat16)
     head = Float32Head(model.get_output_embeddings())
     model.config.tie_word_embeddings = False  # the head is its own float32 copy from here on
     model = model.to(torch.bfloat16)
@@ -179,11 +182,11 @@ class LcRecRecommender:
 
 
 def load(model_dir: str | Path, device: str | torch.device = "auto", precision: str | None = None,
-         eval_batch_size: int | None = None) -> LcRecRecommender:
+         eval_batch_size: int | None = None, fp32_head: bool = True) -> LcRecRecommender:
     """Load base model + adapter + tokenizer of an LC-Rec model directory, merged for fast decoding.
 
-    ``precision`` (``fp32`` | ``bf16`` | ``half`` | ``auto``) and ``eval_batch_size`` override what the
-    model directory records (see :func:`decoding_precision`)."""
+    ``precision`` (``fp32`` | ``bf16`` | ``auto``) and ``eval_batch_size`` override what the model directory
+    records (see :func:`decoding_precision`); ``fp32_head=False`` runs a bf16 model's head in bf16 too."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -203,6 +206,6 @@ def load(model_dir: str | Path, device: str | torch.device = "auto", precision: 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
     model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-    model = to_decoding_precision(model, decoding_precision(opts, dev, precision), dev).to(dev).eval()
+    model = to_decoding_precision(model, decoding_precision(opts, dev, precision), fp32_head).to(dev).eval()
     batch = eval_batch_size or opts.get("eval_batch_size") or (GPU_EVAL_BATCH if dev.type == "cuda" else CPU_EVAL_BATCH)
     return LcRecRecommender(model, tokenizer, sids, dev, int(batch), meta)
