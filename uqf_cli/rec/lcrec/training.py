@@ -151,13 +151,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     trainable, total = model.get_nb_trainable_parameters()
     examples, counts = build_examples(dataset, sids, tokenizer, opts, random.Random(seed))
     bf16, fp16 = _precision(device, str(opts.precision))
-    if opts.batching == "bucketed":
-        batches = bucketed_batches(examples, int(opts.batch_size), random.Random(seed + 2))
-        train_data: torch.utils.data.Dataset = BatchDataset(batches)
-        per_device = 1  # each dataset item is a whole batch
-    else:
-        batches = [examples[k:k + int(opts.batch_size)] for k in range(0, len(examples), int(opts.batch_size))]
-        train_data, per_device = ExampleDataset(examples), int(opts.batch_size)
+    train_data, per_device, batches = _training_data(examples, opts, seed)
     max_steps = int(opts.max_steps) if opts.max_steps is not None else -1
     params = {"backbone": BACKBONE, **opts.params()}
     ckpts = TrainerCheckpoints(output, "train-rec", params, _run_inputs(dataset, sids, ref),
@@ -187,14 +181,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
-    validation = None
-    if opts.eval_steps is not None:
-        meta = {"options": opts.params(), "prompt_template": opts.prompt_template}
-        users_per_batch = opts.eval_batch_size or (GPU_EVAL_BATCH if device.type == "cuda" else CPU_EVAL_BATCH)
-        rec = LcRecRecommender(model, tokenizer, sids, device, int(users_per_batch), meta)
-        validation = Validation(rec, validation_sample(dataset, int(opts.eval_users), seed), int(opts.eval_steps),
-                                int(opts.patience), int(opts.eval_beam), lambda: autocast_for(device, bf16, fp16),
-                                resume_from)
+    validation = _validation(model, tokenizer, dataset, sids, opts, device, (bf16, fp16), resume_from)
     with runtime.progress() as bar:
         callback = _trainer_callback(bar)
         extra = [validation] if validation is not None else []
@@ -237,6 +224,31 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         _save(trainer.model, tokenizer, dataset, sids, ref, opts, token_ids, summary, output, force)
         ckpts.finish()
     return summary
+
+
+def _training_data(examples: list, opts: LcRecOptions, seed: int
+                   ) -> tuple[torch.utils.data.Dataset, int, list[list]]:
+    """``(dataset, per-device batch size, batches)``: bucketed batches as dataset items, or the examples for the
+    Trainer's random batches (then ``batches`` is a seeded shuffle of them, to estimate their padding)."""
+    size = int(opts.batch_size)
+    if opts.batching == "bucketed":
+        batches = bucketed_batches(examples, size, random.Random(seed + 2))
+        return BatchDataset(batches), 1, batches  # each dataset item is a whole batch
+    shuffled = examples[:]
+    random.Random(seed + 3).shuffle(shuffled)
+    return ExampleDataset(examples), size, [shuffled[k:k + size] for k in range(0, len(shuffled), size)]
+
+
+def _validation(model, tokenizer, dataset: Dataset, sids: SidTable, opts: LcRecOptions, device: torch.device,
+                amp: tuple[bool, bool], resume_from: str | None) -> Validation | None:
+    """The early-stopping callback when ``eval_steps`` is set: it ranks with the live (peft) model."""
+    if opts.eval_steps is None:
+        return None
+    meta = {"options": opts.params(), "prompt_template": opts.prompt_template}
+    users_per_batch = opts.eval_batch_size or (GPU_EVAL_BATCH if device.type == "cuda" else CPU_EVAL_BATCH)
+    rec = LcRecRecommender(model, tokenizer, sids, device, int(users_per_batch), meta)
+    return Validation(rec, validation_sample(dataset, int(opts.eval_users), int(opts.seed)), int(opts.eval_steps),
+                      int(opts.patience), int(opts.eval_beam), lambda: autocast_for(device, *amp), resume_from)
 
 
 def _run_inputs(dataset: Dataset, sids: SidTable, ref: BaseModelRef) -> dict[str, Path | None]:
