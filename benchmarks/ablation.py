@@ -21,6 +21,14 @@ Output: ``--out`` (markdown table), its ``.json`` (every record), ``<stem>_curve
 NDCG@10 per evaluation of every run, when matplotlib is installed: ``pip install 'uqf-cli[plot]'``).
 ``--report-only`` re-renders them from the records.
 
+Backbone. ``--backbone tiger`` (default) trains TIGER in every SID unit; ``--backbone lcrec`` trains
+LC-Rec instead under the CPU protocol (``--lcrec-*``, defaults in ``LCREC_PROTOCOL``: the last
+``--lcrec-windows`` training windows of every user, validation NDCG@10 on ``--lcrec-eval-users``
+seeded users every ``--lcrec-eval-steps`` steps, early stopping after ``--lcrec-patience``
+evaluations, the best weights kept; test on all users). Its records carry the backbone in their
+settings, so a table holds one backbone (give each its own ``--out``) and resumes like TIGER's.
+``--budget-minutes`` calibrates TIGER epochs and is refused with ``--backbone lcrec``.
+
 Variants: ``text``, ``collab``, ``concat``, ``uqf``, UQF ablations and ``letter`` (see ``VARIANTS``);
 ``--define NAME=JSON`` adds one (``{"method": "uqf", "fuse": {...}, "quantize": {...}, "label": "..."}``;
 optional ``"codebook_size"`` and ``"levels"`` replace ``--codebook-size``/``--levels`` for that variant).
@@ -52,6 +60,7 @@ import ablation_report as report
 import ablation_units
 from ablation_units import (
     BASELINES,
+    LCREC_PROTOCOL,
     MAIN_VARIANTS,
     SAFETY,
     TIGER_PRESETS,
@@ -162,6 +171,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tiger-eval-users", type=int, default=1000, help="seeded valid sample for early stopping")
     ap.add_argument("--tiger-patience", type=int, default=5)
     ap.add_argument("--eval-users", type=int, default=None, help="score only the first N users (default: all)")
+    ap.add_argument("--backbone", choices=("tiger", "lcrec"), default="tiger", help="what the SID units train")
+    for key, default in LCREC_PROTOCOL.items():
+        flag = "--lcrec-" + key.replace("_", "-")
+        if isinstance(default, bool):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"lcrec: {key}")
+        else:
+            kind = {"max_steps": int, "base_model": str}.get(key, type(default))
+            ap.add_argument(flag, type=kind, default=default, help=f"lcrec: {key} (default {default})")
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=False,
                     help="popularity, LightGCN, SASRec rows")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes at a time")
@@ -182,6 +199,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_tiger_recipe(ap, args.tiger_recipe)
     if args.codebook_size is None:
         args.codebook_size = auto_codebook_size(len(Dataset.load(args.dataset).item_ids))
+    if args.backbone == "lcrec" and args.budget_minutes is not None:
+        ap.error("--budget-minutes calibrates TIGER epochs; LC-Rec units run the protocol of the --lcrec-* options")
     if args.jobs < 1 or args.tiger_epochs < 1 or args.seeds < 1:
         ap.error("--jobs, --tiger-epochs and --seeds must be >= 1")
     args.data_digest = digest({"dataset": str(Dataset.load(args.dataset).fingerprint),
@@ -268,6 +287,8 @@ def orchestrate(args: argparse.Namespace) -> None:
     deadline = args.started + 60 * args.budget_minutes if args.budget_minutes else None
     manifest = read_json(manifest_path(args))
     cap = manifest["epoch_cap"] if manifest else (None if deadline else args.tiger_epochs)
+    if args.backbone == "lcrec":
+        cap = 0  # no epoch cap: the LC-Rec protocol (early stopping, --lcrec-epochs) decides
     sids, bases = planned_units(args)
     todo_sids = [u for u in sids if cap is None or not finished(u, args, cap)]
     todo_bases = [u for u in bases if not finished(u, args, None)]
@@ -289,7 +310,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         write_json(manifest_path(args), {"epoch_cap": cap, "budget_minutes": None, "jobs": args.jobs,
                                          "machine": ablation_units.machine_line(args.device),
                                          "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
-    run_parallel([["unit", u, str(cap)] for u in todo_sids if not finished(u, args, cap)], args, "TIGER")
+    run_parallel([["unit", u, str(cap)] for u in todo_sids if not finished(u, args, cap)], args,
+                 "LC-Rec" if args.backbone == "lcrec" else "TIGER")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,11 @@ def tokenization_table(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def budget_cell(recs: list[dict[str, Any]]) -> str:
+    if "steps_run" in recs[0]:  # LC-Rec: optimizer steps
+        runs = "/".join(str(r["steps_run"]) for r in recs)
+        best = "/".join(str(r["best_step"]) for r in recs)
+        stopped = sum(bool(r.get("early_stopped")) for r in recs)
+        return f"{runs} steps (best {best}); early stop {stopped}/{len(recs)}"
     if "epochs_run" not in recs[0]:
         return "-"
     runs = "/".join(str(r["epochs_run"]) for r in recs)
@@ -214,15 +219,19 @@ def header(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]
     machines = sorted({r["machine"] for r in records})
     cap = manifest.get("epoch_cap")
     plan = manifest.get("plan")
-    budget = (f"every TIGER at most {cap} epochs" + (f", the equal cap that fits --budget-minutes "
-              f"{manifest['budget_minutes']} with --jobs {manifest['jobs']} (calibration: {plan})" if plan else "")
-              + f"; early stopping after {args.tiger_patience} evaluations without improvement on "
-              f"{args.tiger_eval_users} seeded validation users; TIGER preset `{args.tiger_preset}`; fuse "
-              f"{args.fuse_epochs} epochs; RQ-VAE {args.levels} x {args.codebook_size}"
-              + (f" with {args.quantize}" if args.quantize else "")
+    lcrec = getattr(args, "backbone", "tiger") == "lcrec"
+    lcrec_budget = (f"LC-Rec CPU protocol {lcrec_protocol(args)}; early stopping on validation NDCG@10 of the "
+                    "seeded user sample, the best weights kept")
+    fitted = (f", the equal cap that fits --budget-minutes {manifest['budget_minutes']} with --jobs "
+              f"{manifest['jobs']} (calibration: {plan})") if plan else ""
+    tiger_budget = (f"every TIGER at most {cap} epochs{fitted}"
+                    + f"; early stopping after {args.tiger_patience} evaluations without improvement on "
+                    f"{args.tiger_eval_users} seeded validation users; TIGER preset `{args.tiger_preset}`")
+    budget = ((lcrec_budget if lcrec else tiger_budget) + f"; fuse {args.fuse_epochs} epochs; RQ-VAE {args.levels} x "
+              f"{args.codebook_size}" + (f" with {args.quantize}" if args.quantize else "")
               + "; SASRec trains to its own early stopping (same patience, full validation set)")
     return [
-        "# Tokenizers for generative recommendation: TIGER on each tokenizer's SIDs",
+        f"# Tokenizers for generative recommendation: {'LC-Rec' if lcrec else 'TIGER'} on each tokenizer's SIDs",
         "",
         *(f"Command: `{c}`" for c in commands), "",
         f"Code: {', '.join(codes)}. Machine: {'; '.join(machines)}.", "",
@@ -231,6 +240,12 @@ def header(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]
         f"{'all' if args.eval_users is None else f'the first {args.eval_users}'} users, beam 20.", "",
         f"Budget: {budget}.", "",
     ]
+
+
+def lcrec_protocol(args: argparse.Namespace) -> str:
+    from ablation_units import lcrec_settings
+
+    return ", ".join(f"{k}={v}" for k, v in lcrec_settings(args).items())
 
 
 def write(args: argparse.Namespace, variants: dict[str, dict[str, Any]], baselines: dict[str, str],

@@ -61,6 +61,11 @@ TIGER_PRESETS: dict[str, dict[str, Any]] = {
     "small": {"preset": "small"},
     "tiny": {"num_layers": 2, "num_decoder_layers": 2, "d_model": 64, "num_heads": 4, "d_kv": 32, "d_ff": 256},
 }
+# The LC-Rec CPU protocol (docs/lcrec.md): ablation.py's --lcrec-* defaults. None = the backbone's default.
+LCREC_PROTOCOL: dict[str, Any] = {
+    "windows": "last:3", "epochs": 2.0, "max_steps": None, "eval_steps": 300, "eval_users": 500, "eval_beam": 20,
+    "patience": 3, "batch_size": 8, "lr": 5e-4, "align_tasks": False, "base_model": None, "score_valid": False,
+}
 SAFETY = 0.85  # share of the remaining budget the epoch cap may plan on (load changes, stragglers)
 
 
@@ -137,10 +142,17 @@ def tiger_settings(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
             "eval_users": args.tiger_eval_users, "patience": args.tiger_patience}
 
 
+def lcrec_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The LC-Rec training options of the --lcrec-* flags (``score_valid`` is the runner's, not the backbone's)."""
+    return {key: getattr(args, f"lcrec_{key}") for key in LCREC_PROTOCOL}
+
+
 def unit_settings(name: str, args: argparse.Namespace, epoch_cap: int | None) -> dict[str, Any]:
     """What a record must have been made with to be reused (data, tokenizer, budget)."""
     kind, body, _ = parse_unit(name)
     common = {"data": args.data_digest, "eval_users": args.eval_users}
+    if kind == "sid" and getattr(args, "backbone", "tiger") == "lcrec":
+        return {**common, "tokenization": tokenization_settings(body, args), "lcrec": lcrec_settings(args)}
     if kind == "sid":
         return {**common, "tokenization": tokenization_settings(body, args),
                 "tiger": tiger_settings(args, epoch_cap or args.tiger_epochs)}
@@ -243,15 +255,19 @@ def sids_covering(table: SidTable, ds: Dataset) -> tuple[SidTable, int]:
                      table.stats, table.dataset_fingerprint), len(missing))
 
 
-def score(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def score(model_dir: Path, args: argparse.Namespace, valid_too: bool = True) -> dict[str, Any]:
     """Test and valid metrics of a model directory (full ranking, as ``uqf evaluate``), test by popularity, and
-    each test user's NDCG@10 (in the dataset's test-case order) for the paired tests of the report."""
+    each test user's NDCG@10 (in the dataset's test-case order) for the paired tests of the report.
+
+    ``valid_too=False`` skips the full validation pass (LC-Rec: its training already ranked a validation
+    sample; the record's ``valid`` then holds ``None``)."""
     t = time.perf_counter()
     preds = model_dir.parent / "test.predictions.jsonl"
     test = evaluate(model_dir, args.dataset, "test", device=args.device, max_users=args.eval_users,
                     by_popularity=True, predictions=preds, force=True)
-    valid = evaluate(model_dir, args.dataset, "valid", device=args.device, max_users=args.eval_users)
-    return {"test": test["metrics"], "valid": valid["metrics"], "users": test["users"],
+    valid = (evaluate(model_dir, args.dataset, "valid", device=args.device, max_users=args.eval_users)["metrics"]
+             if valid_too else {"ndcg@10": None, "recall@10": None})
+    return {"test": test["metrics"], "valid": valid, "users": test["users"],
             "test_by_popularity": test["by_popularity"], "test_ndcg10_per_user": per_user_ndcg(preds),
             "evaluate_seconds": round(time.perf_counter() - t, 1)}
 
@@ -286,6 +302,8 @@ def run_sid(variant: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Nam
     table, reserved = sids_covering(read_sids(tok["sids"]), ds)
     if reserved:
         write_sids(wdir / "sids_with_reserved.jsonl", table, force=True)
+    if getattr(args, "backbone", "tiger") == "lcrec":
+        return run_lcrec(variant, seed, ds, table, wdir, args, tok, reserved)
     epochs = cap or args.tiger_epochs
     options = {**tiger_settings(args, epochs), "seed": seed, "device": args.device}
     t = time.perf_counter()
@@ -299,6 +317,28 @@ def run_sid(variant: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Nam
             "reserved_cold_items": reserved, "epoch_cap": epochs, "epochs_run": summary["epochs_run"],
             "best_epoch": summary["best_epoch"], "early_stopped": bool(stopped), "curve": curve,
             "curve_users": summary["eval_users"], "parameters": summary["parameters"],
+            "seconds": {**tok["seconds"], "train": round(train_s, 1), "evaluate": scores["evaluate_seconds"]}}
+
+
+def run_lcrec(variant: str, seed: int, ds: Dataset, table: SidTable, wdir: Path, args: argparse.Namespace,
+              tok: dict[str, Any], reserved: int) -> dict[str, Any]:
+    """An LC-Rec SID unit: the protocol's training (early stopping on a validation sample), then test on all users."""
+    settings = lcrec_settings(args)
+    options = {k: v for k, v in settings.items() if k != "score_valid" and v is not None}
+    options.update(seed=seed, device=args.device)
+    t = time.perf_counter()
+    summary = backbone_module("lcrec").train(ds, table, wdir / "model", options, force=True)
+    train_s = time.perf_counter() - t
+    scores = score(wdir / "model", args, valid_too=bool(settings["score_valid"]))
+    per_epoch = max(1, summary["steps_per_epoch"])
+    curve = [{"epoch": round(h["step"] / per_epoch, 3), "step": h["step"], "loss": h["loss"],
+              "valid_ndcg10": h["valid_ndcg10"]} for h in summary.get("history", [])]
+    return {"kind": "sid", "backbone": "lcrec", "variant": variant, "seed": seed, "tokenization": tok, **scores,
+            "reserved_cold_items": reserved, "steps_run": summary["steps"], "best_step": summary.get("best_step"),
+            "steps_per_epoch": per_epoch, "early_stopped": bool(summary.get("stopped_early")), "curve": curve,
+            "best_epoch": round((summary.get("best_step") or 0) / per_epoch, 3),
+            "curve_users": summary.get("eval_users"), "samples": summary["samples"],
+            "precision": summary["precision"], "parameters": summary["trainable_parameters"],
             "seconds": {**tok["seconds"], "train": round(train_s, 1), "evaluate": scores["evaluate_seconds"]}}
 
 

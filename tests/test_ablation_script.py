@@ -171,3 +171,49 @@ def test_recipe_per_user_scores_and_paired_tests(inputs: dict[str, Path]) -> Non
     assert same["ratio"] == 1.0 and same["p"] == 1.0
     with pytest.raises(SystemExit):
         ablation.parse_args(_argv(inputs, "bad.md", "--tiger-recipe", '{"epochs": 3}'))
+
+
+def test_gpu_lcrec_script_runs_on_cpu_at_a_tiny_budget_and_resumes(inputs: dict[str, Path]) -> None:
+    """benchmarks/gpu_lcrec.sh end to end (LC-Rec units through the runner: all windows, align tasks, early
+    stopping) with a tiny causal LM on the CPU; a rerun with the same settings skips the recorded unit."""
+    from test_lcrec import _tiny_llama
+
+    from uqf_cli.rec import lcrec
+
+    ds = Dataset.load(inputs["ds"])
+    corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
+    base = _tiny_llama(inputs["root"] / "tiny-llama", corpus * 4)
+    out = inputs["root"] / "gpu_lcrec" / "lcrec_gpu.md"
+    env = {**os.environ, "PYTHON": sys.executable, "TEXT": str(inputs["text"]), "DATASET": str(inputs["ds"]),
+           "OUT": str(out), "WORK": str(inputs["root"] / "gpu_lcrec_work"), "BASE_MODEL": str(base), "SEEDS": "1",
+           "EVAL_STEPS": "2", "JOBS": "1", "DEVICE": "cpu", "UQF_THREADS": "1"}
+    tiny = ["--variants", "text", "--no-baselines", "--lcrec-max-steps", "4", "--lcrec-batch-size", "4",
+            "--lcrec-eval-users", "10", "--fuse-epochs", "1", "--codebook-size", "4",
+            "--quantize", '{"epochs": 5, "warmup_epochs": 1}']
+    res = subprocess.run(["bash", str(BENCH / "gpu_lcrec.sh"), *tiny], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    md = out.read_text(encoding="utf-8")
+    assert "LC-Rec on each tokenizer's SIDs" in md and "| text-only RQ-VAE (TIGER/LC-Rec) | 1 |" in md
+    assert "windows=all" in md and "align_tasks=True" in md and "steps (best" in md
+    record_path = out.parent / "lcrec_gpu" / "units" / "sid_text_s0.json"
+    record = json.loads(record_path.read_text())
+    assert record["backbone"] == "lcrec" and record["settings"]["lcrec"]["windows"] == "all"
+    assert record["users"] == len(ds.eval_cases("test")) and record["valid"]["ndcg@10"] is None
+    assert record["samples"]["title_to_sid"] > 0 and [c["step"] for c in record["curve"]] == [2, 4]
+    assert record["settings"]["lcrec"]["max_steps"] == 4 and record["settings"]["lcrec"]["epochs"] == 3.0
+    assert record["steps_run"] == 4 and 0.0 <= record["test"]["ndcg@10"] <= record["test"]["recall@10"] <= 1.0
+    # the runner called directly with the script's settings: the unit is recorded, nothing reruns
+    before = record_path.stat().st_mtime_ns
+    work = inputs["root"] / "gpu_lcrec_work"
+    argv = ["--dataset", str(inputs["ds"]), "--text", str(inputs["text"]), "--collab", str(work / "collab.st"),
+            "--work", str(work / "run"),
+            "--out", str(out), "--backbone", "lcrec", "--seeds", "1", "--lcrec-windows", "all", "--lcrec-align-tasks",
+            "--lcrec-epochs", "3", "--lcrec-eval-steps", "2", "--lcrec-eval-users", "1000", "--lcrec-patience", "3",
+            "--lcrec-batch-size", "32", "--lcrec-base-model", str(base), "--device", "cpu", *tiny]
+    ablation.main(argv)
+    assert record_path.stat().st_mtime_ns == before
+    with pytest.raises(SystemExit, match="other settings"):
+        ablation.main([*argv, "--lcrec-patience", "4"])
+    with pytest.raises(SystemExit):
+        ablation.parse_args([*argv, "--budget-minutes", "5"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,7 @@ def test_beam_search_is_exact_when_beams_cover_all_items(setup, trained) -> None
 
     Histories of different lengths in one batch check left padding, positions and the KV cache."""
     ds = setup[0]
-    rec = lcrec.load(trained[1], "cpu")
+    rec = lcrec.load(trained[1], "cpu", precision="fp32")
     histories = [ds.sequences["u0"][:2], ds.sequences["u1"][:5], ds.sequences["u2"][:1]]
     n = len(ds.item_ids)
     got = rec.recommend(histories, k=n, beam_size=n)
@@ -131,6 +132,27 @@ def test_beam_search_is_exact_when_beams_cover_all_items(setup, trained) -> None
         exact = _exact_item_scores(rec, list(h))
         assert row == sorted(exact, key=exact.get, reverse=True)
         assert torch.allclose(sc, torch.tensor([exact[i] for i in row]), atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bf16 kernels")
+def test_bf16_decoding_scores_every_item_close_to_float32(setup, trained) -> None:
+    """bf16 decoding (bf16 body, float32 head, larger sorted batches) gives every item nearly its float32 score."""
+    ds = setup[0]
+    fp32 = lcrec.load(trained[1], "cpu", precision="fp32")
+    bf16 = lcrec.load(trained[1], "cpu", precision="bf16", eval_batch_size=2)
+    assert next(bf16.model.model.parameters()).dtype == torch.bfloat16
+    assert bf16.model.get_output_embeddings().weight.dtype == torch.float32
+    histories = [ds.sequences["u3"][:4], ds.sequences["u4"][:1], ds.sequences["u5"][:6]]
+    n = len(ds.item_ids)
+    for h in histories:
+        a = fp32.search(fp32.prompts([h]), n)
+        b = bf16.search(bf16.prompts([h]), n)
+        score_a = dict(zip(a.items[0].tolist(), a.scores[0].tolist(), strict=True))
+        score_b = dict(zip(b.items[0].tolist(), b.scores[0].tolist(), strict=True))
+        assert set(score_a) == set(score_b) == set(range(n))
+        assert max(abs(score_a[i] - score_b[i]) for i in score_a) < 0.05
+    # users decoded in prompt-length order come back in their own order
+    assert bf16.recommend(histories, k=3) == [bf16.recommend([h], k=3)[0] for h in histories]
 
 
 def test_same_seed_same_adapter(setup) -> None:
@@ -203,9 +225,14 @@ def test_cli_train_rec_and_evaluate(setup) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["train-rec", str(ds.path), "--sids", str(sids.path), "-o", str(tmp / "cli"),
                               "--backbone", "lcrec", "--base-model", str(base), "--max-steps", "2", "--batch-size",
-                              "4", "--lora-r", "4", "--device", "cpu", "--json", "--quiet"])
+                              "4", "--lora-r", "4", "--device", "cpu", "--json", "--quiet", "--prompt-template",
+                              "alpaca", "--precision", "fp32", "--windows", "last:1", "--lm-head", "full",
+                              "--batching", "random"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["steps"] == 2
+    assert json.loads(res.stdout)["steps"] == 2 and json.loads(res.stdout)["precision"] == "fp32"
+    meta = json.loads((tmp / "cli" / "uqf_model.json").read_text())
+    assert meta["prompt_template"] == "alpaca" and meta["options"]["windows"] == "last:1"
+    assert meta["options"]["lm_head"] == "full" and meta["options"]["batching"] == "random"
     res = runner.invoke(app, ["evaluate", str(tmp / "cli"), str(ds.path), "--sids", str(sids.path), "--beam-size",
                               "20", "--json", "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
@@ -229,3 +256,141 @@ def test_tied_head_follows_trained_sid_rows() -> None:
     with torch.no_grad():
         rows.add_(1.0)
         assert torch.allclose(model.get_output_embeddings()(x)[0, 100:], x @ rows.T, atol=1e-5)
+
+
+def test_response_head_loss_and_gradients_equal_the_full_head(setup) -> None:
+    """The loss on response-position logits only is Hugging Face's full causal-LM loss, gradients included."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from uqf_cli.rec.lcrec.batching import Collator, response_loss
+
+    ds, sids, base, _ = setup
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    token_ids = lcrec.add_sid_tokens(tok, model, sids)
+    opts = lcrec.LcRecOptions(lora_r=4, lora_alpha=8, lora_dropout=0.0, align_tasks=True)
+    model = get_peft_model(model, lcrec.lora_config(model, opts, token_ids))
+    examples, _ = lcrec.build_examples(ds, sids, tok, opts, random.Random(0))
+    batch = Collator(int(tok.pad_token_id))([examples[0], examples[5], examples[-1]])  # mixed lengths and tasks
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        loss = fn()
+        loss.backward()
+        return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    full, g_full = loss_and_grads(lambda: model(**batch).loss)
+    resp, g_resp = loss_and_grads(lambda: response_loss(model, batch))
+    assert abs(full - resp) < 1e-5
+    for name in g_full:
+        assert torch.allclose(g_full[name], g_resp[name], atol=1e-6), name
+    n = int((batch["labels"][:, 1:] != -100).sum())
+    halved = response_loss(model, batch, num_items_in_batch=torch.tensor(2 * n)).detach()
+    assert abs(float(halved) - resp / 2) < 1e-5
+
+
+def test_bucketed_batches_hold_every_example_once_with_less_padding(setup) -> None:
+    from transformers import AutoTokenizer
+
+    from uqf_cli.rec.lcrec.batching import bucketed_batches, padding_share
+    from uqf_cli.rec.lcrec.model import all_sid_tokens
+
+    ds, sids, base, _ = setup
+    tok = AutoTokenizer.from_pretrained(base)
+    tok.add_tokens(all_sid_tokens(sids))
+    examples, _ = lcrec.build_examples(ds, sids, tok, lcrec.LcRecOptions(align_tasks=True), random.Random(0))
+    buckets = bucketed_batches(examples, 4, random.Random(1))
+    assert sorted(id(e) for b in buckets for e in b) == sorted(id(e) for e in examples)
+    assert all(len(b) == 4 for b in buckets[:-1])
+    shuffled = examples[:]
+    random.Random(2).shuffle(shuffled)
+    plain = [shuffled[k:k + 4] for k in range(0, len(shuffled), 4)]
+    assert padding_share(buckets) < padding_share(plain)
+
+
+def test_templates_windows_and_old_models(setup, trained, tmp_path: Path) -> None:
+    """New models record their (compact) template; a model directory without one decodes with LC-Rec's Alpaca
+    prompt in float32, as it was trained and decoded before the template existed."""
+    import shutil
+
+    from uqf_cli.rec.base import training_samples
+    from uqf_cli.rec.lcrec.prompts import select_windows
+
+    ds, _, _, _ = setup
+    hist = ["<a_1><b_2><c_0>", "<a_0><b_3><c_1>"]
+    compact, alpaca = lcrec.sequential_prompt(hist, "compact"), lcrec.sequential_prompt(hist, "alpaca")
+    assert alpaca == lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history=", ".join(hist)))  # the original
+    assert "Below is an instruction" not in compact and "<c_0><a_0>" in compact and len(compact) < len(alpaca) / 2
+    meta = json.loads((trained[1] / "uqf_model.json").read_text())
+    assert meta["prompt_template"] == "compact" and meta["options"]["precision"] == "auto"
+    rec = lcrec.load(trained[1], "cpu")
+    h = ds.sequences["u0"][:2]
+    assert rec.prompts([h]) == lcrec.encode_prompts(rec.tokenizer, [lcrec.sequential_prompt(
+        [rec.sid_str[i] for i in h], "compact")])
+    old = tmp_path / "old"
+    shutil.copytree(trained[1], old)
+    meta.pop("prompt_template")
+    meta["options"].pop("precision")
+    (old / "uqf_model.json").write_text(json.dumps(meta))
+    old_rec = lcrec.load(old, "cpu")
+    assert old_rec.template is None and next(old_rec.model.parameters()).dtype == torch.float32
+    assert old_rec.prompts([h]) == lcrec.encode_prompts(rec.tokenizer, [lcrec.sequential_prompt(
+        [rec.sid_str[i] for i in h], "alpaca")])
+
+    samples = training_samples(ds, 20)
+    last2 = select_windows(samples, "last:2")
+    per_user = {u: [s for s in samples if s.user_id == u] for u in ds.sequences}
+    assert last2 == [s for u in per_user for s in per_user[u][-2:]]
+    assert select_windows(samples, "all") == samples
+    for bad in ("last:0", "first:2", "last:x"):
+        with pytest.raises(OptionError, match="--windows"):
+            lcrec.LcRecOptions.from_dict({"windows": bad})
+    with pytest.raises(OptionError, match="--prompt-template"):
+        lcrec.LcRecOptions.from_dict({"prompt_template": "chat"})
+
+
+def test_validation_early_stopping_keeps_the_best_weights(setup) -> None:
+    """Validation every step on a seeded user sample; training stops after `patience` evaluations without
+    improvement and the saved adapter is the best evaluation's (its NDCG@10 on that sample is the best)."""
+    from uqf_cli.evaluation.metrics import ndcg_at_k
+    from uqf_cli.rec.lcrec.validation import validation_sample
+
+    ds, sids, base, tmp = setup
+    opts = {**OPTS, "base_model": str(base), "max_steps": 12, "lr": 3e-2, "eval_steps": 1, "eval_users": 8,
+            "patience": 2, "precision": "fp32", "windows": "last:2", "eval_beam": 12}
+    summary = lcrec.train(ds, sids, tmp / "early", opts)
+    history = summary["history"]
+    assert [h["step"] for h in history] == list(range(1, summary["steps"] + 1)) and summary["eval_users"] == 8
+    assert summary["samples"]["sequential"] == sum(min(2, len(s) - 3) for s in ds.sequences.values() if len(s) > 3)
+    best = max(history, key=lambda h: h["valid_ndcg10"])
+    assert summary["best_step"] == best["step"] and summary["best_valid_ndcg10_sample"] == best["valid_ndcg10"]
+    if summary["stopped_early"]:
+        assert summary["steps"] - summary["best_step"] == 2 < 12
+    else:
+        assert summary["steps"] == 12
+    cases = validation_sample(ds, 8, 3)
+    rec = lcrec.load(tmp / "early", "cpu", precision="fp32")
+    ranked = rec.recommend([c.history for c in cases], k=10, beam_size=12)
+    assert abs(ndcg_at_k(ranked, [c.target for c in cases], 10) - summary["best_valid_ndcg10_sample"]) < 1e-6
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bf16 kernels")
+def test_precision_auto_trains_under_bf16_autocast_and_fp32_does_not(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU with bf16 kernels the default runs the model's matmuls in bf16; --precision fp32 keeps float32."""
+    ds, sids, base, tmp = setup
+    seen: list[torch.dtype] = []
+    linear = torch.nn.functional.linear
+
+    def spy(input, weight, bias=None):  # F.linear's own parameter names: peft passes them by name
+        out = linear(input, weight, bias)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    for precision, dtype in (("auto", torch.bfloat16), ("fp32", torch.float32)):
+        seen.clear()
+        summary = lcrec.train(ds, sids, tmp / f"prec_{precision}", {**OPTS, "base_model": str(base), "max_steps": 1,
+                                                                   "precision": precision})
+        assert summary["precision"] == {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
+        assert seen and set(seen) == {dtype}

@@ -251,3 +251,35 @@ def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, 
     assert full.keys() == res.keys()
     for k in full:
         assert torch.equal(full[k], res[k]), k
+
+
+def test_lcrec_resume_keeps_the_validation_history_and_best_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    stop_after_step: StopAfter):
+    """With --eval-steps, an interrupted and resumed LC-Rec run has the uninterrupted run's validation history,
+    best step and saved (best) weights: both are kept in the Trainer checkpoint."""
+    from conftest import make_dataset
+    from test_lcrec import _sids, _tiny_llama
+
+    from uqf_cli.data.dataset import Dataset
+    from uqf_cli.rec import lcrec
+
+    ds = Dataset.load(make_dataset(tmp_path / "ds", n_users=12, n_items=12))
+    sids = _sids(ds, tmp_path / "sids.jsonl")
+    corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
+    base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
+    opts = {"max_steps": 4, "batch_size": 4, "lr": 2e-2, "lora_r": 4, "lora_alpha": 8, "device": "cpu", "seed": 3,
+            "base_model": str(base), "eval_steps": 1, "eval_users": 6, "patience": 10, "eval_beam": 12}
+    full = lcrec.train(ds, sids, tmp_path / "full", opts, False)
+    monkeypatch.setenv("UQF_CHECKPOINT_EVERY", "3600")
+    stop_after_step(2)
+    with pytest.raises(KeyboardInterrupt):
+        lcrec.train(ds, sids, tmp_path / "res", opts, False)
+    stop_after_step(None)
+    res = lcrec.train(ds, sids, tmp_path / "res", {**opts, "resume": True}, False)
+    assert [h["step"] for h in res["history"]] == [1, 2, 3, 4]
+    assert [h["valid_ndcg10"] for h in res["history"]] == [h["valid_ndcg10"] for h in full["history"]]
+    assert res["best_step"] == full["best_step"]
+    a = load_tensors(tmp_path / "full" / "adapter_model.safetensors")[0]
+    b = load_tensors(tmp_path / "res" / "adapter_model.safetensors")[0]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -86,12 +86,11 @@ def register(app: typer.Typer) -> None:
         lr_schedule: Annotated[str | None, _tiger("--lr-schedule", "tiger: after warmup, linear | cosine decay to "
                                                   "zero at the last planned epoch, or constant (default linear)."
                                                   )] = None,
-        eval_beam: Annotated[int | None, _tiger("--eval-beam", "tiger: beam size of the validation search",
-                                                                min=10)] = None,
+        eval_beam: Annotated[int | None, _shared("--eval-beam", "tiger, lcrec: beam size of the validation search",
+                                                 min=10)] = None,
         eval_every: Annotated[int | None, _shared("--eval-every", "Validate every N epochs", min=1)] = None,
-        eval_users: Annotated[int | None, _tiger("--eval-users", "tiger: valid users sampled for early stopping",
-                                                   min=1)
-                              ] = None,
+        eval_users: Annotated[int | None, _shared("--eval-users", "tiger, lcrec: valid users sampled for early "
+                                                  "stopping", min=1)] = None,
         patience: Annotated[int | None, _shared("--patience", "Evaluations without improvement before stopping",
                                                      min=0)
                             ] = None,
@@ -122,6 +121,18 @@ def register(app: typer.Typer) -> None:
         max_steps: Annotated[int | None, _lcrec("--max-steps", "lcrec: cap optimizer steps.", min=1)] = None,
         grad_accum: Annotated[int | None, _lcrec("--grad-accum", "lcrec: gradient accumulation", min=1)] = None,
         max_samples: Annotated[int | None, _lcrec("--max-samples", "lcrec: cap training samples.", min=1)] = None,
+        windows: Annotated[str | None, _lcrec("--windows", "lcrec: training windows, all | last:K (the last K of "
+                                              "every user; default all).")] = None,
+        eval_steps: Annotated[int | None, _lcrec("--eval-steps", "lcrec: validate every N optimizer steps and stop "
+                                                 "early (default: no validation).", min=1)] = None,
+        precision: Annotated[str | None, _lcrec("--precision", "lcrec: auto (bf16 where the CPU/GPU has it; "
+                                                "default) | bf16 | fp32.")] = None,
+        lm_head: Annotated[str | None, _lcrec("--lm-head", "lcrec: response (output head only at response "
+                                              "positions; default) | full.")] = None,
+        batching: Annotated[str | None, _lcrec("--batching", "lcrec: bucketed (equal-length batches; default) | "
+                                               "random.")] = None,
+        prompt_template: Annotated[str | None, _lcrec("--prompt-template", "lcrec: compact (default) | alpaca "
+                                                      "(LC-Rec's original).")] = None,
         item_emb: Annotated[Path | None, _hybrid("--item-emb", "hybrid, textknn: item embeddings file (aligned by "
                                                  "id; e.g. the UQF unified.st, or the text .st)")] = None,
         dense_weight: Annotated[float | None, _hybrid("--dense-weight", "hybrid: weight of the dense loss", min=0)
@@ -157,7 +168,9 @@ def register(app: typer.Typer) -> None:
             "base_model": base_model, "gguf_file": gguf_file, "trust_remote_code": trust_remote_code or None,
             "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "lora_target_modules": lora_target_modules, "align_tasks": align_tasks or None, "max_steps": max_steps,
-            "grad_accum": grad_accum, "max_samples": max_samples, "seed": run.seed, "device": run.device,
+            "grad_accum": grad_accum, "max_samples": max_samples, "windows": windows, "eval_steps": eval_steps,
+            "precision": precision, "lm_head": lm_head, "batching": batching, "prompt_template": prompt_template,
+            "seed": run.seed, "device": run.device,
             "resume": run.resume or None, "preset": preset, "engine": engine,
             "item_emb": str(item_emb) if item_emb is not None else None, "dense_weight": dense_weight,
             "dense_loss": dense_loss, "temperature": temperature, "dense_query": dense_query, "rank": rank,

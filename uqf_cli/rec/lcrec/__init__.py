@@ -19,11 +19,12 @@ from uqf_cli.rec.lcrec.model import (
     lora_config,
     resolve_base_model,
 )
-from uqf_cli.rec.lcrec.options import OPTIONS, LcRecOptions
+from uqf_cli.rec.lcrec.options import LEGACY, OPTIONS, LcRecOptions
 from uqf_cli.rec.lcrec.prompts import (
     PROMPT_VERSION,
     SEQ_INSTRUCTION,
     SID_TO_TITLE_INSTRUCTION,
+    TEMPLATES,
     TITLE_TO_SID_INSTRUCTION,
     build_examples,
     encode_prompts,
@@ -36,9 +37,9 @@ from uqf_cli.rec.lcrec.recommender import CausalLmStepDecoder, LcRecRecommender,
 from uqf_cli.rec.lcrec.training import check_sids_cover, train
 
 __all__ = [
-    "BACKBONE", "DEFAULT_TARGET_MODULES", "EMBEDDED_BASE", "EMBEDDED_GGUF", "OPTIONS", "PROMPT_VERSION",
-    "SEQ_INSTRUCTION",
-    "SID_TO_TITLE_INSTRUCTION", "TITLE_TO_SID_INSTRUCTION", "BaseModelRef", "CausalLmStepDecoder", "LcRecOptions",
+    "BACKBONE", "DEFAULT_TARGET_MODULES", "EMBEDDED_BASE", "EMBEDDED_GGUF", "LEGACY", "OPTIONS", "PROMPT_VERSION",
+    "SEQ_INSTRUCTION", "SID_TO_TITLE_INSTRUCTION", "TEMPLATES", "TITLE_TO_SID_INSTRUCTION",
+    "BaseModelRef", "CausalLmStepDecoder", "LcRecOptions",
     "LcRecRecommender", "add_sid_tokens", "build_examples", "build_trie", "check_sids_cover", "embedded_smollm2_dir",
     "encode_prompts", "load", "load_base", "lora_config", "prompt_text", "resolve_base_model", "sequential_prompt",
     "sid_strings", "sid_token_ids", "train",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable
-from uqf_cli.rec.base import training_samples
-from uqf_cli.rec.lcrec.options import LcRecOptions
+from uqf_cli.rec.base import Sample, training_samples
+from uqf_cli.rec.lcrec.options import LcRecOptions, window_count
 
-PROMPT_VERSION = 1
+PROMPT_VERSION = 1  # the SID-token and response layout; the wording is the template (``prompt_template``)
 
 _HEAD = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 SEQ_INSTRUCTION = (
@@ -26,16 +26,48 @@ SEQ_INSTRUCTION = (
 )
 TITLE_TO_SID_INSTRUCTION = 'Which item has the title: "{title}"?'
 SID_TO_TITLE_INSTRUCTION = "What is the title of item {sid}?"
+COMPACT_SEQ_INSTRUCTION = "The user has interacted with items {history} in chronological order. Next item?"
+DEFAULT_TEMPLATE = "alpaca"  # of model directories that record no template (trained before templates existed)
 
 
-def prompt_text(instruction: str) -> str:
-    """LC-Rec's Alpaca-style prompt; the response (SID tokens or a title) follows it directly."""
-    return f"{_HEAD}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How an instruction becomes a prompt: the wrapper, the sequential instruction and the SID separator.
+
+    ``alpaca`` is LC-Rec's own (the Alpaca preamble, SIDs joined by ", "); ``compact`` drops the
+    preamble and the blank lines and writes the history's SIDs back to back (each SID token is one
+    added token, so no separator is needed): on Office 56 prompt tokens on average instead of 101."""
+
+    name: str
+    head: str
+    seq_instruction: str
+    separator: str
+    gap: str  # between the instruction and "### Response:"
+
+    def wrap(self, instruction: str) -> str:
+        return f"{self.head}### Instruction:\n{instruction}\n{self.gap}### Response:\n"
 
 
-def sequential_prompt(history_sids: Sequence[str]) -> str:
+TEMPLATES: dict[str, PromptTemplate] = {
+    "alpaca": PromptTemplate("alpaca", f"{_HEAD}\n\n", SEQ_INSTRUCTION, ", ", "\n"),
+    "compact": PromptTemplate("compact", "", COMPACT_SEQ_INSTRUCTION, "", ""),
+}
+
+
+def template_of(name: str | None) -> PromptTemplate:
+    """The named template (``None``: the one of models that record none)."""
+    return TEMPLATES[name or DEFAULT_TEMPLATE]
+
+
+def prompt_text(instruction: str, template: str | None = None) -> str:
+    """The prompt around ``instruction`` (default: LC-Rec's Alpaca style); the response follows it directly."""
+    return template_of(template).wrap(instruction)
+
+
+def sequential_prompt(history_sids: Sequence[str], template: str | None = None) -> str:
     """The next-item prompt for a history already written as SID strings (oldest first)."""
-    return prompt_text(SEQ_INSTRUCTION.format(history=", ".join(history_sids)))
+    tpl = template_of(template)
+    return tpl.wrap(tpl.seq_instruction.format(history=tpl.separator.join(history_sids)))
 
 
 def sid_strings(sids: SidTable) -> dict[str, str]:
@@ -66,6 +98,17 @@ def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
     return out
 
 
+def select_windows(samples: list[Sample], windows: str) -> list[Sample]:
+    """The training windows ``windows`` names: all, or the last K of every user (``last:K``), in order."""
+    keep = window_count(windows)
+    if keep is None:
+        return samples
+    by_user: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_user.setdefault(s.user_id, []).append(s)
+    return [s for group in by_user.values() for s in group[-keep:]]
+
+
 def build_examples(
     dataset: Dataset, sids: SidTable, tokenizer, opts: LcRecOptions, rng: random.Random
 ) -> tuple[list[Encoded], dict[str, int]]:
@@ -73,20 +116,21 @@ def build_examples(
     sid_str = sid_strings(sids)
     sid_ids = sid_token_ids(tokenizer, sids)
     eos = [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
-    samples = training_samples(dataset, max_history=int(opts.max_history))
+    samples = select_windows(training_samples(dataset, max_history=int(opts.max_history)), opts.windows)
     if opts.max_samples is not None and int(opts.max_samples) < len(samples):
         samples = rng.sample(samples, int(opts.max_samples))
-    prompts = [sequential_prompt([sid_str[i] for i in s.history]) for s in samples]
+    template = str(opts.prompt_template)
+    prompts = [sequential_prompt([sid_str[i] for i in s.history], template) for s in samples]
     responses = [sid_ids[s.target] + eos for s in samples]
     counts = {"sequential": len(samples), "title_to_sid": 0, "sid_to_title": 0}
     if opts.align_tasks:
         titled = [iid for iid in sids.item_ids if iid in dataset.items and dataset.items[iid].get("title")]
         for iid in titled:
-            prompts.append(prompt_text(TITLE_TO_SID_INSTRUCTION.format(title=dataset.title(iid))))
+            prompts.append(prompt_text(TITLE_TO_SID_INSTRUCTION.format(title=dataset.title(iid)), template))
             responses.append(sid_ids[iid] + eos)
         titles = tokenizer([dataset.title(i) for i in titled], add_special_tokens=False)["input_ids"]
         for iid, title_ids in zip(titled, titles, strict=True):
-            prompts.append(prompt_text(SID_TO_TITLE_INSTRUCTION.format(sid=sid_str[iid])))
+            prompts.append(prompt_text(SID_TO_TITLE_INSTRUCTION.format(sid=sid_str[iid]), template))
             responses.append(list(title_ids[: int(opts.max_title_tokens)]) + eos)
         counts["title_to_sid"] = counts["sid_to_title"] = len(titled)
     encoded = [Encoded(p, r) for p, r in zip(encode_prompts(tokenizer, prompts), responses, strict=True)]

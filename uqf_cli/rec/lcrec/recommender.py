@@ -1,9 +1,13 @@
 """A trained LC-Rec model: loading (base + adapter, merged) and ranking by constrained beam search.
 
 The prompt runs once per user (left-padded batch, last-position logits only); its KV cache is then
-reordered to the beams, and each SID level costs one single-token forward for all beams
-(:func:`uqf_cli.rec.decoding.constrained_beam_search`). Items whose SIDs collide share a leaf and are
-all returned, in SID-file order.
+expanded to the beams (``reorder_cache`` with each beam's parent row), and each further SID level
+costs one single-token forward for all beams (:func:`uqf_cli.rec.decoding.constrained_beam_search`).
+Users are batched in order of prompt length (so a batch pads little) and returned in their own order.
+Items whose SIDs collide share a leaf and are all returned, in SID-file order.
+
+Precision: ``bf16`` runs the transformer body in bfloat16 weights and keeps the output head in float32
+(:class:`Float32Head`), so the scores that rank the beams keep float32's resolution over the vocabulary.
 """
 
 from __future__ import annotations
@@ -23,6 +27,55 @@ from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search
 from uqf_cli.rec.lcrec.model import BACKBONE, EMBEDDED_BASE, BaseModelRef, load_base, resolve_base_model
 from uqf_cli.rec.lcrec.options import LcRecOptions
 from uqf_cli.rec.lcrec.prompts import encode_prompts, sequential_prompt, sid_strings
+
+CPU_EVAL_BATCH = 32  # users per decoding batch on a CPU (was 8 before the cost levers; see docs/lcrec.md)
+GPU_EVAL_BATCH = 64
+
+
+class Float32Head(torch.nn.Module):
+    """The output head in float32 on bfloat16 hidden states (a copy of the weight: tied or not)."""
+
+    def __init__(self, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(head.weight.detach().float().clone(), requires_grad=False)
+        bias = getattr(head, "bias", None)
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
+
+
+def to_decoding_precision(model, precision: str, fp32_head: bool = True):
+    """``model`` in the dtype decoding runs in: ``fp32``, ``bf16`` (with a float32 head unless ``fp32_head``
+    is off) or ``half`` (GPU)."""
+    if precision == "fp32":
+        return model
+    if precision == "half":
+        return model.to(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if not fp32_head:
+        return model.to(torch.bfloat16)
+    head = Float32Head(model.get_output_embeddings())
+    model.config.tie_word_embeddings = False  # the head is its own float32 copy from here on
+    model = model.to(torch.bfloat16)
+    model.set_output_embeddings(head)
+    return model
+
+
+def decoding_precision(options: dict[str, Any], device: torch.device, override: str | None = None) -> str:
+    """What :func:`to_decoding_precision` gets for a model trained with ``options``.
+
+    Models trained before the ``precision`` option decode as they always did (float32 on a CPU, half
+    on a GPU); ``auto`` means bf16 on a CPU with bf16 kernels, half on a GPU, float32 elsewhere."""
+    wanted = override or options.get("precision")
+    if wanted is None:
+        return "half" if device.type == "cuda" else "fp32"
+    if wanted == "fp32":
+        return "fp32"
+    if device.type == "cuda":
+        return "half"
+    if device.type == "cpu" and (wanted == "bf16" or torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return "bf16"
+    return "fp32"
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +143,7 @@ class LcRecRecommender:
         self.sid_str = sid_strings(sids)
         self.trie = build_trie(sids, tokenizer).to(device)
         self.max_history = int(meta.get("options", {}).get("max_history", LcRecOptions.max_history))
+        self.template = meta.get("prompt_template")  # None: the Alpaca template of models made before templates
 
     def prompts(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
         texts = []
@@ -97,7 +151,7 @@ class LcRecRecommender:
             unknown = [i for i in h if i not in self.sid_str]
             if unknown:
                 raise InputError(None, f"history names item {unknown[0]!r}, which has no SID in this model")
-            texts.append(sequential_prompt([self.sid_str[i] for i in list(h)[-self.max_history:]]))
+            texts.append(sequential_prompt([self.sid_str[i] for i in list(h)[-self.max_history:]], self.template))
         return encode_prompts(self.tokenizer, texts)
 
     def search(self, prompts: list[list[int]], beams: int) -> BeamResult:
@@ -115,18 +169,24 @@ class LcRecRecommender:
         items sharing a full SID share its score)."""
         beams = max(int(beam_size or k), int(k))
         prompts = self.prompts(histories)
-        out: list[list[tuple[str, float]]] = []
-        for start in range(0, len(prompts), self.eval_batch_size):
-            result = self.search(prompts[start:start + self.eval_batch_size], beams)
-            for row, scores in zip(result.items.tolist(), result.scores.tolist(), strict=True):
+        order = sorted(range(len(prompts)), key=lambda u: len(prompts[u]))  # batches of similar prompt lengths
+        out: list[list[tuple[str, float]]] = [[] for _ in prompts]
+        for start in range(0, len(order), self.eval_batch_size):
+            users = order[start:start + self.eval_batch_size]
+            result = self.search([prompts[u] for u in users], beams)
+            for user, row, scores in zip(users, result.items.tolist(), result.scores.tolist(), strict=True):
                 ranked = [(self.sids.item_ids[r], float(s)) for leaf, s in zip(row, scores, strict=True) if leaf >= 0
                           for r in self.trie.rows_of(leaf)]
-                out.append(ranked[:k])
+                out[user] = ranked[:k]
         return out
 
 
-def load(model_dir: str | Path, device: str | torch.device = "auto") -> LcRecRecommender:
-    """Load base model + adapter + tokenizer of an LC-Rec model directory, merged for fast decoding."""
+def load(model_dir: str | Path, device: str | torch.device = "auto", precision: str | None = None,
+         eval_batch_size: int | None = None, fp32_head: bool = True) -> LcRecRecommender:
+    """Load base model + adapter + tokenizer of an LC-Rec model directory, merged for fast decoding.
+
+    ``precision`` (``fp32`` | ``bf16`` | ``auto``) and ``eval_batch_size`` override what the model directory
+    records (see :func:`decoding_precision`); ``fp32_head=False`` runs a bf16 model's head in bf16 too."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -146,8 +206,6 @@ def load(model_dir: str | Path, device: str | torch.device = "auto") -> LcRecRec
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
     model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-    if dev.type == "cuda":
-        model = model.to(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    model = model.to(dev).eval()
-    batch = opts.get("eval_batch_size") or (64 if dev.type == "cuda" else 8)
+    model = to_decoding_precision(model, decoding_precision(opts, dev, precision), fp32_head).to(dev).eval()
+    batch = eval_batch_size or opts.get("eval_batch_size") or (GPU_EVAL_BATCH if dev.type == "cuda" else CPU_EVAL_BATCH)
     return LcRecRecommender(model, tokenizer, sids, dev, int(batch), meta)

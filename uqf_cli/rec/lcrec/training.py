@@ -1,5 +1,11 @@
 """LC-Rec training: LoRA fine-tuning of the base model on the prompts through the HF ``Trainer``
-(CPU, one GPU with bf16/fp16, or DDP under ``torchrun``), resumable, and the model directory."""
+(CPU, one GPU with bf16/fp16, or DDP under ``torchrun``), resumable, and the model directory.
+
+Cost levers (each an option; :data:`~uqf_cli.rec.lcrec.options.LEGACY` is the old float32 path):
+bf16 autocast on CPUs with bf16 kernels (``precision``), the output head only at response positions
+(``lm_head``), length-bucketed batches (``batching``), the compact prompt (``prompt_template``).
+The CPU protocol: ``windows`` (which training windows), validation every ``eval_steps`` steps on
+``eval_users`` seeded validation users with early stopping (``patience``), best weights kept."""
 
 from __future__ import annotations
 
@@ -15,43 +21,24 @@ import torch
 
 from uqf_cli.core import runtime
 from uqf_cli.core.checkpoint import TrainerCheckpoints
+from uqf_cli.core.errors import OptionError
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import write_model_meta
+from uqf_cli.rec.lcrec.batching import (
+    BatchDataset,
+    Collator,
+    ExampleDataset,
+    bucketed_batches,
+    padding_share,
+    response_loss,
+)
 from uqf_cli.rec.lcrec.model import BACKBONE, BaseModelRef, add_sid_tokens, load_base, lora_config, resolve_base_model
 from uqf_cli.rec.lcrec.options import LcRecOptions
-from uqf_cli.rec.lcrec.prompts import PROMPT_VERSION, Encoded, build_examples
-
-
-class _ExampleDataset(torch.utils.data.Dataset):
-    def __init__(self, examples: list[Encoded]) -> None:
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, k: int) -> Encoded:
-        return self.examples[k]
-
-
-class _Collator:
-    """Right-pad a batch; labels are -100 on the prompt and on padding."""
-
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
-
-    def __call__(self, batch: list[Encoded]) -> dict[str, torch.Tensor]:
-        width = max(len(e.prompt) + len(e.response) for e in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, e in enumerate(batch):
-            seq = e.prompt + e.response
-            ids[row, : len(seq)] = torch.tensor(seq)
-            labels[row, len(e.prompt): len(seq)] = torch.tensor(e.response)
-            mask[row, : len(seq)] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+from uqf_cli.rec.lcrec.prompts import PROMPT_VERSION, build_examples
+from uqf_cli.rec.lcrec.recommender import CPU_EVAL_BATCH, GPU_EVAL_BATCH, LcRecRecommender
+from uqf_cli.rec.lcrec.validation import Validation, autocast_for, validation_sample
 
 
 def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
@@ -59,12 +46,39 @@ def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
     return base_check_sids_cover(dataset, sids, "lcrec")
 
 
-def _precision(device: torch.device) -> tuple[bool, bool]:
-    """``(bf16, fp16)`` for the Trainer: bf16 where the GPU supports it, else fp16; fp32 on CPU."""
-    if device.type != "cuda":
+def _precision(device: torch.device, precision: str = "auto") -> tuple[bool, bool]:
+    """``(bf16, fp16)`` for the Trainer. ``auto``: bf16 on a GPU that supports it (else fp16) and on a
+    CPU with bf16 kernels (AMX / AVX-512 bf16), float32 elsewhere; ``fp32``: neither; ``bf16``: bf16 or
+    an option error where the device lacks it."""
+    if precision == "fp32":
         return False, False
-    bf16 = torch.cuda.is_bf16_supported()
-    return bf16, not bf16
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not bf16:
+            raise OptionError("--precision", "this GPU has no bf16 support (use auto or fp32)")
+        return bf16, not bf16
+    bf16 = device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if precision == "bf16" and not bf16:
+        raise OptionError("--precision", f"no bf16 kernels on this {device.type} (use auto or fp32)")
+    return bf16, False
+
+
+def _trainer_class(lm_head: str):
+    """The HF ``Trainer``, or one whose loss runs the output head only at response positions."""
+    from transformers import Trainer
+
+    if lm_head == "full":
+        return Trainer
+
+    class ResponseHeadTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = response_loss(model, inputs, num_items_in_batch)
+            if (self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs
+                    and num_items_in_batch is not None):
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss does for the model's loss
+            return (loss, None) if return_outputs else loss
+
+    return ResponseHeadTrainer
 
 
 class _ProgressCallback:
@@ -119,7 +133,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     (see :class:`uqf_cli.core.checkpoint.TrainerCheckpoints`).
     """
     from peft import get_peft_model
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, TrainingArguments
 
     output = Path(output)
     check_output(output, force, "model")
@@ -136,7 +150,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     model = get_peft_model(model, lora_config(model, opts, token_ids))
     trainable, total = model.get_nb_trainable_parameters()
     examples, counts = build_examples(dataset, sids, tokenizer, opts, random.Random(seed))
-    bf16, fp16 = _precision(device)
+    bf16, fp16 = _precision(device, str(opts.precision))
+    train_data, per_device, batches = _training_data(examples, opts, seed)
     max_steps = int(opts.max_steps) if opts.max_steps is not None else -1
     params = {"backbone": BACKBONE, **opts.params()}
     ckpts = TrainerCheckpoints(output, "train-rec", params, _run_inputs(dataset, sids, ref),
@@ -144,7 +159,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     resume_from = ckpts.prepare(main_process=os.environ.get("RANK", "0") == "0")
     args = TrainingArguments(
         output_dir=str(ckpts.dir),  # checkpoints for --resume (saved by ckpts.callback())
-        per_device_train_batch_size=int(opts.batch_size),
+        per_device_train_batch_size=per_device,
         gradient_accumulation_steps=int(opts.grad_accum),
         learning_rate=float(opts.lr),
         weight_decay=float(opts.weight_decay),
@@ -166,15 +181,18 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
+    validation = _validation(model, tokenizer, dataset, sids, opts, device, (bf16, fp16), resume_from)
     with runtime.progress() as bar:
         callback = _trainer_callback(bar)
-        trainer = ckpts.trainer_class(Trainer)(
-            model=model, args=args, train_dataset=_ExampleDataset(examples),
-            data_collator=_Collator(int(tokenizer.pad_token_id)), callbacks=[callback, ckpts.callback()])
+        extra = [validation] if validation is not None else []
+        trainer = ckpts.trainer_class(_trainer_class(str(opts.lm_head)))(
+            model=model, args=args, train_dataset=train_data, data_collator=Collator(int(tokenizer.pad_token_id)),
+            callbacks=[callback, *extra, ckpts.callback()])
         trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
         result = trainer.train(resume_from_checkpoint=resume_from)
+    if validation is not None:
+        validation.restore_best(trainer.model)
     world = max(1, int(args.world_size))
-    per_step = int(opts.batch_size) * int(opts.grad_accum) * world
     summary = {
         "backbone": BACKBONE,
         "output": str(output),
@@ -184,18 +202,53 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         "examples": len(examples),
         "steps": int(trainer.state.global_step),
         "train_loss": float(result.training_loss),
+        "last_loss": callback.last_loss,
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
         "device": str(device),
+        "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
+        "padding_share": round(padding_share(batches), 4),
+        "threads": torch.get_num_threads(),
         "seconds": round(time.perf_counter() - t0, 1),
         "seconds_per_step": callback.seconds_per_step(),
         "cpu_seconds_per_step": callback.seconds_per_step(cpu=True),
-        "steps_per_epoch": math.ceil(len(examples) / per_step),
+        "step_seconds": [round(t, 4) for t in callback.step_times],
+        "steps_per_epoch": math.ceil(len(batches) / (int(opts.grad_accum) * world)),
     }
+    if validation is not None:
+        state = validation.summary_state()
+        summary.update(history=state["history"], best_step=state["best_step"],
+                       best_valid_ndcg10_sample=state["best_ndcg10"], eval_users=len(validation.cases),
+                       stopped_early=validation.stopped_early)
     if trainer.is_world_process_zero():  # under DDP only rank 0 writes the model directory
         _save(trainer.model, tokenizer, dataset, sids, ref, opts, token_ids, summary, output, force)
         ckpts.finish()
     return summary
+
+
+def _training_data(examples: list, opts: LcRecOptions, seed: int
+                   ) -> tuple[torch.utils.data.Dataset, int, list[list]]:
+    """``(dataset, per-device batch size, batches)``: bucketed batches as dataset items, or the examples for the
+    Trainer's random batches (then ``batches`` is a seeded shuffle of them, to estimate their padding)."""
+    size = int(opts.batch_size)
+    if opts.batching == "bucketed":
+        batches = bucketed_batches(examples, size, random.Random(seed + 2))
+        return BatchDataset(batches), 1, batches  # each dataset item is a whole batch
+    shuffled = examples[:]
+    random.Random(seed + 3).shuffle(shuffled)
+    return ExampleDataset(examples), size, [shuffled[k:k + size] for k in range(0, len(shuffled), size)]
+
+
+def _validation(model, tokenizer, dataset: Dataset, sids: SidTable, opts: LcRecOptions, device: torch.device,
+                amp: tuple[bool, bool], resume_from: str | None) -> Validation | None:
+    """The early-stopping callback when ``eval_steps`` is set: it ranks with the live (peft) model."""
+    if opts.eval_steps is None:
+        return None
+    meta = {"options": opts.params(), "prompt_template": opts.prompt_template}
+    users_per_batch = opts.eval_batch_size or (GPU_EVAL_BATCH if device.type == "cuda" else CPU_EVAL_BATCH)
+    rec = LcRecRecommender(model, tokenizer, sids, device, int(users_per_batch), meta)
+    return Validation(rec, validation_sample(dataset, int(opts.eval_users), int(opts.seed)), int(opts.eval_steps),
+                      int(opts.patience), int(opts.eval_beam), lambda: autocast_for(device, *amp), resume_from)
 
 
 def _run_inputs(dataset: Dataset, sids: SidTable, ref: BaseModelRef) -> dict[str, Path | None]:
@@ -218,5 +271,7 @@ def _save(model, tokenizer, dataset: Dataset, sids: SidTable, ref: BaseModelRef,
         model.save_pretrained(str(tmp), save_embedding_layers=False)
         tokenizer.save_pretrained(str(tmp))
         write_model_meta(tmp, BACKBONE, dataset, params, provenance, sids, base_model=ref.as_meta(),
-                         prompt_version=PROMPT_VERSION, sid_token_range=[token_ids[0], token_ids[-1]],
-                         train_summary={k: summary[k] for k in ("samples", "steps", "train_loss", "seconds")})
+                         prompt_version=PROMPT_VERSION, prompt_template=opts.prompt_template,
+                         sid_token_range=[token_ids[0], token_ids[-1]],
+                         train_summary={k: summary[k] for k in ("samples", "steps", "train_loss", "seconds",
+                                                                "precision", "history", "best_step") if k in summary})

@@ -1,0 +1,342 @@
+"""LC-Rec on a CPU: today's float32 path against the cost levers, side by side in one invocation.
+
+1. Training. The same ``--steps x --batch-size`` training windows (a seeded subset of the dataset's
+   windows, via ``--max-samples``), one epoch over them (so every configuration sees exactly the same
+   samples, grouped into batches its own way), through the real ``lcrec.train``, for: the float32
+   path (``LEGACY``: fp32, full output head, random batches, Alpaca prompt), each lever alone on top
+   of it, and all levers (the defaults). Per configuration: samples/s over steps 2..N (wall clock;
+   the first step is warm-up), the mean training loss, and the loss after the N steps on a fixed
+   seeded sample of validation windows (each model with its own prompt, float32, full head). Same
+   seed for all. ``--repeats R`` runs every configuration R times in turn (float32, levers, float32,
+   ...) and reports the median throughput, so load drift hits all of them alike.
+2. Decoding. Constrained beam search (``--beam``) for a seeded sample of ``--users`` test users:
+   today's path (the float32 model, float32, 8 users a batch in dataset order) against the new one
+   (the all-levers model: bf16 body with a float32 head, 32 users a batch sorted by prompt length,
+   compact prompt). Equal quality: the all-levers model is also decoded in float32 and its top-10
+   lists compared with its bf16 ones (identical share; Recall@10 of both on the same users). A last
+   row runs the head in bf16 too (faster, coarser scores; not the default).
+
+Writes ``--out`` (markdown: command, commit, machine, load average before and after) and its
+``.json``. Measure on a quiet machine: contention distorts every ratio.
+
+    UQF_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/lcrec_speed.py --dataset runs/office/ds \\
+        --sids runs/office/sids.jsonl --steps 40 --batch-size 8 --users 200 --out benchmarks/results/lcrec_speed.md
+
+``--quick``: a tiny run (a few steps and users; no per-lever rows unless ``--levers``) for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch
+
+from uqf_cli.core import runtime
+from uqf_cli.data.dataset import Dataset
+from uqf_cli.evaluation.metrics import ndcg_at_k, recall_at_k
+from uqf_cli.files import read_sids
+from uqf_cli.rec import lcrec
+from uqf_cli.rec.base import training_samples
+from uqf_cli.rec.lcrec.batching import Collator
+from uqf_cli.rec.lcrec.options import LEGACY
+from uqf_cli.rec.lcrec.prompts import Encoded, sid_token_ids
+from uqf_cli.rec.lcrec.recommender import CPU_EVAL_BATCH
+
+ALL_LEVERS = {"precision": "auto", "lm_head": "response", "batching": "bucketed", "prompt_template": "compact"}
+LEVER_ROWS = {  # name -> options on top of LEGACY
+    "bf16 autocast": {"precision": "auto"},
+    "response-only head": {"lm_head": "response"},
+    "compact prompt": {"prompt_template": "compact"},
+    "bucketed batches": {"batching": "bucketed"},
+}
+LEGACY_EVAL_BATCH = 8  # users per decoding batch on a CPU before the levers
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", required=True, type=Path)
+    ap.add_argument("--sids", required=True, type=Path)
+    ap.add_argument("--base-model", default=None, help="default: the embedded SmolLM2-135M")
+    ap.add_argument("--steps", type=int, default=40, help="optimizer steps per configuration (one epoch)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-history", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--heldout", type=int, default=128, help="validation windows for the loss after N steps")
+    ap.add_argument("--users", type=int, default=200, help="test users decoded")
+    ap.add_argument("--beam", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--levers", action=argparse.BooleanOptionalAction, default=None,
+                    help="a row per lever alone (default: on, off with --quick)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: UQF_THREADS or torch's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="tiny run: 4 steps of 4, 8 users, beam 6")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/lcrec_speed.md"))
+    args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.quick:
+        args.steps, args.batch_size, args.users, args.beam, args.heldout = 4, 4, 8, 6, 8
+    if args.levers is None:
+        args.levers = not args.quick
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+def train_options(args: argparse.Namespace, levers: dict[str, str]) -> dict[str, Any]:
+    return {**LEGACY, **levers, "base_model": args.base_model, "batch_size": args.batch_size, "epochs": 1,
+            "max_samples": args.steps * args.batch_size, "max_history": args.max_history, "lr": args.lr,
+            "seed": args.seed, "device": "cpu"}
+
+
+def throughput(summary: dict[str, Any], batch_size: int) -> float:
+    """Samples/s over steps 2..N (the first step is warm-up); all of them when there is one."""
+    times = summary["step_seconds"][1:] or summary["step_seconds"]
+    return len(times) * batch_size / sum(times)
+
+
+def heldout_examples(rec: lcrec.LcRecRecommender, cases: list) -> list[Encoded]:
+    """Validation windows in the model's own prompt template: the prompt, then the target's SID and EOS."""
+    ids = sid_token_ids(rec.tokenizer, rec.sids)
+    eos = [int(rec.tokenizer.eos_token_id)] if rec.tokenizer.eos_token_id is not None else []
+    prompts = rec.prompts([c.history for c in cases])
+    return [Encoded(p, ids[c.target] + eos) for p, c in zip(prompts, cases, strict=True)]
+
+
+@torch.no_grad()
+def heldout_loss(model_dir: Path, cases: list) -> float:
+    """Mean response-token cross-entropy of a trained model on ``cases`` (float32, full head)."""
+    rec = lcrec.load(model_dir, "cpu", precision="fp32")
+    examples = heldout_examples(rec, cases)
+    collate = Collator(int(rec.tokenizer.pad_token_id))
+    total, count = 0.0, 0
+    for start in range(0, len(examples), 16):
+        batch = collate(examples[start:start + 16])
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        total += float(rec.model(**batch).loss) * n
+        count += n
+    return total / count
+
+
+def run_training(args: argparse.Namespace, ds: Dataset, sids, work: Path, heldout: list
+                 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    configs = {"float32 (today)": {}, **(LEVER_ROWS if args.levers else {}), "all levers": ALL_LEVERS}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    dirs: dict[str, Path] = {}
+    for r in range(args.repeats):
+        for name, levers in configs.items():
+            out = work / f"{slug(name)}_{r}"
+            summary = lcrec.train(ds, sids, out, train_options(args, levers), force=True)
+            runs[name].append(summary)
+            dirs.setdefault(name, out)
+            progress(f"train {name} #{r + 1}: {throughput(summary, args.batch_size):.2f} samples/s "
+                     f"({summary['precision']}, padding {summary['padding_share']:.1%})")
+    rows = []
+    for name, summaries in runs.items():
+        first = summaries[0]
+        rows.append({
+            "config": name, "options": {**LEGACY, **configs[name]}, "precision": first["precision"],
+            "steps": first["steps"], "examples": first["examples"],
+            "samples_per_s": statistics.median(throughput(s, args.batch_size) for s in summaries),
+            "samples_per_s_runs": [round(throughput(s, args.batch_size), 3) for s in summaries],
+            "train_loss": first["train_loss"], "padding_share": first["padding_share"],
+            "heldout_loss": heldout_loss(dirs[name], heldout),
+        })
+    return rows, dirs
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding
+# ----------------------------------------------------------------------------------------------
+
+
+def decode(model_dir: Path, cases: list, precision: str, batch: int, beam: int, sort: bool = True,
+           fp32_head: bool = True) -> tuple[list[list[str]], float]:
+    """Top-10 lists of ``cases`` and users/s (after one warm-up batch)."""
+    rec = lcrec.load(model_dir, "cpu", precision=precision, eval_batch_size=batch, fp32_head=fp32_head)
+    histories = [c.history for c in cases]
+    rank = rec.recommend if sort else (lambda h, k, beam_size: unsorted_recommend(rec, h, k, beam_size))
+    rank(histories[:min(batch, len(histories))], k=10, beam_size=beam)  # warm-up
+    t = time.perf_counter()
+    ranked = rank(histories, k=10, beam_size=beam)
+    return ranked, len(cases) / (time.perf_counter() - t)
+
+
+def unsorted_recommend(rec: lcrec.LcRecRecommender, histories, k: int, beam_size: int) -> list[list[str]]:
+    """Today's decoding loop: batches in the users' own order (no sorting by prompt length)."""
+    prompts = rec.prompts(histories)
+    out: list[list[str]] = []
+    for start in range(0, len(prompts), rec.eval_batch_size):
+        result = rec.search(prompts[start:start + rec.eval_batch_size], max(beam_size, k))
+        for row in result.items.tolist():
+            rows = [r for leaf in row if leaf >= 0 for r in rec.trie.rows_of(leaf)]
+            out.append([rec.sids.item_ids[r] for r in rows[:k]])
+    return out
+
+
+def run_decoding(args: argparse.Namespace, dirs: dict[str, Path], cases: list) -> dict[str, Any]:
+    targets = [c.target for c in cases]
+    legacy, legacy_ups = decode(dirs["float32 (today)"], cases, "fp32", LEGACY_EVAL_BATCH, args.beam, sort=False)
+    reference, ref_ups = decode(dirs["all levers"], cases, "fp32", CPU_EVAL_BATCH, args.beam)
+    new, new_ups = decode(dirs["all levers"], cases, "auto", CPU_EVAL_BATCH, args.beam)
+    bf16_head, bf16_head_ups = decode(dirs["all levers"], cases, "auto", CPU_EVAL_BATCH, args.beam, fp32_head=False)
+    same = sum(a == b for a, b in zip(reference, new, strict=True))
+    same_bf16_head = sum(a == b for a, b in zip(reference, bf16_head, strict=True))
+    rows = [
+        {"path": "float32 (today): float32 model, fp32, 8 users/batch, Alpaca prompt", "users_per_s": legacy_ups,
+         "recall@10": recall_at_k(legacy, targets, 10), "ndcg@10": ndcg_at_k(legacy, targets, 10)},
+        {"path": "all-levers model, fp32, 32 users/batch sorted, compact prompt", "users_per_s": ref_ups,
+         "recall@10": recall_at_k(reference, targets, 10), "ndcg@10": ndcg_at_k(reference, targets, 10)},
+        {"path": "all-levers model, bf16 body + fp32 head where supported, 32 users/batch sorted, compact prompt",
+         "users_per_s": new_ups, "recall@10": recall_at_k(new, targets, 10), "ndcg@10": ndcg_at_k(new, targets, 10)},
+        {"path": "all-levers model, bf16 body and head, 32 users/batch sorted, compact prompt (not the default)",
+         "users_per_s": bf16_head_ups, "recall@10": recall_at_k(bf16_head, targets, 10),
+         "ndcg@10": ndcg_at_k(bf16_head, targets, 10)},
+    ]
+    return {"rows": rows, "users": len(cases), "beam": args.beam, "identical_top10": same / len(cases),
+            "identical_top10_bf16_head": same_bf16_head / len(cases),
+            "speedup": new_ups / legacy_ups, "speedup_same_model": new_ups / ref_ups,
+            "speedup_bf16_head": bf16_head_ups / legacy_ups}
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uqf_cli", "benchmarks/lcrec_speed.py"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return (f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), "
+            f"bf16 kernels: {'yes' if bf16 else 'no'}, torch {torch.__version__}")
+
+
+def prompt_tokens(rec_dirs: dict[str, Path], cases: list) -> dict[str, float]:
+    out = {}
+    for name in ("float32 (today)", "all levers"):
+        rec = lcrec.load(rec_dirs[name], "cpu", precision="fp32")
+        prompts = rec.prompts([c.history for c in cases])
+        out[rec.template or "alpaca"] = statistics.mean(len(p) for p in prompts)
+    return out
+
+
+def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
+    train, dec = result["training"], result["decoding"]
+    base = train[0]["samples_per_s"]
+    lines = [
+        "# LC-Rec on a CPU: the float32 path against the cost levers", "",
+        f"Command: `{result['command']}`", "",
+        f"Code: {result['commit']}. Machine: {result['machine']}. Load average (1, 5, 15 min): before "
+        f"{result['load_before']}, after {result['load_after']}.", "",
+        f"Data: {args.dataset} ({result['windows']:,} training windows); base model: {result['base_model']}; "
+        f"{args.steps} steps x batch {args.batch_size} = the same {train[0]['examples']} seeded windows for every "
+        f"configuration (one epoch), seed {args.seed}, lr {args.lr}. Held-out loss: {len(result['heldout_users'])} "
+        "seeded validation windows, each model with its own prompt, float32, full head.", "",
+        "## Training", "",
+        "| configuration | precision | padding | samples/s | x float32 | train loss (mean) | held-out loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in train:
+        lines.append(f"| {row['config']} | {row['precision']} | {row['padding_share']:.1%} | "
+                     f"{row['samples_per_s']:.2f} | {row['samples_per_s'] / base:.2f}x | {row['train_loss']:.4f} | "
+                     f"{row['heldout_loss']:.4f} |")
+    tokens = ", ".join(f"{k} {v:.1f}" for k, v in result["prompt_tokens"].items())
+    lines += ["", f"Mean prompt tokens of the decoded users: {tokens}.", "",
+              "## Decoding", "",
+              f"{dec['users']} seeded test users, beam {dec['beam']}, top 10.", "",
+              "| path | users/s | Recall@10 | NDCG@10 |", "|---|---|---|---|"]
+    for row in dec["rows"]:
+        lines.append(f"| {row['path']} | {row['users_per_s']:.2f} | {row['recall@10']:.4f} | {row['ndcg@10']:.4f} |")
+    lines += ["", f"- decoding speed-up, new path / today's: {dec['speedup']:.2f}x "
+                  f"(same model, bf16 / fp32: {dec['speedup_same_model']:.2f}x)",
+              f"- identical top-10 lists, bf16 vs fp32 on the same model: {dec['identical_top10']:.1%} of users "
+              f"(bf16 head too: {dec['identical_top10_bf16_head']:.1%}, {dec['speedup_bf16_head']:.2f}x today's)",
+              f"- training speed-up, all levers / float32: {train[-1]['samples_per_s'] / base:.2f}x", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    runtime.configure(quiet=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    else:
+        runtime.set_threads_from_env()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    ds = Dataset.load(args.dataset)
+    sids = read_sids(args.sids)
+    valid = ds.eval_cases("valid")
+    heldout = random.Random(args.seed + 7).sample(valid, min(args.heldout, len(valid)))
+    test = ds.eval_cases("test")
+    cases = random.Random(args.seed).sample(test, min(args.users, len(test)))
+    with tempfile.TemporaryDirectory(prefix="lcrec-speed-") as tmp:
+        training, dirs = run_training(args, ds, sids, Path(tmp), heldout)
+        decoding = run_decoding(args, dirs, cases)
+        tokens = prompt_tokens(dirs, cases)
+    env = f"UQF_THREADS={os.environ['UQF_THREADS']} " if os.environ.get("UQF_THREADS") else ""
+    result = {
+        "command": env + " ".join(["python", "benchmarks/lcrec_speed.py", *args.argv]),
+        "commit": commit(), "machine": machine(), "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()], "base_model": args.base_model or "smollm2 (embedded)",
+        "windows": len(training_samples(ds, args.max_history)),
+        "heldout_users": [c.user_id for c in heldout], "training": training, "decoding": decoding,
+        "prompt_tokens": tokens,
+    }
+    text = render(args, result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_md = args.out.with_name(args.out.name + ".tmp")
+    tmp_md.write_text(text, encoding="utf-8")
+    tmp_md.replace(args.out)
+    tmp_json = args.out.with_suffix(".json.tmp")
+    tmp_json.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    tmp_json.replace(args.out.with_suffix(".json"))
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
