@@ -1,8 +1,7 @@
-"""benchmarks/ablation.py end to end on a tiny synthetic dataset: workers, records, budget, resume, curves."""
+"""benchmarks/quality/ablation.py end to end on a tiny synthetic dataset: workers, records, budget, resume, curves."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,26 +12,16 @@ import numpy as np
 import pytest
 from conftest import make_dataset
 
+from benchmarks.quality import ablation
+from benchmarks.quality import ablation_report as report
+from benchmarks.quality import ablation_units as units
 from uqf_cli.collab import train_gcn
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, make_provenance, save_embeddings
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ablation = _load("ablation")
-units = sys.modules["ablation_units"]
+ROOT = Path(__file__).resolve().parents[1]
+QUALITY = ROOT / "benchmarks" / "quality"
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +53,8 @@ def test_parallel_workers_records_resume_and_curves(inputs: dict[str, Path]) -> 
     collab = next(r for r in result["records"] if r["unit"] == "sid_collab_s0")
     assert collab["epoch_cap"] == 2 and 1 <= collab["epochs_run"] <= 2 and collab["curve"][0]["epoch"] == 1
     assert 0.0 <= collab["test"]["ndcg@10"] <= collab["test"]["recall@10"] <= 1.0
-    assert "python benchmarks/ablation.py --dataset" in collab["command"] and collab["machine"].startswith("CPU")
+    assert "python -m benchmarks.quality.ablation --dataset" in collab["command"]
+    assert collab["machine"].startswith("CPU")
     md = (inputs["root"] / "cmp.md").read_text(encoding="utf-8")
     assert "| collaborative-only | 1 |" in md and "| SASRec | 1 |" in md and "Command:" in md
     png = inputs["root"] / "cmp_curves.png"
@@ -126,7 +116,7 @@ def test_reserved_codes_are_distinct_and_outside_the_codebook(tmp_path: Path) ->
 
 
 def test_gpu_script_runs_on_cpu_at_a_tiny_budget(inputs: dict[str, Path]) -> None:
-    """benchmarks/gpu_office.sh end to end (what the GPU machine runs), tiny data and a tiny TIGER on the CPU."""
+    """benchmarks/quality/gpu_office.sh end to end (what the GPU machine runs): tiny data, a tiny TIGER, the CPU."""
     out = inputs["root"] / "gpu" / "office_gpu.md"
     env = {**os.environ, "PYTHON": sys.executable, "TEXT": str(inputs["text"]), "DATASET": str(inputs["ds"]),
            "OUT": str(out), "WORK": str(inputs["root"] / "gpu_work"), "BUDGET_MINUTES": "4", "JOBS": "2",
@@ -134,7 +124,7 @@ def test_gpu_script_runs_on_cpu_at_a_tiny_budget(inputs: dict[str, Path]) -> Non
     tiny = ["--variants", "text,uqf", "--seeds", "1", "--no-baselines", "--tiger-preset", "tiny", "--tiger-epochs", "2",
             "--tiger-eval-users", "10", "--fuse-epochs", "1", "--codebook-size", "4",
             "--quantize", '{"epochs": 5, "warmup_epochs": 1}']
-    res = subprocess.run(["bash", str(BENCH / "gpu_office.sh"), *tiny], env=env, capture_output=True, text=True,
+    res = subprocess.run(["bash", str(QUALITY / "gpu_office.sh"), *tiny], env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     md = out.read_text(encoding="utf-8")
@@ -166,7 +156,6 @@ def test_recipe_per_user_scores_and_paired_tests(inputs: dict[str, Path]) -> Non
     assert len(per_user) == uqf["users"] and abs(np.mean(per_user) - uqf["test"]["ndcg@10"]) < 1e-4
     md = (inputs["root"] / "paired.md").read_text(encoding="utf-8")
     assert "## Paired tests" in md and "| text-only RQ-VAE (TIGER/LC-Rec) |" in md.split("## Paired tests")[1]
-    report = sys.modules["ablation_report"]
     same = report.paired_test(np.array([0.0, 1.0, 0.5]), np.array([0.0, 1.0, 0.5]))
     assert same["ratio"] == 1.0 and same["p"] == 1.0
     with pytest.raises(SystemExit):
@@ -174,7 +163,7 @@ def test_recipe_per_user_scores_and_paired_tests(inputs: dict[str, Path]) -> Non
 
 
 def test_gpu_lcrec_script_runs_on_cpu_at_a_tiny_budget_and_resumes(inputs: dict[str, Path]) -> None:
-    """benchmarks/gpu_lcrec.sh end to end (LC-Rec units through the runner: all windows, align tasks, early
+    """benchmarks/quality/gpu_lcrec.sh end to end (LC-Rec units through the runner: all windows, align tasks, early
     stopping) with a tiny causal LM on the CPU; a rerun with the same settings skips the recorded unit."""
     from test_lcrec import _tiny_llama
 
@@ -190,7 +179,7 @@ def test_gpu_lcrec_script_runs_on_cpu_at_a_tiny_budget_and_resumes(inputs: dict[
     tiny = ["--variants", "text", "--no-baselines", "--lcrec-max-steps", "4", "--lcrec-batch-size", "4",
             "--lcrec-eval-users", "10", "--fuse-epochs", "1", "--codebook-size", "4",
             "--quantize", '{"epochs": 5, "warmup_epochs": 1}']
-    res = subprocess.run(["bash", str(BENCH / "gpu_lcrec.sh"), *tiny], env=env, capture_output=True, text=True,
+    res = subprocess.run(["bash", str(QUALITY / "gpu_lcrec.sh"), *tiny], env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     md = out.read_text(encoding="utf-8")

@@ -1,32 +1,16 @@
-"""benchmarks/hybrid_office.py --quick: every row, the validation-only selection, the paired test, resuming."""
+"""benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection, the paired test, resuming."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_dataset
 
+from benchmarks.quality import hybrid_office as bench
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import make_provenance, save_embeddings
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("hybrid_office")
 
 
 @pytest.fixture(scope="module")

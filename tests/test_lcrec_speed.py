@@ -1,4 +1,4 @@
-"""benchmarks/lcrec_speed.py --quick end to end on a tiny dataset and a tiny causal LM (no timing asserted)."""
+"""benchmarks/speed/lcrec_speed.py --quick end to end on a tiny dataset and a tiny causal LM (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
     base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
     out = tmp_path / "speed.md"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "lcrec_speed.py"), "--dataset", str(ds.path), "--sids",
+    cmd = [sys.executable, "-m", "benchmarks.speed.lcrec_speed", "--dataset", str(ds.path), "--sids",
            str(sids.path), "--base-model", str(base), "--quick", "--levers", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -41,4 +41,4 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     dec = result["decoding"]
     assert dec["users"] == 8 and 0.0 <= dec["identical_top10"] <= 1.0 and len(dec["rows"]) == 4
     md = out.read_text()
-    assert "python benchmarks/lcrec_speed.py --dataset" in md and "Load average" in md and "| all levers |" in md
+    assert "python -m benchmarks.speed.lcrec_speed --dataset" in md and "Load average" in md and "| all levers |" in md

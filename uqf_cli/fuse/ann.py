@@ -116,7 +116,7 @@ def search_in_chunks(index: Any, queries: np.ndarray, k: int, chunk: int = ANN_Q
 
 def build_ivf(faiss: Any, x: np.ndarray, seed: int, shape: tuple[int, int] | None = None) -> Any:
     """An IVF-Flat inner-product index over the rows of ``x``, k-means seeded by ``seed``; ``shape``
-    ``(nlist, nprobe)`` defaults to :func:`ivf_shape` (another is for ``benchmarks/ann_sweep.py``)."""
+    ``(nlist, nprobe)`` defaults to :func:`ivf_shape` (another is for ``benchmarks/scale/ann_sweep.py``)."""
     n, d = x.shape
     nlist, nprobe = shape or ivf_shape(n)
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)

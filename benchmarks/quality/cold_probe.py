@@ -11,7 +11,7 @@ Two questions the cold-start table raises (issue 14), each answered in seconds t
 2. **Granularity.** Does the ratio depend on how coarse level 1 is? Both tokenizers (UQF text path and
    text-only) are refitted on the warm items with smaller codebooks and the cold items coded again.
 
-    UQF_THREADS=1 .venv/bin/python benchmarks/cold_probe.py --dataset runs/office/ds --work runs/cold_default
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.quality.cold_probe --dataset runs/office/ds --work runs/cold_default
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cold_start as cs
-
+from benchmarks.quality import cold_start as cs
 from uqf_cli.core.runtime import configure, set_threads_from_env
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import load_embeddings, make_provenance, read_sids, save_embeddings

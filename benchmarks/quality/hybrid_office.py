@@ -26,7 +26,7 @@ Every unit (inputs, each model) leaves a JSON record under ``<out stem>/units/``
 units and resumes interrupted training from its checkpoint. Writes ``--out`` (.md), the JSON beside it
 and ``<stem>_curves.png`` (validation NDCG@10 per epoch of every hybrid, TIGER and SASRec run).
 
-    UQF_THREADS=2 .venv/bin/python benchmarks/hybrid_office.py --dataset runs/office/ds \\
+    UQF_THREADS=2 .venv/bin/python -m benchmarks.quality.hybrid_office --dataset runs/office/ds \\
         --text runs/office/text.st --work runs/hybrid --out benchmarks/results/hybrid_office.md
 
 ``--quick`` shrinks every model, epoch count and grid to a smoke run (minutes on a CPU; tests use it).
@@ -446,7 +446,7 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         f"Data: {inputs['stats']['items']:,} items, {cold['items']:,} cold ({cold['share']:.0%}, seed {cold['seed']}: "
         f"their {cold['removed_interactions']:,} train interactions removed, text kept); test users: "
         f"{first['cold_users']:,} with a cold target, {first['warm_users']:,} with a warm one. Protocol: "
-        "`benchmarks/hybrid_office.py` docstring; item representations and SIDs fitted on the cold-start data.",
+        "`benchmarks/quality/hybrid_office.py` docstring; item representations and SIDs fitted on the cold-start data.",
         "",
         f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}`; SASRec: `{json.dumps(args.sasrec)}` "
         f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`, temperature "

@@ -9,7 +9,7 @@ beam search), beside the popularity baseline on the same users.
 
 Run (Office; ``--sids`` any uqf SIDs file or LC-Rec index.json):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/lcrec_epoch_cost.py runs/lcrec/office \\
+    HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.speed.lcrec_epoch_cost runs/lcrec/office \\
         --sids office_text_sids.jsonl --steps 30 --batch-size 8 --eval-users 200 \\
         --out benchmarks/results/lcrec_office_cpu.json
 

@@ -2,7 +2,7 @@
 # LC-Rec on Office on one GPU, the full protocol: text-only vs UQF SIDs (SEEDS seeds each), every training
 # window, the item-index alignment tasks, validation every EVAL_STEPS steps on 1,000 seeded users with early
 # stopping (patience 3, best weights kept), test on all users; with popularity, LightGCN and SASRec; all
-# through benchmarks/ablation.py --backbone lcrec (records resume like TIGER's: rerun to continue).
+# through benchmarks/quality/ablation.py --backbone lcrec (records resume like TIGER's: rerun to continue).
 #
 # The project runs from source (PYTHONPATH); no model hub is needed. Text embeddings are made on a CPU
 # machine beforehand and carried (see gpu_office.sh). The base model defaults to the embedded SmolLM2-135M
@@ -19,7 +19,7 @@
 #   JOBS        worker processes sharing the device (default 2)
 #   DEVICE      default auto (CUDA when present)
 #   PYTHON      interpreter (default python3)
-# Further arguments go to benchmarks/ablation.py and override the ones below (the CPU smoke test passes a
+# Further arguments go to benchmarks/quality/ablation.py and override the ones below (the CPU smoke test passes a
 # tiny base model, a tiny dataset and a few steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +46,7 @@ else
   [ -f "$DS/dataset.json" ] || "$PY" -m uqf_cli prepare "$DATASET" -o "$DS" --quiet
 fi
 [ -f "$WORK/collab.st" ] || "$PY" -m uqf_cli train-gcn "$DS" -o "$WORK/collab.st" --device "$DEVICE" --seed 0 --quiet
-"$PY" benchmarks/ablation.py --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
+"$PY" benchmarks/quality/ablation.py --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
   --out "$OUT" --backbone lcrec --variants text,uqf --seeds "$SEEDS" --lcrec-windows all --lcrec-align-tasks \
   --lcrec-epochs 3 --lcrec-eval-steps "$EVAL_STEPS" --lcrec-eval-users 1000 --lcrec-patience 3 \
   --lcrec-batch-size 32 "${BASE[@]}" --baselines --jobs "$JOBS" --device "$DEVICE" "$@"

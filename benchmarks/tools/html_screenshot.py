@@ -9,7 +9,7 @@ purpose is rendered the same way, and the script refuses to pass if that error i
 Chromium build that logs nothing cannot produce a false "no errors"). The report itself holds no
 script (only an inert JSON block), no link and no external image: the unit tests check that too.
 
-    .venv/bin/python benchmarks/html_screenshot.py REPORT.html --out screenshot.png [--json result.json]
+    .venv/bin/python -m benchmarks.tools.html_screenshot REPORT.html --out screenshot.png [--json result.json]
 
 Exit 0 when the report rendered without console errors and the control page's error was detected.
 """
@@ -76,7 +76,7 @@ def main() -> None:
     errors = console_errors(render(chromium, args.html, args.out, args.window_size, args.timeout))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
-    record = {"command": " ".join(["benchmarks/html_screenshot.py", *sys.argv[1:]]), "commit": commit,
+    record = {"command": " ".join(["benchmarks/tools/html_screenshot.py", *sys.argv[1:]]), "commit": commit,
               "machine": f"{platform.node()} {platform.machine()}", "chromium": version,
               "control_error_detected": control_seen, "console_errors": errors,
               "screenshot": str(args.out), "screenshot_bytes": args.out.stat().st_size}

@@ -10,7 +10,7 @@ on the same file, writes its SIDs to a temporary directory, and reports utilisat
 raw collisions, relative reconstruction error, the level-1 lift and the wall seconds (the machine
 may be shared: compare seconds within one run only).
 
-Run: ``UQF_THREADS=1 .venv/bin/python benchmarks/quantize_office.py --emb office_text.st``, where
+Run: ``UQF_THREADS=1 .venv/bin/python -m benchmarks.quality.quantize_office --emb office_text.st``, where
 ``office_text.st`` is ``uqf prepare builtin:office -o office && uqf embed-text office -o office_text.st``
 (``--only default,rqkmeans`` for a subset; ``--seeds 0,1,2,3`` fits every row once per seed and adds
 a mean / min / max line: the raw collision rate moves by a few points between seeds).
@@ -46,7 +46,7 @@ from uqf_cli.files import load_embeddings, read_sids
 from uqf_cli.quantize import QuantizeConfig, quantize
 
 COSINE_EDGES = (1.0001, 0.999, 0.99, 0.98, 0.95, 0.9, -math.inf)  # bucket b holds cosines in [edge b+1, edge b)
-DEFAULT_PEER = Path(__file__).resolve().parents[2] / "shared/data/amazon-instruments/Instruments.index.json"
+DEFAULT_PEER = Path(__file__).resolve().parents[3] / "shared/data/amazon-instruments/Instruments.index.json"
 
 CONFIGS: dict[str, dict] = {
     "default": {},

@@ -1,6 +1,6 @@
 """Items/second of `uqf embed-text` on the Office dataset (2,420 items) with the bundled MiniLM.
 
-Run:  .venv/bin/python benchmarks/embed_text_speed.py [--max-length 128] [--device auto] [--repeat 1]
+Run:  .venv/bin/python -m benchmarks.speed.embed_text_speed [--max-length 128] [--device auto] [--repeat 1]
 
 Prepares the embedded Office dataset into a temporary directory, then times ``embed_text`` end to
 end (model load, tokenisation, encoding, writing the file) and the encoding alone, and prints

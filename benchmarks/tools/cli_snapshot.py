@@ -8,10 +8,10 @@ writes the sha256 of every output file and of every ``--json`` answer. Timing fi
 ``second``, ``time`` or ``per_s`` in its name) are dropped from JSON before hashing; a model directory
 is fingerprinted by its weights and the SIDs copy.
 
-    UQF_THREADS=1 .venv/bin/python benchmarks/cli_snapshot.py --work runs/snap_before --out before.json
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.tools.cli_snapshot --work runs/snap_before --out before.json
     ... (switch versions) ...
-    UQF_THREADS=1 .venv/bin/python benchmarks/cli_snapshot.py --work runs/snap_after --out after.json
-    .venv/bin/python benchmarks/cli_snapshot.py --compare before.json after.json
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.tools.cli_snapshot --work runs/snap_after --out after.json
+    .venv/bin/python -m benchmarks.tools.cli_snapshot --compare before.json after.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Office tokenizer comparison on one GPU: text-only, collaborative-only, concatenation and UQF SIDs,
 # 3 seeds each, TIGER at the paper's shape trained to early stopping (patience 5), with popularity,
-# LightGCN and SASRec, all through benchmarks/ablation.py (worker processes sharing the card).
+# LightGCN and SASRec, all through benchmarks/quality/ablation.py (worker processes sharing the card).
 #
 # The project runs from source (PYTHONPATH); no model hub is needed. Text embeddings are made on a CPU
 # machine beforehand and carried, since the embedded MiniLM package is not on the GPU machine:
@@ -16,7 +16,7 @@
 #   JOBS            worker processes sharing the device (default 6)
 #   DEVICE          default auto (CUDA when present)
 #   PYTHON          interpreter (default python3)
-# Further arguments go to benchmarks/ablation.py and override the ones below (the CPU smoke test passes
+# Further arguments go to benchmarks/quality/ablation.py and override the ones below (the CPU smoke test passes
 # a tiny TIGER and a tiny dataset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ else
   [ -f "$DS/dataset.json" ] || "$PY" -m uqf_cli prepare "$DATASET" -o "$DS" --quiet
 fi
 [ -f "$WORK/collab.st" ] || "$PY" -m uqf_cli train-gcn "$DS" -o "$WORK/collab.st" --device "$DEVICE" --seed 0 --quiet
-"$PY" benchmarks/ablation.py --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
+"$PY" benchmarks/quality/ablation.py --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
   --out "$OUT" --variants text,collab,concat,uqf --seeds 3 --tiger-preset tiger --tiger-epochs 200 \
   --tiger-patience 5 --baselines --jobs "$JOBS" --budget-minutes "$BUDGET_MINUTES" --device "$DEVICE" "$@"
 echo "gpu_office.sh: $(( $(date +%s) - start )) s wall; table in $OUT" >&2

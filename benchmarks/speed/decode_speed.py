@@ -11,7 +11,7 @@ same order for every user). The two sides run interleaved, round by round on the
 wall-clock and process CPU time are reported: on a shared machine the wall-clock ratio moves with
 the other tenants' load, the CPU-time ratio much less.
 
-    .venv/bin/python benchmarks/decode_speed.py [--items 2420] [--users 256] [--batch 256] [--threads N]
+    .venv/bin/python -m benchmarks.speed.decode_speed [--items 2420] [--users 256] [--batch 256] [--threads N]
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ items (lines / 40) are drawn with a popularity skew, so the 5-core keeps a sizea
 ``--baseline-src DIR`` also runs the `uqf_cli` of another checkout (for instance the code before
 streaming) on the same dump, for a before/after figure in one run.
 
-    UQF_THREADS=1 .venv/bin/python benchmarks/prepare_stream.py --workdir DIR
-    UQF_THREADS=1 .venv/bin/python benchmarks/prepare_stream.py --lines 200000   # a quick look
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.scale.prepare_stream --workdir DIR
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.scale.prepare_stream --lines 200000   # a quick look
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main() -> None:
     size = sum(p.stat().st_size for p in src.iterdir()) / 2**20
     print(f"dump: {args.lines:,} review lines, {size:,.0f} MiB gzip ({time.perf_counter() - t0:.0f} s) in {src}",
           flush=True)
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     report("uqf prepare (this checkout)", *run_prepare(src, root / "ds", here))
     if args.baseline_src:
         baseline = args.baseline_src.resolve()

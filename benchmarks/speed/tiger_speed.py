@@ -14,7 +14,7 @@ Two parts, one run, one machine, the paper's shape (4+4 layers, d_model 128, 6 h
 Without ``--dataset``/``--sids`` it makes them in ``--work``: ``uqf prepare builtin:office``,
 ``uqf embed-text`` and ``uqf quantize`` (defaults).
 
-    UQF_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/tiger_speed.py [--dataset DS --sids SIDS.jsonl]
+    UQF_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.speed.tiger_speed [--dataset DS --sids SIDS.jsonl]
         [--work DIR] [--batches 8] [--rounds 3] [--seeds 0,1,2] [--epochs 1] [--preset tiger|small] [--out FILE.md]
 """
 
@@ -123,7 +123,7 @@ def report(args: argparse.Namespace, commit: str, speed: list[dict], qual: list[
     lines = [
         "# TIGER training speed on CPU: lean engine vs Hugging Face forward", "",
         f"Command: `UQF_THREADS={os.environ.get('UQF_THREADS', '')} HF_HUB_OFFLINE=1 python "
-        f"benchmarks/tiger_speed.py {' '.join(sys.argv[1:])}`  ",
+        f"-m benchmarks.speed.tiger_speed {' '.join(sys.argv[1:])}`  ",
         f"Commit: {commit}; machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
         f"(shared), torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
         f"bf16 kernels: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}.", "",

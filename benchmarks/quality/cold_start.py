@@ -26,7 +26,7 @@ Protocol (issue 7, "Cold start")
 
 Run (about 30-60 min on the shared 2-core CPU under load, a few minutes on a GPU)::
 
-    UQF_THREADS=1 .venv/bin/python benchmarks/cold_start.py --dataset DS --text TEXT.st \\
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.quality.cold_start --dataset DS --text TEXT.st \\
         --work runs/cold --out benchmarks/results/cold_start.md
 
 ``DS`` is ``uqf prepare builtin:office`` output and ``TEXT.st`` its ``uqf embed-text`` file (the text

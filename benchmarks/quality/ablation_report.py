@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ablation_units import manifest_path, read_json, records_dir, write_json
 
+from benchmarks.quality.ablation_units import manifest_path, read_json, records_dir, write_json
 from uqf_cli.data.dataset import Dataset
 
 TAIL_RULE = ("test targets in the tail of the train popularity (items sorted by train interactions; the items "
@@ -243,7 +243,7 @@ def header(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]
 
 
 def lcrec_protocol(args: argparse.Namespace) -> str:
-    from ablation_units import lcrec_settings
+    from benchmarks.quality.ablation_units import lcrec_settings
 
     return ", ".join(f"{k}={v}" for k, v in lcrec_settings(args).items())
 

@@ -35,7 +35,7 @@ optional ``"codebook_size"`` and ``"levels"`` replace ``--codebook-size``/``--le
 
 Run (the committed results state their own command)::
 
-    UQF_THREADS=1 .venv/bin/python benchmarks/ablation.py --dataset DS --text TEXT.st --collab COLLAB.st \\
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.quality.ablation --dataset DS --text TEXT.st --collab COLLAB.st \\
         --work runs/cmp --out benchmarks/results/office_cmp.md --jobs 2 --budget-minutes 120 --baselines
 """
 
@@ -54,11 +54,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import ablation_report as report
-import ablation_units
-from ablation_units import (
+from benchmarks.quality import ablation_report as report
+from benchmarks.quality import ablation_units
+from benchmarks.quality.ablation_units import (
     BASELINES,
     LCREC_PROTOCOL,
     MAIN_VARIANTS,
@@ -73,14 +71,20 @@ from ablation_units import (
     records_dir,
     write_json,
 )
-
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
 from uqf_cli.quantize.config import auto_codebook_size
 from uqf_cli.quantize.letter import LetterConfig
 
-SCRIPT = Path(__file__).resolve()
+MODULE = "benchmarks.quality.ablation"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker: the repository root first on PYTHONPATH so ``-m MODULE`` imports from any cwd."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
 
 # ----------------------------------------------------------------------------------------------
 # Scheduling worker processes
@@ -88,7 +92,7 @@ SCRIPT = Path(__file__).resolve()
 
 
 def run_parallel(tasks: list[list[str]], args: argparse.Namespace, label: str) -> None:
-    """Run ``python ablation.py ARGV... --worker TASK`` for each task, ``--jobs`` at a time."""
+    """Run ``python -m benchmarks.quality.ablation ARGV... --worker TASK`` for each task, ``--jobs`` at a time."""
     pending, running, failed = list(tasks), [], []
     logs = args.work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -96,8 +100,9 @@ def run_parallel(tasks: list[list[str]], args: argparse.Namespace, label: str) -
         while pending and len(running) < args.jobs:
             task = pending.pop(0)
             log = open(logs / f"{task[1]}.{task[0]}.log", "w", encoding="utf-8")  # noqa: SIM115 (closed when it ends)
-            cmd = [sys.executable, str(SCRIPT), *args.argv, "--worker", *task]
-            running.append((task, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, time.time()))
+            cmd = [sys.executable, "-m", MODULE, *args.argv, "--worker", *task]
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env())
+            running.append((task, proc, log, time.time()))
             progress(f"{label}: started {task[1]}")
         time.sleep(0.5)
         for item in list(running):

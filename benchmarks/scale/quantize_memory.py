@@ -10,7 +10,7 @@ quantization statistics the command reported.
 
 Why a child process: ``ru_maxrss`` of the children is the peak of the command alone (one child per
 script run), not of the generator in this process. Run:
-``UQF_THREADS=1 .venv/bin/python benchmarks/quantize_memory.py`` (``--items 20000`` for a quick check;
+``UQF_THREADS=1 .venv/bin/python -m benchmarks.scale.quantize_memory`` (``--items 20000`` for a quick check;
 extra arguments after ``--`` go to ``uqf quantize``, e.g. ``-- --method rqkmeans``).
 """
 

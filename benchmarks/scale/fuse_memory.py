@@ -6,8 +6,8 @@ sequences of 5-10 items drawn with a popularity skew), then `uqf fuse` runs in a
 resident memory is the child's ``ru_maxrss`` (the generator process is not counted). Training uses few
 epochs (``--epochs``, default 1) to keep the run short: the memory peak does not depend on the epoch count.
 
-    .venv/bin/python benchmarks/fuse_memory.py                 # 200k items
-    .venv/bin/python benchmarks/fuse_memory.py --items 50000   # a quicker look
+    .venv/bin/python -m benchmarks.scale.fuse_memory                 # 200k items
+    .venv/bin/python -m benchmarks.scale.fuse_memory --items 50000   # a quicker look
 
 It prints the input sizes, the peak RSS, the wall time and the ratio peak / (size of the input embedding
 files), plus what one dense N x N float32 similarity matrix would take, for comparison.

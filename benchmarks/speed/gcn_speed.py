@@ -20,8 +20,8 @@ two OpenMP threads per process are much slower than one).
 ``*.inter.json`` without an item file, e.g. amazon-instruments), with placeholder items, and reports
 wall time and peak memory.
 
-Run: ``.venv/bin/python benchmarks/gcn_speed.py`` (Office) or
-``.venv/bin/python benchmarks/gcn_speed.py --scale ../shared/data/amazon-instruments``.
+Run: ``.venv/bin/python -m benchmarks.speed.gcn_speed`` (Office) or
+``.venv/bin/python -m benchmarks.speed.gcn_speed --scale ../shared/data/amazon-instruments``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import torch
 from uqf_cli.collab import EvalRecord, GcnConfig, train_lightgcn
 from uqf_cli.data.dataset import Dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 OFFICE = SHARED / "data" / "amazon-office"
 YARDSTICK = SHARED / "refs" / "lightgcn_pyg_ref.py"

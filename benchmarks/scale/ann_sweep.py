@@ -5,7 +5,8 @@ combination of ``--nlist`` and ``--nprobe`` is built by fuse's own ``build_ivf``
 rows, seeded k-means) and searched for ``--queries`` evenly spaced items, self excluded, against exact search. The
 search time is extrapolated to one query per item (the search fuse runs).
 
-    UQF_THREADS=2 .venv/bin/python benchmarks/ann_sweep.py DIR/n1000000/collab.st --nlist 2000,8000 --nprobe 64,128,250
+    UQF_THREADS=2 .venv/bin/python -m benchmarks.scale.ann_sweep DIR/n1000000/collab.st \
+        --nlist 2000,8000 --nprobe 64,128,250
 """
 
 from __future__ import annotations

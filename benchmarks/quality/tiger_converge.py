@@ -8,7 +8,7 @@ finished runs and resumes an interrupted one from its last epoch checkpoint (its
 up across the interruption). The report says, for each candidate, whether its best model's full
 validation NDCG@10 is within 2% of the reference's and how its wall time compares (target: <= 1/4).
 
-    UQF_THREADS=1 .venv/bin/python benchmarks/tiger_converge.py --dataset runs/office/ds \\
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.quality.tiger_converge --dataset runs/office/ds \\
         --sids runs/office/sids.jsonl --work runs/converge --out benchmarks/results/tiger_converge.md
 """
 

@@ -1,4 +1,4 @@
-"""The units of the tokenizer comparison (``benchmarks/ablation.py``): what each one runs and records.
+"""The units of the tokenizer comparison (``benchmarks/quality/ablation.py``): what each one runs and records.
 
 A worker process runs one task: ``tokenize`` (fuse -> quantize -> SID metrics, cached under
 ``--work/tok``), ``calibrate`` (times TIGER training steps and a validation pass on random SIDs of
@@ -421,16 +421,16 @@ def calibrate(args: argparse.Namespace, steps: int = 12) -> dict[str, float]:
 
 def command_line(args: argparse.Namespace) -> str:
     env = f"UQF_THREADS={os.environ['UQF_THREADS']} " if os.environ.get("UQF_THREADS") else ""
-    return env + " ".join(shlex.quote(a) for a in ["python", "benchmarks/ablation.py", *args.argv])
+    return env + " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.quality.ablation", *args.argv])
 
 
 def code_version() -> str:
     """The commit the unit ran on, and whether uqf_cli/ or benchmarks/ had uncommitted changes."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uqf_cli", "benchmarks/ablation*.py"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uqf_cli", "benchmarks/quality/ablation*.py"],
                                cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"

@@ -19,7 +19,7 @@
 Writes ``--out`` (markdown: command, commit, machine, load average before and after) and its
 ``.json``. Measure on a quiet machine: contention distorts every ratio.
 
-    UQF_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/lcrec_speed.py --dataset runs/office/ds \\
+    UQF_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.speed.lcrec_speed --dataset runs/office/ds \\
         --sids runs/office/sids.jsonl --steps 40 --batch-size 8 --users 200 --out benchmarks/results/lcrec_speed.md
 
 ``--quick``: a tiny run (a few steps and users; no per-lever rows unless ``--levers``) for tests.
@@ -230,11 +230,11 @@ def progress(message: str) -> None:
 
 
 def commit() -> str:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uqf_cli", "benchmarks/lcrec_speed.py"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uqf_cli", "benchmarks/speed/lcrec_speed.py"],
                                cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tokens = prompt_tokens(dirs, cases)
     env = f"UQF_THREADS={os.environ['UQF_THREADS']} " if os.environ.get("UQF_THREADS") else ""
     result = {
-        "command": env + " ".join(["python", "benchmarks/lcrec_speed.py", *args.argv]),
+        "command": env + " ".join(["python", "-m", "benchmarks.speed.lcrec_speed", *args.argv]),
         "commit": commit(), "machine": machine(), "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()], "base_model": args.base_model or "smollm2 (embedded)",
         "windows": len(training_samples(ds, args.max_history)),

@@ -17,9 +17,10 @@ index (nor a real catalogue) resembles.
 
 ``--recall-only`` prints recall@10 at each size and skips fuse and quantize.
 
-    UQF_THREADS=1 .venv/bin/python benchmarks/ann_scale.py --workdir DIR
-    UQF_THREADS=1 .venv/bin/python benchmarks/ann_scale.py --items 20000 --big-items 0 --ann-threshold 5000  # quick
-    UQF_THREADS=2 .venv/bin/python benchmarks/ann_scale.py --items 0 --recall-only --workdir DIR  # recall at 1M
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.scale.ann_scale --workdir DIR
+    UQF_THREADS=1 .venv/bin/python -m benchmarks.scale.ann_scale \
+        --items 20000 --big-items 0 --ann-threshold 5000  # quick
+    UQF_THREADS=2 .venv/bin/python -m benchmarks.scale.ann_scale --items 0 --recall-only --workdir DIR  # recall at 1M
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Speed and neighbourhood-preservation check of ``uqf fuse`` on real files (Office by default).
 
-    .venv/bin/python benchmarks/fuse_speed.py --text T.st --collab C.st --dataset DS [--threads 2] [--epochs N]
+    .venv/bin/python -m benchmarks.speed.fuse_speed --text T.st --collab C.st --dataset DS [--threads 2] [--epochs N]
 
 Runs the default UQF fit once, in this process, with ``torch.set_num_threads(threads)``, and prints:
 wall seconds, process CPU seconds (user + sys; on a shared box the CPU time divided by the thread count

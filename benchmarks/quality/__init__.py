@@ -1,0 +1,1 @@
+"""Quality benchmarks: the comparison runners that fit, tokenize, train and evaluate on real data."""
