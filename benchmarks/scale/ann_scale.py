@@ -11,7 +11,7 @@ index (nor a real catalogue) resembles.
 1. ``--items`` (default 200,000): the neighbour search fuse runs above ``--ann-threshold`` (faiss IVF,
    the same index and seed) for ``--recall-queries`` evenly spaced query items, text and collab,
    against exact search for the same queries: recall@10. Then `uqf fuse` (UQF, one epoch) in a child
-   process: wall time and peak resident memory (the child's ``ru_maxrss``, from ``os.wait4``).
+   process: wall time and peak resident memory (the child's ``ru_maxrss``, ``benchmarks.tools.peak_memory``).
 2. ``--big-items`` (default 1,000,000; 0 skips): `uqf fuse` then `uqf quantize` on the fused output,
    each in its own child process: wall time and peak resident memory of each.
 
@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.tools.peak_memory import run_measured
 from uqf_cli.core.runtime import set_threads_from_env
 from uqf_cli.files import load_embeddings, save_embeddings, write_dataset_dir
 from uqf_cli.fuse import topk_cosine
@@ -102,39 +101,16 @@ def recall_at_10(x: torch.Tensor, n_queries: int, threshold: int) -> tuple[float
     return hits / exact.numel(), t1 - t0, t2 - t1
 
 
-def wait_watching(pid: int, name: str, t0: float, every: float = 5.0) -> tuple[int, resource.struct_rusage]:
-    """Wait for the child, printing its high-water RSS (VmHWM) whenever it grew by 10%, so a run that
-    must be stopped still tells how much memory it had needed so far."""
-    shown = 0.0
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            return status, usage
-        try:
-            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-            hwm = next(int(ln.split()[1]) for ln in lines if ln.startswith("VmHWM:")) / 1024
-        except (OSError, StopIteration, ValueError):
-            hwm = 0.0
-        if hwm > shown * 1.1:
-            shown = hwm
-            print(f"  [{time.perf_counter() - t0:6.0f} s] {name} high-water RSS so far {hwm:,.0f} MiB", flush=True)
-        time.sleep(every)
-
-
 def run_child(args: list[str], log: Path) -> tuple[float, float, str]:
     """Run ``python -m uqf_cli ARGS`` (wall seconds, peak RSS MiB of that child alone, stdout)."""
     cmd = [sys.executable, "-m", "uqf_cli", *args]
-    t0 = time.perf_counter()
     with open(log, "w") as err, tempfile.TemporaryFile("w+") as out:
-        child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        status, usage = wait_watching(child.pid, args[0], t0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
+        usage = run_measured(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1"}, watch=args[0])
         out.seek(0)
         stdout = out.read()
-    if child.returncode != 0:
-        sys.exit(f"uqf {args[0]} failed ({child.returncode}): {log.read_text()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout  # ru_maxrss: KiB on Linux
+    if usage.returncode != 0:
+        sys.exit(f"uqf {args[0]} failed ({usage.returncode}): {log.read_text()[-2000:]}")
+    return usage.wall_s, usage.peak_mib, stdout
 
 
 def fuse_args(root: Path, ds: Path, text: Path, collab: Path, threshold: int, epochs: int) -> list[str]:

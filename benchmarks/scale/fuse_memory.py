@@ -3,8 +3,9 @@
 What it checks: that fuse runs in memory bounded by the inputs, not by N^2 (neighbour search is blocked,
 co-occurrence is sparse, inference is batched). The inputs are written once (random unit vectors,
 sequences of 5-10 items drawn with a popularity skew), then `uqf fuse` runs in a child process; its peak
-resident memory is the child's ``ru_maxrss`` (the generator process is not counted). Training uses few
-epochs (``--epochs``, default 1) to keep the run short: the memory peak does not depend on the epoch count.
+resident memory is the child's ``ru_maxrss`` (``benchmarks.tools.peak_memory``; the generator is not
+counted). Training uses few epochs (``--epochs``, default 1) to keep the run short:
+the memory peak does not depend on the epoch count.
 
     .venv/bin/python -m benchmarks.scale.fuse_memory                 # 200k items
     .venv/bin/python -m benchmarks.scale.fuse_memory --items 50000   # a quicker look
@@ -18,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.tools.peak_memory import run_measured
 from uqf_cli.files import save_embeddings, write_dataset_dir
 
 
@@ -54,22 +54,6 @@ def make_inputs(root: Path, n_items: int, n_users: int, seed: int) -> tuple[Path
     return ds, root / "text.st", root / "collab.st"
 
 
-def watch_peak(child: subprocess.Popen, t0: float, every: float = 5.0) -> None:
-    """While the child runs, print its high-water RSS (VmHWM) whenever it grew by 10%: a long run that
-    must be stopped still tells how much memory it had needed so far, and in which phase."""
-    shown = 0.0
-    while child.poll() is None:
-        try:
-            status = Path(f"/proc/{child.pid}/status").read_text()
-            hwm = next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmHWM:")) / 1024
-        except (OSError, StopIteration, ValueError):
-            hwm = 0.0
-        if hwm > shown * 1.1:
-            shown = hwm
-            print(f"  [{time.perf_counter() - t0:6.0f} s] fuse high-water RSS so far {hwm:,.0f} MiB", flush=True)
-        time.sleep(every)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=200_000)
@@ -86,16 +70,13 @@ def main() -> None:
     uqf = Path(sys.executable).with_name("uqf")
     cmd = [str(uqf), "fuse", "--text", str(text), "--collab", str(collab), "--dataset", str(ds),
            "-o", str(root / "fused.st"), "--epochs", str(args.epochs), "--device", "cpu", "--force", "--json"]
-    t1 = time.perf_counter()
     out_path, err_path = root / "fuse.stdout", root / "fuse.stderr"
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        watch_peak(child, t1)
-    wall = time.perf_counter() - t1
-    if child.returncode != 0:
+        usage = run_measured(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1"}, watch="fuse")
+    wall, peak_mib = usage.wall_s, usage.peak_mib
+    if usage.returncode != 0:
         print(err_path.read_text(), file=sys.stderr)
-        raise SystemExit(f"fuse failed with exit code {child.returncode}")
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+        raise SystemExit(f"fuse failed with exit code {usage.returncode}")
     inputs_mib = (text.stat().st_size + collab.stat().st_size) / 2**20
     dense_gib = args.items**2 * 4 / 2**30
     result = json.loads(out_path.read_text())

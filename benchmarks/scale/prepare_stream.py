@@ -4,7 +4,7 @@ Writes ``--lines`` review lines (``Office_Products.jsonl.gz``, fields as in the 
 title, text, asin, parent_asin, user_id, timestamp, helpful_vote, verified_purchase) and the matching
 ``meta_Office_Products.jsonl.gz`` into ``--workdir`` (kept and reused by a rerun with the same size),
 then runs `uqf prepare` on it in a child process and prints the child's peak resident memory (its
-``ru_maxrss``, from ``os.wait4``) and wall time, with the prepared dataset's size. Users (lines / 5) and
+``ru_maxrss``, ``benchmarks.tools.peak_memory``) and wall time, with the prepared dataset's size. Users (lines / 5) and
 items (lines / 40) are drawn with a popularity skew, so the 5-core keeps a sizeable dataset.
 
 ``--baseline-src DIR`` also runs the `uqf_cli` of another checkout (for instance the code before
@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.tools.peak_memory import run_measured
 
 REVIEW = ('{{"rating": {rating}.0, "title": "Works as expected", "text": "Review {n}: the product arrived on time '
           'and does what it says; I would buy it again.", "images": [], "asin": "{asin}", "parent_asin": "{parent}", '
@@ -72,15 +74,12 @@ def run_prepare(src: Path, out: Path, code_root: Path) -> tuple[float, float, di
     """`uqf prepare SRC -o OUT` from ``code_root``'s uqf_cli: (wall s, peak RSS MiB, dataset.json)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(code_root), "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = [sys.executable, "-m", "uqf_cli", "prepare", str(src), "-o", str(out), "--force", "-q"]
-    t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=code_root)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
+        usage = run_measured(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=code_root)
+        if usage.returncode != 0:
             err.seek(0)
             sys.exit(f"uqf prepare failed: {err.read()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, json.loads((out / "dataset.json").read_text())
+    return usage.wall_s, usage.peak_mib, json.loads((out / "dataset.json").read_text())
 
 
 def report(label: str, wall: float, peak: float, info: dict) -> None:

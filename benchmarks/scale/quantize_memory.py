@@ -4,12 +4,12 @@ Writes ``--items`` (default 200,000) synthetic ``--dim``-d (default 384) cluster
 (a two-level hierarchy: 1,024 top clusters, each with 16 sub-clusters, plus noise, then L2-normalised
 like sentence embeddings) to a temporary ``.st`` file, runs the real CLI on it in a child process
 under the default settings (``uqf quantize EMB -o sids.jsonl --json``), and prints the child's peak
-resident memory (``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``), its wall and CPU time (CPU
+resident memory (its ``ru_maxrss``, ``benchmarks.tools.peak_memory``), its wall and CPU time (CPU
 time is the steadier figure on a shared machine), the size of the input matrix, and the
 quantization statistics the command reported.
 
-Why a child process: ``ru_maxrss`` of the children is the peak of the command alone (one child per
-script run), not of the generator in this process. Run:
+Why a child process: its ``ru_maxrss`` is the peak of the command alone, not of the generator in this
+process. Run:
 ``UQF_THREADS=1 .venv/bin/python -m benchmarks.scale.quantize_memory`` (``--items 20000`` for a quick check;
 extra arguments after ``--`` go to ``uqf quantize``, e.g. ``-- --method rqkmeans``).
 """
@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.tools.peak_memory import run_measured
 from uqf_cli.files import make_provenance, save_embeddings
 
 
@@ -58,15 +56,15 @@ def main() -> None:
         input_mb = x.numel() * 4 / 2**20
         del x
         cmd = [str(uqf), "quantize", str(emb_path), "-o", str(out), "--json", "--quiet", *args.extra]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        wall = time.perf_counter() - start
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
-        cpu = usage.ru_utime + usage.ru_stime
-        if proc.returncode != 0:
-            sys.exit(f"uqf quantize failed ({proc.returncode}): {proc.stderr.strip()}")
-        stats = json.loads(proc.stdout)
+        with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
+            usage = run_measured(cmd, stdout=out_f, stderr=err_f, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            out_f.seek(0)
+            err_f.seek(0)
+            stdout, stderr = out_f.read(), err_f.read()
+        wall, peak_mb, cpu = usage.wall_s, usage.peak_mib, usage.cpu_s
+        if usage.returncode != 0:
+            sys.exit(f"uqf quantize failed ({usage.returncode}): {stderr.strip()}")
+        stats = json.loads(stdout)
         out_lines = sum(1 for _ in out.open()) - 1
     util = " / ".join(f"{lv['utilisation']:.1%}" for lv in stats["per_level"])
     print(f"command: {' '.join([*cmd[1:2], 'EMB.st', '-o', 'sids.jsonl', *cmd[5:]])}")
