@@ -27,6 +27,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The quick benchmarks (benchmarks/tools/quick.py lists them): logs in a temp folder, nothing in benchmarks/results/.
+bench: $(STAMP)
+	$(PY) -m benchmarks.tools.quick $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check uqf_cli tests benchmarks
 

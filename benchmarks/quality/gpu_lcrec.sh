@@ -22,7 +22,7 @@
 # Further arguments go to benchmarks/quality/ablation.py and override the ones below (the CPU smoke test passes a
 # tiny base model, a tiny dataset and a few steps).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 TEXT=${TEXT:-runs/office/text.st}
@@ -46,7 +46,7 @@ else
   [ -f "$DS/dataset.json" ] || "$PY" -m uqf_cli prepare "$DATASET" -o "$DS" --quiet
 fi
 [ -f "$WORK/collab.st" ] || "$PY" -m uqf_cli train-gcn "$DS" -o "$WORK/collab.st" --device "$DEVICE" --seed 0 --quiet
-"$PY" benchmarks/quality/ablation.py --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
+"$PY" -m benchmarks.quality.ablation --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
   --out "$OUT" --backbone lcrec --variants text,uqf --seeds "$SEEDS" --lcrec-windows all --lcrec-align-tasks \
   --lcrec-epochs 3 --lcrec-eval-steps "$EVAL_STEPS" --lcrec-eval-users 1000 --lcrec-patience 3 \
   --lcrec-batch-size 32 "${BASE[@]}" --baselines --jobs "$JOBS" --device "$DEVICE" "$@"

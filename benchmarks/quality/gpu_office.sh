@@ -19,7 +19,7 @@
 # Further arguments go to benchmarks/quality/ablation.py and override the ones below (the CPU smoke test passes
 # a tiny TIGER and a tiny dataset).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 TEXT=${TEXT:-runs/office/text.st}
@@ -40,7 +40,7 @@ else
   [ -f "$DS/dataset.json" ] || "$PY" -m uqf_cli prepare "$DATASET" -o "$DS" --quiet
 fi
 [ -f "$WORK/collab.st" ] || "$PY" -m uqf_cli train-gcn "$DS" -o "$WORK/collab.st" --device "$DEVICE" --seed 0 --quiet
-"$PY" benchmarks/quality/ablation.py --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
+"$PY" -m benchmarks.quality.ablation --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
   --out "$OUT" --variants text,collab,concat,uqf --seeds 3 --tiger-preset tiger --tiger-epochs 200 \
   --tiger-patience 5 --baselines --jobs "$JOBS" --budget-minutes "$BUDGET_MINUTES" --device "$DEVICE" "$@"
 echo "gpu_office.sh: $(( $(date +%s) - start )) s wall; table in $OUT" >&2
