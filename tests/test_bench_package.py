@@ -57,3 +57,11 @@ def test_quick_benchmarks_are_modules_that_exist_and_write_only_under_their_fold
 def test_quick_rejects_an_unknown_name(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown benchmark"):
         quick.run_quick(tmp_path, ["no_such_benchmark"])
+
+
+def test_recorded_commands_are_repository_relative_and_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.tools.command import command_line
+
+    monkeypatch.setenv("UQF_THREADS", "1")
+    line = command_line("benchmarks.quality.cold_start", ["--out", "a b.md"], env=["UQF_THREADS"])
+    assert line == "UQF_THREADS=1 python -m benchmarks.quality.cold_start --out 'a b.md'"

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import random
-import shlex
 import subprocess
 import sys
 import time
@@ -52,6 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import torch
 
+from benchmarks.tools.command import command_line
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, resolve_device, set_threads_from_env
 from uqf_cli.data.dataset import Dataset
@@ -339,8 +339,7 @@ def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Da
     device = resolve_device(args.device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip() or "unknown"
-    cmd = " ".join(shlex.quote(a) for a in ["UQF_THREADS=" + os.environ.get("UQF_THREADS", ""),
-                                             ".venv/bin/python", *sys.argv])
+    cmd = command_line("benchmarks.quality.cold_start", sys.argv[1:], env=["UQF_THREADS"])
     lines = [
         "# Cold start on Office: UQF vs text-only SIDs for items without interactions",
         "",

@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
@@ -52,6 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import torch
 
+from benchmarks.tools.command import command_line
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, set_threads_from_env
 from uqf_cli.data.cold import derive_cold_dataset
@@ -434,7 +434,7 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
            best_kind: str) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip() or "unknown"
-    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+    cmd = command_line("benchmarks.quality.hybrid_office", sys.argv[1:], env=["UQF_THREADS"])
     cold = inputs["cold"]
     first = next(iter(rows.values()))
     lines = [

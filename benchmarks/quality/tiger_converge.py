@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.tools.command import command_line
+
 # The field's TIGER recipe (APAO and LETTER on Office: AdamW 5e-4, cosine, 1% warmup, batch 1,024,
 # up to 200 epochs, patience 20), validated every epoch on all users, at --preset small.
 REFERENCE: dict[str, Any] = {"preset": "small", "lr": 5e-4, "lr_schedule": "cosine", "warmup_ratio": 0.01,
@@ -95,7 +97,7 @@ def train_and_evaluate(name: str, recipe: dict[str, Any], args: argparse.Namespa
               "early_stopped": summary["epochs_run"] < recipe["epochs"], "curve": summary["history"],
               "valid": metrics["valid"], "test": metrics["test"], "load_at_start": load_before,
               "load_at_end": os.getloadavg(), "machine": platform.processor() or platform.machine(),
-              "commit": git_commit(), "command": " ".join(sys.argv)}
+              "commit": git_commit(), "command": command_line("benchmarks.quality.tiger_converge", sys.argv[1:])}
     record_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))

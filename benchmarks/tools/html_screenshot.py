@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.tools.command import command_line
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
          "--enable-logging=stderr", "--v=0"]
@@ -76,7 +78,7 @@ def main() -> None:
     errors = console_errors(render(chromium, args.html, args.out, args.window_size, args.timeout))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
-    record = {"command": " ".join(["benchmarks/tools/html_screenshot.py", *sys.argv[1:]]), "commit": commit,
+    record = {"command": command_line("benchmarks.tools.html_screenshot", sys.argv[1:]), "commit": commit,
               "machine": f"{platform.node()} {platform.machine()}", "chromium": version,
               "control_error_detected": control_seen, "console_errors": errors,
               "screenshot": str(args.out), "screenshot_bytes": args.out.stat().st_size}
