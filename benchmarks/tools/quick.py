@@ -26,10 +26,10 @@ def quick_commands(out: Path) -> dict[str, list[str]]:
     """Name -> ``python -m`` arguments of each quick benchmark, its work files under ``out``."""
     return {
         "quantize_memory": ["benchmarks.scale.quantize_memory", "--items", "2000", "--", "--epochs", "10"],
-        "fuse_memory": ["benchmarks.scale.fuse_memory", "--items", "3000", "--workdir", str(out / "fuse_memory")],
+        "fuse_memory": ["benchmarks.scale.fuse_memory", "--items", "2000", "--workdir", str(out / "fuse_memory")],
         "prepare_stream": ["benchmarks.scale.prepare_stream", "--lines", "20000",
                            "--workdir", str(out / "prepare_stream")],
-        "ann_scale": ["benchmarks.scale.ann_scale", "--items", "5000", "--big-items", "0", "--ann-threshold", "2000",
+        "ann_scale": ["benchmarks.scale.ann_scale", "--items", "3000", "--big-items", "0", "--ann-threshold", "1000",
                       "--recall-queries", "200", "--workdir", str(out / "ann_scale")],
         "embed_text_speed": ["benchmarks.speed.embed_text_speed", "--limit", "200", "--device", "cpu"],
     }
