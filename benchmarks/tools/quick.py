@@ -1,6 +1,6 @@
 """The quick benchmarks (what ``make bench`` runs): each script's documented quick mode, outputs in a temp folder.
 
-Only the scripts that need no prepared data and take well under a minute each on a quiet CPU: synthetic
+Only the scripts that need no prepared data and take under a minute each on a quiet CPU: synthetic
 inputs (the memory and scale scripts) or the bundled Office catalogue and model (text embedding). Nothing
 is written under ``benchmarks/results/``: each script's log and work files go to ``--out`` (default: a new
 temporary folder). The figures of a quick mode are a smoke check that the script runs end to end, not a
