@@ -14,8 +14,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("NO_COLOR", "1")
 
-from uqf_cli.core.checkpoint import Checkpointer, TrainerCheckpoints
 from uqf_cli.files import write_dataset_dir
+from uqf_cli.files.checkpoint import Checkpointer, TrainerCheckpoints
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

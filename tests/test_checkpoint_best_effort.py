@@ -15,9 +15,9 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.core.checkpoint import Checkpointer
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import load_embeddings, make_provenance, save_embeddings
+from uqf_cli.files.checkpoint import Checkpointer
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() raises on a full disk: no file name
 
@@ -93,7 +93,7 @@ def test_a_failed_trainer_checkpoint_warns_once_and_lcrec_goes_on(tmp_path: Path
 
     monkeypatch.setattr(transformers.Trainer, "save_model", full_disk)
     warned: list[str] = []
-    monkeypatch.setattr("uqf_cli.core.checkpoint.runtime.warn", warned.append)
+    monkeypatch.setattr("uqf_cli.files.checkpoint.runtime.warn", warned.append)
     summary = lcrec.train(ds, sids, tmp_path / "model", opts, False)
     assert summary["steps"] == 3
     assert len(warned) == 1 and "model.ckpt/checkpoint-" in warned[0] and "No space left" in warned[0], warned

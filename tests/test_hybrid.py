@@ -215,7 +215,7 @@ def test_cli_train_evaluate_recommend_and_bad_options(cold: dict[str, Path], tmp
 
 def test_interrupted_then_resumed_equals_uninterrupted(cold: dict[str, Path], tmp_path: Path,
                                                        stop_after_epoch) -> None:
-    from uqf_cli.core.checkpoint import checkpoint_path
+    from uqf_cli.files.checkpoint import checkpoint_path
 
     ds, sids = Dataset.load(cold["ds"]), read_sids(cold["sids"])
     opts = {**TINY, "epochs": 3, "patience": 5, "item_emb": str(cold["emb"])}

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from uqf_cli.core.checkpoint import checkpoint_path
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, make_provenance, save_embeddings, write_sids
+from uqf_cli.files.checkpoint import checkpoint_path
 
 WAIT_S = 120
 CLI = ["-m", "uqf_cli"]

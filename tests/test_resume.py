@@ -16,9 +16,9 @@ import torch
 from typer.testing import CliRunner
 
 from uqf_cli.cli import app
-from uqf_cli.core.checkpoint import Checkpointer, Snapshot, checkpoint_path
 from uqf_cli.core.errors import InputError
 from uqf_cli.files import load_tensors
+from uqf_cli.files.checkpoint import Checkpointer, Snapshot, checkpoint_path
 
 runner = CliRunner()
 StopAfter = Callable[[int | None], None]
@@ -224,8 +224,8 @@ def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, 
     from conftest import make_dataset
     from test_lcrec import _sids, _tiny_llama
 
-    from uqf_cli.core.checkpoint import trainer_checkpoint_dir
     from uqf_cli.data.dataset import Dataset
+    from uqf_cli.files.checkpoint import trainer_checkpoint_dir
     from uqf_cli.rec import lcrec
 
     ds = Dataset.load(make_dataset(tmp_path / "ds", n_users=12, n_items=12))

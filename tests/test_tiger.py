@@ -122,7 +122,7 @@ def test_two_gloo_processes_train_one_model(tiny_ds: Path, tmp_path: Path) -> No
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_ds: Path, tmp_path: Path, stop_after_epoch) -> None:
-    from uqf_cli.core.checkpoint import checkpoint_path
+    from uqf_cli.files.checkpoint import checkpoint_path
 
     ds = Dataset.load(tiny_ds)
     sids = read_sids(write_random_sids(tiny_ds, tmp_path / "s.jsonl"))

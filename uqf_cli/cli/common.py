@@ -130,7 +130,7 @@ def install_signal_handlers() -> None:
 
 
 def _interrupt_message(exc: KeyboardInterrupt) -> str:
-    from uqf_cli.core.checkpoint import active_checkpoint
+    from uqf_cli.files.checkpoint import active_checkpoint
 
     what = "terminated" if isinstance(exc, Terminated) else "interrupted"
     return f"{what}; no partial output was left behind{_checkpoint_note(active_checkpoint())}"

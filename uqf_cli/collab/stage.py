@@ -8,11 +8,11 @@ from typing import Any
 
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.collab.training import EpochCallback, EvalCallback, EvalRecord, GcnResult, train_lightgcn
-from uqf_cli.core.checkpoint import Checkpointer
 from uqf_cli.core.config_field import configured
 from uqf_cli.core.runtime import resolve_device
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import check_output, make_provenance, save_embeddings
+from uqf_cli.files.checkpoint import Checkpointer
 from uqf_cli.files.fingerprints import interaction_fields
 
 STAGE = "train-gcn"

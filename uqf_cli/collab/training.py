@@ -17,9 +17,9 @@ from torch_geometric.nn.models import LightGCN
 
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.collab.graph import TrainGraph, build_model, build_train_graph, normalized_adjacency
-from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.runtime import resolve_device, seed_everything, warn
 from uqf_cli.data.dataset import Dataset
+from uqf_cli.files.checkpoint import Checkpointer, Snapshot
 
 EVAL_CHUNK_SCORES = 1 << 24  # score-matrix entries per evaluation chunk (64 MiB of float32)
 

@@ -10,6 +10,9 @@
   chronological train items), which is all that collaborative embeddings, fuse's structural
   neighbours and the recommenders learn from.
 
+The check of a text file against a dataset's current item texts builds those texts, so it lives
+with embed-text in :mod:`uqf_cli.embed.catalogue`.
+
 Both are recorded in metadata key ``fingerprints`` (a JSON object) beside the whole-dataset
 ``dataset_fingerprint`` that earlier versions wrote. Files without them are checked as before.
 """
@@ -20,14 +23,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.core.errors import InputError
 
 if TYPE_CHECKING:
-    from uqf_cli.data.dataset import Dataset
     from uqf_cli.files.embeddings import EmbeddingFile
 
 FINGERPRINTS_KEY = "fingerprints"
@@ -93,7 +95,14 @@ def text_file_fields(item_ids: Sequence[str], hashes: torch.Tensor, spec: TextSp
     return {TEXT_HASH_TENSOR: hashes}, {FINGERPRINTS_KEY: {"catalogue": fp, "text": spec.to_dict()}}
 
 
-def interaction_fields(dataset: Dataset) -> dict[str, Any]:
+class HasInteractions(Protocol):
+    """What :func:`interaction_fields` reads of a dataset (files/ sits below data/, so no ``Dataset`` here)."""
+
+    @property
+    def interaction_fingerprint(self) -> str: ...
+
+
+def interaction_fields(dataset: HasInteractions) -> dict[str, Any]:
     """Metadata a file learned from the train interactions carries."""
     return {FINGERPRINTS_KEY: {"interactions": dataset.interaction_fingerprint}}
 
@@ -137,52 +146,10 @@ def interactions_of(ef: EmbeddingFile) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def dataset_text_hashes(dataset: Dataset, spec: TextSpec) -> dict[str, int]:
-    """Each dataset item's text hash under ``spec`` (the text embed-text would embed now)."""
-    from uqf_cli.embed import build_texts
-
-    if not spec.fields and not spec.template:
-        texts = [""] * len(dataset.item_ids)
-    else:
-        texts = build_texts(dataset, spec.fields, spec.template)
-    return dict(zip(dataset.item_ids, (text_hash(t) for t in texts), strict=True))
-
-
-def text_differences(record: TextRecord, current: Mapping[str, int]) -> tuple[list[str], list[str]]:
-    """Dataset items the file lacks, and items whose text differs from what the file embedded."""
-    missing = [iid for iid in current if iid not in record.hashes]
-    changed = [iid for iid, h in current.items() if iid in record.hashes and record.hashes[iid] != h]
-    return missing, changed
-
-
-def check_catalogue(ef: EmbeddingFile, record: TextRecord, dataset: Dataset) -> None:
-    """Refuse a text file unless every dataset item is in it with unchanged text (one line naming both)."""
-    try:
-        current = dataset_text_hashes(dataset, record.spec)
-    except OptionError as e:  # a field the file read is gone from the dataset
-        raise InputError(ef.path, f"its item text ({_describe(record.spec)}) cannot be built from "
-                                  f"{dataset.path}: {e}") from e
-    missing, changed = text_differences(record, current)
-    if not missing and not changed:
-        return
-    parts = []
-    if changed:
-        parts.append(f"{len(changed)} item(s) of {dataset.path} have another text than this file embedded "
-                     f"(e.g. {changed[0]!r})")
-    if missing:
-        parts.append(f"{len(missing)} of its items have no embedding (e.g. {missing[0]!r})")
-    raise InputError(ef.path, "; ".join(parts) + f"; re-embed with `uqf embed-text {dataset.path} -o NEW.st "
-                              f"--reuse {ef.path}` (only those items are encoded)")
-
-
-def _describe(spec: TextSpec) -> str:
-    return f"template {spec.template!r}" if spec.template else f"fields {', '.join(spec.fields) or 'none'}"
-
-
 def both_recorded(files: Iterable[EmbeddingFile]) -> bool:
     """True when every file carries the split fingerprints (so the whole-dataset one is not compared)."""
     return all(bool(recorded(f)) for f in files)
 
 
 __all__ = ["FINGERPRINTS_KEY", "TEXT_HASH_TENSOR", "TextRecord", "TextSpec", "catalogue_fingerprint",
-           "check_catalogue", "interaction_fingerprint", "text_file_fields", "text_hashes", "text_record"]
+           "interaction_fingerprint", "text_file_fields", "text_hashes", "text_record"]

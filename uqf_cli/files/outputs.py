@@ -40,7 +40,7 @@ from uqf_cli.files.atomic import check_output
 from uqf_cli.files.kinds import KINDS, read_json_object, recognise
 
 LOCK_SUFFIX = ".lock"
-CHECKPOINT_SUFFIXES = (".ckpt.st", ".ckpt")  # core.checkpoint: <output>.ckpt.st, the HF Trainer's <output>.ckpt/
+CHECKPOINT_SUFFIXES = (".ckpt.st", ".ckpt")  # files.checkpoint: <output>.ckpt.st, the HF Trainer's <output>.ckpt/
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Output:
     path: Path
     kind: str
     option: str = "--output"
-    checkpoint: bool = False  # the run keeps a checkpoint beside it (core.checkpoint)
+    checkpoint: bool = False  # the run keeps a checkpoint beside it (files.checkpoint)
     role: str = ""  # how messages name it when it is derived from another output ("the LC-Rec index of -o")
 
     @property

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from uqf_cli.core.errors import InputError
 from uqf_cli.core.runtime import warn
 from uqf_cli.data.dataset import Dataset
+from uqf_cli.embed.catalogue import check_catalogue
 from uqf_cli.files import EmbeddingFile, load_embeddings
-from uqf_cli.files.fingerprints import both_recorded, check_catalogue, interactions_of, text_record
+from uqf_cli.files.fingerprints import both_recorded, interactions_of, text_record
 
 
 @dataclass

@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from uqf_cli.core.checkpoint import Checkpointer
 from uqf_cli.core.config_field import configured
 from uqf_cli.core.errors import OptionError
 from uqf_cli.core.runtime import info, resolve_device, seed_everything, warn
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import check_output, make_provenance, save_embeddings
+from uqf_cli.files.checkpoint import Checkpointer
 from uqf_cli.fuse.ann import nearest
 from uqf_cli.fuse.config import FuseOptions
 from uqf_cli.fuse.inputs import align_inputs, check_dataset, concat_embeddings, load_collab, load_text, text_model_of

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.runtime import progress
+from uqf_cli.files.checkpoint import Checkpointer, Snapshot
 from uqf_cli.fuse.config import FuseOptions
 from uqf_cli.fuse.memory import MemoryInputs
 from uqf_cli.fuse.model import FuserConfig, UnifiedQFormer

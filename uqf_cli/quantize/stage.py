@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from uqf_cli.core.checkpoint import Checkpointer
 from uqf_cli.core.config_field import configured
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import info, resolve_device
@@ -20,6 +19,7 @@ from uqf_cli.files import (
     write_lcrec_index,
     write_sids,
 )
+from uqf_cli.files.checkpoint import Checkpointer
 from uqf_cli.quantize.codes import finalise_codes
 from uqf_cli.quantize.config import QuantizeConfig
 from uqf_cli.quantize.letter import LetterConfig, build_regulariser

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.runtime import progress, seed_everything
+from uqf_cli.files.checkpoint import Checkpointer, Snapshot
 from uqf_cli.quantize.config import QuantizeConfig, parse_sinkhorn_levels
 from uqf_cli.quantize.kmeans import sq_dist
 from uqf_cli.quantize.letter import LetterRegulariser

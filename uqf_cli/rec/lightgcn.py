@@ -18,7 +18,6 @@ from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import InputError
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.evaluation.metrics import top_k_from_scores
 from uqf_cli.files import (
     SidTable,
     atomic_path,
@@ -30,6 +29,7 @@ from uqf_cli.files import (
 )
 from uqf_cli.files.fingerprints import interactions_of
 from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
+from uqf_cli.rec.ranking import top_k_from_scores
 
 BACKBONE = "lightgcn"
 WEIGHTS_FILE = "model.safetensors"

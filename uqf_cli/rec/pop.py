@@ -12,9 +12,9 @@ from typing import Any
 
 from uqf_cli.core.errors import InputError
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.evaluation.metrics import item_counts, popularity_order
 from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance, read_json, to_json
 from uqf_cli.rec.base import read_model_meta, write_model_meta
+from uqf_cli.rec.ranking import item_counts, popularity_order
 
 BACKBONE = "pop"
 RANKING_FILE = "popularity.json"

@@ -19,10 +19,10 @@ from torch import nn
 
 from uqf_cli.core import runtime
 from uqf_cli.core.bounds import check_finite_fields
-from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, load_model_file, make_provenance, save_model_file
+from uqf_cli.files.checkpoint import Checkpointer, Snapshot
 from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
 
 BACKBONE = "sasrec"

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.evaluation.metrics import top_k_from_scores
 from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance
 from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
 from uqf_cli.rec.item_vectors import aligned_item_vectors, load_item_vectors, save_item_vectors
+from uqf_cli.rec.ranking import top_k_from_scores
 
 BACKBONE = "textknn"
 OPTIONS = ("item_emb", "exclude_history")  # every option key train() reads

@@ -19,16 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from uqf_cli.core import runtime
-from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.errors import InputError
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.evaluation.metrics import item_counts, ndcg_at_k
 from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance, save_model_file
+from uqf_cli.files.checkpoint import Checkpointer, Snapshot
 from uqf_cli.rec.base import check_sids_cover, training_samples, write_model_meta
 from uqf_cli.rec.hybrid.model import DenseHead, dense_loss, encoder_pool
 from uqf_cli.rec.hybrid.options import BACKBONE, RANK_MODES, HybridOptions
 from uqf_cli.rec.hybrid.recommender import HEAD_FILE, HEAD_KIND, HybridRecommender
 from uqf_cli.rec.item_vectors import aligned_item_vectors, save_item_vectors
+from uqf_cli.rec.ranking import item_counts, ndcg_at_k
 from uqf_cli.rec.tiger.model import build_model, use_fast_dropout
 from uqf_cli.rec.tiger.t5_lean import decode_hidden, encode, hidden_to_logits
 from uqf_cli.rec.tiger.training import (

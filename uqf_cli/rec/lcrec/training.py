@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from uqf_cli.core import runtime
-from uqf_cli.core.checkpoint import TrainerCheckpoints
 from uqf_cli.core.errors import OptionError
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.files.checkpoint import TrainerCheckpoints
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import write_model_meta
 from uqf_cli.rec.lcrec.batching import (
@@ -130,7 +130,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     """Fine-tune the base model with LoRA on LC-Rec's tasks and write the model directory.
 
     Trainer checkpoints go to ``<output>.ckpt/``; ``options["resume"]`` continues from the newest one
-    (see :class:`uqf_cli.core.checkpoint.TrainerCheckpoints`).
+    (see :class:`uqf_cli.files.checkpoint.TrainerCheckpoints`).
     """
     from peft import get_peft_model
     from transformers import PrinterCallback, TrainingArguments

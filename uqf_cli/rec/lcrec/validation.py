@@ -19,7 +19,7 @@ import torch
 
 from uqf_cli.core import runtime
 from uqf_cli.data.dataset import Dataset
-from uqf_cli.evaluation.metrics import ndcg_at_k
+from uqf_cli.rec.ranking import ndcg_at_k
 
 BEST_FILE = "uqf_lcrec_best.safetensors"
 HISTORY_FILE = "uqf_lcrec_validation.json"

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from uqf_cli.core import runtime
-from uqf_cli.core.checkpoint import Checkpointer, Snapshot
 from uqf_cli.core.errors import InputError
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, depth_label, make_provenance
+from uqf_cli.files.checkpoint import Checkpointer, Snapshot
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import training_samples, write_model_meta
 from uqf_cli.rec.tiger.model import build_model, use_fast_dropout
@@ -105,7 +105,7 @@ def _param_digest(model: torch.nn.Module) -> str:
 
 
 def _validation_ndcg(rec: TigerRecommender, cases: list, beam: int, k: int = 10) -> float:
-    from uqf_cli.evaluation.metrics import ndcg_at_k
+    from uqf_cli.rec.ranking import ndcg_at_k
 
     preds = rec.recommend([c.history for c in cases], k=k, beam_size=max(k, beam), user_ids=[c.user_id for c in cases])
     return ndcg_at_k(preds, [c.target for c in cases], k)
