@@ -167,7 +167,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
     ap.add_argument("--codebook-size", type=int, default=None,
                     help="codes per level (default: the library's --codebook-size auto rule for the dataset)")
-    ap.add_argument("--levels", type=int, default=3)
+    ap.add_argument("--levels", type=int, default=QuantizeConfig.levels)
     ap.add_argument("--quantize", type=json.loads, default={}, help="QuantizeConfig overrides for every variant")
     ap.add_argument("--tiger-epochs", type=int, default=200, help="the most epochs a TIGER run may train")
     ap.add_argument("--tiger-preset", choices=list(TIGER_PRESETS), default="small")

@@ -76,11 +76,12 @@ def granularity(work: Path, cold_list: list[str], nbrs: dict, sizes: list[int], 
         out.mkdir(exist_ok=True)
         shares = {}
         for name, we, ce in (("uqf", "unified_warm.st", "unified_cold.st"), ("text", "text_warm.st", "text_cold.st")):
-            qcfg = QuantizeConfig(seed=0, codebook_sizes=[size] * 3)
+            qcfg = QuantizeConfig(seed=0, codebook_sizes=[size] * QuantizeConfig.levels)
             w, c, _ = cs.tokenize(out, name, warm_ds, work / we, work / ce, qcfg, "cpu")
             sids = {**w.as_dict(), **c.as_dict()}
             shares[name] = (pair_share(sids, cold_list, nbrs), pair_share(sids, warm_list, nbrs))
-        lines.append(f"3 x {size}: cold UQF {shares['uqf'][0]:.4f} / text {shares['text'][0]:.4f} = "
+        lines.append(f"{QuantizeConfig.levels} x {size}: cold UQF {shares['uqf'][0]:.4f} / text "
+                     f"{shares['text'][0]:.4f} = "
                      f"{shares['uqf'][0] / shares['text'][0]:.2f}x; warm UQF {shares['uqf'][1]:.4f} / text "
                      f"{shares['text'][1]:.4f}")
     return lines

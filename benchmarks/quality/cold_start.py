@@ -67,6 +67,7 @@ from uqf_cli.files import (
 )
 from uqf_cli.fuse import FuseOptions, apply_fuser, cooccurrence_neighbours, fuse
 from uqf_cli.quantize import QuantizeConfig, apply_quantizer, quantize
+from uqf_cli.quantize.config import parse_codebook_sizes, show_codebook_sizes
 from uqf_cli.rec import lightgcn, pop, tiger
 
 NEIGHBOURS = 10
@@ -201,7 +202,9 @@ def main() -> None:
                     help='FuseOptions overrides of the UQF variant, e.g. \'{"cold_collab": "borrow"}\'')
     ap.add_argument("--tiger-epochs", type=int, default=3)
     ap.add_argument("--tiger-preset", default="tiger", help="TIGER shape (uqf train-rec --preset): tiger | small")
-    ap.add_argument("--codebook-size", type=int, default=256, help="codes per level (3 levels, both tokenizers)")
+    ap.add_argument("--codebook-size", default=show_codebook_sizes(QuantizeConfig.codebook_sizes),
+                    help="codes per level of both tokenizers, as uqf quantize --codebook-size (default: its "
+                    "default; the levels are its default too)")
     ap.add_argument("--warm-eval-users", type=int, default=1000, help="sampled warm-target test cases")
     ap.add_argument("--reuse", action="store_true", help="reuse the train-gcn, fuse and quantize files already in "
                     "--work (from an earlier run with the same options) instead of refitting them")
@@ -242,7 +245,8 @@ def main() -> None:
     apply_fuser(work / "fuser.st", text_cold, None, work / "unified_cold.st", args.device, force=True)
     times["fuse (warm) + apply (cold, text path)"] = time.perf_counter() - t
 
-    qcfg = QuantizeConfig(seed=args.seed, codebook_sizes=[args.codebook_size] * 3)
+    qcfg = QuantizeConfig(seed=args.seed, codebook_sizes=parse_codebook_sizes(args.codebook_size,
+                                                                              QuantizeConfig.levels))
     tables = {}
     for name, warm_emb, cold_emb in (("uqf", work / "unified_warm.st", work / "unified_cold.st"),
                                      ("text", text_warm, text_cold)):
@@ -351,7 +355,8 @@ def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Da
         f"Data: {len(full.item_ids):,} items, {len(cold):,} cold ({args.cold_fraction:.0%}, seed {args.seed}); "
         f"the warm data keeps {warm_ds.num_interactions:,} of {full.num_interactions:,} interactions and "
         f"{len(warm_ds.user_ids):,} of {len(full.user_ids):,} users. train-gcn, fuse (epochs {args.fuse_epochs}) "
-        f"and both quantizers (RQ-VAE defaults, 3 x {args.codebook_size} codes) are fitted on warm items only; "
+        f"and both quantizers (RQ-VAE defaults, {QuantizeConfig.levels} levels, --codebook-size "
+        f"{args.codebook_size}) are fitted on warm items only; "
         "cold items are tokenized with "
         "`fuse --apply` (text path, no collab) and `quantize --apply`.",
         "",

@@ -61,6 +61,7 @@ from uqf_cli.evaluation.metrics import ranking_metrics, target_rank
 from uqf_cli.files import load_embeddings, make_provenance, read_json, read_sids, save_embeddings
 from uqf_cli.fuse import FuseOptions, fuse
 from uqf_cli.quantize import QuantizeConfig, quantize
+from uqf_cli.quantize.config import parse_codebook_sizes, show_codebook_sizes
 from uqf_cli.rec import hybrid, sasrec, textknn, tiger
 
 # TIGER and the hybrid train with one recipe: the CPU recipe of the convergence study (tiger_converge.py,
@@ -95,8 +96,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "the converged CPU recipe; --quick: a tiny one)")
     p.add_argument("--sasrec", type=json.loads, default=None, metavar="JSON", help="SASRec options")
     p.add_argument("--fuse-epochs", type=int, default=FuseOptions.epochs)
-    p.add_argument("--codebook-size", default="auto", help="codes per level (3 levels, both tokenizers); auto: "
-                   "quantize's default for the catalogue size")
+    p.add_argument("--codebook-size", default=show_codebook_sizes(QuantizeConfig.codebook_sizes),
+                   help="codes per level of both tokenizers, as uqf quantize --codebook-size (default: its default; "
+                   "the levels are its default too)")
     p.add_argument("--quantize", type=json.loads, default={}, metavar="JSON", help="QuantizeConfig overrides")
     p.add_argument("--gcn", type=json.loads, default={}, metavar="JSON", help="GcnConfig overrides")
     p.add_argument("--device", default="auto")
@@ -197,7 +199,7 @@ def prepare_inputs(args: argparse.Namespace) -> dict[str, Any]:
             t = time.perf_counter()
             out = work / f"sids_{kind}.jsonl"
             if not out.exists():
-                sizes = None if args.codebook_size == "auto" else [int(args.codebook_size)] * 3
+                sizes = parse_codebook_sizes(args.codebook_size, QuantizeConfig.levels)
                 cfg = QuantizeConfig(**{"seed": args.cold_seed, "codebook_sizes": sizes, **args.quantize})
                 quantize(emb, out, cfg, device=args.device, force=True)
             times[f"quantize ({kind})"] = time.perf_counter() - t

@@ -1,7 +1,8 @@
 """The ``uqf`` command: a thin Typer layer over the stage modules.
 
-Each subcommand lives in ``uqf_cli/cli/<name>.py`` with a ``register(app)`` function; they are
-registered here explicitly, in pipeline order (the order ``uqf --help`` lists them).
+Each subcommand lives in ``uqf_cli/cli/<name>.py``, as a top-level function (``quantize.quantize``) or
+with a ``register(app)`` function; they are registered here explicitly, in pipeline order (the order
+``uqf --help`` lists them).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from uqf_cli.cli import (
     train_rec,
 )
 from uqf_cli.cli.common import StdoutClosed, end_quietly_when_stdout_closes, install_signal_handlers, set_debug
-
-COMMANDS = (prepare, embed_text, train_gcn, fuse, quantize, inspect_sids, train_rec, evaluate, recommend, demo)
 
 app = typer.Typer(
     name="uqf",
@@ -56,8 +55,16 @@ def _root(
     set_debug(debug)
 
 
-for _command in COMMANDS:
-    _command.register(app)
+prepare.register(app)
+embed_text.register(app)
+train_gcn.register(app)
+app.command("fuse")(fuse.fuse)
+app.command("quantize")(quantize.quantize)
+inspect_sids.register(app)
+train_rec.register(app)
+evaluate.register(app)
+recommend.register(app)
+demo.register(app)
 
 
 def _show_flags_as_flags() -> None:

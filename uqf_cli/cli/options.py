@@ -14,7 +14,7 @@ import typer
 from typer.models import ArgumentInfo
 
 from uqf_cli.cli.common import cli_command
-from uqf_cli.cli.config_options import build_config, config_parameters, is_config
+from uqf_cli.cli.config_options import EntryOptions, build_config, config_parameters, is_config
 from uqf_cli.cli.option_checks import NumberOption, check_values, number_parameter
 from uqf_cli.core import runtime
 from uqf_cli.core.bounds import SEED_MAX
@@ -91,45 +91,72 @@ def shared_options(*names: str) -> Callable[[F], F]:
 
     The command declares ``run: RunOptions`` instead of one parameter per shared option; the wrapper
     sets up the run (quietness, threads) and passes the values gathered into ``run``. A parameter
-    annotated with a config dataclass is expanded into its options the same way (see ``config_options``).
+    annotated with a config dataclass is expanded into its options the same way, and one whose default
+    is an ``EntryOptions`` into the options of every entry of its registry (see ``config_options``).
     Before anything else the wrapper checks every numeric option against its declared range (finite,
     64-bit), the device, and the environment (``option_checks``, ``core.env``); the numeric options are
     listed in the wrapper's ``number_options`` attribute (tests walk it).
     """
 
     def decorate(fn: F) -> F:
-        signature = inspect.signature(fn, eval_str=True)
-        configs = {p.name: p.annotation for p in signature.parameters.values() if is_config(p.annotation)}
+        return SharedOptions(fn, names)  # type: ignore[return-value]
+
+    return decorate
+
+
+class SharedOptions:
+    """A command function with its shared options, config and registry options expanded (``shared_options``).
+
+    Typer reads the signature each time it builds the command (every run), and so does this class: a
+    registry entry added after import (a test's toy quantizer) gets its options in the next run.
+    """
+
+    def __init__(self, fn: Callable[..., Any], names: tuple[str, ...]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn, self.names = fn, names
+        self.declared = inspect.signature(fn, eval_str=True)
+        self.number_options: dict[str, NumberOption] = {}  # updated in place: wrappers copying it see each build
+        self.signature()  # built once now, so that a bad declaration fails at import
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return self.signature()
+
+    def signature(self) -> inspect.Signature:
+        """The command's parameters as Typer sees them, read from the registries as they are now."""
         params: list[inspect.Parameter] = []
-        for p in signature.parameters.values():
+        for p in self.declared.parameters.values():
             name_argument(p)
-            if p.name in configs:
-                params += config_parameters(configs[p.name])
+            if is_config(p.annotation):
+                params += config_parameters(p.annotation)
+            elif isinstance(p.default, EntryOptions):
+                params += p.default.parameters()
             elif p.name != "run":
                 params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
         params += [inspect.Parameter(_SHARED[n][0], inspect.Parameter.KEYWORD_ONLY, default=RunOptions.__dict__[n],
-                                     annotation=_SHARED[n][1]) for n in names]
+                                     annotation=_SHARED[n][1]) for n in self.names]
         numbers: dict[str, NumberOption] = {}
         for k, p in enumerate(params):
             params[k], spec = number_parameter(p)
             if spec is not None:
                 numbers[p.name] = spec
+        self.number_options.clear()
+        self.number_options.update(numbers)
+        self.__annotations__ = {p.name: p.annotation for p in params}
+        return self.declared.replace(parameters=params)
 
-        @functools.wraps(fn)
-        def wrapper(**kwargs: Any) -> Any:
-            check_values(kwargs, numbers)
-            check_environment()
-            run = RunOptions(**{n: kwargs.pop(_SHARED[n][0]) for n in names})
-            start(run.quiet)
-            built = {name: build_config(cls, kwargs, run) for name, cls in configs.items()}
-            return fn(**kwargs, **built, run=run)
-
-        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        wrapper.number_options = numbers  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
+    def __call__(self, **kwargs: Any) -> Any:
+        check_values(kwargs, self.number_options)
+        check_environment()
+        run = RunOptions(**{n: kwargs.pop(_SHARED[n][0]) for n in self.names})
+        start(run.quiet)
+        built: dict[str, Any] = {}
+        for p in self.declared.parameters.values():
+            if is_config(p.annotation):
+                built[p.name] = build_config(p.annotation, kwargs, run)
+            elif isinstance(p.default, EntryOptions):
+                built[p.name] = p.default.build(kwargs, run)
+        return self.fn(**kwargs, **built, run=run)
 
 
 def name_argument(p: inspect.Parameter) -> None:

@@ -8,27 +8,56 @@ library code can import its configs without the CLI.
 from __future__ import annotations
 
 import copy
-from dataclasses import Field, field, fields, replace
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from uqf_cli.core.bounds import Range, check_number
+from uqf_cli.core.errors import OptionError
 
 C = TypeVar("C")
 
 
-def opt(default: Any, help: str | None = None, *, flag: str | None = None, panel: str | None = None,
-        before: str | None = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
-        lt: float | None = None) -> Any:
+@dataclass(frozen=True)
+class Spelled:
+    """How the CLI spells a field whose value is not one plain str, int, float or bool.
+
+    ``kind``: the option's type (``str``, ``Path | None``); ``show(value)``: the option's default from the
+    field's default; ``parse(text, values)``: the field's value from what was typed, given the other
+    option values of the same config (``--codebook-size 256`` needs ``--levels``). ``typer``: extra
+    ``typer.Option`` settings (``{"dir_okay": False}``).
+    """
+
+    kind: Any
+    show: Callable[[Any], Any]
+    parse: Callable[[Any, dict[str, Any]], Any]
+    typer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Off:
+    """A second flag that sets an optional field to ``None`` (``--no-sinkhorn`` for ``--sinkhorn-eps``)."""
+
+    flag: str
+    help: str
+
+
+def opt(default: Any, help: str | Callable[[], str] | None = None, *, flag: str | None = None,
+        panel: str | None = None, before: str | None = None, ge: float | None = None, gt: float | None = None,
+        le: float | None = None, lt: float | None = None, spelled: Spelled | None = None,
+        off: Off | None = None) -> Any:
     """A dataclass field with ``default`` that the CLI offers as an option.
 
+    ``help``: its text, or a function giving it when the help is built (a list of registered methods).
     ``flag``: the option name when it is not ``--<field-name>``; a bool field whose flag is
     ``--no-...`` is switched off by it. ``panel``: the help panel that lists it. ``before``: list
     it just before that field's option (where the help order differs from the field order).
     ``ge``/``gt``/``le``/``lt``: the allowed range of a numeric field (the CLI refuses other values
-    in one line; :func:`check_ranges` does the same for library callers).
+    in one line; :func:`check_ranges` does the same for library callers). ``spelled``: how the CLI
+    writes a list or an optional value (:class:`Spelled`); ``off``: a flag that sets it to ``None``.
     """
     metadata = {"option": True, "help": help, "flag": flag, "panel": panel, "before": before,
-                "range": Range(ge=ge, gt=gt, le=le, lt=lt)}
+                "range": Range(ge=ge, gt=gt, le=le, lt=lt), "spelled": spelled, "off": off}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -46,6 +75,12 @@ def option_fields(cls: type) -> list[Field]:
 def flag_of(f: Field) -> str:
     """The option name of a field: its ``flag``, else ``--`` and the name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def help_of(f: Field) -> str | None:
+    """The help text of an option field (a help given as a function is called now)."""
+    text = f.metadata.get("help")
+    return text() if callable(text) else text
 
 
 def field_range(f: Field) -> Range | None:
@@ -77,3 +112,17 @@ def configured(cls: type[C], cfg: C | None, settings: dict[str, Any]) -> C:
     if unknown:
         raise TypeError(f"unknown {cls.__name__} setting {unknown[0]!r} (known: {', '.join(known)})")
     return replace(base, **settings)  # type: ignore[type-var]
+
+
+def options_for(entry: str, cls: type | None, given: Any, flag: str = "--method") -> Any:
+    """The own options of registry entry ``entry`` (its options dataclass ``cls``): ``given``, else ``cls()``'s
+    defaults; ``None`` for an entry without options of its own (options given to it are refused)."""
+    if cls is None:
+        if given is not None:
+            raise OptionError(flag, f"{flag} {entry} has no options of its own (got {type(given).__name__})")
+        return None
+    if given is None:
+        return cls()
+    if not isinstance(given, cls):
+        raise TypeError(f"{flag} {entry} takes {cls.__name__}, not {type(given).__name__}")
+    return given

@@ -1,4 +1,4 @@
-"""The options of ``uqf fuse`` in one dataclass (the CLI reads its defaults from here)."""
+"""The options of ``uqf fuse`` in one dataclass: each ``opt`` field is also one of its options."""
 
 from __future__ import annotations
 
@@ -10,18 +10,25 @@ from uqf_cli.core.errors import OptionError
 from uqf_cli.fuse.ann import ANN_THRESHOLD
 from uqf_cli.fuse.model import FuserConfig
 
-METHODS = ("uqf", "concat", "text", "collab")
 MEMORIES = ("neighbours", "tokens")
 COLD_COLLAB = ("zero", "borrow")
 STRUCTURAL_SOURCES = ("cooc", "collab")
 MODEL, OBJECTIVE, ABLATIONS = "UQF model", "Objective", "Ablations"  # help panels of uqf fuse
 
 
+def method_help() -> str:
+    """``--method``'s help: the registered fusion methods."""
+    from uqf_cli.fuse.registry import FUSIONS
+
+    return " | ".join(FUSIONS)
+
+
 @dataclass
 class FuseOptions:
-    """Every knob of ``uqf fuse``; each ``opt`` field is also one of its options."""
+    """Every knob of ``uqf fuse``; each ``opt`` field is also one of its options. Besides the method, they are
+    the Unified Q-Former's (recorded as they always were); another method declares its own options."""
 
-    method: str = opt("uqf", "uqf | concat | text | collab")
+    method: str = opt("uqf", method_help)
     # the fuser's shape: FuserConfig holds the defaults, so a saved fuser and the CLI cannot disagree
     d_model: int = opt(FuserConfig.d_model, "Width of queries and memories.", panel=MODEL, ge=8)
     queries: int = opt(FuserConfig.queries, "Number of learnable queries.", panel=MODEL, ge=1)
@@ -71,10 +78,12 @@ class FuseOptions:
     device: str = "auto"
 
     def validate(self) -> None:
-        """Refuse out-of-range or contradictory options before any work."""
+        """Refuse out-of-range or contradictory options before any work (the stage calls it once)."""
+        from uqf_cli.fuse.registry import FUSIONS
+
         check_ranges(self)
         checks: list[tuple[bool, str, str]] = [
-            (self.method not in METHODS, "--method", f"must be one of {', '.join(METHODS)}"),
+            (self.method not in FUSIONS, "--method", f"must be one of {', '.join(FUSIONS)}"),
             (self.memory not in MEMORIES, "--memory", f"must be one of {', '.join(MEMORIES)}"),
             (self.cold_collab not in COLD_COLLAB, "--cold-collab", f"must be one of {', '.join(COLD_COLLAB)}"),
             (self.cold_collab == "borrow" and self.memory != "neighbours", "--cold-collab",

@@ -49,9 +49,11 @@ def write_values(ax: Any, xs: list[float], ys: list[float]) -> None:
 
 
 def check_fuse_plot(method: str, applying: bool) -> None:
-    """Only the Unified Q-Former has a loss curve and a gate to draw (checked before training)."""
-    if not applying and method != "uqf":
-        raise OptionError("--plot", f"--method {method} trains nothing: only --method uqf has a loss curve and a "
+    """Only a fusion method that trains has a loss curve (and a gate) to draw (checked before training)."""
+    from uqf_cli.fuse.registry import trainers, trains
+
+    if not applying and not trains(method):
+        raise OptionError("--plot", f"--method {method} trains nothing: only {trainers()} has a loss curve and a "
                                     "gate to draw")
 
 

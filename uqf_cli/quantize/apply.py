@@ -8,7 +8,7 @@ from typing import Any
 from uqf_cli.core.errors import InputError
 from uqf_cli.core.runtime import resolve_device, warn
 from uqf_cli.files import SidTable, depth_label, make_provenance
-from uqf_cli.quantize.codes import collision_rate, dedup_by_level, dedup_by_sinkhorn, encode, level_stats
+from uqf_cli.quantize.codes import collision_rate, dedup_by_distances, dedup_by_level, last_distances, level_stats
 from uqf_cli.quantize.saved import load_quantizer
 from uqf_cli.quantize.stage import QuantizeResult, check_outputs, load_valid_embeddings, write_outputs
 
@@ -21,7 +21,8 @@ def apply_quantizer(
     device: str = "auto",
     force: bool = False,
 ) -> QuantizeResult:
-    """Give new items SIDs with a saved quantizer: encoder + nearest codes at every level.
+    """Give new items SIDs with a saved quantizer (any registered method; the residual ones: encoder + nearest
+    codes at every level).
 
     Raw collisions with the items the quantizer was fitted on are reported; final SIDs are made
     unique against them the same way the original run deduplicated (next free number in the extra
@@ -39,7 +40,8 @@ def apply_quantizer(
              f"on {trained_on!r} embeddings; their codes are not comparable")
     dev = resolve_device(device)
     model.to(dev)
-    raw, errors, last_res = encode(model, emb.embeddings, cfg.batch_size)
+    encoded = model.code(emb.embeddings, cfg.batch_size)
+    raw = encoded.codes
     old_ids = extras["item_ids"]
     new_set = set(emb.item_ids)
     keep_old = [k for k, iid in enumerate(old_ids) if iid not in new_set]  # re-coded items replace their old SIDs
@@ -47,7 +49,7 @@ def apply_quantizer(
     old_final = extras["final_codes"][keep_old] if keep_old else None
     hits_existing = sum(tuple(r) in old_raw for r in raw.tolist())
     stats: dict[str, Any] = {"items": len(raw), "method": cfg.method, "applied": True,
-                             "per_level": level_stats(raw, cfg.codebook_sizes), **errors,
+                             "per_level": level_stats(raw, cfg.codebook_sizes), **encoded.errors,
                              "raw_collision_rate": collision_rate(raw),
                              "collisions_with_existing": hits_existing,
                              "collision_rate_with_existing": hits_existing / len(raw)}
@@ -60,7 +62,7 @@ def apply_quantizer(
                  f"{extras['final_codebook_sizes'][-1]})")
     elif hits_existing or stats["raw_collision_rate"] > 0:
         reserved = {tuple(r) for r in (old_final.tolist() if old_final is not None else [])}
-        final, _ = dedup_by_sinkhorn(raw, last_res, model.codebooks[-1], cfg, reserved)
+        final, _ = dedup_by_distances(raw, last_distances(encoded, cfg.method), cfg, reserved)
     else:
         final = raw
     stats["levels"], stats["final_levels"] = cfg.levels, int(final.shape[1])

@@ -11,34 +11,9 @@ import torch
 from uqf_cli.core.errors import OptionError
 from uqf_cli.files.sids import depth_label
 from uqf_cli.quantize.config import QuantizeConfig
+from uqf_cli.quantize.interface import Coder, Encoded
 from uqf_cli.quantize.kmeans import sq_dist
-from uqf_cli.quantize.model import ResidualQuantizer
 from uqf_cli.quantize.sinkhorn import sinkhorn_assign
-
-
-@torch.no_grad()
-def encode(model: ResidualQuantizer, embeddings: torch.Tensor,
-           batch_size: int = 8192) -> tuple[np.ndarray, dict[str, float], torch.Tensor]:
-    """Codes [N, L] for raw embeddings, reconstruction errors, and the last level's residuals.
-
-    Chunks of ``batch_size`` rows: the assignment is row-wise (nearest code minus the stored
-    per-code bias), so memory stays ``O(batch_size x codebook)`` beyond the outputs.
-    """
-    dev = next(iter(model.buffers())).device
-    codes, last_res = [], []
-    sq_err = centred = latent_err = 0.0
-    for i in range(0, embeddings.shape[0], batch_size):
-        xb = embeddings[i : i + batch_size].to(dev, torch.float32)
-        z = model.latent(model.normalise(xb))
-        c, z_q, residuals = model.quantize(z)
-        codes.append(c.cpu())
-        last_res.append(residuals[-1].cpu())
-        sq_err += float((model.reconstruct(z_q) - xb).pow(2).sum(dtype=torch.float64))
-        centred += float((xb - model.input_mean).pow(2).sum(dtype=torch.float64))
-        latent_err += float((z - z_q).pow(2).sum(dtype=torch.float64))
-    n = embeddings.shape[0]
-    errors = {"recon_mse": sq_err / n, "recon_rel": sq_err / max(centred, 1e-12), "latent_quant_mse": latent_err / n}
-    return torch.cat(codes).numpy().astype(np.int64), errors, torch.cat(last_res)
 
 
 def level_stats(codes: np.ndarray, codebook_sizes: list[int]) -> list[dict[str, float]]:
@@ -94,9 +69,15 @@ def dedup_by_sinkhorn(codes: np.ndarray, last_residuals: torch.Tensor, last_book
     nearest last-level code whose full SID is free. ``reserved`` SIDs (items coded earlier) count
     as taken. Returns ``(codes, rounds used)``.
     """
+    dist = sq_dist(last_residuals.detach().double(), last_book.detach().double()).cpu()
+    return dedup_by_distances(codes, dist, cfg, reserved)
+
+
+def dedup_by_distances(codes: np.ndarray, dist: torch.Tensor, cfg: QuantizeConfig,
+                       reserved: set[tuple[int, ...]] | None = None) -> tuple[np.ndarray, int]:
+    """:func:`dedup_by_sinkhorn` given each item's distances [N, K] to the last level's codes."""
     codes = codes.copy()
     reserved = reserved or set()
-    dist = sq_dist(last_residuals.detach().double(), last_book.detach().double()).cpu()
     eps = cfg.sinkhorn_eps or 0.003
     rounds = 0
     for rounds in range(1, cfg.max_dedup_rounds + 1):
@@ -119,15 +100,16 @@ def dedup_by_sinkhorn(codes: np.ndarray, last_residuals: torch.Tensor, last_book
                 taken.add((*prefix, code))
                 break
         else:
-            raise OptionError("--dedup", f"more than {last_book.shape[0]} items share the prefix {list(prefix)}; "
+            raise OptionError("--dedup", f"more than {dist.shape[1]} items share the prefix {list(prefix)}; "
                               "use --dedup level or a larger last codebook")
     return codes, rounds
 
 
-def finalise_codes(model: ResidualQuantizer, emb: torch.Tensor, cfg: QuantizeConfig) -> tuple[
+def finalise_codes(coder: Coder, emb: torch.Tensor, cfg: QuantizeConfig) -> tuple[
         np.ndarray, np.ndarray, dict[str, Any]]:
     """Encode, measure, deduplicate: ``(raw codes, final codes, stats)``."""
-    raw, errors, last_res = encode(model, emb, cfg.batch_size)
+    encoded = coder.code(emb, cfg.batch_size)
+    raw, errors = encoded.codes, encoded.errors
     groups = collision_groups(raw)
     stats: dict[str, Any] = {"items": len(raw), "method": cfg.method, "levels": cfg.levels,
                              "per_level": level_stats(raw, cfg.codebook_sizes),
@@ -140,13 +122,20 @@ def finalise_codes(model: ResidualQuantizer, emb: torch.Tensor, cfg: QuantizeCon
     elif cfg.dedup == "level":
         final = dedup_by_level(raw)
     else:
-        final, rounds = dedup_by_sinkhorn(raw, last_res, model.codebooks[-1], cfg)
+        final, rounds = dedup_by_distances(raw, last_distances(encoded, cfg.method), cfg)
         stats["dedup_rounds"] = rounds
         stats["dedup_changed_items"] = int((final != raw).any(1).sum())
     stats["final_levels"] = int(final.shape[1])
     stats["depth"] = depth_label(cfg.levels, final.shape[1] > cfg.levels)
     stats["final_collision_rate"] = collision_rate(final)
     return raw, final, stats
+
+
+def last_distances(encoded: Encoded, method: str) -> torch.Tensor:
+    """The distances ``--dedup sinkhorn`` re-assigns by (refused for a method that offers none)."""
+    if encoded.last_distances is None:
+        raise OptionError("--dedup", f"--method {method} offers no code distances to re-assign by; use --dedup level")
+    return encoded.last_distances()
 
 
 def _colliding_rows(codes: np.ndarray, reserved: set[tuple[int, ...]]) -> list[int]:

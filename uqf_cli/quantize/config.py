@@ -1,46 +1,91 @@
-"""The settings of ``uqf quantize`` in one dataclass (the CLI reads its defaults from here)."""
+"""The settings of ``uqf quantize`` in one dataclass: each ``opt`` field is also one of its options."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from uqf_cli.core.bounds import INT64_MAX, check_finite_fields
+from uqf_cli.core.config_field import Off, Spelled, check_ranges, opt
 from uqf_cli.core.errors import OptionError
 
-METHODS = ("rqvae", "rqkmeans")
 DEDUP_MODES = ("level", "sinkhorn")
+SINKHORN_EPS = 0.001
+
+
+def method_help() -> str:
+    """``--method``'s help: every registered quantizer with its summary."""
+    from uqf_cli.quantize.registry import QUANTIZERS
+
+    return " | ".join(f"{name} ({q.summary})" for name, q in QUANTIZERS.items()) + "."
+
+
+def show_codebook_sizes(sizes: list[int] | None) -> str:
+    """How ``--codebook-size`` writes ``sizes``: ``auto`` for ``None``, else the sizes comma-separated."""
+    return "auto" if sizes is None else show_ints(sizes)
+
+
+def show_ints(values: list[int]) -> str:
+    """``[512, 256]`` -> ``"512,256"`` (``--hidden``)."""
+    return ",".join(map(str, values))
+
+
+def parse_hidden(value: str, values: dict[str, Any] | None = None) -> list[int]:
+    """``"512,256"`` -> ``[512, 256]`` (``--hidden``)."""
+    try:
+        return [int(h) for h in (v.strip() for v in value.split(",")) if h]
+    except ValueError as e:
+        raise OptionError("--hidden", f"expected comma-separated ints, got {value!r}") from e
+
+
+CODEBOOK_SIZE = Spelled(str, show_codebook_sizes, lambda text, values: parse_codebook_sizes(text, values["levels"]))
+HIDDEN = Spelled(str, show_ints, parse_hidden)
 
 
 @dataclass
 class QuantizeConfig:
-    """Every knob of a quantization run (recorded in provenance and in the model file)."""
+    """Every knob of a quantization run (recorded in provenance and in the model file).
 
-    method: str = "rqvae"
-    levels: int = 3
-    codebook_sizes: list[int] | None = None  # None: auto_codebook_size(items) on every level (`--codebook-size auto`)
-    code_dim: int = 32
-    hidden: list[int] = field(default_factory=lambda: [512, 256])
-    epochs: int = 100
-    warmup_epochs: int = 30
-    lr: float = 3e-3
+    The residual quantizers (``rqvae``, ``rqkmeans``) read all of them; another method reads the ones it
+    needs (at least ``levels`` and ``codebook_sizes``) and declares its own in its options.
+    """
+
+    method: str = opt("rqvae", method_help)
+    levels: int = opt(3, "Number of code levels.", ge=1, le=8)
+    codebook_sizes: list[int] | None = opt(  # None: auto_codebook_size(items) on every level
+        None, "Codes per level: auto (the smallest power of two K with K*K >= items), one int, or one per level "
+        "(\"256,256,128\").", flag="--codebook-size", spelled=CODEBOOK_SIZE)
+    code_dim: int = opt(32, "RQ-VAE latent dimension.", ge=1)
+    hidden: list[int] = opt([512, 256], "RQ-VAE encoder hidden sizes (decoder mirrors).", spelled=HIDDEN)
+    epochs: int = opt(100, "RQ-VAE training epochs (after warm-up).", ge=0)
+    warmup_epochs: int = opt(30, "Autoencoder-only epochs before the k-means codebook initialisation.", ge=0)
+    lr: float = opt(3e-3, "AdamW learning rate.", gt=0)
     weight_decay: float = 1e-4
-    beta: float = 0.25
-    batch_size: int = 8192
+    beta: float = opt(0.25, "Commitment weight.", ge=0)
+    batch_size: int = opt(8192, "Items per step (full batch below it).", ge=1)
     kmeans_iters: int = 50
     reinit_every: int = 25
-    sinkhorn_eps: float | None = 0.001
-    sinkhorn_iters: int = 50
-    sinkhorn_levels: str = "rest"
-    fit_sample: int = 8192
-    dedup: str = "level"
+    sinkhorn_eps: float | None = opt(
+        SINKHORN_EPS, f"Balanced (Sinkhorn) assignment epsilon on the --sinkhorn-levels (default {SINKHORN_EPS}); "
+        "--no-sinkhorn for nearest codes.", gt=0, off=Off("--no-sinkhorn", "Plain nearest-code assignment on every "
+                                                          "level."))
+    sinkhorn_iters: int = opt(50, "Sinkhorn-Knopp iterations.", ge=1)
+    sinkhorn_levels: str = opt("rest", "Balanced levels: rest (all but the first) | last | all | numbers (\"2,3\").",
+                               before="sinkhorn_iters")
+    fit_sample: int = opt(8192, "Fit on at most this many items (seeded sample); all items are coded.", ge=2)
+    dedup: str = opt("level", "level (append a disambiguating code) | sinkhorn (re-assign the last code of "
+                     "colliding items).")
     max_dedup_rounds: int = 20
     seed: int = 0
 
     def validate(self, n_items: int | None = None) -> None:
-        """Reject impossible settings with an error that names the option."""
+        """Reject impossible settings with an error that names the option (the stage calls it once, with the
+        number of items)."""
+        from uqf_cli.quantize.registry import QUANTIZERS
+
         check_finite_fields(self)
-        if self.method not in METHODS:
-            raise OptionError("--method", f"unknown method {self.method!r} (use {' or '.join(METHODS)})")
+        if self.method not in QUANTIZERS:
+            raise OptionError("--method", f"unknown method {self.method!r} (use {' or '.join(QUANTIZERS)})")
         if self.dedup not in DEDUP_MODES:
             raise OptionError("--dedup", f"unknown mode {self.dedup!r} (use {' or '.join(DEDUP_MODES)})")
         if self.levels < 1 or self.levels > 8:
@@ -68,7 +113,7 @@ class QuantizeConfig:
                 f"codebook of {max(self.codebook_sizes)} codes is larger than the {n_items} items; "
                 f"try --codebook-size auto ({auto_codebook_size(n_items)} here)",
             )
-
+        check_ranges(self)
 
     def resolved(self, n_items: int) -> QuantizeConfig:
         """This config with ``--codebook-size auto`` replaced by the size :func:`auto_codebook_size` picks."""

@@ -17,21 +17,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from uqf_cli.core.bounds import check_finite_fields
+from uqf_cli.core.config_field import Spelled, opt
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.files import EmbeddingFile
 from uqf_cli.fuse.inputs import align_inputs, load_collab
 from uqf_cli.quantize.sinkhorn import balanced_kmeans
 
+COLLAB_FILE = Spelled(Path | None, lambda path: Path(path) if path else None,
+                      lambda path, values: str(path) if path else "", {"dir_okay": False})
+
 
 @dataclass
 class LetterConfig:
-    """The LETTER terms' settings (recorded in provenance next to the quantizer's)."""
+    """The LETTER terms' settings (recorded in provenance next to the quantizer's): ``--method rqvae``'s own
+    options, on when ``collab`` names a file."""
 
-    collab: str = ""
-    w_collab: float = 0.02
-    w_diversity: float = 1e-4
-    temperature: float = 0.1
-    clusters: int = 10
+    collab: str = opt("", "LETTER-style training: align the quantized items with these collaborative (train-gcn) "
+                      "embeddings.", spelled=COLLAB_FILE)
+    w_collab: float = opt(0.02, "LETTER collaborative alignment weight (alpha; needs --collab).", ge=0)
+    w_diversity: float = opt(1e-4, "LETTER code diversity weight (beta; needs --collab).", ge=0)
+    temperature: float = opt(0.1, "Temperature of both LETTER InfoNCE terms.", flag="--letter-temperature", gt=0)
+    clusters: int = opt(10, "Clusters of code vectors per level for the diversity term.", flag="--letter-clusters",
+                        ge=2)
     recluster_every: int = 10
 
     def validate(self, method: str, codebook_sizes: list[int]) -> None:

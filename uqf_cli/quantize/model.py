@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from uqf_cli.quantize.config import QuantizeConfig, parse_sinkhorn_levels
+from uqf_cli.quantize.interface import Encoded
 from uqf_cli.quantize.kmeans import kmeans, sq_dist
 from uqf_cli.quantize.sinkhorn import balanced_kmeans
 
@@ -48,6 +50,12 @@ class ResidualQuantizer(nn.Module):
         self.codebooks = nn.ParameterList([nn.Parameter(torch.zeros(k, latent_dim)) for k in config.codebook_sizes])
         for level, k in enumerate(config.codebook_sizes):  # 0 = nearest code; set by fit_code_biases
             self.register_buffer(f"code_bias_{level}", torch.zeros(k))
+
+    def code(self, embeddings: torch.Tensor, batch_size: int = 8192) -> Encoded:
+        """Codes, reconstruction errors and (lazily) the last level's distances, through :func:`encode`."""
+        codes, errors, last_res = encode(self, embeddings, batch_size)
+        book = self.codebooks[-1]
+        return Encoded(codes, errors, lambda: sq_dist(last_res.detach().double(), book.detach().cpu().double()).cpu())
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.input_mean) / self.input_scale
@@ -102,3 +110,28 @@ class ResidualQuantizer(nn.Module):
             with torch.no_grad():
                 book.copy_(centres)
             residual = residual - centres[assign]
+
+
+@torch.no_grad()
+def encode(model: ResidualQuantizer, embeddings: torch.Tensor,
+           batch_size: int = 8192) -> tuple[np.ndarray, dict[str, float], torch.Tensor]:
+    """Codes [N, L] for raw embeddings, reconstruction errors, and the last level's residuals.
+
+    Chunks of ``batch_size`` rows: the assignment is row-wise (nearest code minus the stored
+    per-code bias), so memory stays ``O(batch_size x codebook)`` beyond the outputs.
+    """
+    dev = next(iter(model.buffers())).device
+    codes, last_res = [], []
+    sq_err = centred = latent_err = 0.0
+    for i in range(0, embeddings.shape[0], batch_size):
+        xb = embeddings[i : i + batch_size].to(dev, torch.float32)
+        z = model.latent(model.normalise(xb))
+        c, z_q, residuals = model.quantize(z)
+        codes.append(c.cpu())
+        last_res.append(residuals[-1].cpu())
+        sq_err += float((model.reconstruct(z_q) - xb).pow(2).sum(dtype=torch.float64))
+        centred += float((xb - model.input_mean).pow(2).sum(dtype=torch.float64))
+        latent_err += float((z - z_q).pow(2).sum(dtype=torch.float64))
+    n = embeddings.shape[0]
+    errors = {"recon_mse": sq_err / n, "recon_rel": sq_err / max(centred, 1e-12), "latent_quant_mse": latent_err / n}
+    return torch.cat(codes).numpy().astype(np.int64), errors, torch.cat(last_res)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from uqf_cli.core.config_field import configured
+from uqf_cli.core.config_field import configured, options_for
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import info, resolve_device
 from uqf_cli.files import (
@@ -22,9 +22,9 @@ from uqf_cli.files import (
 from uqf_cli.files.checkpoint import Checkpointer
 from uqf_cli.quantize.codes import finalise_codes
 from uqf_cli.quantize.config import QuantizeConfig
-from uqf_cli.quantize.letter import LetterConfig, build_regulariser
+from uqf_cli.quantize.letter import LetterConfig
+from uqf_cli.quantize.registry import quantizer
 from uqf_cli.quantize.saved import save_quantizer
-from uqf_cli.quantize.training import fit_quantizer
 
 
 @dataclass
@@ -95,15 +95,18 @@ def quantize(
     force: bool = False,
     resume: bool = False,
     letter: LetterConfig | None = None,
+    options: Any = None,
     **settings: Any,
 ) -> QuantizeResult:
     """Quantize an embedding file into a SIDs file (and optionally save the quantizer).
 
     ``cfg`` defaults to ``QuantizeConfig()``; ``settings`` (its field names: ``levels=4``, ``method="rqkmeans"``)
     replace single fields, so ``quantize("unified.st", "sids.jsonl")`` runs with the CLI's defaults.
+    ``options``: the method's own options (its ``options`` dataclass; default: its defaults); ``letter`` is
+    ``rqvae``'s, which train with LETTER's collaborative and diversity terms (:mod:`uqf_cli.quantize.letter`).
 
-    ``rqvae`` keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues from it.
-    ``letter`` trains with LETTER's collaborative and diversity terms (:mod:`uqf_cli.quantize.letter`).
+    A resumable method (``rqvae``) keeps a checkpoint ``<output>.ckpt.st`` while training; ``resume`` continues
+    from it. The settings are validated here, once, against the number of items.
     """
     cfg = configured(QuantizeConfig, cfg, settings)
     output = Path(output)
@@ -112,16 +115,19 @@ def quantize(
     emb = load_valid_embeddings(embeddings_path)
     cfg = cfg.resolved(len(emb.item_ids))
     cfg.validate(len(emb.item_ids))
-    params, inputs, reg, letter_stats = _letter_setup(emb, embeddings_path, cfg, letter)
+    method = quantizer(cfg.method)
+    given = options if options is not None else letter
+    setup = method.setup(emb, cfg, options_for(method.name, method.options, given))
+    params = {**asdict(cfg), **setup.parameters}
+    inputs = {"embeddings": embeddings_path, **setup.inputs}
     dev = resolve_device(device)
     info(f"quantizing {len(emb.item_ids):,} {emb.modality} embeddings (dim {emb.dim}) with {cfg.method}, "
          f"{cfg.levels} levels of {cfg.codebook_sizes} codes{dedup_note(cfg)} on {dev}")
-    ckpt = (Checkpointer(output, "quantize", params, inputs, resume=resume) if cfg.method == "rqvae" else None)
-    model, history = fit_quantizer(emb.embeddings, cfg, dev, ckpt, reg)
+    ckpt = Checkpointer(output, "quantize", params, inputs, resume=resume) if method.resumable else None
+    model, history = method.fit(emb.embeddings, cfg, setup, dev, ckpt)
     raw, final, stats = finalise_codes(model, emb.embeddings, cfg)
     stats["training"] = history
-    if letter_stats:
-        stats["letter"] = letter_stats
+    stats.update(setup.stats)
     sizes = _final_sizes(cfg, final)
     provenance = make_provenance("quantize", params, inputs,
                                  modality=emb.modality, stats=stats)
@@ -134,19 +140,6 @@ def quantize(
     if ckpt is not None:
         ckpt.finish()
     return QuantizeResult(table, stats, outputs)
-
-
-def _letter_setup(emb: EmbeddingFile, embeddings_path: str | Path, cfg: QuantizeConfig,
-                  letter: LetterConfig | None) -> tuple[dict[str, Any], dict[str, Any], Any, dict[str, Any]]:
-    """Provenance parameters and inputs, and the LETTER regulariser when asked for (else ``None``)."""
-    params: dict[str, Any] = asdict(cfg)
-    inputs: dict[str, Any] = {"embeddings": embeddings_path}
-    if letter is None:
-        return params, inputs, None, {}
-    letter.validate(cfg.method, cfg.codebook_sizes)
-    reg, summary = build_regulariser(letter, emb, cfg.code_dim, cfg.codebook_sizes, cfg.seed)
-    return {**params, "letter": asdict(letter)}, {**inputs, "collab": letter.collab}, reg, {
-        **summary, "w_collab": letter.w_collab, "w_diversity": letter.w_diversity}
 
 
 def write_outputs(table: SidTable, output: Path, lcrec: Path | None, force: bool) -> dict[str, str]:

@@ -167,9 +167,9 @@ def fit_quantizer(embeddings: torch.Tensor, cfg: QuantizeConfig, device: torch.d
 
     Normalisation uses every item (in chunks); training, k-means and balancing use
     :func:`fit_sample_rows`. ``regulariser`` (rows aligned with ``embeddings``) adds LETTER's terms.
+    ``cfg`` is taken as valid (:func:`uqf_cli.quantize.quantize` validates it once).
     """
     cfg = cfg.resolved(embeddings.shape[0])
-    cfg.validate(embeddings.shape[0])
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = ResidualQuantizer(embeddings.shape[1], cfg)
