@@ -26,7 +26,9 @@ from uqf_cli.cli import (
 )
 from uqf_cli.cli.common import StdoutClosed, end_quietly_when_stdout_closes, install_signal_handlers, set_debug
 
-COMMANDS = (prepare, embed_text, train_gcn, fuse, quantize, inspect_sids, train_rec, evaluate, recommend, demo)
+# the commands still registered by their module's register(app), in pipeline order around train-rec
+BEFORE_TRAIN_REC = (prepare, embed_text, train_gcn, fuse, quantize, inspect_sids)
+AFTER_TRAIN_REC = (evaluate, recommend, demo)
 
 app = typer.Typer(
     name="uqf",
@@ -56,7 +58,10 @@ def _root(
     set_debug(debug)
 
 
-for _command in COMMANDS:
+for _command in BEFORE_TRAIN_REC:
+    _command.register(app)
+app.command("train-rec")(train_rec.train_rec)
+for _command in AFTER_TRAIN_REC:
     _command.register(app)
 
 

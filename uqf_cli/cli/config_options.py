@@ -41,7 +41,8 @@ def build_config(cls: type, values: dict[str, Any], run: Any) -> Any:
 
 def _parameter(f: Field, kind: Any) -> inspect.Parameter:
     default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-    option = typer.Option(flag_of(f), help=f.metadata["help"], rich_help_panel=f.metadata["panel"])
+    option = typer.Option(flag_of(f), help=f.metadata["help"], rich_help_panel=f.metadata["panel"],
+                          metavar=f.metadata.get("metavar"))
     allowed = field_range(f)
     annotation = Annotated[kind, option] if allowed is None else Annotated[kind, option, allowed]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
