@@ -43,7 +43,7 @@ def train_rec(
     Multi-GPU / multi-process: `torchrun --nproc_per_node N -m uqf_cli train-rec ...`.
     """
     from uqf_cli.files.outputs import plan_outputs, want
-    from uqf_cli.rec import train_rec as train
+    from uqf_cli.rec import train_backbone
 
     chosen = registry.get(backbone)
     given = {**given_options(options, chosen, FLAGS), "seed": run.seed, "device": run.device}
@@ -56,7 +56,7 @@ def train_rec(
     if plot is not None:
         _check_plot(plot, backbone, run.force)
     with plan if _is_main_process() else nullcontext():  # torchrun: rank 0 writes and holds the locks
-        summary = train(dataset, output, sids, backbone, run.force, **given)
+        summary = train_backbone(chosen, dataset, output, sids, given, run.force)
         if not _is_main_process():
             return
         if plot is not None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 BACKBONES = registry.names()  # the built-in backbones; registry.names() also lists those registered later
 backbone_module = registry.get  # its earlier name (the benchmarks use it): the backbone, with train and load
 
-__all__ = ["BACKBONES", "Backbone", "backbone_module", "register", "registry", "train_rec"]
+__all__ = ["BACKBONES", "Backbone", "backbone_module", "register", "registry", "train_backbone", "train_rec"]
 
 
 def train_rec(dataset: str | Path | Dataset, output: str | Path, sids: str | Path | SidTable | None = None,
@@ -36,11 +36,18 @@ def train_rec(dataset: str | Path | Dataset, output: str | Path, sids: str | Pat
     ``options`` are train-rec's options by their Python names (``epochs=4, preset="small", seed=0``);
     the ones left out take the backbone's defaults. Returns the training summary.
     """
+    chosen = registry.get(backbone)
+    chosen.check_uses(options)
+    return train_backbone(chosen, dataset, output, sids, options, force)
+
+
+def train_backbone(chosen: Backbone, dataset: str | Path | Dataset, output: str | Path,
+                   sids: str | Path | SidTable | None, options: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """:func:`train_rec` for options already checked against what ``chosen`` reads (``uqf train-rec`` checks
+    them before it reads any file): reads the inputs and trains."""
     from uqf_cli.data.dataset import Dataset
     from uqf_cli.files import SidTable, check_output, read_sids
 
-    chosen = registry.get(backbone)
-    chosen.check_uses(options)
     check_output(output, force)
     ds = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
     table = sids if isinstance(sids, SidTable) or sids is None else read_sids(sids)
