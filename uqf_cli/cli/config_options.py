@@ -128,7 +128,7 @@ def _parameters(f: Field, kind: Any, prefix: str) -> list[inspect.Parameter]:
     if spelled is not None:
         kind, default = spelled.kind, spelled.show(default)
     option = typer.Option(flag_of(f), help=help_of(f), rich_help_panel=f.metadata["panel"],
-                          **(spelled.typer if spelled is not None else {}))
+                          **{"metavar": f.metadata.get("metavar"), **(spelled.typer if spelled is not None else {})})
     allowed = field_range(f)
     annotation = Annotated[kind, option] if allowed is None else Annotated[kind, option, allowed]
     params = [inspect.Parameter(prefix + f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,

@@ -22,7 +22,7 @@ from uqf_cli.evaluation.popularity import metrics_by_popularity
 from uqf_cli.files import DATASET_INFO_FILE, make_provenance, read_sids, write_json
 from uqf_cli.files.outputs import plan_outputs, want
 from uqf_cli.files.sidecar import write_jsonl_with_meta
-from uqf_cli.rec import backbone_module
+from uqf_cli.rec import registry
 from uqf_cli.rec.base import MODEL_META_FILE, read_model_meta
 
 
@@ -151,7 +151,7 @@ def evaluate(
 def load_ranker(model_dir: str | Path, meta: dict[str, Any], device: str, rank: str | None = None,
                 alpha: float | None = None):
     """Load the model for ranking; ``rank`` / ``alpha`` (hybrid models only) override its stored mode."""
-    rec = backbone_module(meta["backbone"]).load(model_dir, resolve_device(device))
+    rec = registry.get(meta["backbone"]).load(model_dir, resolve_device(device))
     if rank is not None or alpha is not None:
         if not hasattr(rec, "set_ranking"):
             flag = "--rank" if rank is not None else "--alpha"

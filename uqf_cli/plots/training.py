@@ -15,7 +15,6 @@ import numpy as np
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.files import load_embeddings
 
-CURVE_BACKBONES = ("tiger", "sasrec", "hybrid")  # the backbones whose model directory records a per-epoch curve
 GATE_BINS = 40
 FEW_POINTS = 3  # curves with at most this many epochs get big markers and their values written out
 
@@ -137,24 +136,23 @@ def plot_fuse(fused_path: str | Path, curve: list[dict[str, float]], out: str | 
 
 def check_curve_backbone(backbone: str) -> None:
     """Fail before training when the backbone records no curve to draw."""
-    if backbone not in CURVE_BACKBONES:
+    from uqf_cli.rec import registry
+
+    if registry.get(backbone).curve is None:
+        with_curves = [b.name for b in registry.backbones() if b.curve is not None]
         raise OptionError("--plot", f"the {backbone} backbone records no training curve (only "
-                                    f"{' and '.join(CURVE_BACKBONES)} do)")
+                                    f"{' and '.join(with_curves)} do)")
 
 
 def training_curve(model_dir: str | Path) -> tuple[str, list[dict[str, float]]]:
     """(backbone, per-epoch records ``{epoch, loss, valid_ndcg10?}``) read from a model directory."""
+    from uqf_cli.rec import registry
     from uqf_cli.rec.base import read_model_meta
 
     meta = read_model_meta(model_dir)
     backbone = str(meta.get("backbone"))
-    if backbone in ("tiger", "hybrid"):
-        records = (meta.get("training") or {}).get("history") or []
-    elif backbone == "sasrec":
-        records = [{**{k: v for k, v in r.items() if k != "valid_ndcg@10"}, "valid_ndcg10": r.get("valid_ndcg@10")}
-                   for r in meta.get("epochs") or []]
-    else:
-        records = []
+    found = registry.find(backbone)
+    records = found.curve(meta) if found is not None and found.curve is not None else []
     if not records:
         raise InputError(model_dir, f"the {backbone} model records no training curve")
     return backbone, records

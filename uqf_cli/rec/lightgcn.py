@@ -1,7 +1,7 @@
 """LightGCN as a recommender (``--backbone lightgcn``): user x item dot products of LightGCN embeddings.
 
-Trains LightGCN through train-gcn's code (train-rec options map onto :class:`GcnConfig` via
-:data:`GCN_OPTIONS`) or reuses a train-gcn file given as option ``collab``. Unknown users get the
+Trains LightGCN through train-gcn's code (train-rec options, :class:`LightGcnOptions`, map onto
+:class:`GcnConfig`) or reuses a train-gcn file given as option ``collab``. Unknown users get the
 mean of their history items' embeddings. Details and files: ``docs/train-rec.md``.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +29,44 @@ from uqf_cli.files import (
     save_model_file,
 )
 from uqf_cli.files.fingerprints import interactions_of
+from uqf_cli.rec import options as shared
 from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
+from uqf_cli.rec.options import BackboneOptions, option_values
 from uqf_cli.rec.ranking import top_k_from_scores
+from uqf_cli.rec.registry import Backbone
 
 BACKBONE = "lightgcn"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_KIND = "lightgcn_rec"
-# train-rec option name -> GcnConfig field
-GCN_OPTIONS = {"epochs": "epochs", "d_model": "dim", "dim": "dim", "num_layers": "layers", "layers": "layers",
-                "lr": "lr", "batch_size": "batch_size", "patience": "patience", "eval_every": "eval_every",
-                "seed": "seed", "device": "device", "reg": "reg"}
-OPTIONS = (*GCN_OPTIONS, "collab", "exclude_history")  # every option key train() reads
+GCN_FIELDS = ("epochs", "dim", "layers", "lr", "batch_size", "patience", "eval_every", "seed", "device", "reg")
+
+
+@dataclass
+class LightGcnOptions(BackboneOptions):
+    """The options of the LightGCN backbone: train-gcn's (:class:`GcnConfig`, its defaults) under train-rec's
+    shared flags (``--d-model`` is the embedding size, ``--num-layers`` the propagation layers), plus
+    ``collab`` (reuse a train-gcn file instead of training) and ``exclude_history``."""
+
+    epochs: int = shared.epochs(GcnConfig.epochs)
+    dim: int = shared.d_model(GcnConfig.dim)
+    layers: int = shared.num_layers(GcnConfig.layers)
+    lr: float = shared.lr(GcnConfig.lr)
+    batch_size: int = shared.batch_size(GcnConfig.batch_size)
+    patience: int = shared.patience(GcnConfig.patience)
+    eval_every: int = shared.eval_every(GcnConfig.eval_every)
+    seed: int = 0
+    device: str = "auto"
+    reg: float = GcnConfig.reg
+    collab: str | None = None
+    exclude_history: bool = True
 
 
 def gcn_config(options: dict[str, Any]) -> GcnConfig:
     """train-gcn's defaults overlaid with the train-rec options that map onto them."""
     cfg = GcnConfig()
-    for key, field_name in GCN_OPTIONS.items():
-        value = options.get(key)
-        if value is not None:
-            setattr(cfg, field_name, type(getattr(cfg, field_name))(value))
+    for name, value in option_values(LightGcnOptions, options).items():
+        if name in GCN_FIELDS:
+            setattr(cfg, name, type(getattr(cfg, name))(value))
     cfg.validate()
     return cfg
 
@@ -177,3 +196,6 @@ def load(model_dir: str | Path, device: str | torch.device = "cpu") -> LightGcnR
     dev = device if isinstance(device, torch.device) else runtime.resolve_device(str(device))
     return LightGcnRecommender(items.float(), users.float(), [str(i) for i in item_ids], [str(u) for u in user_ids],
                                bool(config.get("exclude_history", True)), dev)
+
+
+SPEC = Backbone(BACKBONE, LightGcnOptions, train, load)

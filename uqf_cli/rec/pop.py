@@ -7,6 +7,7 @@ items. Details and files: ``docs/train-rec.md``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,19 @@ from uqf_cli.core.errors import InputError
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance, read_json, to_json
 from uqf_cli.rec.base import read_model_meta, write_model_meta
+from uqf_cli.rec.options import BackboneOptions
 from uqf_cli.rec.ranking import item_counts, popularity_order
+from uqf_cli.rec.registry import Backbone
 
 BACKBONE = "pop"
 RANKING_FILE = "popularity.json"
-OPTIONS = ("exclude_history",)  # every option key train() reads
+
+
+@dataclass
+class PopOptions(BackboneOptions):
+    """The one option of the popularity backbone (library only: no flag)."""
+
+    exclude_history: bool = True  # skip the user's history items
 
 
 def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any] | None,
@@ -88,3 +97,6 @@ def load(model_dir: str | Path, device: Any = "cpu") -> PopularityRecommender:
         counts = None  # an older or hand-written ranking: the order alone still ranks
     return PopularityRecommender([str(i) for i in ids], bool(meta.get("options", {}).get("exclude_history", True)),
                                  counts)
+
+
+SPEC = Backbone(BACKBONE, PopOptions, train, load)

@@ -10,20 +10,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from uqf_cli.core import runtime
-from uqf_cli.core.bounds import check_finite_fields
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, load_model_file, make_provenance, save_model_file
 from uqf_cli.files.checkpoint import Checkpointer, Snapshot
+from uqf_cli.rec import options as shared
 from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
+from uqf_cli.rec.options import BackboneOptions, option_values
+from uqf_cli.rec.registry import Backbone
 
 BACKBONE = "sasrec"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,58 +35,40 @@ _ARCH_KEYS = ("hidden", "blocks", "heads", "dropout", "max_history")
 
 
 @dataclass
-class SasRecOptions:
-    """Every option of the SASRec backbone, with its default."""
+class SasRecOptions(BackboneOptions):
+    """Every option of the SASRec backbone, with its default (``--d-model`` sets ``hidden``, ``--num-layers``
+    ``blocks``)."""
 
-    hidden: int = 64
-    blocks: int = 2
+    hidden: int = shared.d_model(64)
+    blocks: int = shared.num_layers(2)
     heads: int = 1
-    dropout: float = 0.2
-    max_history: int = 20
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10
+    dropout: float = shared.dropout(0.2)
+    max_history: int = shared.max_history(20)
+    epochs: int = shared.epochs(200, ge=1)
+    batch_size: int = shared.batch_size(128)
+    lr: float = shared.lr(1e-3)
+    weight_decay: float = shared.weight_decay(0.0)
+    patience: int = shared.patience(10, ge=1)
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 1024
-    eval_every: int = 1
-
-    ALIASES: ClassVar[dict[str, str]] = {"d_model": "hidden", "num_layers": "blocks"}  # train-rec's shared flags
+    eval_every: int = shared.eval_every(1)
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> SasRecOptions:
-        """Known keys (and their train-rec aliases) override defaults; ``None`` values and other keys are ignored."""
-        options = dict(options or {})
-        for alias, key in cls.ALIASES.items():
-            if options.get(alias) is not None and options.get(key) is None:
-                options[key] = options[alias]
-        known = {f.name for f in fields(cls)}
-        opts = cls(**{k: v for k, v in options.items() if k in known and v is not None})
+        """Known keys (``d_model`` and ``num_layers`` too) override defaults; ``None`` values and other keys are
+        ignored; a fraction of an epoch rounds up."""
+        opts = cls(**option_values(cls, options))
         opts.epochs = math.ceil(float(opts.epochs))
         opts.validate()
         return opts
 
-    def validate(self) -> None:
-        check_finite_fields(self)
-        for key in ("hidden", "blocks", "heads", "max_history", "epochs", "batch_size", "patience", "eval_batch_size",
-                    "eval_every"):
+    def check(self) -> None:
+        for key in ("heads", "eval_batch_size"):  # library-only: no flag declares their range
             if int(getattr(self, key)) < 1:
                 raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {getattr(self, key)}")
         if int(self.hidden) % int(self.heads):
             raise OptionError("--heads", f"hidden size {self.hidden} is not divisible by {self.heads} heads")
-        if not 0 <= float(self.dropout) < 1:
-            raise OptionError("--dropout", f"must be in [0, 1), got {self.dropout}")
-        if float(self.lr) <= 0:
-            raise OptionError("--lr", f"must be > 0, got {self.lr}")
-
-    def params(self) -> dict[str, Any]:
-        """The options a model directory records (all but the device)."""
-        return {k: v for k, v in asdict(self).items() if k != "device"}
-
-
-OPTIONS = (*(f.name for f in fields(SasRecOptions)), *SasRecOptions.ALIASES)  # every option key train() reads
 
 
 class SasRec(nn.Module):
@@ -355,3 +339,13 @@ def load(model_dir: str | Path, device: str | torch.device = "auto") -> SasRecRe
     dev = device if isinstance(device, torch.device) else runtime.resolve_device(str(device))
     batch = int(meta.get("options", {}).get("eval_batch_size", SasRecOptions.eval_batch_size))
     return SasRecRecommender(model, item_ids, int(config["max_history"]), dev, batch)
+
+
+def recorded_curve(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-epoch records of a model directory's metadata (``epochs``, written by :func:`_save`), with the
+    validation NDCG under the name ``--plot`` reads (``valid_ndcg10``)."""
+    return [{**{k: v for k, v in r.items() if k != "valid_ndcg@10"}, "valid_ndcg10": r.get("valid_ndcg@10")}
+            for r in meta.get("epochs") or []]
+
+
+SPEC = Backbone(BACKBONE, SasRecOptions, train, load, curve=recorded_curve)

@@ -12,6 +12,7 @@ skips the user's history items. An empty history gives a zero query: every score
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,22 @@ import torch.nn.functional as F
 
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance
+from uqf_cli.rec import options as shared
 from uqf_cli.rec.base import history_rows, read_model_meta, write_model_meta
 from uqf_cli.rec.item_vectors import aligned_item_vectors, load_item_vectors, save_item_vectors
+from uqf_cli.rec.options import BackboneOptions
 from uqf_cli.rec.ranking import top_k_from_scores
+from uqf_cli.rec.registry import Backbone
 
 BACKBONE = "textknn"
-OPTIONS = ("item_emb", "exclude_history")  # every option key train() reads
+
+
+@dataclass
+class TextKnnOptions(BackboneOptions):
+    """The options of the text kNN backbone."""
+
+    item_emb: str | None = shared.item_emb(None)
+    exclude_history: bool = True  # skip the user's history items (library only: no flag)
 
 
 def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: dict[str, Any] | None,
@@ -83,3 +94,6 @@ def load(model_dir: str | Path, device: Any = "cpu") -> TextKnnRecommender:
     item_ids = [str(i) for i in meta.get("item_ids") or []]
     vectors = load_item_vectors(model_dir, item_ids)
     return TextKnnRecommender(item_ids, vectors, bool(meta.get("options", {}).get("exclude_history", True)))
+
+
+SPEC = Backbone(BACKBONE, TextKnnOptions, train, load, inputs=("item_emb",))

@@ -15,20 +15,23 @@ from uqf_cli.rec.hybrid.options import (
     BACKBONE,
     DENSE_LOSSES,
     DENSE_QUERIES,
-    OPTIONS,
+    PANEL,
     RANK_MODES,
     HybridOptions,
     check_rank,
 )
 from uqf_cli.rec.hybrid.recommender import HybridRecommender, hybrid_top, load
 from uqf_cli.rec.hybrid.training import train
+from uqf_cli.rec.registry import Backbone
+from uqf_cli.rec.tiger.training import recorded_curve
 
 __all__ = [
     "BACKBONE",
     "DENSE_LOSSES",
     "DENSE_QUERIES",
-    "OPTIONS",
+    "PANEL",
     "RANK_MODES",
+    "SPEC",
     "DenseHead",
     "HybridOptions",
     "HybridRecommender",
@@ -39,3 +42,5 @@ __all__ = [
     "load",
     "train",
 ]
+
+SPEC = Backbone(BACKBONE, HybridOptions, train, load, curve=recorded_curve, panel=PANEL, inputs=("item_emb",))

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-from uqf_cli.core import runtime
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.files import load_model_file
-from uqf_cli.rec.base import read_model_meta, read_model_sids
 from uqf_cli.rec.hybrid.model import DenseHead, encoder_pool
 from uqf_cli.rec.hybrid.options import BACKBONE, RANK_MODES, HybridOptions, check_rank
 from uqf_cli.rec.item_vectors import load_item_vectors
+from uqf_cli.rec.tiger.recommender import load_t5
 from uqf_cli.rec.tiger.t5_decoder import constrained_beam_search_t5, t5_encode
 from uqf_cli.rec.tiger.vocab import PAD, TigerVocab, encode_histories
 
@@ -140,23 +139,8 @@ def hybrid_top(cos: torch.Tensor, beam_rows: torch.Tensor, beam_scores: torch.Te
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> HybridRecommender:
     """Load a hybrid model directory written by :func:`uqf_cli.rec.hybrid.train`."""
-    from safetensors import SafetensorError
-    from transformers import T5ForConditionalGeneration
-
     model_dir = Path(model_dir)
-    meta = read_model_meta(model_dir, BACKBONE)
-    sids = read_model_sids(model_dir)
-    if sids.content_hash() != meta.get("sid_hash"):
-        raise InputError(model_dir / "sids.jsonl", "SID copy does not match the hash in uqf_model.json")
-    opts = HybridOptions.from_dict(meta.get("options", {}))
-    vocab = TigerVocab.build(sids, sids.item_ids, opts.user_tokens)
-    if vocab.offsets != meta.get("vocab", {}).get("offsets"):
-        raise InputError(model_dir, "vocabulary layout differs from the one the model was trained with")
-    dev = device if isinstance(device, torch.device) else runtime.resolve_device(device)
-    try:
-        model = T5ForConditionalGeneration.from_pretrained(model_dir, local_files_only=True).to(dev)
-    except (OSError, ValueError, SafetensorError) as e:
-        raise InputError(model_dir, f"cannot load the T5 weights ({e})") from e
+    meta, opts, vocab, model, dev = load_t5(model_dir, BACKBONE, HybridOptions, device)
     vectors = load_item_vectors(model_dir, vocab.item_ids)
     state, config, _ = load_model_file(model_dir / HEAD_FILE, HEAD_KIND)
     head = DenseHead(int(config["d_model"]), vectors, train_adapter=False)

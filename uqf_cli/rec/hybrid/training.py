@@ -37,7 +37,11 @@ from uqf_cli.rec.tiger.training import (
     _param_digest,
     _schedule,
     _tensorize,
+    loop_snapshot,
     make_optimizer,
+    optimizer_step,
+    resumed_loop,
+    validation_sample,
     warmup_steps,
 )
 from uqf_cli.rec.tiger.vocab import TigerVocab
@@ -73,18 +77,7 @@ def _step(net: _Net, opts: HybridOptions, optimizer, sched, scaler, amp_dtype, b
     with torch.autocast(device_type=batch[0].device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         gen, dense = _losses(net, opts, *batch, warm_rows)
         loss = gen + opts.dense_weight * dense
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-    else:
-        loss.backward()
-    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    sched.step()
+    optimizer_step(net, loss, optimizer, sched, scaler)
     return float(gen.detach()), float(dense.detach())
 
 
@@ -128,17 +121,13 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps,
                                                                              opts.lr_schedule))
     amp_dtype, scaler = _amp(device, lean=True)
-    valid = dataset.eval_cases("valid")
-    if len(valid) > opts.eval_users:
-        pick = torch.randperm(len(valid), generator=torch.Generator().manual_seed(opts.seed + 1))
-        valid = [valid[i] for i in pick[:opts.eval_users].sort().values.tolist()]
+    valid = validation_sample(dataset, opts.eval_users, opts.seed)
     cold_rows = [row[i] for i in cold_ids]
     shuffle_gen = torch.Generator().manual_seed(opts.seed)
     best: dict[str, Any] = {"ndcg10": -1.0, "epoch": 0, "state": None}
     history: list[dict[str, Any]] = []
     bad_evals, t0, step, first_epoch, seconds_before = 0, time.time(), 0, 1, 0.0
-    params = {k: v for k, v in asdict(opts).items() if k != "device"}
-    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **params},
+    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **opts.params()},
                         inputs={"dataset": dataset.path, "sids": sids.path, "item_emb": opts.item_emb},
                         resume=bool((options or {}).get("resume")))
     live = {"modules": {"model": net}, "optimizers": {"adamw": optimizer}, "schedulers": {"lr": sched},
@@ -146,18 +135,10 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     saved = ckpt.load()
     if saved is not None:  # continue an interrupted run where it stopped
         saved.restore(**live)
-        loop = saved.state
-        best_tensors = {k[len("best."):]: v.to(device) for k, v in saved.extra_tensors().items()
-                        if k.startswith("best.")}
-        best = {"ndcg10": loop["best_ndcg10"], "epoch": loop["best_epoch"], "state": best_tensors or None}
-        history, bad_evals, step = loop["history"], loop["bad_evals"], saved.step
-        first_epoch, seconds_before = saved.epoch + 1, loop["train_seconds"]
+        best, history, bad_evals, step, first_epoch, seconds_before = resumed_loop(saved, device)
 
     def snapshot(epoch: int) -> Snapshot:
-        loop_state = {"best_ndcg10": best["ndcg10"], "best_epoch": best["epoch"], "history": history,
-                      "bad_evals": bad_evals, "train_seconds": seconds_before + time.time() - t0}
-        best_tensors = {f"best.{k}": v for k, v in (best["state"] or {}).items()}
-        return Snapshot.capture(epoch, step=step, tensors=best_tensors, state=loop_state, **live)
+        return loop_snapshot(epoch, step, live, best, history, bad_evals, seconds_before + time.time() - t0)
 
     with runtime.progress() as bar:
         task = bar.add_task("hybrid", total=total_steps, status="", completed=step)
@@ -224,8 +205,6 @@ def _save(net: _Net, dataset: Dataset, sids: SidTable, vocab: TigerVocab, opts: 
                          "dense_query": opts.dense_query, "dense_loss": opts.dense_loss}, provenance)
         save_item_vectors(tmp, net.head.item_embeddings.cpu(), vocab.item_ids, source, provenance)
         write_model_meta(tmp, BACKBONE, dataset, params, provenance, sids=sids,
-                         vocab={"offsets": vocab.offsets, "codebook_sizes": vocab.codebook_sizes,
-                                "user_tokens": vocab.user_tokens, "dedup_level": vocab.dedup_level,
-                                "size": vocab.size},
+                         vocab=vocab.layout(),
                          item_emb=source, cold_item_ids=cold_ids,
                          training={k: v for k, v in summary.items() if k != "output"})

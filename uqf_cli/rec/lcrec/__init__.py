@@ -19,7 +19,7 @@ from uqf_cli.rec.lcrec.model import (
     lora_config,
     resolve_base_model,
 )
-from uqf_cli.rec.lcrec.options import LEGACY, OPTIONS, LcRecOptions
+from uqf_cli.rec.lcrec.options import LEGACY, PANEL, LcRecOptions
 from uqf_cli.rec.lcrec.prompts import (
     PROMPT_VERSION,
     SEQ_INSTRUCTION,
@@ -35,12 +35,40 @@ from uqf_cli.rec.lcrec.prompts import (
 )
 from uqf_cli.rec.lcrec.recommender import CausalLmStepDecoder, LcRecRecommender, build_trie, load
 from uqf_cli.rec.lcrec.training import check_sids_cover, train
+from uqf_cli.rec.registry import Backbone
 
 __all__ = [
-    "BACKBONE", "DEFAULT_TARGET_MODULES", "EMBEDDED_BASE", "EMBEDDED_GGUF", "LEGACY", "OPTIONS", "PROMPT_VERSION",
-    "SEQ_INSTRUCTION", "SID_TO_TITLE_INSTRUCTION", "TEMPLATES", "TITLE_TO_SID_INSTRUCTION",
-    "BaseModelRef", "CausalLmStepDecoder", "LcRecOptions",
-    "LcRecRecommender", "add_sid_tokens", "build_examples", "build_trie", "check_sids_cover", "embedded_smollm2_dir",
-    "encode_prompts", "load", "load_base", "lora_config", "prompt_text", "resolve_base_model", "sequential_prompt",
-    "sid_strings", "sid_token_ids", "train",
+    "BACKBONE",
+    "DEFAULT_TARGET_MODULES",
+    "EMBEDDED_BASE",
+    "EMBEDDED_GGUF",
+    "LEGACY",
+    "PANEL",
+    "PROMPT_VERSION",
+    "SEQ_INSTRUCTION",
+    "SID_TO_TITLE_INSTRUCTION",
+    "SPEC",
+    "TEMPLATES",
+    "TITLE_TO_SID_INSTRUCTION",
+    "BaseModelRef",
+    "CausalLmStepDecoder",
+    "LcRecOptions",
+    "LcRecRecommender",
+    "add_sid_tokens",
+    "build_examples",
+    "build_trie",
+    "check_sids_cover",
+    "embedded_smollm2_dir",
+    "encode_prompts",
+    "load",
+    "load_base",
+    "lora_config",
+    "prompt_text",
+    "resolve_base_model",
+    "sequential_prompt",
+    "sid_strings",
+    "sid_token_ids",
+    "train",
 ]
+
+SPEC = Backbone(BACKBONE, LcRecOptions, train, load, panel=PANEL, inputs=("base_model",))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from uqf_cli.core.bounds import check_finite_fields
+from uqf_cli.core.config_field import opt
 from uqf_cli.core.errors import OptionError
+from uqf_cli.rec import options as shared
+from uqf_cli.rec.options import BackboneOptions
 
+PANEL = "LC-Rec (--backbone lcrec)"
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the CPU/GPU has bf16 kernels (fp16 on older GPUs)
 LM_HEADS = ("response", "full")  # response: output-head logits only at the response positions
 BATCHINGS = ("bucketed", "random")  # bucketed: batches of equal-length samples, shuffled in batch order
@@ -17,82 +20,62 @@ LEGACY = {"precision": "fp32", "lm_head": "full", "batching": "random", "prompt_
 
 
 @dataclass
-class LcRecOptions:
+class LcRecOptions(BackboneOptions):
     """Every option of the LC-Rec backbone, with its default (docs/lcrec.md describes each)."""
 
-    base_model: str | None = None  # hub id, local dir or .gguf; None = the embedded SmolLM2
-    gguf_file: str | None = None
-    trust_remote_code: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str | None = None  # None = q/k/v/o projections present in the model
-    align_tasks: bool = False
-    epochs: float = 1
-    max_steps: int | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 5e-4
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_history: int = 20
-    max_samples: int | None = None
+    base_model: str | None = opt(None, "lcrec: hub id, local dir or .gguf (default: embedded SmolLM2-135M).")
+    gguf_file: str | None = opt(None, "lcrec: GGUF file inside --base-model.")
+    trust_remote_code: bool = opt(False, "lcrec: allow the base model's own code (only for models you trust).")
+    lora_r: int = opt(8, "lcrec: LoRA rank", ge=1)
+    lora_alpha: int = opt(16, "lcrec: LoRA alpha", ge=1)
+    lora_dropout: float = opt(0.05, "lcrec: LoRA dropout", ge=0, lt=1)
+    # None = the q/k/v/o projections present in the model
+    lora_target_modules: str | list[str] | None = opt(None, "lcrec: comma list of module names.")
+    align_tasks: bool = opt(False, "lcrec: add title<->SID tasks.")
+    epochs: float = shared.epochs(1)
+    max_steps: int | None = opt(None, "lcrec: cap optimizer steps.", ge=1)
+    batch_size: int = shared.batch_size(8)
+    grad_accum: int = opt(1, "lcrec: gradient accumulation", ge=1)
+    lr: float = shared.lr(5e-4)
+    warmup_ratio: float = shared.warmup_ratio(0.03)
+    weight_decay: float = shared.weight_decay(0.0)
+    max_history: int = shared.max_history(20)
+    max_samples: int | None = opt(None, "lcrec: cap training samples.", ge=1)
     max_title_tokens: int = 32
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int | None = None  # users per decoding batch; None = 32 on CPU, 64 on GPU
     # cost levers (docs/lcrec.md, "Training and decoding cost"); LEGACY above is the old float32 path
-    precision: str = "auto"
-    lm_head: str = "response"
-    batching: str = "bucketed"
-    prompt_template: str = "compact"
+    precision: str = opt("auto", "lcrec: auto (bf16 where the CPU/GPU has it; default) | bf16 | fp32.")
+    lm_head: str = opt("response", "lcrec: response (output head only at response positions; default) | full.")
+    batching: str = opt("bucketed", "lcrec: bucketed (equal-length batches; default) | random.")
+    prompt_template: str = opt("compact", "lcrec: compact (default) | alpaca (LC-Rec's original).")
     # the CPU protocol: which windows train, validation on a seeded user sample, early stopping
-    windows: str = "all"  # all | last:K (the last K windows of every user's train part)
-    eval_steps: int | None = None  # validate every N optimizer steps; None = no validation
-    eval_users: int = 500  # seeded sample of validation users
-    eval_beam: int = 20
-    patience: int = 5  # evaluations without improvement before stopping
+    windows: str = opt("all", "lcrec: training windows, all | last:K (the last K of every user; default all).")
+    eval_steps: int | None = opt(None, "lcrec: validate every N optimizer steps and stop early (default: no "
+                                 "validation).", ge=1)
+    eval_users: int = shared.eval_users(500)  # seeded sample of validation users
+    eval_beam: int = shared.eval_beam(20, ge=1)
+    patience: int = shared.patience(5, ge=1)  # evaluations without improvement before stopping
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> LcRecOptions:
-        """Known keys override defaults; ``None`` values and other keys (``resume``) are ignored."""
-        known = {f.name for f in fields(cls)}
-        opts = cls(**{k: v for k, v in (options or {}).items() if k in known and v is not None})
-        opts.validate()
+        """Known keys override defaults; ``None`` values and other keys (``resume``) are ignored; a comma list
+        of LoRA target modules becomes a list."""
+        opts = super().from_dict(options)
         if isinstance(opts.lora_target_modules, str):
             opts.lora_target_modules = [t.strip() for t in opts.lora_target_modules.split(",") if t.strip()]
         return opts
 
-    def validate(self) -> None:
-        check_finite_fields(self)
-        for key in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_history", "max_title_tokens"):
-            if int(getattr(self, key)) < 1:
-                raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {getattr(self, key)}")
-        if not 0 <= float(self.lora_dropout) < 1:
-            raise OptionError("--lora-dropout", f"must be in [0, 1), got {self.lora_dropout}")
-        if float(self.lr) <= 0:
-            raise OptionError("--lr", f"must be > 0, got {self.lr}")
-        if self.max_steps is not None and int(self.max_steps) < 1:
-            raise OptionError("--max-steps", f"must be >= 1, got {self.max_steps}")
-        if self.max_samples is not None and int(self.max_samples) < 1:
-            raise OptionError("--max-samples", f"must be >= 1, got {self.max_samples}")
-        if float(self.epochs) <= 0:
-            raise OptionError("--epochs", f"must be > 0, got {self.epochs}")
+    def check(self) -> None:
+        if int(self.max_title_tokens) < 1:  # library-only: no flag declares its range
+            raise OptionError("--max-title-tokens", f"must be >= 1, got {self.max_title_tokens}")
         for key, allowed in (("precision", PRECISIONS), ("lm_head", LM_HEADS), ("batching", BATCHINGS),
                              ("prompt_template", TEMPLATES)):
             if getattr(self, key) not in allowed:
                 raise OptionError(f"--{key.replace('_', '-')}", f"must be one of {', '.join(allowed)}, "
                                                                 f"got {getattr(self, key)!r}")
         window_count(self.windows)
-        for key in ("eval_users", "eval_beam", "patience"):
-            if int(getattr(self, key)) < 1:
-                raise OptionError(f"--{key.replace('_', '-')}", f"must be >= 1, got {getattr(self, key)}")
-        if self.eval_steps is not None and int(self.eval_steps) < 1:
-            raise OptionError("--eval-steps", f"must be >= 1, got {self.eval_steps}")
-
-    def params(self) -> dict[str, Any]:
-        """The options a model directory records (all but the device)."""
-        return {k: v for k, v in asdict(self).items() if k != "device"}
 
 
 def window_count(windows: str) -> int | None:
@@ -103,6 +86,3 @@ def window_count(windows: str) -> int | None:
     if kind != "last" or not count.isdigit() or int(count) < 1:
         raise OptionError("--windows", f"must be all or last:K with K >= 1, got {windows!r}")
     return int(count)
-
-
-OPTIONS = tuple(f.name for f in fields(LcRecOptions))  # every option key train() reads

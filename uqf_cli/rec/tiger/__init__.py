@@ -7,8 +7,9 @@ decoding: :mod:`.t5_decoder`; ranking and loading: :mod:`.recommender`. docs/tra
 the defaults and their cost.
 """
 
+from uqf_cli.rec.registry import Backbone
 from uqf_cli.rec.tiger.model import FastDropout, build_model, use_fast_dropout
-from uqf_cli.rec.tiger.options import BACKBONE, ENGINES, OPTIONS, PRESETS, TigerOptions
+from uqf_cli.rec.tiger.options import BACKBONE, ENGINES, PANEL, PRESETS, TigerOptions
 from uqf_cli.rec.tiger.recommender import TigerRecommender, load
 from uqf_cli.rec.tiger.training import (
     _amp,
@@ -18,6 +19,7 @@ from uqf_cli.rec.tiger.training import (
     _tensorize,
     check_sids_cover,
     make_optimizer,
+    recorded_curve,
     train,
 )
 from uqf_cli.rec.tiger.vocab import EOS, FIRST_CODE_TOKEN, PAD, TigerVocab, encode_histories
@@ -27,9 +29,10 @@ __all__ = [
     "ENGINES",
     "EOS",
     "FIRST_CODE_TOKEN",
-    "OPTIONS",
     "PAD",
+    "PANEL",
     "PRESETS",
+    "SPEC",
     "FastDropout",
     "TigerOptions",
     "TigerRecommender",
@@ -44,6 +47,9 @@ __all__ = [
     "encode_histories",
     "load",
     "make_optimizer",
+    "recorded_curve",
     "train",
     "use_fast_dropout",
 ]
+
+SPEC = Backbone(BACKBONE, TigerOptions, train, load, curve=recorded_curve, panel=PANEL)

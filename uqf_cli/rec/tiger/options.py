@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from uqf_cli.core.bounds import check_finite_fields
+from uqf_cli.core.config_field import opt
 from uqf_cli.core.errors import OptionError
+from uqf_cli.rec import options as shared
+from uqf_cli.rec.options import BackboneOptions, option_values
 
 BACKBONE = "tiger"
+PANEL = "TIGER (--backbone tiger; the hybrid backbone reads them too)"
 PAD, EOS, FIRST_CODE_TOKEN = 0, 1, 2
 
 
@@ -28,40 +31,42 @@ LR_SCHEDULES = ("linear", "cosine", "constant")
 
 
 @dataclass
-class TigerOptions:
-    """Every option of the TIGER backbone, with its default."""
+class TigerOptions(BackboneOptions):
+    """Every option of the TIGER backbone, with its default (the field order is the order models record)."""
 
-    preset: str = "tiger"
-    max_history: int = 20
-    user_tokens: int = 0
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    warmup_ratio: float = 0.0
-    lr_schedule: str = "linear"
-    eval_every: int = 1
-    eval_users: int = 1000
-    patience: int = 3
+    preset: str = opt("tiger", "tiger: model shape, tiger (the paper's, default) | small (CPU budgets); explicit "
+                      "shape options override it.")
+    max_history: int = shared.max_history(20)
+    user_tokens: int = opt(0, "tiger: hashed user tokens, 0 = off", ge=0)
+    epochs: int = shared.epochs(20, ge=1)
+    batch_size: int = shared.batch_size(256)
+    lr: float = shared.lr(2e-3)
+    weight_decay: float = shared.weight_decay(0.01)
+    warmup_steps: int = opt(200, "tiger: warmup steps, at most a tenth of all", ge=0)
+    warmup_ratio: float = shared.warmup_ratio(0.0)
+    lr_schedule: str = opt("linear", "tiger: after warmup, linear | cosine decay to zero at the last planned "
+                           "epoch, or constant (default linear).")
+    eval_every: int = shared.eval_every(1)
+    eval_users: int = shared.eval_users(1000)
+    patience: int = shared.patience(3, ge=1)
     beam_size: int = 20
-    eval_beam: int = 20
-    num_layers: int = 4
-    num_decoder_layers: int = 4
-    d_model: int = 128
+    eval_beam: int = shared.eval_beam(20)
+    num_layers: int = shared.num_layers(4)
+    num_decoder_layers: int = opt(4, "tiger: decoder layers", ge=1)
+    d_model: int = shared.d_model(128)
     num_heads: int = 6
     d_kv: int = 64
     d_ff: int = 1024
-    dropout: float = 0.1
+    dropout: float = shared.dropout(0.1)
     seed: int = 0
     device: str = "auto"
-    engine: str = "lean"
+    engine: str = opt("lean", "tiger: training forward, lean (fused attention, bf16 autocast where the CPU has it; "
+                      "default) | hf (Hugging Face's, fp32 on CPU).")
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> TigerOptions:
-        """Known keys override defaults; ``None`` values and other backbones' keys are ignored."""
-        known = {f.name: f.type for f in fields(cls)}
-        given = {k: v for k, v in (options or {}).items() if k in known and v is not None}
+        """Known keys override the preset's shape and the defaults; ``None`` values and other keys are ignored."""
+        given = option_values(cls, options)
         preset = str(given.get("preset", "tiger"))
         if preset not in PRESETS:
             raise OptionError("--preset", f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
@@ -69,28 +74,12 @@ class TigerOptions:
         opts.validate()
         return opts
 
-    def validate(self) -> None:
-        check_finite_fields(self)
-        positive = ("max_history", "epochs", "batch_size", "eval_every", "patience", "beam_size", "eval_beam",
-                    "num_layers", "num_decoder_layers", "d_model", "num_heads", "d_kv", "d_ff")
-        for name in positive:
+    def check(self) -> None:
+        for name in ("beam_size", "num_heads", "d_kv", "d_ff"):  # library-only: no flag declares their range
             if int(getattr(self, name)) < 1:
                 raise OptionError(f"--{name.replace('_', '-')}", "must be a positive integer")
-        if self.user_tokens < 0:
-            raise OptionError("--user-tokens", "must be >= 0")
-        if not self.lr > 0:
-            raise OptionError("--lr", "must be > 0")
-        if not 0 <= self.warmup_ratio < 1:
-            raise OptionError("--warmup-ratio", "must be in [0, 1)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise OptionError("--lr-schedule", f"unknown schedule {self.lr_schedule!r} (choose from "
                                                f"{', '.join(LR_SCHEDULES)})")
-        if self.eval_beam < 10:
-            raise OptionError("--eval-beam", "must be >= 10 (validation ranks the top 10)")
-        if not 0 <= self.dropout < 1:
-            raise OptionError("--dropout", "must be in [0, 1)")
         if self.engine not in ENGINES:
             raise OptionError("--engine", f"unknown engine {self.engine!r} (choose from {', '.join(ENGINES)})")
-
-
-OPTIONS = tuple(f.name for f in fields(TigerOptions))  # every option key train() reads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -63,16 +64,22 @@ class TigerRecommender:
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> TigerRecommender:
     """Load a TIGER model directory written by :func:`train`."""
+    _, opts, vocab, model, dev = load_t5(model_dir, BACKBONE, TigerOptions, device)
+    return TigerRecommender(model, vocab, opts.max_history, dev)
+
+
+def load_t5(model_dir: str | Path, backbone: str, options: type[TigerOptions], device: str | torch.device
+            ) -> tuple[dict[str, Any], Any, TigerVocab, Any, torch.device]:
+    """What a TIGER-style model directory holds: its metadata, options, vocabulary (checked against the SIDs
+    copy and the recorded layout), T5 weights (on the device) and the device."""
     from safetensors import SafetensorError
     from transformers import T5ForConditionalGeneration
 
-    meta = read_model_meta(model_dir)
-    if meta.get("backbone") != BACKBONE:
-        raise InputError(model_dir, f"model directory holds a {meta.get('backbone')!r} model, not {BACKBONE!r}")
+    meta = read_model_meta(model_dir, backbone)
     sids = read_model_sids(model_dir)
     if sids.content_hash() != meta.get("sid_hash"):
         raise InputError(Path(model_dir) / "sids.jsonl", "SID copy does not match the hash in uqf_model.json")
-    opts = TigerOptions.from_dict(meta.get("options", {}))
+    opts = options.from_dict(meta.get("options", {}))
     vocab = TigerVocab.build(sids, sids.item_ids, opts.user_tokens)
     if vocab.offsets != meta.get("vocab", {}).get("offsets"):
         raise InputError(model_dir, "vocabulary layout differs from the one the model was trained with")
@@ -81,4 +88,4 @@ def load(model_dir: str | Path, device: str | torch.device = "cpu") -> TigerReco
         model = T5ForConditionalGeneration.from_pretrained(model_dir, local_files_only=True).to(dev)
     except (OSError, ValueError, SafetensorError) as e:
         raise InputError(model_dir, f"cannot load the T5 weights ({e})") from e
-    return TigerRecommender(model, vocab, opts.max_history, dev)
+    return meta, opts, vocab, model, dev

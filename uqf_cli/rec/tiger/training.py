@@ -104,6 +104,16 @@ def _param_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def validation_sample(dataset: Dataset, users: int, seed: int) -> list:
+    """The valid cases early stopping ranks: all of them, or a sample of ``users`` drawn with ``seed + 1`` (kept
+    in dataset order)."""
+    valid = dataset.eval_cases("valid")
+    if len(valid) > users:
+        pick = torch.randperm(len(valid), generator=torch.Generator().manual_seed(seed + 1))[:users]
+        valid = [valid[i] for i in pick.sort().values.tolist()]
+    return valid
+
+
 def _validation_ndcg(rec: TigerRecommender, cases: list, beam: int, k: int = 10) -> float:
     from uqf_cli.rec.ranking import ndcg_at_k
 
@@ -146,41 +156,29 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                                                                              opts.lr_schedule))
     amp_dtype, scaler = _amp(device, lean)
 
-    eval_gen = torch.Generator().manual_seed(opts.seed + 1)
-    valid = dataset.eval_cases("valid")
-    if len(valid) > opts.eval_users:
-        pick = torch.randperm(len(valid), generator=eval_gen)[:opts.eval_users].sort().values.tolist()
-        valid = [valid[i] for i in pick]
+    valid = validation_sample(dataset, opts.eval_users, opts.seed)
     shuffle_gen = torch.Generator().manual_seed(opts.seed)
     best: dict[str, Any] = {"ndcg10": -1.0, "epoch": 0, "state": None}
     history: list[dict[str, Any]] = []
     bad_evals, t0, step, first_epoch, seconds_before = 0, time.time(), 0, 1, 0.0
     cpu0, cpu_before = time.process_time(), 0.0  # CPU seconds of all this process's threads: robust to a busy machine
-    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **{k: v for k, v in asdict(opts).items()
-                                                                      if k != "device"}},
+    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **opts.params()},
                         inputs={"dataset": dataset.path, "sids": sids.path}, resume=bool((options or {}).get("resume")))
     live = {"modules": {"model": model}, "optimizers": {"adamw": optimizer}, "schedulers": {"lr": sched},
             "generators": {"shuffle": shuffle_gen}}
     saved = ckpt.load()
     if saved is not None:  # continue an interrupted run: the next epoch sees exactly the state it would have seen
         saved.restore(**live)
+        best, history, bad_evals, step, first_epoch, seconds_before = resumed_loop(saved, device)
         loop = saved.state
-        best_tensors = {k[len("best."):]: v.to(device) for k, v in saved.extra_tensors().items()
-                        if k.startswith("best.")}
-        best = {"ndcg10": loop["best_ndcg10"], "epoch": loop["best_epoch"], "state": best_tensors or None}
-        history, bad_evals, step = loop["history"], loop["bad_evals"], saved.step
-        first_epoch, seconds_before = saved.epoch + 1, loop["train_seconds"]
         cpu_before = loop.get("train_cpu_seconds", 0.0)
         if scaler is not None and loop.get("scaler"):
             scaler.load_state_dict(loop["scaler"])
 
     def snapshot(epoch: int) -> Snapshot:
-        loop_state = {"best_ndcg10": best["ndcg10"], "best_epoch": best["epoch"], "history": history,
-                      "bad_evals": bad_evals, "train_seconds": seconds_before + time.time() - t0,
-                      "train_cpu_seconds": cpu_before + time.process_time() - cpu0,
-                      "scaler": scaler.state_dict() if scaler is not None else None}
-        best_tensors = {f"best.{k}": v for k, v in (best["state"] or {}).items()}
-        return Snapshot.capture(epoch, step=step, tensors=best_tensors, state=loop_state, **live)
+        return loop_snapshot(epoch, step, live, best, history, bad_evals, seconds_before + time.time() - t0,
+                             train_cpu_seconds=cpu_before + time.process_time() - cpu0,
+                             scaler=scaler.state_dict() if scaler is not None else None)
 
     stop = False
     with runtime.progress() as bar:
@@ -242,6 +240,26 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     return summary
 
 
+def resumed_loop(saved: Snapshot, device: torch.device) -> tuple[dict[str, Any], list, int, int, int, float]:
+    """Where an interrupted run goes on (its model and optimizer restored already): the best evaluation so far
+    (its weights on ``device``), the history, the evaluations without improvement, the step, the next epoch and
+    the seconds trained."""
+    loop = saved.state
+    best_tensors = {k[len("best."):]: v.to(device) for k, v in saved.extra_tensors().items() if k.startswith("best.")}
+    best = {"ndcg10": loop["best_ndcg10"], "epoch": loop["best_epoch"], "state": best_tensors or None}
+    return best, loop["history"], loop["bad_evals"], saved.step, saved.epoch + 1, loop["train_seconds"]
+
+
+def loop_snapshot(epoch: int, step: int, live: dict[str, Any], best: dict[str, Any], history: list, bad_evals: int,
+                  train_seconds: float, **more: Any) -> Snapshot:
+    """The checkpoint of a run after ``epoch``: ``live`` (model, optimizer, ...), the loop's state (``more`` added)
+    and the best evaluation's weights; :func:`resumed_loop` reads it back."""
+    state = {"best_ndcg10": best["ndcg10"], "best_epoch": best["epoch"], "history": history, "bad_evals": bad_evals,
+             "train_seconds": train_seconds, **more}
+    best_tensors = {f"best.{k}": v for k, v in (best["state"] or {}).items()}
+    return Snapshot.capture(epoch, step=step, tensors=best_tensors, state=state, **live)
+
+
 def make_optimizer(model: torch.nn.Module, opts: TigerOptions, device: torch.device, lean: bool):
     """AdamW; the lean engine uses the fused kernel on CPU (one pass over all parameters)."""
     return torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay,
@@ -266,6 +284,12 @@ def _step(net, optimizer, sched, scaler, amp_dtype, input_ids, mask, labels, lea
             loss = lean_t5_loss(net, input_ids, mask, labels)
         else:
             loss = net(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    optimizer_step(net, loss, optimizer, sched, scaler)
+    return float(loss.detach())
+
+
+def optimizer_step(net: torch.nn.Module, loss: torch.Tensor, optimizer, sched, scaler) -> None:
+    """Backward, gradient norm clipped to 1, optimizer step (through ``scaler`` where fp16 needs one), schedule."""
     if scaler is not None:
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -277,7 +301,6 @@ def _step(net, optimizer, sched, scaler, amp_dtype, input_ids, mask, labels, lea
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
     sched.step()
-    return float(loss.detach())
 
 
 def _broadcast_flags(flags: tuple[bool, ...], dist_info: _Dist) -> tuple[bool, ...]:
@@ -306,7 +329,11 @@ def _save(model, dataset: Dataset, sids: SidTable, vocab: TigerVocab, opts: Tige
     with atomic_path(output, force, directory=True) as tmp:
         model.save_pretrained(tmp)
         write_model_meta(tmp, BACKBONE, dataset, params, provenance, sids=sids,
-                         vocab={"offsets": vocab.offsets, "codebook_sizes": vocab.codebook_sizes,
-                                "user_tokens": vocab.user_tokens, "dedup_level": vocab.dedup_level,
-                                "size": vocab.size},
+                         vocab=vocab.layout(),
                          training={k: v for k, v in summary.items() if k not in ("output",)})
+
+
+def recorded_curve(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-epoch records ``{epoch, loss, valid_ndcg10, ...}`` a model directory's metadata holds (``training.
+    history``, written by :func:`_save`): what ``--plot`` draws."""
+    return (meta.get("training") or {}).get("history") or []

@@ -68,6 +68,11 @@ class TigerVocab:
     def trie(self) -> SidTrie:
         return SidTrie.build(self.codes, self.codebook_sizes, self.offsets)
 
+    def layout(self) -> dict[str, object]:
+        """What a model directory records of the layout (``uqf_model.json``'s ``vocab``; loading checks it)."""
+        return {"offsets": self.offsets, "codebook_sizes": self.codebook_sizes, "user_tokens": self.user_tokens,
+                "dedup_level": self.dedup_level, "size": self.size}
+
 
 def _collision_rank(codes: np.ndarray) -> np.ndarray:
     """For each row, how many earlier rows have the same SID tuple."""
