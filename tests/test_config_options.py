@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from uqf_cli.cli.config_options import build_config, config_parameters
 from uqf_cli.cli.options import RunOptions, command
-from uqf_cli.core.config_field import opt
+from uqf_cli.core.config_field import comma_list, opt
 
 
 @dataclass
@@ -64,3 +64,32 @@ def test_a_command_receives_the_config_built_from_its_options():
     result = CliRunner().invoke(app, ["toy", "--layers", "4", "--no-gate", "--seed", "3", "--name", "y"])
     assert result.exit_code == 0, result.output
     assert seen == [("y", ToyConfig(width=8, depth=4, gate=False, seed=3))]
+
+
+@dataclass
+class CsvConfig:
+    ks: tuple[int, ...] = opt((1, 5), "K values.", flag="--k", spelled=comma_list(int, tuple))
+    names: list[str] | None = opt(None, "Names.", spelled=comma_list())
+    top: int = opt(3, "How many.", short="-t", ge=1)
+
+
+def test_comma_lists_and_short_aliases_come_from_the_field():
+    app = typer.Typer()
+    seen: list[CsvConfig] = []
+
+    @command(app, "toy", "quiet")
+    def toy(cfg: CsvConfig = CsvConfig(), run: RunOptions = RunOptions()) -> None:
+        seen.append(cfg)
+
+    @app.command("other")
+    def other() -> None:
+        pass
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["toy"]).exit_code == 0
+    assert seen[-1] == CsvConfig(ks=(1, 5), names=None, top=3)  # defaults kept as the field holds them
+    assert runner.invoke(app, ["toy", "--k", "10, 20", "--names", "a,b", "-t", "7"]).exit_code == 0
+    assert seen[-1] == CsvConfig(ks=(10, 20), names=["a", "b"], top=7)
+    assert "1,5" in runner.invoke(app, ["toy", "--help"]).output  # the default, shown as it is typed
+    bad = runner.invoke(app, ["toy", "--k", "1,x"])
+    assert bad.exit_code == 2 and "--k: expected comma-separated integers" in bad.output
