@@ -263,9 +263,9 @@ def score(model_dir: Path, args: argparse.Namespace, valid_too: bool = True) -> 
     sample; the record's ``valid`` then holds ``None``)."""
     t = time.perf_counter()
     preds = model_dir.parent / "test.predictions.jsonl"
-    test = evaluate(model_dir, args.dataset, "test", device=args.device, max_users=args.eval_users,
+    test = evaluate(model_dir, args.dataset, split="test", device=args.device, max_users=args.eval_users,
                     by_popularity=True, predictions=preds, force=True)
-    valid = (evaluate(model_dir, args.dataset, "valid", device=args.device, max_users=args.eval_users)["metrics"]
+    valid = (evaluate(model_dir, args.dataset, split="valid", device=args.device, max_users=args.eval_users)["metrics"]
              if valid_too else {"ndcg@10": None, "recall@10": None})
     return {"test": test["metrics"], "valid": valid, "users": test["users"],
             "test_by_popularity": test["by_popularity"], "test_ndcg10_per_user": per_user_ndcg(preds),
