@@ -25,6 +25,19 @@ def test_help_lists_commands() -> None:
         assert sub.exit_code == 0 and "--force" in sub.output
 
 
+def test_commands_are_top_level_functions_registered_in_pipeline_order() -> None:
+    """``from uqf_cli.cli.prepare import prepare`` is the command itself: app.py registers these functions."""
+    from uqf_cli.cli import demo, embed_text, evaluate, inspect_sids, prepare, recommend, train_gcn
+
+    registered = {c.name: c.callback for c in app.registered_commands}
+    modules = {"prepare": prepare, "embed-text": embed_text, "train-gcn": train_gcn, "inspect-sids": inspect_sids,
+               "evaluate": evaluate, "recommend": recommend, "demo": demo}
+    for name, module in modules.items():
+        assert registered[name] is getattr(module, name.replace("-", "_")), name
+    assert list(registered) == ["prepare", "embed-text", "train-gcn", "fuse", "quantize", "inspect-sids", "train-rec",
+                                "evaluate", "recommend", "demo"]
+
+
 def test_unknown_command_is_a_usage_error() -> None:
     res = runner.invoke(app, ["no-such-command"])
     assert res.exit_code == 2

@@ -29,8 +29,11 @@ from typing import Any
 
 from rich.markup import escape
 
+from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core import runtime
+from uqf_cli.core.config_field import flag_of, option_fields
 from uqf_cli.core.errors import InputError, OptionError
+from uqf_cli.evaluation.config import EvaluateConfig
 
 DEMO_SOURCE = "builtin:office"
 DEFAULT_WORKDIR = Path("uqf-demo")
@@ -51,7 +54,7 @@ class DemoBudget:
     fuse: dict[str, Any] = field(default_factory=dict)  # FuseOptions fields
     quantize: dict[str, Any] = field(default_factory=dict)  # QuantizeConfig fields
     tiger: dict[str, Any] = field(default_factory=dict)  # TigerOptions fields (train-rec flags)
-    beam_size: int = 20
+    beam_size: int = EvaluateConfig.beam_size  # evaluate (test), named on the printed command line
     notes: tuple[str, ...] = ()
 
 
@@ -61,7 +64,7 @@ FULL = DemoBudget(
     tiger={"preset": "small", "epochs": 4, "eval_users": 500},
     notes=("TIGER: --preset small for 4 epochs (default: the paper's shape for 20; about the CPU of one "
            "default-shape epoch), validated on 500 sampled valid users: a working, not a converged model",
-           "train-gcn: at most 100 epochs (default 300; early stopping usually ends it sooner)",
+           f"train-gcn: at most 100 epochs (default {GcnConfig.epochs}; early stopping usually ends it sooner)",
            "other stages: their defaults"),
 )
 QUICK = DemoBudget(
@@ -137,6 +140,12 @@ def _flags(pairs: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _config_flags(cls: type, values: dict[str, Any]) -> str:
+    """:func:`_flags` of config field values, each named by its field's option (``kcore_k`` -> ``--kcore``)."""
+    flags = {f.name: flag_of(f) for f in option_fields(cls)}
+    return _flags({flags.get(name, "--" + name.replace("_", "-")): value for name, value in values.items()})
+
+
 def _common(ctx: DemoContext, seed: bool = True) -> str:
     return (f" --seed {ctx.seed}" if seed else "") + (f" --device {ctx.device}" if ctx.device != "auto" else "")
 
@@ -151,9 +160,11 @@ def _prepare(ctx: DemoContext, force: bool) -> dict[str, Any]:
 
 
 def _prepare_cmd(ctx: DemoContext) -> str:
+    from uqf_cli.data.prepare import PrepareConfig
+
     b = ctx.budget
-    return f"uqf prepare {DEMO_SOURCE} -o {ctx.q('dataset')}" + _flags(
-        {"--kcore": b.kcore, "--max-history": b.max_history})
+    return f"uqf prepare {DEMO_SOURCE} -o {ctx.q('dataset')}" + _config_flags(
+        PrepareConfig, {"kcore_k": b.kcore, "max_history": b.max_history})
 
 
 def _embed_text(ctx: DemoContext, force: bool) -> dict[str, Any]:
@@ -169,7 +180,7 @@ def _embed_text_cmd(ctx: DemoContext) -> str:
 
 
 def _train_gcn(ctx: DemoContext, force: bool) -> dict[str, Any]:
-    from uqf_cli.collab import GcnConfig, train_gcn
+    from uqf_cli.collab import train_gcn
 
     cfg = GcnConfig(**{**ctx.budget.gcn, "seed": ctx.seed, "device": ctx.device})
     res = train_gcn(ctx.path("dataset"), ctx.path("collab.st"), cfg, force=force)
@@ -178,9 +189,8 @@ def _train_gcn(ctx: DemoContext, force: bool) -> dict[str, Any]:
 
 
 def _train_gcn_cmd(ctx: DemoContext) -> str:
-    g = ctx.budget.gcn
-    return f"uqf train-gcn {ctx.q('dataset')} -o {ctx.q('collab.st')}" + _flags(
-        {"--epochs": g.get("epochs"), "--eval-every": g.get("eval_every"), "--dim": g.get("dim")}) + _common(ctx)
+    return (f"uqf train-gcn {ctx.q('dataset')} -o {ctx.q('collab.st')}" + _config_flags(GcnConfig, ctx.budget.gcn)
+            + _common(ctx))
 
 
 def _fuse(ctx: DemoContext, force: bool) -> dict[str, Any]:
@@ -196,10 +206,11 @@ def _fuse(ctx: DemoContext, force: bool) -> dict[str, Any]:
 
 
 def _fuse_cmd(ctx: DemoContext) -> str:
-    f = ctx.budget.fuse
-    flags = {f"--{k.replace('_', '-')}": v for k, v in f.items()}
+    from uqf_cli.fuse import FuseOptions
+
     return (f"uqf fuse --text {ctx.q('text.st')} --collab {ctx.q('collab.st')} --dataset {ctx.q('dataset')} "
-            f"-o {ctx.q('unified.st')} --save-model {ctx.q('fuser.st')}" + _flags(flags) + _common(ctx))
+            f"-o {ctx.q('unified.st')} --save-model {ctx.q('fuser.st')}" + _config_flags(FuseOptions, ctx.budget.fuse)
+            + _common(ctx))
 
 
 def _quantize(ctx: DemoContext, force: bool) -> dict[str, Any]:

@@ -76,6 +76,7 @@ from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
 from uqf_cli.quantize.config import auto_codebook_size
 from uqf_cli.quantize.letter import LetterConfig
+from uqf_cli.rec.tiger.options import TigerOptions
 
 MODULE = "benchmarks.quality.ablation"
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,7 +174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tiger-preset", choices=list(TIGER_PRESETS), default="small")
     ap.add_argument("--tiger-recipe", type=json.loads, default={},
                     help='TIGER training options for every SID unit, e.g. \'{"lr": 2e-3, "lr_schedule": "cosine"}\'')
-    ap.add_argument("--tiger-eval-users", type=int, default=1000, help="seeded valid sample for early stopping")
+    ap.add_argument("--tiger-eval-users", type=int, default=TigerOptions.eval_users,
+                    help="seeded valid sample for early stopping")
     ap.add_argument("--tiger-patience", type=int, default=5)
     ap.add_argument("--eval-users", type=int, default=None, help="score only the first N users (default: all)")
     ap.add_argument("--backbone", choices=("tiger", "lcrec"), default="tiger", help="what the SID units train")
@@ -256,8 +258,6 @@ def check_quantize_overrides(ap: argparse.ArgumentParser, overrides: Any) -> Non
 
 def check_tiger_recipe(ap: argparse.ArgumentParser, recipe: Any) -> None:
     """Training options only: the runner itself sets the cap, early stopping, the seed and the device."""
-    from uqf_cli.rec.tiger.options import TigerOptions
-
     if not isinstance(recipe, dict):
         ap.error("--tiger-recipe must be a JSON object")
     fixed = sorted({"epochs", "patience", "eval_users", "seed", "device", "preset"} & set(recipe))

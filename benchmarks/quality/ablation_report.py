@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks.quality.ablation_units import manifest_path, read_json, records_dir, write_json
 from uqf_cli.data.dataset import Dataset
+from uqf_cli.evaluation import EvaluateConfig
 
 TAIL_RULE = ("test targets in the tail of the train popularity (items sorted by train interactions; the items "
              "after the first 80% of interactions, cold items included; `uqf evaluate --by-popularity`)")
@@ -237,7 +238,8 @@ def header(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]
         f"Code: {', '.join(codes)}. Machine: {'; '.join(machines)}.", "",
         f"Data: {args.dataset} ({len(ds.user_ids):,} users, {len(ds.item_ids):,} items, "
         f"{ds.num_interactions:,} interactions); full ranking over all items, "
-        f"{'all' if args.eval_users is None else f'the first {args.eval_users}'} users, beam 20.", "",
+        f"{'all' if args.eval_users is None else f'the first {args.eval_users}'} users, "
+        f"beam {EvaluateConfig.beam_size}.", "",
         f"Budget: {budget}.", "",
     ]
 

@@ -34,6 +34,7 @@ from uqf_cli.quantize import QuantizeConfig, quantize
 from uqf_cli.quantize.letter import LetterConfig
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
+from uqf_cli.rec.lcrec.options import LcRecOptions
 
 DEPTHS = ("1", "2")
 
@@ -61,10 +62,13 @@ TIGER_PRESETS: dict[str, dict[str, Any]] = {
     "small": {"preset": "small"},
     "tiny": {"num_layers": 2, "num_decoder_layers": 2, "d_model": 64, "num_heads": 4, "d_kv": 32, "d_ff": 256},
 }
-# The LC-Rec CPU protocol (docs/lcrec.md): ablation.py's --lcrec-* defaults. None = the backbone's default.
+# The LC-Rec CPU protocol (docs/lcrec.md): ablation.py's --lcrec-* defaults. Its own choices are written here; the
+# rest (users and beam of a validation, batch, lr, no align tasks; None = the backbone's default) are LcRecOptions'.
+_LCREC = LcRecOptions()
 LCREC_PROTOCOL: dict[str, Any] = {
-    "windows": "last:3", "epochs": 2.0, "max_steps": None, "eval_steps": 300, "eval_users": 500, "eval_beam": 20,
-    "patience": 3, "batch_size": 8, "lr": 5e-4, "align_tasks": False, "base_model": None, "score_valid": False,
+    "windows": "last:3", "epochs": 2.0, "max_steps": None, "eval_steps": 300, "eval_users": _LCREC.eval_users,
+    "eval_beam": _LCREC.eval_beam, "patience": 3, "batch_size": _LCREC.batch_size, "lr": _LCREC.lr,
+    "align_tasks": _LCREC.align_tasks, "base_model": None, "score_valid": False,
 }
 SAFETY = 0.85  # share of the remaining budget the epoch cap may plan on (load changes, stragglers)
 
@@ -263,9 +267,9 @@ def score(model_dir: Path, args: argparse.Namespace, valid_too: bool = True) -> 
     sample; the record's ``valid`` then holds ``None``)."""
     t = time.perf_counter()
     preds = model_dir.parent / "test.predictions.jsonl"
-    test = evaluate(model_dir, args.dataset, "test", device=args.device, max_users=args.eval_users,
+    test = evaluate(model_dir, args.dataset, split="test", device=args.device, max_users=args.eval_users,
                     by_popularity=True, predictions=preds, force=True)
-    valid = (evaluate(model_dir, args.dataset, "valid", device=args.device, max_users=args.eval_users)["metrics"]
+    valid = (evaluate(model_dir, args.dataset, split="valid", device=args.device, max_users=args.eval_users)["metrics"]
              if valid_too else {"ndcg@10": None, "recall@10": None})
     return {"test": test["metrics"], "valid": valid, "users": test["users"],
             "test_by_popularity": test["by_popularity"], "test_ndcg10_per_user": per_user_ndcg(preds),
@@ -406,7 +410,7 @@ def calibrate(args: argparse.Namespace, steps: int = 12) -> dict[str, float]:
     valid = ds.eval_cases("valid")[:opts.eval_users]
     rec = tiger.TigerRecommender(model, vocab, opts.max_history, device)
     t = time.perf_counter()
-    rec.recommend([c.history for c in valid], k=10, beam_size=20)
+    rec.recommend([c.history for c in valid], k=10, beam_size=opts.eval_beam)
     eval_s = time.perf_counter() - t
     scored = 2 * min(len(ds.eval_cases("test")), args.eval_users or len(ds.eval_cases("test")))
     return {"epoch_seconds": float(np.mean(timed)) * len(batches), "eval_seconds": eval_s,

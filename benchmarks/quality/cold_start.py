@@ -55,6 +55,7 @@ from benchmarks.tools.command import command_line
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, resolve_device, set_threads_from_env
 from uqf_cli.data.dataset import Dataset
+from uqf_cli.evaluation.config import EvaluateConfig
 from uqf_cli.evaluation.metrics import ranking_metrics
 from uqf_cli.files import (
     SidTable,
@@ -179,7 +180,8 @@ def tokenize(work: Path, name: str, warm_ds: Dataset, warm_emb: Path, cold_emb: 
             time.perf_counter() - t0)
 
 
-def rank_cases(rec: Any, cases: list, k: int = 10, beam: int = 20, user_ids: bool = False) -> dict[str, float]:
+def rank_cases(rec: Any, cases: list, k: int = 10, beam: int = EvaluateConfig.beam_size,
+               user_ids: bool = False) -> dict[str, float]:
     hist = [list(c.history) for c in cases]
     if user_ids:
         ranked = rec.recommend(hist, k, beam, user_ids=[c.user_id for c in cases])
@@ -392,8 +394,9 @@ def render(args: argparse.Namespace, full: Dataset, cold: list[str], warm_ds: Da
     lines += [] if not rec_rows else [
         "## Recommendation on test targets that are cold items",
         "",
-        f"Full-data test cases (histories as observed, full ranking, beam 20): {n_cold_cases:,} whose target is a "
-        f"cold item, and a seeded sample of {n_warm_cases:,} whose target is warm. TIGER budget: {args.tiger_epochs} "
+        f"Full-data test cases (histories as observed, full ranking, beam {EvaluateConfig.beam_size}): "
+        f"{n_cold_cases:,} whose target is a cold item, and a seeded sample of {n_warm_cases:,} whose target is "
+        f"warm. TIGER budget: {args.tiger_epochs} "
         f"epochs, preset `{args.tiger_preset}` ({tiger_shape(args.tiger_preset)}; early stopping on 500 warm valid "
         "users, patience 2) "
         "on the warm data, with the cold items' SIDs in its vocabulary but never a training target. "

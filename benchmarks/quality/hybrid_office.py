@@ -54,9 +54,11 @@ import torch
 from benchmarks.tools.command import command_line
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, set_threads_from_env
-from uqf_cli.data.cold import derive_cold_dataset
+from uqf_cli.data.cold import DEFAULT_SHARE, derive_cold_dataset
 from uqf_cli.data.dataset import Dataset, EvalCase
+from uqf_cli.data.prepare import PrepareConfig
 from uqf_cli.evaluation.coldness import metrics_by_coldness
+from uqf_cli.evaluation.config import EvaluateConfig
 from uqf_cli.evaluation.metrics import ranking_metrics, target_rank
 from uqf_cli.files import load_embeddings, make_provenance, read_json, read_sids, save_embeddings
 from uqf_cli.fuse import FuseOptions, fuse
@@ -84,8 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text", type=Path, required=True, help="uqf embed-text file of that dataset")
     p.add_argument("--work", type=Path, required=True, help="directory for every intermediate file and model")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/hybrid_office.md"))
-    p.add_argument("--cold-share", type=float, default=0.05)
-    p.add_argument("--cold-seed", type=int, default=0)
+    p.add_argument("--cold-share", type=float, default=DEFAULT_SHARE)
+    p.add_argument("--cold-seed", type=int, default=PrepareConfig.cold_seed)
     p.add_argument("--seeds", default="0,1,2", help="training seeds of the final rows; the first also selects")
     p.add_argument("--dense-weights", default="0.5,2", help="hybrid --dense-weight grid (one model each)")
     p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="hybrid --alpha grid (ranking only)")
@@ -242,7 +244,7 @@ def scores(ds: Dataset, cases: Sequence[EvalCase], ranked: Sequence[Sequence[str
             "user_ids": [c.user_id for c in cases], "cold_target": [t in cold for t in targets]}
 
 
-def rank(rec: Any, cases: Sequence[EvalCase], beam: int = 20) -> list[list[str]]:
+def rank(rec: Any, cases: Sequence[EvalCase], beam: int = EvaluateConfig.beam_size) -> list[list[str]]:
     hist = [list(c.history) for c in cases]
     if getattr(rec, "uses_user_ids", False):
         return rec.recommend(hist, K, beam, user_ids=[c.user_id for c in cases])
@@ -338,8 +340,8 @@ def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str
                           hybrid_options(args, inputs, kind, loss, weight, seed))
         rec = hybrid.load(out, args.device)
         cases = ds.eval_cases("valid")
-        ranked = rec.rank_modes([list(c.history) for c in cases], K, 20, None, ("generate", "dense"),
-                                alphas=args.alpha_list)
+        ranked = rec.rank_modes([list(c.history) for c in cases], K, EvaluateConfig.beam_size, None,
+                                ("generate", "dense"), alphas=args.alpha_list)
         valid = {name: {k: v for k, v in scores(ds, cases, lists).items() if k not in ("per_user_ndcg10", "user_ids",
                                                                                         "cold_target")}
                  for name, lists in ranked.items()}
@@ -377,7 +379,7 @@ def hybrid_final_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: st
         rec = hybrid.load(out, args.device)
         rec.set_ranking("hybrid", alpha)
         cases = ds.eval_cases("test")
-        ranked = rec.rank_modes([list(c.history) for c in cases], K, 20, None)
+        ranked = rec.rank_modes([list(c.history) for c in cases], K, EvaluateConfig.beam_size, None)
         return {"kind": kind, "seed": seed, "choice": choice, "alpha": alpha, "curve": curve(summary),
                 "test": {mode: scores(ds, cases, lists) for mode, lists in ranked.items()},
                 "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}

@@ -20,14 +20,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from uqf_cli.core.runtime import configure, resolve_device
 from uqf_cli.data.prepare import prepare
-from uqf_cli.embed import embed_text
+from uqf_cli.embed import EmbedConfig, embed_text
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="all-MiniLM-L6-v2")
-    ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=64)
+    defaults = EmbedConfig()  # uqf embed-text's own
+    ap.add_argument("--model", default=defaults.model)
+    ap.add_argument("--max-length", type=int, default=defaults.max_length)
+    ap.add_argument("--batch-size", type=int, default=defaults.batch_size)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="embed only the first N items (0 = all 2,420)")

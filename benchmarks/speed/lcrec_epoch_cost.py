@@ -40,6 +40,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.files import SidTable, read_sids, to_json
 from uqf_cli.rec import lcrec
+from uqf_cli.rec.lcrec.options import LcRecOptions
 
 
 def index_sids(ds: Dataset) -> SidTable:
@@ -65,11 +66,12 @@ def main() -> int:
     ap.add_argument("--sids", type=Path, default=None)
     ap.add_argument("--base-model", default=None)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-history", type=int, default=20)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    defaults = LcRecOptions()  # uqf train-rec --backbone lcrec's own
+    ap.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    ap.add_argument("--max-history", type=int, default=defaults.max_history)
+    ap.add_argument("--lr", type=float, default=defaults.lr)
     ap.add_argument("--eval-users", type=int, default=200)
-    ap.add_argument("--beam", type=int, default=20)
+    ap.add_argument("--beam", type=int, default=defaults.eval_beam)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None)

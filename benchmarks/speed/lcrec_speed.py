@@ -53,7 +53,7 @@ from uqf_cli.files import read_sids
 from uqf_cli.rec import lcrec
 from uqf_cli.rec.base import training_samples
 from uqf_cli.rec.lcrec.batching import Collator
-from uqf_cli.rec.lcrec.options import LEGACY
+from uqf_cli.rec.lcrec.options import LEGACY, LcRecOptions
 from uqf_cli.rec.lcrec.prompts import Encoded, sid_token_ids
 from uqf_cli.rec.lcrec.recommender import CPU_EVAL_BATCH
 
@@ -73,12 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sids", required=True, type=Path)
     ap.add_argument("--base-model", default=None, help="default: the embedded SmolLM2-135M")
     ap.add_argument("--steps", type=int, default=40, help="optimizer steps per configuration (one epoch)")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-history", type=int, default=20)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    defaults = LcRecOptions()  # uqf train-rec --backbone lcrec's own
+    ap.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    ap.add_argument("--max-history", type=int, default=defaults.max_history)
+    ap.add_argument("--lr", type=float, default=defaults.lr)
     ap.add_argument("--heldout", type=int, default=128, help="validation windows for the loss after N steps")
     ap.add_argument("--users", type=int, default=200, help="test users decoded")
-    ap.add_argument("--beam", type=int, default=20)
+    ap.add_argument("--beam", type=int, default=defaults.eval_beam)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--levers", action=argparse.BooleanOptionalAction, default=None,
                     help="a row per lever alone (default: on, off with --quick)")

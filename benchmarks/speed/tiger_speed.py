@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the equal-epoch check ('' skips it)")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--eval-users", type=int, default=1000)
+    ap.add_argument("--eval-users", type=int, default=tiger.TigerOptions.eval_users)
     ap.add_argument("--preset", default="tiger", help="model shape: tiger (the paper's) | small (the demo's)")
     ap.add_argument("--out", help="write the markdown report here too")
     args = ap.parse_args()

@@ -1,8 +1,8 @@
 """The ``uqf`` command: a thin Typer layer over the stage modules.
 
-Each subcommand lives in ``uqf_cli/cli/<name>.py``, as a top-level function (``quantize.quantize``) or
-with a ``register(app)`` function; they are registered here explicitly, in pipeline order (the order
-``uqf --help`` lists them).
+Each subcommand is a top-level function of ``uqf_cli/cli/<name>.py`` (``@cli_command`` over
+``@shared_options(...)``), registered below by name, one line each, in pipeline order (the order ``uqf --help``
+lists them): ``from uqf_cli.cli.prepare import prepare`` gives the command itself, to read or call.
 """
 
 from __future__ import annotations
@@ -55,16 +55,16 @@ def _root(
     set_debug(debug)
 
 
-prepare.register(app)
-embed_text.register(app)
-train_gcn.register(app)
+app.command("prepare")(prepare.prepare)
+app.command("embed-text")(embed_text.embed_text)
+app.command("train-gcn")(train_gcn.train_gcn)
 app.command("fuse")(fuse.fuse)
 app.command("quantize")(quantize.quantize)
-inspect_sids.register(app)
+app.command("inspect-sids")(inspect_sids.inspect_sids)
 app.command("train-rec")(train_rec.train_rec)
-evaluate.register(app)
-recommend.register(app)
-demo.register(app)
+app.command("evaluate")(evaluate.evaluate)
+app.command("recommend")(recommend.recommend)
+app.command("demo")(demo.demo)
 
 
 def _show_flags_as_flags() -> None:

@@ -56,7 +56,10 @@ def build_config(cls: type, values: dict[str, Any], run: Any, prefix: str = "") 
     for f in option_fields(cls):
         spelled = f.metadata.get("spelled")
         if spelled is not None:
-            given[f.name] = spelled.parse(given[f.name], given)
+            try:
+                given[f.name] = spelled.parse(given[f.name], given)
+            except ValueError as e:  # a parse that does not know its flag (comma_list): name it here
+                raise OptionError(flag_of(f), str(e)) from e
     names = {f.name for f in dataclasses.fields(cls)}
     from_run = {name: getattr(run, name) for name in FROM_RUN if name in names and name not in given}
     return cls(**given, **from_run)
@@ -127,7 +130,8 @@ def _parameters(f: Field, kind: Any, prefix: str) -> list[inspect.Parameter]:
     spelled = f.metadata.get("spelled")
     if spelled is not None:
         kind, default = spelled.kind, spelled.show(default)
-    option = typer.Option(flag_of(f), help=help_of(f), rich_help_panel=f.metadata["panel"],
+    names = [flag_of(f), *([f.metadata["short"]] if f.metadata.get("short") else [])]
+    option = typer.Option(*names, help=help_of(f), rich_help_panel=f.metadata["panel"],
                           **{"metavar": f.metadata.get("metavar"), **(spelled.typer if spelled is not None else {})})
     allowed = field_range(f)
     annotation = Annotated[kind, option] if allowed is None else Annotated[kind, option, allowed]

@@ -9,49 +9,50 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uqf_cli.cli.common import emit_json
-from uqf_cli.cli.options import RunOptions, command
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import RunOptions, shared_options
 from uqf_cli.core import runtime
+from uqf_cli.demo import DEFAULT_WORKDIR
 
 if TYPE_CHECKING:
     from uqf_cli.demo import DemoResult
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "demo", "seed", "force", "device", "quiet", "json")
-    def demo_cmd(
-        workdir: Annotated[
-            Path, typer.Option("--workdir", "-w", help="Where the demo writes its files.", file_okay=False)
-        ] = Path("uqf-demo"),
-        quick: Annotated[bool, typer.Option("--quick", help="A tiny budget (Office 15-core, tiny models): checks "
-                                            "that the pipeline works in about a minute; numbers mean nothing.")
-                         ] = False,
-        run: RunOptions = RunOptions(),
-    ) -> None:
-        """Run the whole pipeline on the embedded Office dataset: prepare, embed-text, train-gcn, fuse, quantize,
-        train-rec (TIGER), evaluate (test), inspect-sids, a picture of the SIDs (sids.png). Reuses finished steps
-        unless --force."""
-        from uqf_cli.demo import PICTURE, run_demo
-        from uqf_cli.files.outputs import Output, OutputPlan
+@cli_command
+@shared_options("seed", "force", "device", "quiet", "json")
+def demo(
+    workdir: Annotated[
+        Path, typer.Option("--workdir", "-w", help="Where the demo writes its files.", file_okay=False)
+    ] = DEFAULT_WORKDIR,
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny budget (Office 15-core, tiny models): checks "
+                                        "that the pipeline works in about a minute; numbers mean nothing.")
+                     ] = False,
+    run: RunOptions = RunOptions(),
+) -> None:
+    """Run the whole pipeline on the embedded Office dataset: prepare, embed-text, train-gcn, fuse, quantize,
+    train-rec (TIGER), evaluate (test), inspect-sids, a picture of the SIDs (sids.png). Reuses finished steps
+    unless --force."""
+    from uqf_cli.demo import PICTURE, run_demo
+    from uqf_cli.files.outputs import Output, OutputPlan
 
-        with OutputPlan([Output(workdir, "demo", "--workdir")]):  # a lock only: each step checks its own outputs
-            result = run_demo(workdir, force=run.force, device=run.device, seed=run.seed, quick=quick)
-        if run.json:
-            emit_json(result.as_dict())
-            return
-        con = runtime.stdout_console()
-        con.print(steps_table(result))
-        con.print(results_table(result))
-        con.print(escape("budget: " + "; ".join(result.budget.notes)), soft_wrap=True)
-        con.print("\nthe same pipeline in the shell (examples/office.sh is the commented version):")
-        for r in result.steps:
-            if r.command:
-                con.print(escape(r.command), soft_wrap=True, highlight=False)
-        picture = workdir / PICTURE
-        if picture.exists():
-            con.print(escape(f"\npicture of the SIDs: {picture}"), soft_wrap=True)
-        con.print(escape(f"\nall files are in {workdir}/; a rerun reuses them, --force redoes every step"),
-                  soft_wrap=True)
+    with OutputPlan([Output(workdir, "demo", "--workdir")]):  # a lock only: each step checks its own outputs
+        result = run_demo(workdir, force=run.force, device=run.device, seed=run.seed, quick=quick)
+    if run.json:
+        emit_json(result.as_dict())
+        return
+    con = runtime.stdout_console()
+    con.print(steps_table(result))
+    con.print(results_table(result))
+    con.print(escape("budget: " + "; ".join(result.budget.notes)), soft_wrap=True)
+    con.print("\nthe same pipeline in the shell (examples/office.sh is the commented version):")
+    for r in result.steps:
+        if r.command:
+            con.print(escape(r.command), soft_wrap=True, highlight=False)
+    picture = workdir / PICTURE
+    if picture.exists():
+        con.print(escape(f"\npicture of the SIDs: {picture}"), soft_wrap=True)
+    con.print(escape(f"\nall files are in {workdir}/; a rerun reuses them, --force redoes every step"),
+              soft_wrap=True)
 
 
 def steps_table(result: DemoResult) -> Table:

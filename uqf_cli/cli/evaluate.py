@@ -8,78 +8,42 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import emit_json, parse_csv
-from uqf_cli.cli.options import RunOptions, command, function_defaults
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import RunOptions, shared_options
 from uqf_cli.core import runtime
-from uqf_cli.evaluation import evaluate
+from uqf_cli.evaluation import EvaluateConfig
+from uqf_cli.evaluation import evaluate as evaluate_model
 from uqf_cli.evaluation.evaluate import MIN_TIMED_SECONDS
 from uqf_cli.files.outputs import plan_outputs, want
 
-_V = function_defaults(evaluate)
 
-
-def register(app: typer.Typer) -> None:
-    @command(app, "evaluate", "device", "force", "quiet", "json")
-    def evaluate_cmd(
-        model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
-        dataset: Annotated[Path, typer.Argument(help="The dataset directory the model was trained on.")],
-        split: Annotated[str, typer.Option("--split", help="valid | test")] = _V["split"],
-        recall_ks: Annotated[str, typer.Option("--recall-k", help="Comma list of K for Recall@K.")]
-        = ",".join(map(str, _V["recall_ks"])),
-        ndcg_ks: Annotated[str, typer.Option("--ndcg-k", help="Comma list of K for NDCG@K.")]
-        = ",".join(map(str, _V["ndcg_ks"])),
-        beam_size: Annotated[int, typer.Option("--beam-size", help="Beam size (>= the largest K).", min=1)
-                             ] = _V["beam_size"],
-        sids: Annotated[Path | None, typer.Option("--sids", help="Check that the model was trained on these SIDs.",
-                                                  dir_okay=False)] = None,
-        predictions: Annotated[Path | None, typer.Option("--predictions", help="Write top-K lists (JSONL).",
-                                                         dir_okay=False)] = None,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write metrics JSON (with provenance).",
-                                                    dir_okay=False)] = None,
-        baseline: Annotated[bool, typer.Option("--baseline", help="Add the popularity baseline.")]
-        = _V["baseline"],
-        by_popularity: Annotated[bool, typer.Option("--by-popularity", help="Also report the metrics for targets "
-                                                    "in the head / torso / tail of the train popularity (50% / "
-                                                    "80% cumulative interaction share; cold items in the tail).")
-                                 ] = _V["by_popularity"],
-        by_coldness: Annotated[bool | None, typer.Option("--by-coldness/--no-by-coldness", help="Also report the "
-                                                         "metrics of cold and warm targets (default: when the "
-                                                         "dataset marks cold items, `uqf prepare --cold-share`).")
-                               ] = _V["by_coldness"],
-        rank: Annotated[str | None, typer.Option("--rank", help="hybrid models: generate | hybrid | dense "
-                                                 "(default: the model's stored mode).")] = _V["rank"],
-        alpha: Annotated[float | None, typer.Option("--alpha", help="hybrid models: mix weight of the hybrid "
-                                                    "mode, alpha * P_dense + (1 - alpha) * P_generate.", min=0, max=1)
-                         ] = _V["alpha"],
-        max_users: Annotated[int | None, typer.Option("--max-users", help="Only the first N users (quick look).",
-                                                                    min=1)
-                             ] = _V["max_users"],
-        run: RunOptions = RunOptions(),
-    ) -> None:
-        """Recall@K and NDCG@K of a trained recommender (full ranking, one target per user)."""
-        from uqf_cli.core.errors import OptionError
-
-        try:
-            rks = [int(k) for k in parse_csv(recall_ks)]
-            nks = [int(k) for k in parse_csv(ndcg_ks)]
-        except ValueError as e:
-            raise OptionError("--recall-k/--ndcg-k", "expected comma-separated integers") from e
-        if max_users is not None and max_users < 1:
-            raise OptionError("--max-users", "must be a positive integer")
-        outputs = [want(predictions, "predictions", "--predictions"), want(output, "metrics")]
-        with plan_outputs(outputs, {"MODEL_DIR": model_dir, "DATASET": dataset, "--sids": sids}, run.force):
-            result = evaluate(model_dir, dataset, split=split, recall_ks=rks, ndcg_ks=nks, beam_size=beam_size,
-                              device=run.device, sids_path=sids, predictions=predictions, output=output,
-                              baseline=baseline, max_users=max_users, force=run.force, by_popularity=by_popularity,
-                              by_coldness=by_coldness, rank=rank, alpha=alpha)
-        if run.json:
-            emit_json(result)
-            return
-        runtime.stdout_console().print(metrics_table(result))
-        if "by_popularity" in result:
-            runtime.stdout_console().print(popularity_table(result["by_popularity"], result["backbone"]))
-        if "by_coldness" in result:
-            runtime.stdout_console().print(coldness_table(result["by_coldness"], result["backbone"]))
+@cli_command
+@shared_options("device", "force", "quiet", "json")
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
+    dataset: Annotated[Path, typer.Argument(help="The dataset directory the model was trained on.")],
+    sids: Annotated[Path | None, typer.Option("--sids", help="Check that the model was trained on these SIDs.",
+                                              dir_okay=False)] = None,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="Write top-K lists (JSONL).",
+                                                     dir_okay=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write metrics JSON (with provenance).",
+                                                dir_okay=False)] = None,
+    cfg: EvaluateConfig = EvaluateConfig(),
+    run: RunOptions = RunOptions(),
+) -> None:
+    """Recall@K and NDCG@K of a trained recommender (full ranking, one target per user)."""
+    outputs = [want(predictions, "predictions", "--predictions"), want(output, "metrics")]
+    with plan_outputs(outputs, {"MODEL_DIR": model_dir, "DATASET": dataset, "--sids": sids}, run.force):
+        result = evaluate_model(model_dir, dataset, cfg, sids_path=sids, predictions=predictions, output=output,
+                                force=run.force)
+    if run.json:
+        emit_json(result)
+        return
+    runtime.stdout_console().print(metrics_table(result))
+    if "by_popularity" in result:
+        runtime.stdout_console().print(popularity_table(result["by_popularity"], result["backbone"]))
+    if "by_coldness" in result:
+        runtime.stdout_console().print(coldness_table(result["by_coldness"], result["backbone"]))
 
 
 def metrics_table(result: dict[str, Any]) -> Table:

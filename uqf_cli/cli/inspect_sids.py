@@ -9,73 +9,56 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uqf_cli.cli.common import emit_json
-from uqf_cli.cli.options import PlotOut, RunOptions, command
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import PlotOut, RunOptions, shared_options
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
+from uqf_cli.evaluation.inspect_sids import TreeView
 from uqf_cli.files.outputs import plan_outputs, want
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "inspect-sids", "seed", "force", "quiet", "json")
-    def inspect_sids_cmd(
-        sids: Annotated[Path, typer.Argument(help="SIDs file (uqf .jsonl, or an LC-Rec/LETTER .index.json).")],
-        dataset: Annotated[Path | None, typer.Option("--dataset", help="Dataset dir: titles, categories, train "
-                                                     "sequences (labels, purity, collaborative consistency).")]
-        = None,
-        text: Annotated[Path | None, typer.Option("--text", help="Text embeddings for semantic consistency.")]
-        = None,
-        collab: Annotated[Path | None, typer.Option("--collab", help="Collaborative embeddings for collaborative "
-                                                    "cosine consistency.")] = None,
-        compare: Annotated[Path | None, typer.Option("--compare", help="Another SIDs file shown side by side.")]
-        = None,
-        prefix: Annotated[str | None, typer.Option("--prefix", help="Descend into a prefix: 12 or 12,3.")] = None,
-        item: Annotated[str | None, typer.Option("--item", help="Show this item's SID and its siblings.")] = None,
-        depth: Annotated[int, typer.Option("--depth", help="Levels of the tree to show below the prefix.", min=1)] = 2,
-        top: Annotated[int, typer.Option("--top", help="Children (codes or items) shown per node.", min=1)] = 8,
-        no_tree: Annotated[bool, typer.Option("--no-tree", help="Only the summary table.")] = False,
-        plot: PlotOut = None,
-        html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report (tables "
-                                                  "and pictures; needs the 'plot' extra).", dir_okay=False)] = None,
-        map_emb: Annotated[Path | None, typer.Option("--map", help="Embeddings projected for the pictures' item "
-                                                     "map (default: --text, else --collab; e.g. the fused file).")]
-        = None,
-        tui: Annotated[bool, typer.Option("--tui", help="Explore interactively in the terminal: the code tree "
-                                          "level by level, items per prefix, title search, --compare side by side "
-                                          "(needs the 'tui' extra).")] = False,
-        run: RunOptions = RunOptions(),
-    ) -> None:
-        """Explore a tokenization: the code hierarchy as a tree, usage, collisions and consistency metrics."""
-        if tui:
-            if plot is not None or html is not None:
-                raise OptionError("--tui", "draws no pictures: run --plot/--html without --tui")
-            _explore(sids, dataset, compare, prefix, item, run.json)
-            return
-        if depth < 1:
-            raise OptionError("--depth", "must be at least 1")
-        if top < 1:
-            raise OptionError("--top", "must be at least 1")
-        _check_picture_outputs(plot, html, run.force)
-        inputs = {"SIDS": sids, "--dataset": dataset, "--text": text, "--collab": collab, "--compare": compare,
-                  "--map": map_emb}
-        with plan_outputs([want(plot, "figure", "--plot"), want(html, "report", "--html")], inputs, run.force):
-            _inspect(sids, dataset, text, collab, compare, prefix, item, depth, top, no_tree, plot, html, map_emb,
-                     run)
+@cli_command
+@shared_options("seed", "force", "quiet", "json")
+def inspect_sids(
+    sids: Annotated[Path, typer.Argument(help="SIDs file (uqf .jsonl, or an LC-Rec/LETTER .index.json).")],
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="Dataset dir: titles, categories, train "
+                                                 "sequences (labels, purity, collaborative consistency).")] = None,
+    text: Annotated[Path | None, typer.Option("--text", help="Text embeddings for semantic consistency.")] = None,
+    collab: Annotated[Path | None, typer.Option("--collab", help="Collaborative embeddings for collaborative "
+                                                "cosine consistency.")] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="Another SIDs file shown side by side.")] = None,
+    view: TreeView = TreeView(),
+    plot: PlotOut = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report (tables "
+                                              "and pictures; needs the 'plot' extra).", dir_okay=False)] = None,
+    map_emb: Annotated[Path | None, typer.Option("--map", help="Embeddings projected for the pictures' item "
+                                                 "map (default: --text, else --collab; e.g. the fused file).")]
+    = None,
+    tui: Annotated[bool, typer.Option("--tui", help="Explore interactively in the terminal: the code tree "
+                                      "level by level, items per prefix, title search, --compare side by side "
+                                      "(needs the 'tui' extra).")] = False,
+    run: RunOptions = RunOptions(),
+) -> None:
+    """Explore a tokenization: the code hierarchy as a tree, usage, collisions and consistency metrics."""
+    if tui:
+        if plot is not None or html is not None:
+            raise OptionError("--tui", "draws no pictures: run --plot/--html without --tui")
+        _explore(sids, dataset, compare, view, run.json)
+        return
+    _check_picture_outputs(plot, html, run.force)
+    inputs = {"SIDS": sids, "--dataset": dataset, "--text": text, "--collab": collab, "--compare": compare,
+              "--map": map_emb}
+    with plan_outputs([want(plot, "figure", "--plot"), want(html, "report", "--html")], inputs, run.force):
+        _inspect(sids, dataset, text, collab, compare, view, plot, html, map_emb, run)
 
 
 def _inspect(sids: Path, dataset: Path | None, text: Path | None, collab: Path | None, compare: Path | None,
-             prefix: str | None, item: str | None, depth: int, top: int, no_tree: bool, plot: Path | None,
-             html: Path | None, map_emb: Path | None, run: RunOptions) -> None:
+             view: TreeView, plot: Path | None, html: Path | None, map_emb: Path | None, run: RunOptions) -> None:
     """Load, measure, draw and print (the command's work, inside its output plan)."""
     from uqf_cli.evaluation import inspect_sids as ins_mod
 
     ins = ins_mod.load_inspection(sids, dataset, text, collab)
-    pre = ins_mod.parse_prefix(prefix, ins.table)
-    tree, item_info = None, None
-    if item is not None:
-        tree, item_info = ins_mod.item_view(ins, item, top)
-    elif not no_tree:
-        tree = ins_mod.build_tree(ins, pre, depth, top)
+    tree, item_info = ins_mod.tree_view(ins, view)
     figures = ins_mod.metrics(ins, run.seed)
     other, other_ins = None, None
     if compare is not None:
@@ -105,8 +88,7 @@ def interactive_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _explore(sids: Path, dataset: Path | None, compare: Path | None, prefix: str | None, item: str | None,
-             as_json: bool) -> None:
+def _explore(sids: Path, dataset: Path | None, compare: Path | None, view: TreeView, as_json: bool) -> None:
     """Start the interactive explorer (``--tui``) after checking that it can run here."""
     from uqf_cli.evaluation import inspect_sids as ins_mod
     from uqf_cli.tui import require_textual
@@ -119,12 +101,12 @@ def _explore(sids: Path, dataset: Path | None, compare: Path | None, prefix: str
     inspections = [ins_mod.load_inspection(sids, dataset)]
     if compare is not None:
         inspections.append(ins_mod.load_inspection(compare, dataset))
-    start = ins_mod.parse_prefix(prefix, inspections[0].table)
-    if item is not None:
-        ins_mod.item_row(inspections[0].table, item)  # an unknown --item is refused before the screen opens
+    start = ins_mod.parse_prefix(view.prefix, inspections[0].table)
+    if view.item is not None:
+        ins_mod.item_row(inspections[0].table, view.item)  # an unknown --item is refused before the screen opens
     from uqf_cli.tui.sid_explorer import explorer_app
 
-    explorer_app(inspections, item, start).run()
+    explorer_app(inspections, view.item, start).run()
 
 
 def _check_picture_outputs(plot: Path | None, html: Path | None, force: bool) -> None:

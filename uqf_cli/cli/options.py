@@ -170,8 +170,3 @@ def start(quiet: bool) -> None:
     """Per-run set-up: quietness, thread count."""
     runtime.configure(quiet=quiet)
     runtime.set_threads_from_env()
-
-
-def function_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The keyword defaults of a stage's library function (for stages without a config dataclass)."""
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}

@@ -7,62 +7,35 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from uqf_cli.cli.common import emit_json
-from uqf_cli.cli.options import OutDir, RunOptions, command, function_defaults
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import OutDir, RunOptions, shared_options
 from uqf_cli.core import runtime
-from uqf_cli.core.bounds import Range
-from uqf_cli.data.prepare import prepare
+from uqf_cli.data.prepare import PrepareConfig
+from uqf_cli.data.prepare import prepare as prepare_dataset
 from uqf_cli.files.outputs import plan_outputs, want
 
-_P = function_defaults(prepare)
 
-
-def register(app: typer.Typer) -> None:
-    @command(app, "prepare", "force", "quiet", "json")
-    def prepare_cmd(
-        source: Annotated[
-            str,
-            typer.Argument(help="Source: a directory or file (LC-Rec JSON, RecBole atomic or "
-                           "benchmark files, raw Amazon 2018/2023 dumps), or builtin:office (the embedded Office "
-                           "dataset)."),
-        ],
-        output: OutDir,
-        fmt: Annotated[
-            str, typer.Option("--format", help="auto | lcrec | recbole | recbole-benchmark | "
-                              "amazon2018 | amazon2023")
-        ] = _P["fmt"],
-        kcore: Annotated[
-            int | None,
-            typer.Option("--kcore", help="Iterative k-core; 0 = off. Default: 5 for raw Amazon dumps, off otherwise.",
-                         min=0),
-        ] = _P["kcore_k"],
-        dedup: Annotated[
-            bool | None,
-            typer.Option("--dedup/--no-dedup", help="Keep only the first (user, item) interaction. Default: on for "
-                         "raw dumps and RecBole atomic files, off for LC-Rec and benchmark files."),
-        ] = _P["dedup"],
-        max_history: Annotated[
-            int | None, typer.Option("--max-history", help="Keep each user's last N interactions.", min=1)
-        ] = _P["max_history"],
-        cold_share: Annotated[
-            float | None, typer.Option("--cold-share", help="Cold-start protocol: this seeded share of the items "
-                                       "(e.g. 0.05) loses its interactions in every train part (text, valid and "
-                                       "test items kept). SOURCE may then be a prepared dataset directory."),
-            Range(gt=0, lt=1),
-        ] = _P["cold_share"],
-        cold_seed: Annotated[int, typer.Option("--cold-seed", help="Seed of the cold item draw.", min=0,
-                                               max=2**63 - 1)] = _P["cold_seed"],
-        run: RunOptions = RunOptions(),
-    ) -> None:
-        """Prepare a dataset directory (items.jsonl, sequences.jsonl, dataset.json) from public data."""
-        with plan_outputs([want(output, "dataset")], {"SOURCE": source}, run.force):
-            ds = prepare(source, output, fmt=fmt, force=run.force, kcore_k=kcore, dedup=dedup,
-                         max_history=max_history, cold_share=cold_share, cold_seed=cold_seed)
-        stats = ds.stats()
-        if run.json:
-            emit_json({"output": str(output), **stats})
-            return
-        runtime.stdout_console().print(stats_table(stats, f"{output}"))
+@cli_command
+@shared_options("force", "quiet", "json")
+def prepare(
+    source: Annotated[
+        str,
+        typer.Argument(help="Source: a directory or file (LC-Rec JSON, RecBole atomic or "
+                       "benchmark files, raw Amazon 2018/2023 dumps), or builtin:office (the embedded Office "
+                       "dataset)."),
+    ],
+    output: OutDir,
+    cfg: PrepareConfig = PrepareConfig(),
+    run: RunOptions = RunOptions(),
+) -> None:
+    """Prepare a dataset directory (items.jsonl, sequences.jsonl, dataset.json) from public data."""
+    with plan_outputs([want(output, "dataset")], {"SOURCE": source}, run.force):
+        ds = prepare_dataset(source, output, cfg, force=run.force)
+    stats = ds.stats()
+    if run.json:
+        emit_json({"output": str(output), **stats})
+        return
+    runtime.stdout_console().print(stats_table(stats, f"{output}"))
 
 
 def stats_table(stats: dict, title: str) -> Table:

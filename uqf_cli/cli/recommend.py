@@ -9,54 +9,42 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from uqf_cli.cli.common import emit_json, parse_csv
-from uqf_cli.cli.options import RunOptions, command
+from uqf_cli.cli.common import cli_command, emit_json, parse_csv
+from uqf_cli.cli.options import RunOptions, shared_options
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
+from uqf_cli.evaluation.recommend import SEARCH_LIMIT, RecommendConfig, explain_recommendations, find_items
 
 HISTORY_SHOWN = 20  # the most recent history items shown in the terminal (JSON has them all)
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "recommend", "device", "quiet", "json")
-    def recommend_cmd(
-        model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
-        dataset: Annotated[Path, typer.Argument(help="The dataset directory (for titles and item ids).")],
-        history: Annotated[str | None, typer.Option("--history", help="Item ids, oldest first, comma-separated.")]
-        = None,
-        user: Annotated[str | None, typer.Option("--user", help="Take this user's history from the dataset "
-                                                 "(cut by --split; the held-out item is shown).")] = None,
-        split: Annotated[str, typer.Option("--split", help="With --user: 'valid' = the train part (the valid "
-                                           "item held out, as `evaluate --split valid`), 'test' = all but the "
-                                           "test item, 'full' = every item.")] = "valid",
-        item_search: Annotated[str | None, typer.Option("--item-search", help="Find item ids by title words "
-                                                        "(case-insensitive) and show them with their SIDs.")]
-        = None,
-        k: Annotated[int, typer.Option("--k", "-k", help="How many items to show.", min=1)] = 10,
-        beam_size: Annotated[int | None, typer.Option("--beam-size", help="Beam size (default: max(k, 20)).", min=1)
-                             ] = None,
-        user_id: Annotated[str | None, typer.Option("--user-id", help="User token for an explicit --history "
-                                                    "(models with user tokens; --user sets it).")] = None,
-        rank: Annotated[str | None, typer.Option("--rank", help="hybrid models: generate | hybrid | dense "
-                                                 "(default: the model's stored mode).")] = None,
-        run: RunOptions = RunOptions(),
-    ) -> None:
-        """Top-k items for one history, with titles, the model's scores and SIDs; or find item ids by title."""
-        from uqf_cli.evaluation.recommend import explain_recommendations, find_items
-
-        if item_search is not None:
-            if history is not None or user is not None:
-                raise OptionError("--item-search", "searches items only: leave out --history and --user")
-            _print_search(find_items(model_dir, dataset, item_search), item_search, run.json)
-            return
-        if history is None and user is None:
-            raise OptionError("--history", "give --history ID,ID,..., --user ID, or --item-search TEXT to find ids")
-        out = explain_recommendations(model_dir, dataset, parse_csv(history) if history is not None else None, user,
-                                      split, k, beam_size, run.device, user_id, rank)
-        if run.json:
-            emit_json(out.as_dict())
-            return
-        _print_explained(out)
+@cli_command
+@shared_options("device", "quiet", "json")
+def recommend(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
+    dataset: Annotated[Path, typer.Argument(help="The dataset directory (for titles and item ids).")],
+    history: Annotated[str | None, typer.Option("--history", help="Item ids, oldest first, comma-separated.")]
+    = None,
+    user: Annotated[str | None, typer.Option("--user", help="Take this user's history from the dataset "
+                                             "(cut by --split; the held-out item is shown).")] = None,
+    item_search: Annotated[str | None, typer.Option("--item-search", help="Find item ids by title words "
+                                                    "(case-insensitive) and show them with their SIDs.")] = None,
+    cfg: RecommendConfig = RecommendConfig(),
+    run: RunOptions = RunOptions(),
+) -> None:
+    """Top-k items for one history, with titles, the model's scores and SIDs; or find item ids by title."""
+    if item_search is not None:
+        if history is not None or user is not None:
+            raise OptionError("--item-search", "searches items only: leave out --history and --user")
+        _print_search(find_items(model_dir, dataset, item_search), item_search, run.json)
+        return
+    if history is None and user is None:
+        raise OptionError("--history", "give --history ID,ID,..., --user ID, or --item-search TEXT to find ids")
+    out = explain_recommendations(model_dir, dataset, parse_csv(history) if history is not None else None, user, cfg)
+    if run.json:
+        emit_json(out.as_dict())
+        return
+    _print_explained(out)
 
 
 def _sid_cell(sid: str | None) -> str:
@@ -64,8 +52,6 @@ def _sid_cell(sid: str | None) -> str:
 
 
 def _print_search(found: list[dict[str, Any]], text: str, as_json: bool) -> None:
-    from uqf_cli.evaluation.recommend import SEARCH_LIMIT
-
     if as_json:
         emit_json({"query": text, "matches": len(found), "items": found})
         return

@@ -11,48 +11,48 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from uqf_cli.cli.common import emit_json
-from uqf_cli.cli.options import OutFile, RunOptions, command
+from uqf_cli.cli.common import cli_command, emit_json
+from uqf_cli.cli.options import OutFile, RunOptions, shared_options
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core import runtime
 from uqf_cli.files.outputs import plan_outputs, want
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "train-gcn", "seed", "device", "force", "resume", "quiet", "json")
-    def train_gcn_cmd(
-        dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
-        output: OutFile,
-        cfg: GcnConfig = GcnConfig(),
-        run: RunOptions = RunOptions(),
-    ) -> None:
-        """Train LightGCN on the train split; write item + user collaborative embeddings."""
-        from uqf_cli.collab import train_gcn
+@cli_command
+@shared_options("seed", "device", "force", "resume", "quiet", "json")
+def train_gcn(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
+    output: OutFile,
+    cfg: GcnConfig = GcnConfig(),
+    run: RunOptions = RunOptions(),
+) -> None:
+    """Train LightGCN on the train split; write item + user collaborative embeddings."""
+    from uqf_cli.collab import train_gcn as train
 
-        display = TrainingDisplay(cfg)
-        plan = plan_outputs([want(output, "embeddings:collab", checkpoint=True)], {"DATASET": dataset}, run.force)
-        with plan, display:
-            result = train_gcn(dataset, output, cfg, force=run.force, on_eval=display.on_eval,
-                               on_epoch=display.on_epoch, resume=run.resume)
-        summary: dict[str, Any] = {
-            "output": str(output),
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-            **result.metrics,
-            "train_seconds": round(result.train_seconds, 2),
-            "train_edges": result.num_edges,
-            "items": len(result.item_ids),
-            "users": len(result.user_ids),
-            "cold_items": len(result.cold_item_ids),
-        }
-        if run.json:
-            emit_json(summary)
-            return
-        runtime.stdout_console().print(summary_table(summary))
-        if result.cold_item_ids:
-            runtime.info(f"{len(result.cold_item_ids)} item(s) have no train interaction: their rows are zeros "
-                         "(not learned), listed in metadata cold_item_ids")
+    display = TrainingDisplay(cfg)
+    plan = plan_outputs([want(output, "embeddings:collab", checkpoint=True)], {"DATASET": dataset}, run.force)
+    with plan, display:
+        result = train(dataset, output, cfg, force=run.force, on_eval=display.on_eval, on_epoch=display.on_epoch,
+                       resume=run.resume)
+    summary: dict[str, Any] = {
+        "output": str(output),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        **result.metrics,
+        "train_seconds": round(result.train_seconds, 2),
+        "train_edges": result.num_edges,
+        "items": len(result.item_ids),
+        "users": len(result.user_ids),
+        "cold_items": len(result.cold_item_ids),
+    }
+    if run.json:
+        emit_json(summary)
+        return
+    runtime.stdout_console().print(summary_table(summary))
+    if result.cold_item_ids:
+        runtime.info(f"{len(result.cold_item_ids)} item(s) have no train interaction: their rows are zeros "
+                     "(not learned), listed in metadata cold_item_ids")
 
 
 class TrainingDisplay(AbstractContextManager):

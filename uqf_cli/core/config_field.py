@@ -42,21 +42,39 @@ class Off:
     help: str
 
 
+def comma_list(element: type = str, container: type = list) -> Spelled:
+    """A list (or tuple) field written as one comma-separated value (``--recall-k 5,10``): ``None`` is no
+    value, an element that is not an ``element`` a ``ValueError`` (the CLI names the flag)."""
+    names = {int: "integers", float: "numbers"}
+
+    def parse(text: str | None, values: dict[str, Any]) -> Any:
+        if text is None:
+            return None
+        try:
+            return container(element(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError as e:
+            raise ValueError(f"expected comma-separated {names.get(element, 'values')}") from e
+
+    return Spelled(str | None, lambda value: None if value is None else ",".join(map(str, value)), parse)
+
+
 def opt(default: Any, help: str | Callable[[], str] | None = None, *, flag: str | None = None,
-        panel: str | None = None, before: str | None = None, ge: float | None = None, gt: float | None = None,
-        le: float | None = None, lt: float | None = None, spelled: Spelled | None = None,
+        short: str | None = None, panel: str | None = None, before: str | None = None, ge: float | None = None,
+        gt: float | None = None, le: float | None = None, lt: float | None = None, spelled: Spelled | None = None,
         off: Off | None = None) -> Any:
     """A dataclass field with ``default`` that the CLI offers as an option.
 
     ``help``: its text, or a function giving it when the help is built (a list of registered methods).
     ``flag``: the option name when it is not ``--<field-name>``; a bool field whose flag is
-    ``--no-...`` is switched off by it. ``panel``: the help panel that lists it. ``before``: list
+    ``--no-...`` is switched off by it (``--x/--no-x`` offers both). ``short``: a one-letter alias
+    (``-k``). ``panel``: the help panel that lists it. ``before``: list
     it just before that field's option (where the help order differs from the field order).
     ``ge``/``gt``/``le``/``lt``: the allowed range of a numeric field (the CLI refuses other values
     in one line; :func:`check_ranges` does the same for library callers). ``spelled``: how the CLI
-    writes a list or an optional value (:class:`Spelled`); ``off``: a flag that sets it to ``None``.
+    writes a list or an optional value (:class:`Spelled`; :func:`comma_list` for a comma-separated list);
+    ``off``: a flag that sets it to ``None``.
     """
-    metadata = {"option": True, "help": help, "flag": flag, "panel": panel, "before": before,
+    metadata = {"option": True, "help": help, "flag": flag, "short": short, "panel": panel, "before": before,
                 "range": Range(ge=ge, gt=gt, le=le, lt=lt), "spelled": spelled, "off": off}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)

@@ -15,12 +15,13 @@ from typing import Any
 
 import torch
 
+from uqf_cli.core.config_field import configured
 from uqf_cli.core.errors import OptionError, UqfError
 from uqf_cli.core.runtime import info, progress, resolve_device
 from uqf_cli.data.dataset import Dataset
+from uqf_cli.embed.config import EmbedConfig
 from uqf_cli.embed.fields import choose_fields
 from uqf_cli.embed.models import (
-    DEFAULT_MODEL,
     ResolvedModel,
     choose_pooling,
     encode_with_mean_pooling,
@@ -87,77 +88,62 @@ def encode_all(texts: list[str], encoder: Encoder) -> torch.Tensor:
 def embed_text(
     dataset_dir: str | Path,
     output: str | Path,
-    model: str = DEFAULT_MODEL,
-    pooling: str = "auto",
-    fields: Sequence[str] | None = None,
-    template: str | None = None,
-    max_length: int = 128,
-    batch_size: int = 64,
-    device: str = "auto",
-    devices: Sequence[str] = (),
-    normalize: bool = True,
-    fp16: bool = True,
-    trust_remote_code: bool = False,
+    cfg: EmbedConfig | None = None,
     force: bool = False,
     from_array: str | Path | None = None,
     reuse: str | Path | None = None,
     encoder: Encoder | None = None,
+    **settings: Any,
 ) -> TextEmbeddingResult:
     """Embed every item's text and write ``[N, d]`` float32 embeddings with ids, text hashes and provenance.
 
-    ``fields=None`` picks the fields as :mod:`uqf_cli.embed.fields` documents; ``from_array`` wraps
-    precomputed vectors instead of running a model (:mod:`uqf_cli.embed.from_array`); ``reuse`` copies the
-    rows of unchanged items from an earlier file (:mod:`uqf_cli.embed.reuse`). ``encoder`` replaces the
-    model named by ``model`` (which is still recorded), e.g. to run a model already in memory.
+    ``cfg`` defaults to ``EmbedConfig()``; ``settings`` (its field names: ``model="smollm2"``,
+    ``normalize=False``) replace single fields. ``fields=None`` picks the fields as :mod:`uqf_cli.embed.fields`
+    documents; ``from_array`` wraps precomputed vectors instead of running a model
+    (:mod:`uqf_cli.embed.from_array`); ``reuse`` copies the rows of unchanged items from an earlier file
+    (:mod:`uqf_cli.embed.reuse`). ``encoder`` replaces the model named by ``model`` (which is still recorded),
+    e.g. to run a model already in memory.
     """
+    cfg = configured(EmbedConfig, cfg, settings)
+    cfg.validate()
     if from_array is not None:
         if reuse is not None:
             raise OptionError("--reuse", "does not apply with --from-array (no model runs)")
         from uqf_cli.embed.from_array import embed_from_array
 
-        return embed_from_array(dataset_dir, output, from_array, model, fields, template, devices, normalize, force)
-    if max_length < 1:
-        raise OptionError("--max-length", "must be at least 1")
-    if batch_size < 1:
-        raise OptionError("--batch-size", "must be at least 1")
+        return embed_from_array(dataset_dir, output, from_array, cfg.model, cfg.fields, cfg.template, cfg.devices or (),
+                                cfg.normalize, force)
     check_output(output, force, "embeddings:text")
+    return _embed_items(dataset_dir, output, cfg, force, reuse, encoder)
+
+
+def _embed_items(dataset_dir: str | Path, output: str | Path, cfg: EmbedConfig, force: bool,
+                 reuse: str | Path | None, encoder: Encoder | None) -> TextEmbeddingResult:
+    """Run the model over every item whose text changed (all of them without ``reuse``) and write the file."""
     quiet_hf_progress_bars()
     ds = Dataset.load(dataset_dir)
-    choice = None if template else choose_fields(ds.items, fields)
+    choice = None if cfg.template else choose_fields(ds.items, cfg.fields)
     if choice and choice.note:
         info(choice.note)
-    texts = build_texts(ds, choice.fields if choice else (), template)
-    spec = TextSpec(choice.fields if choice else (), template)
+    texts = build_texts(ds, choice.fields if choice else (), cfg.template)
+    spec = TextSpec(choice.fields if choice else (), cfg.template)
     hashes = text_hashes(texts)
-    resolved = resolve_model(model)
-    how = choose_pooling(pooling, resolved)
-    if devices and how != "model":
+    resolved = resolve_model(cfg.model)
+    how = choose_pooling(cfg.pooling, resolved)
+    if cfg.devices and how != "model":
         raise OptionError("--devices", "several devices work with sentence-transformers pooling only")
     plan = None
     if reuse is not None:
         from uqf_cli.embed.reuse import plan_reuse
 
         signature = {"model": resolved.name, "pooling": how, "fields": list(choice.fields) if choice else None,
-                     "template": template, "max_length": max_length, "normalize": normalize}
+                     "template": cfg.template, "max_length": cfg.max_length, "normalize": cfg.normalize}
         plan = plan_reuse(reuse, ds.item_ids, hashes, signature)
         info(f"--reuse {reuse}: {plan.copied:,} items unchanged, {plan.new_items:,} new, "
                      f"{plan.changed_items:,} with changed text")
     todo = plan.to_embed if plan else list(range(len(texts)))
-    dev = resolve_device(devices[0] if devices else device)
-    emb, seconds, load_seconds = None, 0.0, 0.0
-    if todo:
-        info(f"embedding {len(todo):,} items with {resolved.name} ({how} pooling) on {dev}")
-        loading = time.perf_counter()
-        if encoder is None:
-            encoder = load_encoder(resolved, how, dev, max_length, batch_size, devices, fp16, trust_remote_code)
-        load_seconds = time.perf_counter() - loading
-        started = time.perf_counter()
-        emb = encode_all([texts[i] for i in todo], encoder)
-        if normalize:
-            emb = torch.nn.functional.normalize(emb, dim=1)
-        seconds = time.perf_counter() - started
-        if not torch.isfinite(emb).all():
-            raise UqfError(f"model {resolved.name} produced NaN/Inf embeddings (try --no-fp16 or another model)")
+    dev = resolve_device(cfg.devices[0] if cfg.devices else cfg.device)
+    emb, seconds, load_seconds = _encode_items([texts[i] for i in todo], resolved, how, dev, cfg, encoder)
     if plan is not None:
         emb = plan.assemble(emb)
     assert emb is not None
@@ -167,11 +153,11 @@ def embed_text(
         "pooling": how,
         "fields": list(choice.fields) if choice else None,
         "fields_chosen": choice.source if choice else None,
-        "template": template,
-        "max_length": max_length,
-        "normalize": normalize,
-        "fp16": bool(fp16 and dev.type == "cuda"),
-        "batch_size": batch_size,
+        "template": cfg.template,
+        "max_length": cfg.max_length,
+        "normalize": cfg.normalize,
+        "fp16": bool(cfg.fp16 and dev.type == "cuda"),
+        "batch_size": cfg.batch_size,
     }
     if plan is not None:
         params["reuse"] = plan.provenance()
@@ -185,3 +171,24 @@ def embed_text(
                     extra_tensors=extra_t, extra_metadata=extra_m, force=force)
     return TextEmbeddingResult(Path(output), len(texts), int(emb.shape[1]), seconds, resolved.name, how, str(dev),
                                params, load_seconds, embedded=len(todo))
+
+
+def _encode_items(texts: list[str], resolved: ResolvedModel, how: str, dev: torch.device, cfg: EmbedConfig,
+                  encoder: Encoder | None) -> tuple[torch.Tensor | None, float, float]:
+    """(vectors, encoding seconds, loading seconds) of ``texts``; no vectors and no model load when there are none."""
+    if not texts:
+        return None, 0.0, 0.0
+    info(f"embedding {len(texts):,} items with {resolved.name} ({how} pooling) on {dev}")
+    loading = time.perf_counter()
+    if encoder is None:
+        encoder = load_encoder(resolved, how, dev, cfg.max_length, cfg.batch_size, cfg.devices or (), cfg.fp16,
+                               cfg.trust_remote_code)
+    load_seconds = time.perf_counter() - loading
+    started = time.perf_counter()
+    emb = encode_all(texts, encoder)
+    if cfg.normalize:
+        emb = torch.nn.functional.normalize(emb, dim=1)
+    seconds = time.perf_counter() - started
+    if not torch.isfinite(emb).all():
+        raise UqfError(f"model {resolved.name} produced NaN/Inf embeddings (try --no-fp16 or another model)")
+    return emb, seconds, load_seconds

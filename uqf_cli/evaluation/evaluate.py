@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from uqf_cli.core.config_field import configured
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import info, progress, resolve_device
 from uqf_cli.data.cold import cold_items_of
 from uqf_cli.data.dataset import Dataset, EvalCase
 from uqf_cli.evaluation.coldness import metrics_by_coldness
-from uqf_cli.evaluation.metrics import NDCG_KS, RECALL_KS, popularity_lists, ranking_metrics
+from uqf_cli.evaluation.config import EvaluateConfig, check_ks
+from uqf_cli.evaluation.metrics import popularity_lists, ranking_metrics
 from uqf_cli.evaluation.popularity import metrics_by_popularity
 from uqf_cli.files import DATASET_INFO_FILE, make_provenance, read_sids, write_json
 from uqf_cli.files.outputs import plan_outputs, want
@@ -63,89 +65,81 @@ def _dataset_sid_hash(sids, dataset: Dataset) -> str:
     return restrict_sids(sids, dataset.item_ids).content_hash()
 
 
-def check_ks(ks: Sequence[int], beam_size: int) -> None:
-    if any(k < 1 for k in ks):
-        raise OptionError("--k", "every K must be a positive integer")
-    if max(ks) > beam_size:
-        raise OptionError("--beam-size", f"beam size {beam_size} is smaller than the largest K ({max(ks)}); "
-                                         "a beam search returns at most beam-size items")
-
-
 def evaluate(
     model_dir: str | Path,
     dataset_dir: str | Path,
-    split: str = "test",
-    recall_ks: Sequence[int] = RECALL_KS,
-    ndcg_ks: Sequence[int] = NDCG_KS,
-    beam_size: int = 20,
-    device: str = "auto",
+    cfg: EvaluateConfig | None = None,
     sids_path: str | Path | None = None,
     predictions: str | Path | None = None,
     output: str | Path | None = None,
-    baseline: bool = False,
-    max_users: int | None = None,
     force: bool = False,
-    by_popularity: bool = False,
-    by_coldness: bool | None = None,
-    rank: str | None = None,
-    alpha: float | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Score a model directory on ``split``; optionally write predictions and a metrics JSON.
+    """Score a model directory on ``cfg.split``; optionally write predictions and a metrics JSON.
 
-    ``by_popularity`` adds the metrics per head / torso / tail group of the targets' train
-    popularity (:mod:`uqf_cli.evaluation.popularity`); ``by_coldness`` the metrics of cold and warm
-    targets (:mod:`uqf_cli.evaluation.coldness`; ``None``: when the dataset marks cold items).
-    ``rank`` / ``alpha`` override a hybrid model's stored ranking mode and mix weight.
+    ``cfg`` defaults to ``EvaluateConfig()``; ``settings`` (its field names: ``split="valid"``,
+    ``beam_size=50``) replace single fields. ``by_popularity`` adds the metrics per head / torso / tail
+    group of the targets' train popularity (:mod:`uqf_cli.evaluation.popularity`); ``by_coldness`` the
+    metrics of cold and warm targets (:mod:`uqf_cli.evaluation.coldness`; ``None``: when the dataset marks
+    cold items). ``rank`` / ``alpha`` override a hybrid model's stored ranking mode and mix weight.
     """
-    if split not in ("valid", "test"):
-        raise OptionError("--split", f"must be valid or test, not {split!r}")
+    cfg = configured(EvaluateConfig, cfg, settings)
+    cfg.validate()
     check_argument_order(model_dir, dataset_dir)
-    ks = sorted({*recall_ks, *ndcg_ks})
-    check_ks(ks, beam_size)
     plan_outputs([want(predictions, "predictions", "--predictions"), want(output, "metrics")], force=force)
     dataset = Dataset.load(dataset_dir)
     meta = check_model_inputs(model_dir, dataset, sids_path)
-    cases = dataset.eval_cases(split)  # type: ignore[arg-type]
-    if max_users is not None:
-        cases = cases[:max_users]
+    cases = dataset.eval_cases(cfg.split)  # type: ignore[arg-type]
+    if cfg.max_users is not None:
+        cases = cases[:cfg.max_users]
     if not cases:
-        raise InputError(dataset_dir, f"no {split} users: every user has fewer than 3 interactions")
-    rec = load_ranker(model_dir, meta, device, rank, alpha)
-    info(f"ranking {len(cases):,} {split} users with the {meta['backbone']} model (beam {beam_size})")
+        raise InputError(dataset_dir, f"no {cfg.split} users: every user has fewer than 3 interactions")
+    rec = load_ranker(model_dir, meta, cfg.device, cfg.rank, cfg.alpha)
+    info(f"ranking {len(cases):,} {cfg.split} users with the {meta['backbone']} model (beam {cfg.beam_size})")
+    top = max((*cfg.recall_ks, *cfg.ndcg_ks))
     t0 = time.time()
-    ranked = _recommend_all(rec, cases, max(ks), beam_size)
+    ranked = _recommend_all(rec, cases, top, cfg.beam_size)
     seconds = time.time() - t0
     targets = [c.target for c in cases]
     result: dict[str, Any] = {
         "model": str(model_dir), "backbone": meta["backbone"], "dataset": str(dataset_dir),
-        "dataset_fingerprint": dataset.fingerprint, "split": split, "users": len(cases), "beam_size": beam_size,
-        "metrics": ranking_metrics(ranked, targets, recall_ks, ndcg_ks),
+        "dataset_fingerprint": dataset.fingerprint, "split": cfg.split, "users": len(cases),
+        "beam_size": cfg.beam_size, "metrics": ranking_metrics(ranked, targets, cfg.recall_ks, cfg.ndcg_ks),
         "seconds": round(seconds, 2), "users_per_second": users_per_second(len(cases), seconds),
     }
     if getattr(rec, "rank", None) is not None:
         result["rank"], result["alpha"] = rec.rank, rec.alpha
-    if by_coldness or (by_coldness is None and cold_items_of(dataset) is not None):
-        result["by_coldness"] = metrics_by_coldness(dataset, ranked, targets, recall_ks, ndcg_ks)
-    if by_popularity:
-        result["by_popularity"] = metrics_by_popularity(dataset, ranked, targets, recall_ks, ndcg_ks)
-    if baseline:
-        hists = [c.history for c in cases]
-        result["popularity"] = ranking_metrics(popularity_lists(dataset, hists, max(ks), exclude_history=False),
-                                               targets, recall_ks, ndcg_ks)
-        result["popularity_excluding_history"] = ranking_metrics(
-            popularity_lists(dataset, hists, max(ks), exclude_history=True), targets, recall_ks, ndcg_ks)
-    params = {"split": split, "beam_size": beam_size, "recall_ks": list(recall_ks), "ndcg_ks": list(ndcg_ks),
-              "max_users": max_users, "by_popularity": by_popularity, "by_coldness": "by_coldness" in result,
-              "rank": result.get("rank"), "alpha": result.get("alpha")}
-    if predictions is not None:
+    result.update(_breakdowns(cfg, dataset, cases, ranked, top))
+    params = {"split": cfg.split, "beam_size": cfg.beam_size, "recall_ks": list(cfg.recall_ks),
+              "ndcg_ks": list(cfg.ndcg_ks), "max_users": cfg.max_users, "by_popularity": cfg.by_popularity,
+              "by_coldness": "by_coldness" in result, "rank": result.get("rank"), "alpha": result.get("alpha")}
+    if predictions is not None or output is not None:
         prov = make_provenance("evaluate", params, inputs={"model": Path(model_dir) / "uqf_model.json",
                                                            "dataset": dataset_dir})
-        write_predictions(predictions, cases, ranked, result, prov, force)
-    if output is not None:
-        prov = make_provenance("evaluate", params, inputs={"model": Path(model_dir) / "uqf_model.json",
-                                                           "dataset": dataset_dir})
-        write_json(output, {**result, "provenance": prov}, force=force)
+        if predictions is not None:
+            write_predictions(predictions, cases, ranked, result, prov, force)
+        if output is not None:
+            write_json(output, {**result, "provenance": prov}, force=force)
     return result
+
+
+def _breakdowns(cfg: EvaluateConfig, dataset: Dataset, cases: Sequence[EvalCase], ranked: list[list[str]],
+                top: int) -> dict[str, Any]:
+    """The optional parts of the result: cold/warm and popularity groups, the popularity baselines."""
+    targets = [c.target for c in cases]
+    ks = (cfg.recall_ks, cfg.ndcg_ks)
+    out: dict[str, Any] = {}
+    if cfg.by_coldness or (cfg.by_coldness is None and cold_items_of(dataset) is not None):
+        out["by_coldness"] = metrics_by_coldness(dataset, ranked, targets, *ks)
+    if cfg.by_popularity:
+        out["by_popularity"] = metrics_by_popularity(dataset, ranked, targets, *ks)
+    if cfg.baseline:
+        hists = [c.history for c in cases]
+        out["popularity"] = ranking_metrics(popularity_lists(dataset, hists, top, exclude_history=False),
+                                            targets, *ks)
+        out["popularity_excluding_history"] = ranking_metrics(
+            popularity_lists(dataset, hists, top, exclude_history=True), targets, *ks)
+    return out
 
 
 def load_ranker(model_dir: str | Path, meta: dict[str, Any], device: str, rank: str | None = None,

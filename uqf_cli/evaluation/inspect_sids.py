@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from rich.tree import Tree
 
+from uqf_cli.core.config_field import check_ranges, opt
 from uqf_cli.core.errors import InputError, OptionError
 from uqf_cli.core.runtime import warn
 from uqf_cli.data.dataset import Dataset
@@ -287,7 +288,32 @@ def group_label(item_ids: list[str], ds: Dataset | None) -> str:
     return " ".join(w for w, _ in words.most_common(3))
 
 
-def build_tree(ins: Inspection, prefix: tuple[int, ...] = (), depth: int = 2, top: int = 10) -> Tree:
+@dataclass
+class TreeView:
+    """What ``uqf inspect-sids`` prints of the code tree; each ``opt`` field is also one of its options."""
+
+    prefix: str | None = opt(None, "Descend into a prefix: 12 or 12,3.")
+    item: str | None = opt(None, "Show this item's SID and its siblings.")
+    depth: int = opt(2, "Levels of the tree to show below the prefix.", ge=1)
+    top: int = opt(8, "Children (codes or items) shown per node.", ge=1)
+    tree: bool = opt(True, "Only the summary table.", flag="--no-tree")
+
+    def validate(self) -> None:
+        """Refuse a depth or width outside its range (one line naming the option)."""
+        check_ranges(self)
+
+
+def tree_view(ins: Inspection, view: TreeView) -> tuple[Tree | None, dict[str, Any] | None]:
+    """The tree ``view`` asks for (``None`` with ``--no-tree``) and, for ``--item``, that item's SID and siblings."""
+    view.validate()
+    prefix = parse_prefix(view.prefix, ins.table)
+    if view.item is not None:
+        return item_view(ins, view.item, view.top)
+    return (build_tree(ins, prefix, view.depth, view.top) if view.tree else None), None
+
+
+def build_tree(ins: Inspection, prefix: tuple[int, ...] = (), depth: int = TreeView.depth,
+               top: int = TreeView.top) -> Tree:
     """A rich Tree under ``prefix``: ``depth`` levels of codes (largest first, ``top`` each), items at the leaves."""
     table = ins.table
     mask = (table.codes[:, : len(prefix)] == np.asarray(prefix, dtype=np.int64)).all(1) if prefix else None
@@ -332,7 +358,7 @@ def _add_items(node: Tree, ins: Inspection, rows: np.ndarray, top: int) -> None:
         node.add(f"[dim]... {len(rows) - top} more items[/dim]")
 
 
-def item_view(ins: Inspection, item_id: str, top: int = 10) -> tuple[Tree, dict[str, Any]]:
+def item_view(ins: Inspection, item_id: str, top: int = TreeView.top) -> tuple[Tree, dict[str, Any]]:
     """An item's SID and its siblings at every depth (items sharing its prefix)."""
     table = ins.table
     r = item_row(table, item_id)

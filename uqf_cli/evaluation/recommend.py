@@ -14,13 +14,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from uqf_cli.core.config_field import check_ranges, configured, opt
 from uqf_cli.core.errors import OptionError
 from uqf_cli.data.dataset import MIN_EVAL_LENGTH, Dataset
+from uqf_cli.evaluation.config import RANK_HELP, check_ks
 from uqf_cli.files import SidTable
 
 HistorySplit = Literal["valid", "test", "full"]
 HISTORY_SPLITS: tuple[str, ...] = ("valid", "test", "full")
 SEARCH_LIMIT = 25
+
+
+@dataclass
+class RecommendConfig:
+    """How one history is cut, ranked and shown; each ``opt`` field is also an option of ``uqf recommend``
+    (``device`` comes from ``--device``)."""
+
+    split: str = opt("valid", "With --user: 'valid' = the train part (the valid item held out, as `evaluate --split "
+                     "valid`), 'test' = all but the test item, 'full' = every item.")
+    k: int = opt(10, "How many items to show.", short="-k", ge=1)
+    beam_size: int | None = opt(None, "Beam size (default: max(k, 20)).", ge=1)
+    user_id: str | None = opt(None, "User token for an explicit --history (models with user tokens; --user sets "
+                              "it).")
+    rank: str | None = opt(None, RANK_HELP)
+    device: str = "auto"
+
+    @property
+    def beam(self) -> int:
+        """The beam size the search runs with."""
+        return self.beam_size if self.beam_size is not None else max(self.k, 20)
+
+    def validate(self) -> None:
+        """Refuse a K, beam or split that cannot rank (one line naming the option), before the model loads."""
+        if self.k < 1:
+            raise OptionError("--k", "must be a positive integer")
+        check_ks([self.k], self.beam)
+        if self.split not in HISTORY_SPLITS:
+            raise OptionError("--split", f"expected one of {', '.join(HISTORY_SPLITS)}, got {self.split!r}")
+        check_ranges(self)
 
 
 def user_history(dataset: Dataset, user: str, split: str = "valid") -> tuple[list[str], str | None]:
@@ -126,44 +157,43 @@ def find_items(model_dir: str | Path, dataset_dir: str | Path, text: str) -> lis
 
 
 def explain_recommendations(model_dir: str | Path, dataset_dir: str | Path, history: Sequence[str] | None = None,
-                            user: str | None = None, split: str = "valid", k: int = 10,
-                            beam_size: int | None = None, device: str = "auto",
-                            user_id: str | None = None, rank: str | None = None) -> Explained:
-    """Top-``k`` items with the model's scores for ``history`` (item ids) or for ``user``'s history;
-    ``rank`` overrides a hybrid model's stored ranking mode."""
-    from uqf_cli.evaluation.evaluate import check_ks, check_model_inputs, load_ranker
+                            user: str | None = None, cfg: RecommendConfig | None = None,
+                            **settings: Any) -> Explained:
+    """Top-``k`` items with the model's scores for ``history`` (item ids) or for ``user``'s history.
 
-    if k < 1:
-        raise OptionError("--k", "must be a positive integer")
-    beam = beam_size if beam_size is not None else max(k, 20)
-    check_ks([k], beam)
+    ``cfg`` defaults to ``RecommendConfig()``; ``settings`` (its field names: ``k=20``, ``split="test"``)
+    replace single fields; ``rank`` overrides a hybrid model's stored ranking mode."""
+    from uqf_cli.evaluation.evaluate import check_model_inputs, load_ranker
+
+    cfg = configured(RecommendConfig, cfg, settings)
+    cfg.validate()
     if (history is None) == (user is None):
         raise OptionError("--history", "give either --history ID,ID,... or --user ID (not both)")
     dataset = Dataset.load(dataset_dir)
-    held = None
+    held, user_id = None, cfg.user_id
     if user is not None:
-        history, held = user_history(dataset, user, split)
+        history, held = user_history(dataset, user, cfg.split)
         user_id = user
     history = list(history or [])
     if not history:
         raise OptionError("--history" if user is None else "--user",
                           "give at least one item id (oldest first, comma-separated)" if user is None
-                          else f"user {user!r} has no items before the {split} item")
+                          else f"user {user!r} has no items before the {cfg.split} item")
     unknown = [i for i in history if i not in dataset.item_index]
     if unknown:
         raise OptionError("--history", f"unknown item id {unknown[0]!r} (not in {dataset_dir})")
     meta = check_model_inputs(model_dir, dataset, None)
-    rec = load_ranker(model_dir, meta, device, rank)
+    rec = load_ranker(model_dir, meta, cfg.device, cfg.rank)
     kwargs = {"user_ids": [user_id or ""]} if getattr(rec, "uses_user_ids", False) else {}
-    ranked = _ranked_with_scores(rec, history, k, beam, kwargs)
+    ranked = _ranked_with_scores(rec, history, cfg.k, cfg.beam, kwargs)
     describer = ItemDescriber(dataset, model_sids(model_dir))
     recs = [{"rank": n, **describer.describe(iid), "score": score} for n, (iid, score) in enumerate(ranked, 1)]
     held_out = None
     if held is not None:
-        rank = next((r["rank"] for r in recs if r["item_id"] == held), None)
-        held_out = {**describer.describe(held), "rank": rank}
+        held_rank = next((r["rank"] for r in recs if r["item_id"] == held), None)
+        held_out = {**describer.describe(held), "rank": held_rank}
     return Explained(str(meta["backbone"]), getattr(rec, "score_name", "n/a"),
-                     [describer.describe(i) for i in history], recs, user, split if user is not None else None,
+                     [describer.describe(i) for i in history], recs, user, cfg.split if user is not None else None,
                      held_out)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -77,15 +77,21 @@ def loads_strict(text: str) -> Any:
 def read_json(path: str | Path) -> Any:
     """Read a JSON file; a parse error names the file, line and column; a duplicate key is refused."""
     p = require_file(path)
+    return decode_json_file(p, lambda: open(p, encoding="utf-8"))
+
+
+def decode_json_file(path: Path, opened: Callable[[], IO[str]]) -> Any:
+    """The JSON document of the text stream ``opened()`` (a plain or gzip file): a parse error, a duplicate key
+    or text that is not UTF-8 is one :class:`InputError` naming ``path`` (and the line and column)."""
     try:
-        with open(p, encoding="utf-8") as f:
+        with opened() as f:
             return loads_strict(f.read())
     except DuplicateKeyError as e:
-        raise InputError(p, str(e)) from e
+        raise InputError(path, str(e)) from e
     except json.JSONDecodeError as e:
-        raise InputError(p, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
+        raise InputError(path, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
     except UnicodeDecodeError as e:
-        raise InputError(p, "not UTF-8 text") from e
+        raise InputError(path, "not UTF-8 text") from e
 
 
 def write_json(path: str | Path, obj: Any, force: bool = False) -> Path:

@@ -1,7 +1,7 @@
 """``uqf prepare``: turn a public recommendation dataset into a uqf dataset directory (docs/prepare.md).
 
 :mod:`.readers` (one per format: :mod:`.recbole`, :mod:`.recbole_benchmark`, LC-Rec, Amazon dumps, built-in),
-:mod:`.cleaning` (text, then interactions), :mod:`.stage` (the whole stage).
+:mod:`.cleaning` (text, then interactions), :mod:`.config` (the options), :mod:`.stage` (the whole stage).
 """
 
 import sys
@@ -17,6 +17,7 @@ from uqf_cli.data.prepare.cleaning import (
     join_categories,
     kcore,
 )
+from uqf_cli.data.prepare.config import PrepareConfig
 from uqf_cli.data.prepare.raw import Interaction, RawDataset
 from uqf_cli.data.prepare.readers import BUILTIN_PREFIX, BUILTINS, READERS, detect_format, read_builtin, read_source
 from uqf_cli.data.prepare.stage import FORMAT_DEFAULTS, SPLIT_PROTOCOL, prepare
@@ -28,6 +29,7 @@ __all__ = [
     "READERS",
     "SPLIT_PROTOCOL",
     "Interaction",
+    "PrepareConfig",
     "RawDataset",
     "chronological_sequences",
     "clean_fields",

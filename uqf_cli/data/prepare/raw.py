@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from uqf_cli.core.errors import InputError
-from uqf_cli.files.jsonio import DuplicateKeyError, loads_strict
+from uqf_cli.files.jsonio import decode_json_file
 
 UNTITLED_OK = ("lcrec", "recbole", "recbole-benchmark")  # curated files: every item with a line counts as text
 
@@ -93,14 +92,9 @@ def find_one(directory: Path, pattern: str, exclude: str | None = None) -> Path 
 def load_json(path: Path) -> Any:
     """A whole JSON document, gzip-compressed or not; errors name the file, line and column; a key repeated in
     one object (an item id twice in X.item.json: Python would keep the last copy) is refused."""
+    gzipped = path.suffix == ".gz"
     try:
-        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
-            return loads_strict(f.read())
-    except DuplicateKeyError as e:
-        raise InputError(path, str(e)) from e
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
-    except UnicodeDecodeError as e:
-        raise InputError(path, "not UTF-8 text") from e
+        return decode_json_file(path, lambda: gzip.open(path, "rt", encoding="utf-8") if gzipped
+                                else open(path, encoding="utf-8"))
     except (OSError, EOFError) as e:
         raise InputError(path, f"cannot be read ({e})") from e
