@@ -394,3 +394,86 @@ def test_precision_auto_trains_under_bf16_autocast_and_fp32_does_not(setup, monk
                                                                    "precision": precision})
         assert summary["precision"] == {torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
         assert seen and set(seen) == {dtype}
+
+
+def _peft_tiny(tied: bool, seed: int = 0):
+    """A one-layer Llama with 10 trainable SID rows (tied or untied head), its rows moved off their start."""
+    from peft import get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=tied)
+    model = LlamaForCausalLM(cfg)
+    model.resize_token_embeddings(110, mean_resizing=False)
+    opts = lcrec.LcRecOptions(lora_dropout=0.0)
+    model = get_peft_model(model, lcrec.lora_config(model, opts, list(range(100, 110))))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    ids = torch.tensor([[1, 5, 100, 104, 7, 109, 3], [2, 101, 101, 9, 108, 0, 0]])
+    labels = ids.masked_fill(torch.tensor([[1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 1, 1]], dtype=torch.bool), -100)
+    batch = {"input_ids": ids, "attention_mask": (labels != -100) | (ids != 0), "labels": labels}
+    return model, batch
+
+
+def _loss_and_grads(model, batch, amp: bool = False):
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        loss = model(**batch).loss
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_sid_rows_forward_equals_peft_merged_rows(tied: bool) -> None:
+    """The SID rows beside the frozen matrices give peft's loss and gradients (embedding and head, tied or not)."""
+    from uqf_cli.rec.lcrec import sid_rows
+
+    model, batch = _peft_tiny(tied)
+    loss, grads = _loss_and_grads(model, batch)
+    assert sid_rows.install(model) == 2  # the embedding and the head
+    fast, fast_grads = _loss_and_grads(model, batch)
+    assert abs(loss - fast) < 1e-6
+    assert set(grads) == set(fast_grads) and any("trainable_tokens_delta" in n for n in grads)
+    for name in grads:
+        assert torch.allclose(grads[name], fast_grads[name], atol=1e-6), name
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no bf16 kernels")
+def test_cpu_bf16_prepare_keeps_autocast_results_and_casts_frozen_weights_once() -> None:
+    """Float32 attention and once-cast frozen weights: autocast's loss and gradients within bf16 noise."""
+    from uqf_cli.rec.lcrec import cpu_bf16, sid_rows
+
+    model, batch = _peft_tiny(True, seed=1)
+    loss, grads = _loss_and_grads(model, batch, amp=True)
+    sid_rows.install(model)
+    cpu_bf16.prepare(model)
+    assert model.get_base_model().config._attn_implementation == cpu_bf16.ATTENTION
+    fast, fast_grads = _loss_and_grads(model, batch, amp=True)
+    assert abs(loss - fast) < 2e-2 * abs(loss)
+    for name in grads:
+        scale = float(grads[name].abs().max()) + 1e-6
+        assert float((grads[name] - fast_grads[name]).abs().max()) < 0.05 * scale, name
+    gate = model.get_base_model().model.layers[0].mlp.gate_proj
+    cached = next(iter(gate._uqf_cast.values()))
+    assert cached.dtype == torch.bfloat16 and torch.equal(cached, gate.weight.to(torch.bfloat16))
+    _loss_and_grads(model, batch, amp=True)
+    assert next(iter(gate._uqf_cast.values())) is cached  # cast once, not every step
+    assert gate.weight.dtype == torch.float32 and _loss_and_grads(model, batch)[0] > 0  # float32 still works
+
+
+def test_cpu_bf16_dropout_keeps_each_element_with_one_minus_p() -> None:
+    """The LoRA dropout masks drawn 16 bits an element: the share kept, the scale, eval mode, p = 0."""
+    from uqf_cli.rec.lcrec.cpu_bf16 import _dropout
+
+    layer = torch.nn.Dropout(0.25)
+    x = torch.ones(4, 25_001)
+    y = _dropout(layer, x)
+    assert y.shape == x.shape and abs(float((y == 0).float().mean()) - 0.25) < 0.01
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.75))
+    assert not torch.equal(y, _dropout(layer, x))  # a fresh mask every call
+    layer.eval()
+    assert _dropout(layer, x) is x
+    assert _dropout(torch.nn.Dropout(0.0), x) is x

@@ -5,16 +5,19 @@
    samples, grouped into batches its own way), through the real ``lcrec.train``, for: the float32
    path (``LEGACY``: fp32, full output head, random batches, Alpaca prompt), each lever alone on top
    of it, and all levers (the defaults). Per configuration: samples/s over steps 2..N (wall clock;
-   the first step is warm-up), the mean training loss, and the loss after the N steps on a fixed
+   the first step is warm-up), samples per CPU-second (the median step's process CPU time, all
+   threads: what a shared machine distorts least), the mean training loss, and the loss after the N steps on a fixed
    seeded sample of validation windows (each model with its own prompt, float32, full head). Same
    seed for all. ``--repeats R`` runs every configuration R times in turn (float32, levers, float32,
    ...) and reports the median throughput, so load drift hits all of them alike.
 2. Decoding. Constrained beam search (``--beam``) for a seeded sample of ``--users`` test users:
    today's path (the float32 model, float32, 8 users a batch in dataset order) against the new one
    (the all-levers model: bf16 body with a float32 head, 32 users a batch sorted by prompt length,
-   compact prompt). Equal quality: the all-levers model is also decoded in float32 and its top-10
-   lists compared with its bf16 ones (identical share; Recall@10 of both on the same users). A last
-   row runs the head in bf16 too (faster, coarser scores; not the default).
+   compact prompt). Equal quality: an all-levers model trained ``--decode-steps`` steps (not timed;
+   a 40-step model's lists are mostly ties) is decoded in float32 and in bf16 and the top-10 lists
+   compared on the same users: identical share, mean overlap, the share of users whose target is in
+   both or neither, and Recall/NDCG@10 of both. A last row runs the head in bf16 too (faster, coarser
+   scores; not the default).
 
 Writes ``--out`` (markdown: command, commit, machine, load average before and after) and its
 ``.json``. Measure on a quiet machine: contention distorts every ratio.
@@ -22,7 +25,8 @@ Writes ``--out`` (markdown: command, commit, machine, load average before and af
     UQF_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.speed.lcrec_speed --dataset runs/office/ds \\
         --sids runs/office/sids.jsonl --steps 40 --batch-size 8 --users 200 --out benchmarks/results/lcrec_speed.md
 
-``--quick``: a tiny run (a few steps and users; no per-lever rows unless ``--levers``) for tests.
+``--quick``: a tiny run (a few steps and users; no per-lever rows unless ``--levers``; the decoding
+model is the timed all-levers one) for tests.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--heldout", type=int, default=128, help="validation windows for the loss after N steps")
     ap.add_argument("--users", type=int, default=200, help="test users decoded")
     ap.add_argument("--beam", type=int, default=defaults.eval_beam)
+    ap.add_argument("--decode-steps", type=int, default=400,
+                    help="steps of the all-levers model the decoding rows use (0: the timed one)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--levers", action=argparse.BooleanOptionalAction, default=None,
                     help="a row per lever alone (default: on, off with --quick)")
@@ -91,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.steps, args.batch_size, args.users, args.beam, args.heldout = 4, 4, 8, 6, 8
+        args.decode_steps = 0
     if args.levers is None:
         args.levers = not args.quick
     return args
@@ -101,9 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------
 
 
-def train_options(args: argparse.Namespace, levers: dict[str, str]) -> dict[str, Any]:
+def train_options(args: argparse.Namespace, levers: dict[str, str], steps: int | None = None) -> dict[str, Any]:
     return {**LEGACY, **levers, "base_model": args.base_model, "batch_size": args.batch_size, "epochs": 1,
-            "max_samples": args.steps * args.batch_size, "max_history": args.max_history, "lr": args.lr,
+            "max_samples": (steps or args.steps) * args.batch_size, "max_history": args.max_history, "lr": args.lr,
             "seed": args.seed, "device": "cpu"}
 
 
@@ -111,6 +118,11 @@ def throughput(summary: dict[str, Any], batch_size: int) -> float:
     """Samples/s over steps 2..N (the first step is warm-up); all of them when there is one."""
     times = summary["step_seconds"][1:] or summary["step_seconds"]
     return len(times) * batch_size / sum(times)
+
+
+def cpu_throughput(summary: dict[str, Any], batch_size: int) -> float:
+    """Samples per CPU-second of the median step (steps 2..N; process CPU time, all threads)."""
+    return batch_size / summary["cpu_seconds_per_step"]
 
 
 def heldout_examples(rec: lcrec.LcRecRecommender, cases: list) -> list[Encoded]:
@@ -147,7 +159,8 @@ def run_training(args: argparse.Namespace, ds: Dataset, sids, work: Path, heldou
             summary = lcrec.train(ds, sids, out, train_options(args, levers), force=True)
             runs[name].append(summary)
             dirs.setdefault(name, out)
-            progress(f"train {name} #{r + 1}: {throughput(summary, args.batch_size):.2f} samples/s "
+            progress(f"train {name} #{r + 1}: {throughput(summary, args.batch_size):.2f} samples/s, "
+                     f"{cpu_throughput(summary, args.batch_size):.2f} per CPU-s "
                      f"({summary['precision']}, padding {summary['padding_share']:.1%})")
     rows = []
     for name, summaries in runs.items():
@@ -157,10 +170,32 @@ def run_training(args: argparse.Namespace, ds: Dataset, sids, work: Path, heldou
             "steps": first["steps"], "examples": first["examples"],
             "samples_per_s": statistics.median(throughput(s, args.batch_size) for s in summaries),
             "samples_per_s_runs": [round(throughput(s, args.batch_size), 3) for s in summaries],
+            "cpu_samples_per_s": statistics.median(cpu_throughput(s, args.batch_size) for s in summaries),
             "train_loss": first["train_loss"], "padding_share": first["padding_share"],
             "heldout_loss": heldout_loss(dirs[name], heldout),
         })
     return rows, dirs
+
+
+def train_decoding_model(args: argparse.Namespace, ds: Dataset, sids, work: Path, dirs: dict[str, Path]
+                         ) -> dict[str, Any]:
+    """The all-levers model the decoding comparison uses: ``--decode-steps`` steps (not timed), or the timed one."""
+    if args.decode_steps <= 0:
+        dirs["decode"] = dirs["all levers"]
+        return {"steps": args.steps, "trained": "the timed all-levers model"}
+    dirs["decode"] = work / "decode"
+    summary = lcrec.train(ds, sids, dirs["decode"], train_options(args, ALL_LEVERS, args.decode_steps), force=True)
+    progress(f"decoding model: {summary['steps']} steps, train loss {summary['train_loss']:.4f}")
+    return {"steps": summary["steps"], "examples": summary["examples"], "train_loss": summary["train_loss"],
+            "trained": "all levers, not timed"}
+
+
+def agreement(a: list[list[str]], b: list[list[str]], targets: list[str]) -> dict[str, float]:
+    """How alike two top-10 lists per user are: identical share, mean overlap, same hit or miss."""
+    n = len(targets)
+    return {"identical": sum(x == y for x, y in zip(a, b, strict=True)) / n,
+            "overlap": sum(len(set(x) & set(y)) / max(len(x), 1) for x, y in zip(a, b, strict=True)) / n,
+            "same_hit": sum((t in x) == (t in y) for x, y, t in zip(a, b, targets, strict=True)) / n}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,11 +230,10 @@ def unsorted_recommend(rec: lcrec.LcRecRecommender, histories, k: int, beam_size
 def run_decoding(args: argparse.Namespace, dirs: dict[str, Path], cases: list) -> dict[str, Any]:
     targets = [c.target for c in cases]
     legacy, legacy_ups = decode(dirs["float32 (today)"], cases, "fp32", LEGACY_EVAL_BATCH, args.beam, sort=False)
-    reference, ref_ups = decode(dirs["all levers"], cases, "fp32", CPU_EVAL_BATCH, args.beam)
-    new, new_ups = decode(dirs["all levers"], cases, "auto", CPU_EVAL_BATCH, args.beam)
-    bf16_head, bf16_head_ups = decode(dirs["all levers"], cases, "auto", CPU_EVAL_BATCH, args.beam, fp32_head=False)
-    same = sum(a == b for a, b in zip(reference, new, strict=True))
-    same_bf16_head = sum(a == b for a, b in zip(reference, bf16_head, strict=True))
+    reference, ref_ups = decode(dirs["decode"], cases, "fp32", CPU_EVAL_BATCH, args.beam)
+    new, new_ups = decode(dirs["decode"], cases, "auto", CPU_EVAL_BATCH, args.beam)
+    bf16_head, bf16_head_ups = decode(dirs["decode"], cases, "auto", CPU_EVAL_BATCH, args.beam, fp32_head=False)
+    same, same_bf16_head = agreement(reference, new, targets), agreement(reference, bf16_head, targets)
     rows = [
         {"path": "float32 (today): float32 model, fp32, 8 users/batch, Alpaca prompt", "users_per_s": legacy_ups,
          "recall@10": recall_at_k(legacy, targets, 10), "ndcg@10": ndcg_at_k(legacy, targets, 10)},
@@ -211,8 +245,9 @@ def run_decoding(args: argparse.Namespace, dirs: dict[str, Path], cases: list) -
          "users_per_s": bf16_head_ups, "recall@10": recall_at_k(bf16_head, targets, 10),
          "ndcg@10": ndcg_at_k(bf16_head, targets, 10)},
     ]
-    return {"rows": rows, "users": len(cases), "beam": args.beam, "identical_top10": same / len(cases),
-            "identical_top10_bf16_head": same_bf16_head / len(cases),
+    return {"rows": rows, "users": len(cases), "beam": args.beam, "identical_top10": same["identical"],
+            "identical_top10_bf16_head": same_bf16_head["identical"], "agreement": same,
+            "agreement_bf16_head": same_bf16_head,
             "speedup": new_ups / legacy_ups, "speedup_same_model": new_ups / ref_ups,
             "speedup_bf16_head": bf16_head_ups / legacy_ups}
 
@@ -267,7 +302,7 @@ def prompt_tokens(rec_dirs: dict[str, Path], cases: list) -> dict[str, float]:
 
 def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
     train, dec = result["training"], result["decoding"]
-    base = train[0]["samples_per_s"]
+    base, cpu_base = train[0]["samples_per_s"], train[0]["cpu_samples_per_s"]
     lines = [
         "# LC-Rec on a CPU: the float32 path against the cost levers", "",
         f"Command: `{result['command']}`", "",
@@ -278,26 +313,43 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
         f"configuration (one epoch), seed {args.seed}, lr {args.lr}. Held-out loss: {len(result['heldout_users'])} "
         "seeded validation windows, each model with its own prompt, float32, full head.", "",
         "## Training", "",
-        "| configuration | precision | padding | samples/s | x float32 | train loss (mean) | held-out loss |",
-        "|---|---|---|---|---|---|---|",
+        "| configuration | precision | padding | samples/s | x float32 | samples/CPU-s | x float32 (CPU) "
+        "| train loss (mean) | held-out loss |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in train:
         lines.append(f"| {row['config']} | {row['precision']} | {row['padding_share']:.1%} | "
-                     f"{row['samples_per_s']:.2f} | {row['samples_per_s'] / base:.2f}x | {row['train_loss']:.4f} | "
-                     f"{row['heldout_loss']:.4f} |")
+                     f"{row['samples_per_s']:.2f} | {row['samples_per_s'] / base:.2f}x | "
+                     f"{row['cpu_samples_per_s']:.2f} | {row['cpu_samples_per_s'] / cpu_base:.2f}x | "
+                     f"{row['train_loss']:.4f} | {row['heldout_loss']:.4f} |")
     tokens = ", ".join(f"{k} {v:.1f}" for k, v in result["prompt_tokens"].items())
     lines += ["", f"Mean prompt tokens of the decoded users: {tokens}.", "",
               "## Decoding", "",
-              f"{dec['users']} seeded test users, beam {dec['beam']}, top 10.", "",
+              f"{dec['users']} seeded test users, beam {dec['beam']}, top 10. The float32 row decodes the timed "
+              f"float32 model; the all-levers rows decode {decode_model_text(result['decode_model'])}.", "",
               "| path | users/s | Recall@10 | NDCG@10 |", "|---|---|---|---|"]
     for row in dec["rows"]:
         lines.append(f"| {row['path']} | {row['users_per_s']:.2f} | {row['recall@10']:.4f} | {row['ndcg@10']:.4f} |")
     lines += ["", f"- decoding speed-up, new path / today's: {dec['speedup']:.2f}x "
                   f"(same model, bf16 / fp32: {dec['speedup_same_model']:.2f}x)",
-              f"- identical top-10 lists, bf16 vs fp32 on the same model: {dec['identical_top10']:.1%} of users "
-              f"(bf16 head too: {dec['identical_top10_bf16_head']:.1%}, {dec['speedup_bf16_head']:.2f}x today's)",
-              f"- training speed-up, all levers / float32: {train[-1]['samples_per_s'] / base:.2f}x", ""]
+              f"- bf16 vs fp32 decoding of the same model, same users: {agreement_text(dec['agreement'])}",
+              f"- bf16 head too ({dec['speedup_bf16_head']:.2f}x today's): "
+              f"{agreement_text(dec['agreement_bf16_head'])}",
+              f"- training speed-up, all levers / float32: {train[-1]['samples_per_s'] / base:.2f}x "
+              f"(per CPU-second: {train[-1]['cpu_samples_per_s'] / cpu_base:.2f}x)", ""]
     return "\n".join(lines)
+
+
+def decode_model_text(model: dict[str, Any]) -> str:
+    if "examples" not in model:
+        return model["trained"]
+    return (f"an all-levers model trained {model['steps']} steps ({model['examples']} seeded windows, not timed; "
+            f"train loss {model['train_loss']:.4f})")
+
+
+def agreement_text(a: dict[str, float]) -> str:
+    return (f"identical top-10 lists {a['identical']:.1%} of users, mean top-10 overlap {a['overlap']:.1%}, "
+            f"target in both lists or in neither {a['same_hit']:.1%}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -316,6 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cases = random.Random(args.seed).sample(test, min(args.users, len(test)))
     with tempfile.TemporaryDirectory(prefix="lcrec-speed-") as tmp:
         training, dirs = run_training(args, ds, sids, Path(tmp), heldout)
+        decode_model = train_decoding_model(args, ds, sids, Path(tmp), dirs)
         decoding = run_decoding(args, dirs, cases)
         tokens = prompt_tokens(dirs, cases)
     env = f"UQF_THREADS={os.environ['UQF_THREADS']} " if os.environ.get("UQF_THREADS") else ""
@@ -324,7 +377,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "commit": commit(), "machine": machine(), "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()], "base_model": args.base_model or "smollm2 (embedded)",
         "windows": len(training_samples(ds, args.max_history)),
-        "heldout_users": [c.user_id for c in heldout], "training": training, "decoding": decoding,
+        "heldout_users": [c.user_id for c in heldout], "training": training, "decode_model": decode_model,
+        "decoding": decoding,
         "prompt_tokens": tokens,
     }
     text = render(args, result)

@@ -3,7 +3,8 @@
 LC-Rec (Zheng et al., 2024): every SID code becomes a new token and instruction prompts ask the
 model to continue a user's history with the next item's SID; generation is constrained to real
 items. Options: :mod:`.options`; prompts and examples: :mod:`.prompts`; base model, SID tokens and
-LoRA: :mod:`.model`; training: :mod:`.training`; decoding and loading: :mod:`.recommender`.
+LoRA: :mod:`.model`; training: :mod:`.training` (its levers' code paths: :mod:`.sid_rows`,
+:mod:`.cpu_bf16`); decoding and loading: :mod:`.recommender`.
 docs/lcrec.md describes the options and the design.
 """
 

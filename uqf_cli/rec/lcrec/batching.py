@@ -82,18 +82,17 @@ def response_loss(model, inputs: dict[str, torch.Tensor], num_items_in_batch: An
     """The causal-LM loss with the output head run only where a label follows (``lm_head="response"``).
 
     The loss needs logits only at the positions that predict a response token; the model is asked for
-    the logits of the span of columns that holds every row's response (``logits_to_keep``: with
-    bucketed batches, a few columns instead of the whole sequence), so the head's matmul and the
-    log-softmax over the vocabulary shrink by the prompt's share. The sum over label tokens divided by
-    ``num_items_in_batch`` (or their count) is the loss Hugging Face's causal-LM loss computes."""
+    the logits of the columns where some row predicts one (``logits_to_keep``: with bucketed batches a
+    few columns instead of the whole sequence, with random ones the union of the rows' few columns), so
+    the head's matmul and the log-softmax over the vocabulary shrink by the prompt's share. The sum over
+    label tokens divided by ``num_items_in_batch`` (or their count) is the loss Hugging Face's causal-LM
+    loss computes."""
     labels = inputs["labels"]
     targets = labels[:, 1:]  # position p predicts token p + 1
-    hit = (targets != -100).any(0).nonzero().flatten()
-    first, last = int(hit[0]), int(hit[-1])
-    keep = torch.arange(first, last + 1, device=labels.device)
+    keep = (targets != -100).any(0).nonzero().flatten()
     out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep)
     logits = out.logits.float()
-    wanted = targets[:, first:last + 1]
+    wanted = targets[:, keep]
     total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), wanted.reshape(-1),
                                               ignore_index=-100, reduction="sum")
     if num_items_in_batch is None:

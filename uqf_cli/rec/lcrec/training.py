@@ -26,6 +26,7 @@ from uqf_cli.files import SidTable, atomic_path, check_output, make_provenance
 from uqf_cli.files.checkpoint import TrainerCheckpoints
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import write_model_meta
+from uqf_cli.rec.lcrec import cpu_bf16, sid_rows
 from uqf_cli.rec.lcrec.batching import (
     BatchDataset,
     Collator,
@@ -151,6 +152,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     trainable, total = model.get_nb_trainable_parameters()
     examples, counts = build_examples(dataset, sids, tokenizer, opts, random.Random(seed))
     bf16, fp16 = _precision(device, str(opts.precision))
+    _speed_up(model, opts, device, bf16)
     train_data, per_device, batches = _training_data(examples, opts, seed)
     max_steps = int(opts.max_steps) if opts.max_steps is not None else -1
     params = {"backbone": BACKBONE, **opts.params()}
@@ -224,6 +226,16 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         _save(trainer.model, tokenizer, dataset, sids, ref, opts, token_ids, summary, output, force)
         ckpts.finish()
     return summary
+
+
+def _speed_up(model, opts: LcRecOptions, device: torch.device, bf16: bool) -> None:
+    """The levers' own code paths: the SID rows beside the frozen matrices with the response-only head
+    (:mod:`~uqf_cli.rec.lcrec.sid_rows`), float32 attention and bf16 weights cast once under bf16 autocast
+    on a CPU (:mod:`~uqf_cli.rec.lcrec.cpu_bf16`). The float32 path (``LEGACY``) gets neither."""
+    if opts.lm_head == "response":
+        sid_rows.install(model)
+    if bf16 and device.type == "cpu":
+        cpu_bf16.prepare(model)
 
 
 def _training_data(examples: list, opts: LcRecOptions, seed: int
