@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutFile, RunOptions, shared_options
+from uqf_cli.cli.options import DatasetDir, OutFile, RunOptions, shared_options
 from uqf_cli.core import runtime
 from uqf_cli.embed import EmbedConfig, TextEmbeddingResult
 from uqf_cli.embed import embed_text as embed_items
@@ -18,7 +18,7 @@ from uqf_cli.files.outputs import plan_outputs, want
 @cli_command
 @shared_options("device", "force", "quiet", "json")
 def embed_text(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
+    dataset: DatasetDir,
     output: OutFile,
     cfg: EmbedConfig = EmbedConfig(),
     from_array: Annotated[Path | None, typer.Option("--from-array", help=(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import RunOptions, shared_options
+from uqf_cli.cli.options import ModelDir, RunOptions, shared_options
 from uqf_cli.core import runtime
 from uqf_cli.evaluation import EvaluateConfig
 from uqf_cli.evaluation import evaluate as evaluate_model
@@ -20,7 +20,7 @@ from uqf_cli.files.outputs import plan_outputs, want
 @cli_command
 @shared_options("device", "force", "quiet", "json")
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
+    model_dir: ModelDir,
     dataset: Annotated[Path, typer.Argument(help="The dataset directory the model was trained on.")],
     sids: Annotated[Path | None, typer.Option("--sids", help="Check that the model was trained on these SIDs.",
                                               dir_okay=False)] = None,

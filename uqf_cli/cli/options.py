@@ -32,6 +32,8 @@ Device = Annotated[
 ]
 OutFile = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
 OutDir = Annotated[Path, typer.Option("--output", "-o", help="Output directory.", file_okay=False)]
+DatasetDir = Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")]
+ModelDir = Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")]
 PlotOut = Annotated[
     Path | None,
     typer.Option("--plot", help="Also draw a picture here (.png, .svg or .pdf; needs the 'plot' extra).",

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from uqf_cli.cli.common import cli_command, emit_json, parse_csv
-from uqf_cli.cli.options import RunOptions, shared_options
+from uqf_cli.cli.options import ModelDir, RunOptions, shared_options
 from uqf_cli.core import runtime
 from uqf_cli.core.errors import OptionError
 from uqf_cli.evaluation.recommend import SEARCH_LIMIT, RecommendConfig, explain_recommendations, find_items
@@ -21,7 +21,7 @@ HISTORY_SHOWN = 20  # the most recent history items shown in the terminal (JSON 
 @cli_command
 @shared_options("device", "quiet", "json")
 def recommend(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory from `uqf train-rec`.")],
+    model_dir: ModelDir,
     dataset: Annotated[Path, typer.Argument(help="The dataset directory (for titles and item ids).")],
     history: Annotated[str | None, typer.Option("--history", help="Item ids, oldest first, comma-separated.")]
     = None,

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
 from uqf_cli.cli.common import cli_command, emit_json
-from uqf_cli.cli.options import OutFile, RunOptions, shared_options
+from uqf_cli.cli.options import DatasetDir, OutFile, RunOptions, shared_options
 from uqf_cli.collab.config import GcnConfig
 from uqf_cli.core import runtime
 from uqf_cli.files.outputs import plan_outputs, want
@@ -21,7 +19,7 @@ from uqf_cli.files.outputs import plan_outputs, want
 @cli_command
 @shared_options("seed", "device", "force", "resume", "quiet", "json")
 def train_gcn(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `uqf prepare`.")],
+    dataset: DatasetDir,
     output: OutFile,
     cfg: GcnConfig = GcnConfig(),
     run: RunOptions = RunOptions(),
