@@ -229,3 +229,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(cold: dict[str, Path], tm
     assert resumed["parameters_sha256"] == full["parameters_sha256"]
     drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert drop(resumed["history"]) == drop(full["history"]) and resumed["best_epoch"] == full["best_epoch"]
+
+
+def test_hybrid_ema_decay_saves_the_averaged_weights(cold: dict[str, Path], tmp_path: Path) -> None:
+    ds, sids = Dataset.load(cold["ds"]), read_sids(cold["sids"])
+    opts = {**TINY, "epochs": 2, "item_emb": str(cold["emb"])}
+    raw = hybrid.train(ds, sids, tmp_path / "raw", opts)
+    avg = hybrid.train(ds, sids, tmp_path / "avg", {**opts, "ema_decay": 0.9})
+    assert avg["parameters_sha256"] != raw["parameters_sha256"]
+    assert json.loads((tmp_path / "avg" / "uqf_model.json").read_text())["options"]["ema_decay"] == 0.9

@@ -45,6 +45,7 @@ from uqf_cli.rec.tiger.training import (
     warmup_steps,
 )
 from uqf_cli.rec.tiger.vocab import TigerVocab
+from uqf_cli.rec.weight_average import averaged, make_average
 
 
 class _Net(torch.nn.Module):
@@ -121,6 +122,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps,
                                                                              opts.lr_schedule))
     amp_dtype, scaler = _amp(device, lean=True)
+    average = make_average(net, opts.ema_decay)  # None unless --ema-decay
     valid = validation_sample(dataset, opts.eval_users, opts.seed)
     cold_rows = [row[i] for i in cold_ids]
     shuffle_gen = torch.Generator().manual_seed(opts.seed)
@@ -132,6 +134,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                         resume=bool((options or {}).get("resume")))
     live = {"modules": {"model": net}, "optimizers": {"adamw": optimizer}, "schedulers": {"lr": sched},
             "generators": {"shuffle": shuffle_gen}}
+    if average is not None:
+        live["modules"]["average"] = average
     saved = ckpt.load()
     if saved is not None:  # continue an interrupted run where it stopped
         saved.restore(**live)
@@ -150,6 +154,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                 batch = (input_ids[idx, :width].to(device), mask[idx, :width].to(device), labels[idx].to(device),
                          targets[idx].to(device))
                 gen, dense = _step(net, opts, optimizer, sched, scaler, amp_dtype, batch, warm_rows)
+                if average is not None:
+                    average.update()
                 sums = [sums[0] + gen * len(idx), sums[1] + dense * len(idx)]
                 seen += len(idx)
                 step += 1
@@ -160,14 +166,17 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
             stop = False
             if epoch % opts.eval_every == 0 or epoch == opts.epochs:
                 rec = HybridRecommender(t5, head, vocab, cold_rows, opts, device)
-                record.update(_validate(rec, valid, opts.eval_beam))
+                with averaged(average):
+                    record.update(_validate(rec, valid, opts.eval_beam))
                 net.train()
                 record["valid_ndcg10"] = record[f"valid_ndcg10_{opts.rank}"]
                 improved = record["valid_ndcg10"] > best["ndcg10"]
                 bad_evals = 0 if improved else bad_evals + 1
                 stop = bad_evals >= opts.patience
                 if improved:
-                    best = {"ndcg10": record["valid_ndcg10"], "epoch": epoch, "state": copy.deepcopy(net.state_dict())}
+                    with averaged(average):  # the weights validation saw
+                        best = {"ndcg10": record["valid_ndcg10"], "epoch": epoch,
+                                "state": copy.deepcopy(net.state_dict())}
                 runtime.info(f"epoch {epoch}: generation loss {gen_loss:.4f}, dense loss {d_loss:.4f}, valid NDCG@10 "
                              + ", ".join(f"{m} {record[f'valid_ndcg10_{m}']:.4f}" for m in RANK_MODES)
                              + f" ({len(valid)} users)")

@@ -46,6 +46,9 @@ class TigerOptions(BackboneOptions):
     warmup_ratio: float = shared.warmup_ratio(0.0)
     lr_schedule: str = opt("linear", "tiger: after warmup, linear | cosine decay to zero at the last planned "
                            "epoch, or constant (default linear).")
+    ema_decay: float = opt(0.0, "tiger: validate and save a running average of the weights, updated each step "
+                           "with this decay (e.g. 0.998 remembers ~500 steps); 0 = off (the raw weights)",
+                           ge=0, lt=1)
     eval_every: int = shared.eval_every(1)
     eval_users: int = shared.eval_users(1000)
     patience: int = shared.patience(3, ge=1)

@@ -26,6 +26,7 @@ from uqf_cli.rec.tiger.options import BACKBONE, TigerOptions
 from uqf_cli.rec.tiger.recommender import TigerRecommender
 from uqf_cli.rec.tiger.t5_lean import lean_t5_loss
 from uqf_cli.rec.tiger.vocab import TigerVocab, encode_histories
+from uqf_cli.rec.weight_average import averaged, make_average
 
 
 @dataclass
@@ -155,6 +156,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps,
                                                                              opts.lr_schedule))
     amp_dtype, scaler = _amp(device, lean)
+    average = make_average(model, opts.ema_decay)  # None unless --ema-decay
 
     valid = validation_sample(dataset, opts.eval_users, opts.seed)
     shuffle_gen = torch.Generator().manual_seed(opts.seed)
@@ -166,6 +168,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                         inputs={"dataset": dataset.path, "sids": sids.path}, resume=bool((options or {}).get("resume")))
     live = {"modules": {"model": model}, "optimizers": {"adamw": optimizer}, "schedulers": {"lr": sched},
             "generators": {"shuffle": shuffle_gen}}
+    if average is not None:
+        live["modules"]["average"] = average
     saved = ckpt.load()
     if saved is not None:  # continue an interrupted run: the next epoch sees exactly the state it would have seen
         saved.restore(**live)
@@ -191,6 +195,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                 width = int(lengths[idx].max())
                 loss = _step(net, optimizer, sched, scaler, amp_dtype, input_ids[idx, :width].to(device),
                              mask[idx, :width].to(device), labels[idx].to(device), lean)
+                if average is not None:
+                    average.update()
                 loss_sum += loss * len(idx)
                 loss_n += len(idx)
                 step += 1
@@ -200,7 +206,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
             if epoch % opts.eval_every == 0 or epoch == opts.epochs:
                 if dist_info.main:
                     rec = TigerRecommender(model, vocab, opts.max_history, device)
-                    record["valid_ndcg10"] = _validation_ndcg(rec, valid, opts.eval_beam)
+                    with averaged(average):
+                        record["valid_ndcg10"] = _validation_ndcg(rec, valid, opts.eval_beam)
                     improved = record["valid_ndcg10"] > best["ndcg10"]
                     bad_evals = 0 if improved else bad_evals + 1
                     stop = bad_evals >= opts.patience
@@ -209,8 +216,9 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                 # Rank 0 decides; every rank keeps its own copy of the best state (DDP keeps them equal).
                 improved, stop = _broadcast_flags((improved, stop), dist_info)
                 if improved:
-                    best = {"ndcg10": record.get("valid_ndcg10", best["ndcg10"]), "epoch": epoch,
-                            "state": copy.deepcopy(model.state_dict())}
+                    with averaged(average):  # the weights validation saw
+                        best = {"ndcg10": record.get("valid_ndcg10", best["ndcg10"]), "epoch": epoch,
+                                "state": copy.deepcopy(model.state_dict())}
             record["seconds"] = round(seconds_before + time.time() - t0, 1)  # training + validation so far
             record["cpu_seconds"] = round(cpu_before + time.process_time() - cpu0, 1)
             history.append(record)
