@@ -183,7 +183,9 @@ def test_learning_rate_schedules_warm_up_then_decay_to_zero():
     from uqf_cli.rec.tiger.training import _schedule, warmup_steps
 
     assert warmup_steps(TigerOptions(warmup_ratio=0.01), 7600) == 76
-    assert warmup_steps(TigerOptions(), 7600) == 200 and warmup_steps(TigerOptions(), 100) == 10
+    assert warmup_steps(TigerOptions(), 7600) == 152  # the default: 2% of the planned steps
+    steps_only = TigerOptions(warmup_ratio=0.0)  # --warmup-ratio 0: --warmup-steps, at most a tenth
+    assert warmup_steps(steps_only, 7600) == 200 and warmup_steps(steps_only, 100) == 10
     assert _schedule(0, 10, 100, "cosine") == 0.1 and _schedule(9, 10, 100, "cosine") == 1.0
     assert abs(_schedule(55, 10, 100, "cosine") - 0.5) < 1e-9  # half way through the decay
     assert _schedule(55, 10, 100, "linear") == 0.5 and _schedule(99, 10, 100, "constant") == 1.0

@@ -10,7 +10,7 @@ Parallelism. Units run as worker processes of this script (``--jobs N``), each w
 (``UQF_THREADS`` threads each on a CPU; on a GPU the processes share the card).
 
 Budget. Without ``--budget-minutes`` every TIGER trains to early stopping (``--tiger-patience``
-evaluations on a seeded sample of ``--tiger-eval-users`` validation users), at most ``--tiger-epochs``.
+evaluations on ``--tiger-eval-users`` validation users, default all), at most ``--tiger-epochs``.
 With it, the runner first tokenizes and runs the baselines, then calibrates one TIGER epoch and one
 validation pass on this machine with all ``--jobs`` workers running, and gives every tokenizer the
 same epoch cap that finishes before the deadline (or ``--tiger-epochs`` when that fits: then early
@@ -170,13 +170,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="codes per level (default: the library's --codebook-size auto rule for the dataset)")
     ap.add_argument("--levels", type=int, default=QuantizeConfig.levels)
     ap.add_argument("--quantize", type=json.loads, default={}, help="QuantizeConfig overrides for every variant")
-    ap.add_argument("--tiger-epochs", type=int, default=200, help="the most epochs a TIGER run may train")
+    ap.add_argument("--tiger-epochs", type=int, default=TigerOptions.epochs,
+                    help="planned TIGER epochs: the cap and the learning-rate schedule's horizon")
     ap.add_argument("--tiger-preset", choices=list(TIGER_PRESETS), default="small")
     ap.add_argument("--tiger-recipe", type=json.loads, default={},
                     help='TIGER training options for every SID unit, e.g. \'{"lr": 2e-3, "lr_schedule": "cosine"}\'')
     ap.add_argument("--tiger-eval-users", type=int, default=TigerOptions.eval_users,
-                    help="seeded valid sample for early stopping")
-    ap.add_argument("--tiger-patience", type=int, default=5)
+                    help="valid users for early stopping: 0 = all (default), N = a seeded sample")
+    ap.add_argument("--tiger-patience", type=int, default=TigerOptions.patience)
     ap.add_argument("--eval-users", type=int, default=None, help="score only the first N users (default: all)")
     ap.add_argument("--backbone", choices=("tiger", "lcrec"), default="tiger", help="what the SID units train")
     for key, default in LCREC_PROTOCOL.items():

@@ -227,7 +227,8 @@ def header(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]
               f"{manifest['jobs']} (calibration: {plan})") if plan else ""
     tiger_budget = (f"every TIGER at most {cap} epochs{fitted}"
                     + f"; early stopping after {args.tiger_patience} evaluations without improvement on "
-                    f"{args.tiger_eval_users} seeded validation users; TIGER preset `{args.tiger_preset}`")
+                    + (f"{args.tiger_eval_users} seeded" if args.tiger_eval_users else "all") + " validation users; "
+                    f"TIGER preset `{args.tiger_preset}`")
     budget = ((lcrec_budget if lcrec else tiger_budget) + f"; fuse {args.fuse_epochs} epochs; RQ-VAE {args.levels} x "
               f"{args.codebook_size}" + (f" with {args.quantize}" if args.quantize else "")
               + "; SASRec trains to its own early stopping (same patience, full validation set)")

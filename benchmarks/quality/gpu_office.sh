@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Office tokenizer comparison on one GPU: text-only, collaborative-only, concatenation and UQF SIDs,
-# 3 seeds each, TIGER at the paper's shape trained to early stopping (patience 5), with popularity,
+# 3 seeds each, TIGER at the paper's shape with the library's recipe (train-rec's defaults: AdamW 1e-3, cosine
+# over 30 epochs, 2% warmup, batch 256, early stopping after 5 epochs on all validation users), with popularity,
 # LightGCN and SASRec, all through benchmarks/quality/ablation.py (worker processes sharing the card).
 #
 # The project runs from source (PYTHONPATH); no model hub is needed. Text embeddings are made on a CPU
@@ -41,6 +42,6 @@ else
 fi
 [ -f "$WORK/collab.st" ] || "$PY" -m uqf_cli train-gcn "$DS" -o "$WORK/collab.st" --device "$DEVICE" --seed 0 --quiet
 "$PY" -m benchmarks.quality.ablation --dataset "$DS" --text "$TEXT" --collab "$WORK/collab.st" --work "$WORK/run" \
-  --out "$OUT" --variants text,collab,concat,uqf --seeds 3 --tiger-preset tiger --tiger-epochs 200 \
-  --tiger-patience 5 --baselines --jobs "$JOBS" --budget-minutes "$BUDGET_MINUTES" --device "$DEVICE" "$@"
+  --out "$OUT" --variants text,collab,concat,uqf --seeds 3 --tiger-preset tiger \
+  --baselines --jobs "$JOBS" --budget-minutes "$BUDGET_MINUTES" --device "$DEVICE" "$@"
 echo "gpu_office.sh: $(( $(date +%s) - start )) s wall; table in $OUT" >&2

@@ -66,10 +66,10 @@ from uqf_cli.quantize import QuantizeConfig, quantize
 from uqf_cli.quantize.config import parse_codebook_sizes, show_codebook_sizes
 from uqf_cli.rec import hybrid, sasrec, textknn, tiger
 
-# TIGER and the hybrid train with one recipe: the CPU recipe of the convergence study (tiger_converge.py,
-# "cpu-a": AdamW 2e-3, cosine to zero, 2% warmup, batch 256, up to 30 epochs, patience 5) at --preset small.
-RECIPE: dict[str, Any] = {"preset": "small", "lr": 2e-3, "lr_schedule": "cosine", "warmup_ratio": 0.02,
-                          "batch_size": 256, "epochs": 30, "patience": 5, "eval_users": 1000}
+# TIGER and the hybrid train with one recipe: train-rec's defaults, the CPU recipe of the convergence study
+# (benchmarks/results/tiger_converge.md: AdamW 1e-3, cosine over 30 epochs, 2% warmup, batch 256, patience 5,
+# all validation users) at --preset small.
+RECIPE: dict[str, Any] = {"preset": "small"}
 QUICK_RECIPE: dict[str, Any] = {"num_layers": 1, "num_decoder_layers": 1, "d_model": 16, "num_heads": 2, "d_kv": 8,
                                 "d_ff": 32, "epochs": 2, "batch_size": 64, "eval_users": 50, "patience": 2,
                                 "warmup_steps": 2, "lr": 5e-3}
@@ -452,7 +452,8 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         f"{first['cold_users']:,} with a cold target, {first['warm_users']:,} with a warm one. Protocol: "
         "`benchmarks/quality/hybrid_office.py` docstring; item representations and SIDs fitted on the cold-start data.",
         "",
-        f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}`; SASRec: `{json.dumps(args.sasrec)}` "
+        f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}` (TigerOptions defaults otherwise); "
+        f"SASRec: `{json.dumps(args.sasrec)}` "
         f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`, temperature "
         f"{args.temperature}. "
         "SIDs: RQ-VAE, codebook sizes " + ", ".join(f"{k} {'x'.join(map(str, v))}"

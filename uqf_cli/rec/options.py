@@ -62,7 +62,8 @@ warmup_ratio = shared_option("--warmup-ratio", "Warmup as a share of all planned
                              "--warmup-steps when > 0", ge=0, lt=1)
 eval_beam = shared_option("--eval-beam", "tiger, lcrec: beam size of the validation search", ge=10)
 eval_every = shared_option("--eval-every", "Validate every N epochs", ge=1)
-eval_users = shared_option("--eval-users", "tiger, lcrec: valid users sampled for early stopping", ge=1)
+eval_users = shared_option("--eval-users", "tiger, lcrec: valid users sampled for early stopping (0 = all)",
+                           ge=0)
 patience = shared_option("--patience", "Evaluations without improvement before stopping", ge=0)
 d_model = shared_option("--d-model", "Hidden size; lightgcn: embedding size", ge=1)
 num_layers = shared_option("--num-layers", "tiger: encoder layers; sasrec: blocks; lightgcn: propagation layers",

@@ -26,9 +26,10 @@ HISTORY_FILE = "uqf_lcrec_validation.json"
 
 
 def validation_sample(dataset: Dataset, users: int, seed: int) -> list:
-    """A seeded sample of ``users`` validation cases (all of them when there are fewer), in dataset order."""
+    """A seeded sample of ``users`` validation cases (all of them when there are fewer or ``users`` is 0), in
+    dataset order."""
     cases = dataset.eval_cases("valid")
-    if len(cases) <= users:
+    if users == 0 or len(cases) <= users:
         return cases
     pick = sorted(random.Random(seed + 1).sample(range(len(cases)), users))
     return [cases[k] for k in pick]

@@ -38,20 +38,20 @@ class TigerOptions(BackboneOptions):
                       "shape options override it.")
     max_history: int = shared.max_history(20)
     user_tokens: int = opt(0, "tiger: hashed user tokens, 0 = off", ge=0)
-    epochs: int = shared.epochs(20, ge=1)
+    epochs: int = shared.epochs(30, ge=1)
     batch_size: int = shared.batch_size(256)
-    lr: float = shared.lr(2e-3)
+    lr: float = shared.lr(1e-3)
     weight_decay: float = shared.weight_decay(0.01)
-    warmup_steps: int = opt(200, "tiger: warmup steps, at most a tenth of all", ge=0)
-    warmup_ratio: float = shared.warmup_ratio(0.0)
-    lr_schedule: str = opt("linear", "tiger: after warmup, linear | cosine decay to zero at the last planned "
-                           "epoch, or constant (default linear).")
+    warmup_steps: int = opt(200, "tiger: warmup steps when --warmup-ratio is 0, at most a tenth of all", ge=0)
+    warmup_ratio: float = shared.warmup_ratio(0.02)
+    lr_schedule: str = opt("cosine", "tiger: after warmup, cosine (default) | linear decay to zero at the last "
+                           "planned epoch, or constant.")
     ema_decay: float = opt(0.0, "tiger: validate and save a running average of the weights, updated each step "
                            "with this decay (e.g. 0.998 remembers ~500 steps); 0 = off (the raw weights)",
                            ge=0, lt=1)
     eval_every: int = shared.eval_every(1)
-    eval_users: int = shared.eval_users(1000)
-    patience: int = shared.patience(3, ge=1)
+    eval_users: int = shared.eval_users(0)
+    patience: int = shared.patience(5, ge=1)
     beam_size: int = 20
     eval_beam: int = shared.eval_beam(20)
     num_layers: int = shared.num_layers(4)

@@ -106,10 +106,10 @@ def _param_digest(model: torch.nn.Module) -> str:
 
 
 def validation_sample(dataset: Dataset, users: int, seed: int) -> list:
-    """The valid cases early stopping ranks: all of them, or a sample of ``users`` drawn with ``seed + 1`` (kept
-    in dataset order)."""
+    """The valid cases early stopping ranks: all of them (``users`` 0 or at least their number), or a sample of
+    ``users`` drawn with ``seed + 1`` (kept in dataset order)."""
     valid = dataset.eval_cases("valid")
-    if len(valid) > users:
+    if 0 < users < len(valid):
         pick = torch.randperm(len(valid), generator=torch.Generator().manual_seed(seed + 1))[:users]
         valid = [valid[i] for i in pick.sort().values.tolist()]
     return valid
