@@ -101,6 +101,27 @@ def test_define_adds_a_variant_and_bad_definitions_are_refused(inputs: dict[str,
     with pytest.raises(SystemExit):
         ablation.parse_args(_argv(inputs, "d.md", "--define", 'x={"method": "uqf", "codebook_size": 0}'))
 
+    # "seeds": a screened setting runs one seed; units go seed by seed, every variant's first seed first
+    one = 'letter-x={"method": "text", "letter": {"w_collab": 0.1}, "seeds": 1}'
+    args = ablation.parse_args(_argv(inputs, "d.md", "--define", one, "--variants", "text,letter-x,uqf"))
+    assert ablation.planned_units(args)[0] == ["sid_text_s0", "sid_letter-x_s0", "sid_uqf_s0", "sid_text_s1",
+                                                "sid_uqf_s1"]
+    assert "seeds" not in units.tokenization_settings("letter-x", args)  # not a tokenization setting
+    with pytest.raises(SystemExit):
+        ablation.parse_args(_argv(inputs, "d.md", "--define", 'y={"method": "text", "seeds": 0}'))
+
+
+def test_letter_weight_is_selected_on_the_seeds_every_letter_variant_has() -> None:
+    from benchmarks.quality.ablation_report import selected_letter
+
+    def rec(seed: int, valid: float) -> dict:
+        return {"seed": seed, "valid": {"ndcg@10": valid}}
+
+    variants = {"letter-a": {"label": "A"}, "letter-b": {"label": "B"}, "uqf": {"label": "U"}}
+    # B wins seed 0; A's later seeds are higher but B has no such seeds to compare with
+    rows = {"A": [rec(0, 0.030), rec(1, 0.050), rec(2, 0.050)], "B": [rec(0, 0.035)], "U": [rec(0, 0.9)]}
+    assert selected_letter(rows, variants) == "B"
+
 
 def test_reserved_codes_are_distinct_and_outside_the_codebook(tmp_path: Path) -> None:
     ds = Dataset.load(make_dataset(tmp_path / "ds", n_items=12))

@@ -31,7 +31,8 @@ settings, so a table holds one backbone (give each its own ``--out``) and resume
 
 Variants: ``text``, ``collab``, ``concat``, ``uqf``, UQF ablations and ``letter`` (see ``VARIANTS``);
 ``--define NAME=JSON`` adds one (``{"method": "uqf", "fuse": {...}, "quantize": {...}, "label": "..."}``;
-optional ``"codebook_size"`` and ``"levels"`` replace ``--codebook-size``/``--levels`` for that variant).
+optional ``"codebook_size"`` and ``"levels"`` replace ``--codebook-size``/``--levels`` for that variant, and
+``"seeds"`` its number of seeds). Units run seed by seed: every variant's first seed comes before any second.
 
 Run (the committed results state their own command)::
 
@@ -238,6 +239,8 @@ def parse_defines(ap: argparse.ArgumentParser, defines: list[str]) -> dict[str, 
         bad = sorted(set(value.get("letter", {})) - (set(LetterConfig.__dataclass_fields__) - {"collab"}))
         if bad:
             ap.error(f"--define {name}: unknown letter option(s) {', '.join(bad)}")
+        if "seeds" in value and (not isinstance(value["seeds"], int) or value["seeds"] < 1):
+            ap.error(f"--define {name}: seeds must be a positive integer")
         sizes = {k: value[k] for k in ("codebook_size", "levels") if k in value}
         if any(not isinstance(v, int) or v < 1 for v in sizes.values()):
             ap.error(f"--define {name}: codebook_size and levels must be positive integers")

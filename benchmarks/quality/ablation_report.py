@@ -148,11 +148,14 @@ def paired_test(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int =
 
 
 def selected_letter(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict[str, Any]]) -> str | None:
-    """Of the LETTER-style variants (names starting with ``letter``), the label with the best mean valid NDCG@10."""
+    """Of the LETTER-style variants (names starting with ``letter``), the label with the best mean valid NDCG@10
+    over the seeds all of them have (a weight screened on one seed and the winner run on more compare alike)."""
     labels = [spec["label"] for name, spec in variants.items() if name.startswith("letter") and spec["label"] in rows]
     if not labels:
         return None
-    return max(labels, key=lambda lab: mean_std([r["valid"]["ndcg@10"] for r in rows[lab]])[0])
+    common = set.intersection(*({r["seed"] for r in rows[lab]} for lab in labels))
+    return max(labels, key=lambda lab: mean_std([r["valid"]["ndcg@10"] for r in rows[lab] if r["seed"] in common]
+                                                or [float("-inf")])[0])
 
 
 def paired_table(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict[str, Any]]) -> list[str]:

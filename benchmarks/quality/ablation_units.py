@@ -86,10 +86,21 @@ def baseline_unit(name: str, seed: int) -> str:
     return f"base_{name}_s{seed}"
 
 
+def variant_seeds(variant: str, args: argparse.Namespace) -> int:
+    """Seeds of a variant: its definition's ``"seeds"`` (e.g. 1 for a setting only screened on validation), else
+    ``--seeds`` for the main and defined variants and ``--ablation-seeds`` for the built-in ablations."""
+    spec = args.defined.get(variant, {})
+    if "seeds" in spec:
+        return int(spec["seeds"])
+    return args.seeds if variant in MAIN_VARIANTS or variant in args.defined else args.ablation_seeds
+
+
 def planned_units(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """(SID units, baseline units) this invocation covers."""
-    sids = [sid_unit(v, args.seed + k) for v in args.variant_list
-            for k in range(args.seeds if v in MAIN_VARIANTS or v in args.defined else args.ablation_seeds)]
+    """(SID units, baseline units) this invocation covers, seed by seed (every variant's first seed before any
+    second seed), so an interrupted table already has one row per variant."""
+    seeds = {v: variant_seeds(v, args) for v in args.variant_list}
+    sids = [sid_unit(v, args.seed + k) for k in range(max(seeds.values(), default=0))
+            for v in args.variant_list if k < seeds[v]]
     bases: list[str] = []
     if args.baselines:
         bases = [baseline_unit("pop", args.seed), baseline_unit("lightgcn", args.seed)]
