@@ -15,6 +15,7 @@ validation NDCG@10 is within 2% of the reference's and how its wall time compare
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -26,7 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from benchmarks.quality.ablation_report import paired_test
+from benchmarks.quality.ablation_units import per_user_ndcg
 from benchmarks.tools.command import command_line
+from uqf_cli.rec.tiger.options import TigerOptions
 
 # The field's TIGER recipe (APAO and LETTER on Office: AdamW 5e-4, cosine, 1% warmup, batch 1,024,
 # up to 200 epochs, patience 20), validated every epoch on all users, at --preset small.
@@ -57,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", default=json.dumps(REFERENCE), help="the reference recipe as JSON")
     p.add_argument("--uqf", default=str(Path(sys.executable).with_name("uqf")), help="the uqf executable")
+    p.add_argument("--backfill-per-user", action="store_true",
+                   help="add per-user NDCG@10 to finished records that lack it, from their predictions in --work")
     return p.parse_args(argv)
 
 
@@ -90,6 +98,7 @@ def train_and_evaluate(name: str, recipe: dict[str, Any], args: argparse.Namespa
         cmd = [args.uqf, "evaluate", str(model), str(args.dataset), "--split", split, "--json", "--force",
                "--predictions", str(preds)]
         metrics[split] = json.loads(run_logged(cmd, log, args.threads).stdout)["metrics"]
+    per_user = per_user_scores(name, args.work)
     record = {"name": name, "recipe": recipe, "seed": args.seed, "threads": args.threads,
               "train_seconds": summary["train_seconds"], "train_cpu_seconds": summary.get("train_cpu_seconds"),
               "wall_this_invocation": round(time.time() - start, 1),
@@ -98,11 +107,74 @@ def train_and_evaluate(name: str, recipe: dict[str, Any], args: argparse.Namespa
               "valid": metrics["valid"], "test": metrics["test"], "load_at_start": load_before,
               "load_at_end": os.getloadavg(), "machine": platform.processor() or platform.machine(),
               "commit": git_commit(), "command": command_line("benchmarks.quality.tiger_converge", sys.argv[1:])}
+    record["per_user_ndcg10"] = per_user
     record_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(record_path)
     return record
+
+
+def per_user_scores(name: str, work: Path) -> dict[str, Any] | None:
+    """Each valid and test user's NDCG@10 from the run's predictions files (users in file order, with a digest of
+    that order so two runs pair user by user), or None when a file is missing."""
+    out: dict[str, Any] = {}
+    for split in ("valid", "test"):
+        preds = work / f"{name}.{split}.predictions.jsonl"
+        if not preds.exists():
+            return None
+        users = [json.loads(line)["user_id"] for line in preds.read_text(encoding="utf-8").splitlines()]
+        out[split] = per_user_ndcg(preds)
+        out[f"{split}_users_sha256"] = hashlib.sha256("\n".join(users).encode()).hexdigest()[:16]
+    return out
+
+
+def backfill(records_dir: Path, work: Path) -> list[str]:
+    """Add ``per_user_ndcg10`` to finished records that lack it, from their runs' predictions in ``work``."""
+    done = []
+    for path in sorted(records_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        if record.get("per_user_ndcg10"):
+            continue
+        scores = per_user_scores(record["name"], work)
+        if scores is not None:
+            record["per_user_ndcg10"] = scores
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1))
+            tmp.replace(path)
+            done.append(record["name"])
+    return done
+
+
+def paired(ref: dict[str, Any], cand: dict[str, Any], split: str) -> dict[str, float] | None:
+    """Candidate / reference NDCG@10 on ``split`` with its paired-bootstrap 95% interval over users and Wilcoxon's
+    p (None without per-user scores for both, or when their users differ)."""
+    a, b = cand.get("per_user_ndcg10"), ref.get("per_user_ndcg10")
+    if not a or not b or a[f"{split}_users_sha256"] != b[f"{split}_users_sha256"]:
+        return None
+    return paired_test(np.asarray(a[split]), np.asarray(b[split]))
+
+
+def paired_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The table of every run against the reference, user by user: is a difference larger than the noise of one
+    validation or test set?"""
+    ref = results["reference"]
+    lines = ["## Against the reference, user by user", "",
+             "Ratio of NDCG@10 (run / reference) over the same users, with the paired-bootstrap 95% interval (2,000 "
+             "resamples of users) and the Wilcoxon signed-rank p-value. An interval that contains 1 means the two "
+             "runs differ by less than this split's noise.", "",
+             "| run | valid ratio | valid 95% interval | valid p | test ratio | test 95% interval | test p |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if name == "reference":
+            continue
+        cells = []
+        for split in ("valid", "test"):
+            t = paired(ref, r, split)
+            cells += ["-", "-", "-"] if t is None else [f"{t['ratio']:.3f}", f"{t['low']:.3f}-{t['high']:.3f}",
+                                                         f"{t['p']:.3g}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def git_commit() -> str:
@@ -162,6 +234,15 @@ def verdict(ref: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
             "fast_enough": reach_ratio is not None and reach_ratio <= TIME_SHARE}
 
 
+def stop_cell(run: dict[str, Any]) -> str:
+    """How a run ended: early stopping, its decaying learning-rate schedule reaching zero (nothing left to learn),
+    or the epoch cap of a constant schedule."""
+    if run["early_stopped"]:
+        return "yes"
+    schedule = run["recipe"].get("lr_schedule", TigerOptions.lr_schedule)
+    return "no (cap)" if schedule == "constant" else "schedule end (lr 0)"
+
+
 def _reach_cell(v: dict[str, Any]) -> str:
     r = v["reach"]
     if r is None or v["reach_ratio"] is None:
@@ -175,6 +256,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     level = (1 - WITHIN) * ref["valid"]["ndcg@10"]
     lines = ["# TIGER to convergence on this CPU: the field's recipe vs CPU recipes", "",
              f"Command: `{ref['command']}` (later runs: their records' commands)  ",
+             f"Rendered by: `{command_line('benchmarks.quality.tiger_converge', sys.argv[1:])}`  ",
              f"Code: {ref['commit']} (later runs: their records' commits); machine: {ref['machine']}; two lanes side "
              "by side at the threads of the table (one thread each unless stated).", "",
              "| run | threads | recipe | epochs (best) | early stop | train wall s | train CPU s | "
@@ -186,7 +268,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         v = verdict(ref, r)
         lines.append(f"| {name} | {r.get('threads', 1)} | `{json.dumps(r['recipe'])}` | "
                      f"{r['epochs_run']} ({r['best_epoch']}) | "
-                     f"{'yes' if r['early_stopped'] else 'no (cap)'} | {r['train_seconds']:.0f} | "
+                     f"{stop_cell(r)} | {r['train_seconds']:.0f} | "
                      f"{r.get('train_cpu_seconds') or float('nan'):.0f} | "
                      f"{r['valid']['ndcg@10']:.4f} | {r['test']['ndcg@10']:.4f} | {r['test']['recall@10']:.4f} | "
                      f"{v['valid_ratio']:.3f} | {_reach_cell(v)} | {v['time_ratio']:.3f} | {v['wall_ratio']:.3f} |")
@@ -200,6 +282,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             lines.append(f"* {name}: {'PASS' if v['matches'] and v['fast_enough'] else 'fail'} "
                          f"(best valid {v['valid_ratio']:.3f}x; first reach {_reach_cell(v)}; whole run "
                          f"{v['time_ratio']:.3f}x)")
+    lines += ["", *paired_lines(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -226,6 +309,9 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if args.backfill_per_user:
+        added = backfill(args.out.parent / args.out.stem / "runs", args.work)
+        print(f"per-user NDCG@10 added to: {', '.join(added) or 'none'}", file=sys.stderr)
     extra = dict(d.split("=", 1) for d in args.define)
     pool = {**CANDIDATES, **{k: json.loads(v) for k, v in extra.items()}}
     candidates = {n: pool[n] for n in args.candidates.split(",") if n}
