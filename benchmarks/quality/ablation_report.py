@@ -85,7 +85,18 @@ def budget_cell(recs: list[dict[str, Any]]) -> str:
     best = "/".join(str(r["best_epoch"]) for r in recs)
     stopped = sum(bool(r.get("early_stopped")) for r in recs)
     cap = recs[0].get("epoch_cap")
-    return f"{runs} (best {best}){'' if cap is None else f' of {cap}'}; early stop {stopped}/{len(recs)}"
+    ended = sum(schedule_ended(r) for r in recs)
+    return (f"{runs} (best {best}){'' if cap is None else f' of {cap}'}; early stop {stopped}/{len(recs)}"
+            + (f", schedule end {ended}/{len(recs)}" if ended else ""))
+
+
+def schedule_ended(rec: dict[str, Any]) -> bool:
+    """A TIGER run that trained its planned epochs without early stopping, on a schedule decaying to zero: its
+    learning rate reached 0, so training had nothing left to change (not a budget cut of a climbing curve)."""
+    tiger = (rec.get("settings") or {}).get("tiger") or {}
+    planned = tiger.get("epochs", rec.get("epoch_cap"))
+    return (rec.get("kind") == "sid" and not rec.get("early_stopped") and planned is not None
+            and rec.get("epochs_run") == planned and tiger.get("lr_schedule", "cosine") != "constant")
 
 
 def group_metric(rec: dict[str, Any], group: str, metric: str) -> float | None:

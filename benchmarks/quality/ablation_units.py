@@ -320,7 +320,8 @@ def run_sid(variant: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Nam
     if getattr(args, "backbone", "tiger") == "lcrec":
         return run_lcrec(variant, seed, ds, table, wdir, args, tok, reserved)
     epochs = cap or args.tiger_epochs
-    options = {**tiger_settings(args, epochs), "seed": seed, "device": args.device}
+    # resume: a unit interrupted mid-training (a session's end) goes on from its last epoch checkpoint
+    options = {**tiger_settings(args, epochs), "seed": seed, "device": args.device, "resume": True}
     t = time.perf_counter()
     summary = backbone_module("tiger").train(ds, table, wdir / "model", options, force=True)
     train_s = time.perf_counter() - t
@@ -340,7 +341,7 @@ def run_lcrec(variant: str, seed: int, ds: Dataset, table: SidTable, wdir: Path,
     """An LC-Rec SID unit: the protocol's training (early stopping on a validation sample), then test on all users."""
     settings = lcrec_settings(args)
     options = {k: v for k, v in settings.items() if k != "score_valid" and v is not None}
-    options.update(seed=seed, device=args.device)
+    options.update(seed=seed, device=args.device, resume=True)
     t = time.perf_counter()
     summary = backbone_module("lcrec").train(ds, table, wdir / "model", options, force=True)
     train_s = time.perf_counter() - t
@@ -358,7 +359,7 @@ def run_lcrec(variant: str, seed: int, ds: Dataset, table: SidTable, wdir: Path,
 
 
 def run_baseline(name: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"seed": seed, "device": args.device}
+    options: dict[str, Any] = {"seed": seed, "device": args.device, "resume": True}
     if name == "lightgcn":
         options = {"collab": str(args.collab)}
     elif name == "sasrec":
