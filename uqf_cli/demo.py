@@ -62,8 +62,8 @@ FULL = DemoBudget(
     name="full",
     gcn={"epochs": 100},
     tiger={"preset": "small", "epochs": 4, "eval_users": 500},
-    notes=("TIGER: --preset small for 4 epochs (default: the paper's shape for 20; about the CPU of one "
-           "default-shape epoch), validated on 500 sampled valid users: a working, not a converged model",
+    notes=("TIGER: --preset small for 4 epochs (a converged small run is 30, about 20 minutes on 2 cores; "
+           "the default shape is the paper's), validated on 500 sampled valid users: a working, not a converged model",
            f"train-gcn: at most 100 epochs (default {GcnConfig.epochs}; early stopping usually ends it sooner)",
            "other stages: their defaults"),
 )

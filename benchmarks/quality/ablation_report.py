@@ -164,7 +164,8 @@ def selected_letter(rows: dict[str, list[dict[str, Any]]], variants: dict[str, d
     labels = [spec["label"] for name, spec in variants.items() if name.startswith("letter") and spec["label"] in rows]
     if not labels:
         return None
-    common = set.intersection(*({r["seed"] for r in rows[lab]} for lab in labels))
+    common = set.intersection(*({r["seed"] for r in rows[lab]} for lab in labels)) or {
+        r["seed"] for lab in labels for r in rows[lab]}  # no seed in common: every seed
     return max(labels, key=lambda lab: mean_std([r["valid"]["ndcg@10"] for r in rows[lab] if r["seed"] in common]
                                                 or [float("-inf")])[0])
 

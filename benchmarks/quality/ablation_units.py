@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -303,12 +304,23 @@ def run_unit(name: str, args: argparse.Namespace, cap: int | None) -> dict[str, 
     ds = Dataset.load(args.dataset)
     wdir = args.work / "rec" / name
     wdir.mkdir(parents=True, exist_ok=True)
+    drop_stale_checkpoints(wdir, unit_settings(name, args, cap))
     rec = run_sid(body, seed, ds, wdir, args, cap) if kind == "sid" else run_baseline(body, seed, ds, wdir, args)
     rec.update({"unit": name, "settings": unit_settings(name, args, cap), "machine": machine_line(args.device),
                 "code": code_version(), "command": command_line(args),
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     write_json(records_dir(args) / f"{name}.json", rec)
     return rec
+
+
+def drop_stale_checkpoints(wdir: Path, settings: dict[str, Any]) -> None:
+    """Units resume interrupted training from checkpoints in ``wdir``; those of a run with other settings (another
+    recipe or cap sharing ``--work``) would be refused, so they are removed and the unit starts over."""
+    stamp = wdir / "unit_settings.json"
+    if read_json(stamp) != settings:
+        for old in wdir.glob("model.ckpt*"):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        write_json(stamp, settings)
 
 
 def run_sid(variant: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Namespace, cap: int | None
@@ -324,7 +336,7 @@ def run_sid(variant: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Nam
     options = {**tiger_settings(args, epochs), "seed": seed, "device": args.device, "resume": True}
     t = time.perf_counter()
     summary = backbone_module("tiger").train(ds, table, wdir / "model", options, force=True)
-    train_s = time.perf_counter() - t
+    train_s = summary.get("train_seconds", time.perf_counter() - t)  # adds up across a resume
     scores = score(wdir / "model", args)
     curve = [{"epoch": h["epoch"], "loss": h["loss"], "valid_ndcg10": h.get("valid_ndcg10")}
              for h in summary["history"]]
@@ -361,7 +373,7 @@ def run_lcrec(variant: str, seed: int, ds: Dataset, table: SidTable, wdir: Path,
 def run_baseline(name: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"seed": seed, "device": args.device, "resume": True}
     if name == "lightgcn":
-        options = {"collab": str(args.collab)}
+        options["collab"] = str(args.collab)
     elif name == "sasrec":
         options["patience"] = args.tiger_patience
     t = time.perf_counter()
@@ -419,7 +431,7 @@ def calibrate(args: argparse.Namespace, steps: int = 12) -> dict[str, float]:
             torch.cuda.synchronize()
         if n >= 2:
             timed.append(time.perf_counter() - t)
-    valid = ds.eval_cases("valid")[:opts.eval_users]
+    valid = tiger.validation_sample(ds, opts.eval_users, 0)  # what a run validates (0 = all users)
     rec = tiger.TigerRecommender(model, vocab, opts.max_history, device)
     t = time.perf_counter()
     rec.recommend([c.history for c in valid], k=10, beam_size=opts.eval_beam)

@@ -103,7 +103,8 @@ def train_and_evaluate(name: str, recipe: dict[str, Any], args: argparse.Namespa
               "train_seconds": summary["train_seconds"], "train_cpu_seconds": summary.get("train_cpu_seconds"),
               "wall_this_invocation": round(time.time() - start, 1),
               "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-              "early_stopped": summary["epochs_run"] < recipe["epochs"], "curve": summary["history"],
+              "early_stopped": summary["epochs_run"] < recipe.get("epochs", TigerOptions.epochs),
+              "curve": summary["history"],
               "valid": metrics["valid"], "test": metrics["test"], "load_at_start": load_before,
               "load_at_end": os.getloadavg(), "machine": platform.processor() or platform.machine(),
               "commit": git_commit(), "command": command_line("benchmarks.quality.tiger_converge", sys.argv[1:])}
@@ -137,7 +138,8 @@ def backfill(records_dir: Path, work: Path) -> list[str]:
         if record.get("per_user_ndcg10"):
             continue
         scores = per_user_scores(record["name"], work)
-        if scores is not None:
+        if scores is not None and all(abs(float(np.mean(scores[split])) - record[split]["ndcg@10"]) < 1e-4
+                                      for split in ("valid", "test")):  # the predictions are this record's
             record["per_user_ndcg10"] = scores
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=1))

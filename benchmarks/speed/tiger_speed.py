@@ -8,7 +8,7 @@ Two parts, one run, one machine, the paper's shape (4+4 layers, d_model 128, 6 h
    round by round (hf, lean, hf, lean, ...) so machine-load drift hits both alike. Prints samples/s of
    each round (wall clock and process CPU time) and the ratio of the totals.
 2. Equal-epoch quality: ``tiger.train`` for ``--epochs`` epochs per seed and engine; validation NDCG@10
-   (tiger's sampled validation users, ``--eval-users``) mean, min, max per engine and whether the lean
+   (``--eval-users`` validation users, 0 = all) mean, min, max per engine and whether the lean
    mean lies within the hf seeds' range; also each run's whole-loop train seconds.
 
 Without ``--dataset``/``--sids`` it makes them in ``--work``: ``uqf prepare builtin:office``,
@@ -136,7 +136,8 @@ def report(args: argparse.Namespace, commit: str, speed: list[dict], qual: list[
         lines += ["", f"**lean / hf: {total('lean', 'wall_s') / total('hf', 'wall_s'):.2f}x samples/s (wall), "
                       f"{total('lean', 'cpu_s') / total('hf', 'cpu_s'):.2f}x per CPU-second.**"]
     if qual:
-        lines += ["", f"## Validation NDCG@10 after {args.epochs} epoch(s) ({args.eval_users} sampled valid users)", "",
+        users = f"{args.eval_users} sampled" if args.eval_users else "all"
+        lines += ["", f"## Validation NDCG@10 after {args.epochs} epoch(s) ({users} valid users)", "",
                   "| seed | engine | valid NDCG@10 | train loss | train seconds |", "|---|---|---|---|---|"]
         lines += [f"| {r['seed']} | {r['engine']} | {r['valid_ndcg10']:.4f} | {r['loss']:.4f} | "
                   f"{r['train_seconds']} |" for r in qual]

@@ -165,8 +165,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
                                       "generation_loss": gen_loss, "dense_loss": d_loss}
             stop = False
             if epoch % opts.eval_every == 0 or epoch == opts.epochs:
-                rec = HybridRecommender(t5, head, vocab, cold_rows, opts, device)
-                with averaged(average):
+                with averaged(average):  # the recommender's item vectors come from the averaged adapter too
+                    rec = HybridRecommender(t5, head, vocab, cold_rows, opts, device)
                     record.update(_validate(rec, valid, opts.eval_beam))
                 net.train()
                 record["valid_ndcg10"] = record[f"valid_ndcg10_{opts.rank}"]
