@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from conftest import make_dataset
 from test_lcrec import _sids, _tiny_llama
 
+from benchmarks.speed import lcrec_speed
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.rec import lcrec
 
@@ -23,7 +25,7 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
     out = tmp_path / "speed.md"
     cmd = [sys.executable, "-m", "benchmarks.speed.lcrec_speed", "--dataset", str(ds.path), "--sids",
-           str(sids.path), "--base-model", str(base), "--quick", "--levers", "--out", str(out)]
+           str(sids.path), "--base-model", str(base), "--quick", "--levers", "--loss-seeds", "1", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
@@ -42,3 +44,32 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     assert dec["users"] == 8 and 0.0 <= dec["identical_top10"] <= 1.0 and len(dec["rows"]) == 4
     md = out.read_text()
     assert "python -m benchmarks.speed.lcrec_speed --dataset" in md and "Load average" in md and "| all levers |" in md
+    # --loss-seeds 1: float32 and all levers, each over the timed batch order and one more, untimed
+    noise = result["loss_noise"]
+    assert noise["loss_seeds"] == 1 and noise["order_seeds"] == [1]
+    assert [row["config"] for row in noise["rows"]] == ["float32 (today)", "all levers"]
+    for row in noise["rows"]:
+        losses = row["heldout_losses"]
+        assert row["orders"] == len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
+        assert losses[0] == train[row["config"]]["heldout_loss"]  # order 0 is the timed run
+        assert losses[1] != losses[0]  # another batch order, so another model
+        assert row["min"] <= row["mean"] <= row["max"] and row["min"] == min(losses) and row["max"] == max(losses)
+    f32, levers = noise["rows"]
+    assert math.isclose(noise["difference"], levers["mean"] - f32["mean"])
+    assert noise["within_noise"] == noise["ranges_overlap"] and isinstance(noise["mean_in_float32_range"], bool)
+    assert noise["verdict"].startswith("all levers - float32 mean held-out loss")
+    assert "## Held-out loss over batch orders" in md and f"- verdict: {noise['verdict']}" in md
+    assert md.index("## Training") < md.index("## Held-out loss over batch orders") < md.index("## Decoding")
+
+
+def test_loss_seeds_default_off_and_the_verdict() -> None:
+    args = lcrec_speed.parse_args(["--dataset", "d", "--sids", "s"])
+    assert args.loss_seeds == 0 and lcrec_speed.noise_lines({}) == []
+    stats = lcrec_speed.loss_stats
+    inside = lcrec_speed.noise_verdict(stats([8.0, 8.4, 8.2]), stats([8.3, 8.5]))
+    assert inside["mean_in_float32_range"] and inside["ranges_overlap"] and inside["within_noise"]
+    touching = lcrec_speed.noise_verdict(stats([8.0, 8.1]), stats([8.1, 8.6]))
+    assert not touching["mean_in_float32_range"] and touching["within_noise"]
+    apart = lcrec_speed.noise_verdict(stats([8.0, 8.1]), stats([8.4, 8.5]))
+    assert not apart["ranges_overlap"] and not apart["within_noise"]
+    assert math.isclose(apart["difference"], 0.4)

@@ -18,6 +18,12 @@
    compared on the same users: identical share, mean overlap, the share of users whose target is in
    both or neither, and Recall/NDCG@10 of both. A last row runs the head in bf16 too (faster, coarser
    scores; not the default).
+3. Loss noise (``--loss-seeds K``, default 0: off). The held-out loss after N steps depends on the
+   batch order as well as on the levers (bucketed batches group the same windows differently), so the
+   float32 path and all levers each train K more models, untimed, on the same windows with the same seed
+   (model init, dropout) and K other batch orders; the report gives each one's held-out loss over its
+   1 + K orders (mean, sd, min, max) and whether the all-levers range meets the float32 one: whether the
+   difference is within the batch-order noise.
 
 Writes ``--out`` (markdown: command, commit, machine, load average before and after) and its
 ``.json``. Measure on a quiet machine: contention distorts every ratio.
@@ -32,6 +38,7 @@ model is the timed all-levers one) for tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +64,7 @@ from uqf_cli.evaluation.metrics import ndcg_at_k, recall_at_k
 from uqf_cli.files import read_sids
 from uqf_cli.rec import lcrec
 from uqf_cli.rec.base import training_samples
+from uqf_cli.rec.lcrec import training as lcrec_training
 from uqf_cli.rec.lcrec.batching import Collator
 from uqf_cli.rec.lcrec.options import LEGACY, LcRecOptions
 from uqf_cli.rec.lcrec.prompts import Encoded, sid_token_ids
@@ -87,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--decode-steps", type=int, default=400,
                     help="steps of the all-levers model the decoding rows use (0: the timed one)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--loss-seeds", type=int, default=0,
+                    help="K more batch orders of the same windows for float32 and all levers (untimed): the "
+                         "held-out loss's batch-order noise (default 0: none)")
     ap.add_argument("--levers", action=argparse.BooleanOptionalAction, default=None,
                     help="a row per lever alone (default: on, off with --quick)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: UQF_THREADS or torch's)")
@@ -95,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/lcrec_speed.md"))
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.loss_seeds < 0:
+        ap.error(f"--loss-seeds must be >= 0, got {args.loss_seeds}")
     if args.quick:
         args.steps, args.batch_size, args.users, args.beam, args.heldout = 4, 4, 8, 6, 8
         args.decode_steps = 0
@@ -196,6 +210,75 @@ def agreement(a: list[list[str]], b: list[list[str]], targets: list[str]) -> dic
     return {"identical": sum(x == y for x, y in zip(a, b, strict=True)) / n,
             "overlap": sum(len(set(x) & set(y)) / max(len(x), 1) for x, y in zip(a, b, strict=True)) / n,
             "same_hit": sum((t in x) == (t in y) for x, y, t in zip(a, b, targets, strict=True)) / n}
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss noise: the same windows and seed, other batch orders (untimed)
+# ----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def batch_order(order_seed: int) -> Iterator[None]:
+    """Make ``lcrec.train`` group and order its batches by ``order_seed`` instead of ``seed``.
+
+    ``lcrec.train`` draws the windows, the model init, dropout and the batch order all from ``seed``; this
+    changes the batch order alone, here in the benchmark, so normal runs, their options and provenance stay
+    as they are: the bucketed tie-break (which equal-length windows share a batch) comes from ``order_seed``,
+    and the Trainer's seeded sampler draws from a seeded permutation of the items (windows or whole batches),
+    so random batches get another composition and order, bucketed ones another order."""
+    original = lcrec_training._training_data
+    calls: list[int] = []
+
+    def reordered(examples: list, opts: Any, seed: int) -> tuple[torch.utils.data.Dataset, int, list[list]]:
+        data, per_device, batches = original(examples, opts, order_seed)
+        perm = list(range(len(data)))
+        random.Random(order_seed).shuffle(perm)
+        calls.append(order_seed)
+        return torch.utils.data.Subset(data, perm), per_device, batches
+
+    lcrec_training._training_data = reordered
+    try:
+        yield
+    finally:
+        lcrec_training._training_data = original
+    if not calls:
+        raise RuntimeError("lcrec.train no longer builds its batches through _training_data: update batch_order")
+
+
+def loss_stats(losses: list[float]) -> dict[str, Any]:
+    """Held-out losses over batch orders: count, the losses, mean, min, max and sample sd."""
+    return {"orders": len(losses), "heldout_losses": losses, "mean": statistics.mean(losses), "min": min(losses),
+            "max": max(losses), "sd": statistics.stdev(losses) if len(losses) > 1 else 0.0}
+
+
+def run_loss_noise(args: argparse.Namespace, ds: Dataset, sids, work: Path, heldout: list,
+                   training: list[dict[str, Any]]) -> dict[str, Any]:
+    """Held-out losses of float32 and all levers over 1 + ``--loss-seeds`` batch orders (the first: the timed run)."""
+    timed = {row["config"]: row["heldout_loss"] for row in training}
+    order_seeds = [args.seed + k for k in range(1, args.loss_seeds + 1)]
+    configs = {"float32 (today)": {}, "all levers": ALL_LEVERS}
+    rows = []
+    for name, levers in configs.items():
+        losses = [timed[name]]
+        for order_seed in order_seeds:
+            out = work / f"noise_{slug(name)}_{order_seed}"
+            with batch_order(order_seed):
+                summary = lcrec.train(ds, sids, out, train_options(args, levers), force=True)
+            losses.append(heldout_loss(out, heldout))
+            progress(f"loss noise {name}, batch order {order_seed}: held-out loss {losses[-1]:.4f} "
+                     f"(train loss {summary['train_loss']:.4f})")
+        rows.append({"config": name, **loss_stats(losses)})
+    verdict = noise_verdict(*rows)
+    return {"loss_seeds": args.loss_seeds, "order_seeds": order_seeds, "rows": rows, **verdict,
+            "verdict": noise_verdict_text(verdict, *rows)}
+
+
+def noise_verdict(base: dict[str, Any], levers: dict[str, Any]) -> dict[str, Any]:
+    """Is the all-levers loss within float32's batch-order noise: its mean inside float32's min-max, or the ranges
+    overlapping (the mean inside implies overlap, so ``within_noise`` is the overlap)."""
+    mean_in = base["min"] <= levers["mean"] <= base["max"]
+    overlap = levers["min"] <= base["max"] and base["min"] <= levers["max"]
+    return {"difference": levers["mean"] - base["mean"], "mean_in_float32_range": mean_in,
+            "ranges_overlap": overlap, "within_noise": mean_in or overlap}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,7 +406,7 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
                      f"{row['cpu_samples_per_s']:.2f} | {row['cpu_samples_per_s'] / cpu_base:.2f}x | "
                      f"{row['train_loss']:.4f} | {row['heldout_loss']:.4f} |")
     tokens = ", ".join(f"{k} {v:.1f}" for k, v in result["prompt_tokens"].items())
-    lines += ["", f"Mean prompt tokens of the decoded users: {tokens}.", "",
+    lines += ["", f"Mean prompt tokens of the decoded users: {tokens}.", "", *noise_lines(result),
               "## Decoding", "",
               f"{dec['users']} seeded test users, beam {dec['beam']}, top 10. The float32 row decodes the timed "
               f"float32 model; the all-levers rows decode {decode_model_text(result['decode_model'])}.", "",
@@ -338,6 +421,39 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
               f"- training speed-up, all levers / float32: {train[-1]['samples_per_s'] / base:.2f}x "
               f"(per CPU-second: {train[-1]['cpu_samples_per_s'] / cpu_base:.2f}x)", ""]
     return "\n".join(lines)
+
+
+def noise_lines(result: dict[str, Any]) -> list[str]:
+    """The loss-noise section (``--loss-seeds``), or nothing."""
+    noise = result.get("loss_noise")
+    if noise is None:
+        return []
+    base = noise["rows"][0]
+    lines = ["## Held-out loss over batch orders", "",
+             f"The same {result['training'][0]['examples']} seeded windows and seed (model init, dropout), "
+             f"{base['orders']} batch orders per configuration, not timed: order 0 is the timed run above, the "
+             f"others reorder the batches (batch-order seeds {', '.join(map(str, noise['order_seeds']))}; random "
+             "batches: another composition and order; bucketed: another order, and another tie-break among equal "
+             "lengths).", "",
+             "| configuration | batch orders | held-out loss (mean) | sd | min | max | per order |",
+             "|---|---|---|---|---|---|---|"]
+    for row in noise["rows"]:
+        per_order = ", ".join(f"{x:.4f}" for x in row["heldout_losses"])
+        lines.append(f"| {row['config']} | {row['orders']} | {row['mean']:.4f} | {row['sd']:.4f} | "
+                     f"{row['min']:.4f} | {row['max']:.4f} | {per_order} |")
+    lines += ["", f"- verdict: {noise['verdict']}", ""]
+    return lines
+
+
+def noise_verdict_text(noise: dict[str, Any], base: dict[str, Any], levers: dict[str, Any]) -> str:
+    """The verdict in one line: the difference of the means, where it falls, within the noise or not."""
+    where = "inside" if noise["mean_in_float32_range"] else "outside"
+    overlap = "overlap" if noise["ranges_overlap"] else "do not overlap"
+    within = ("within the batch-order noise" if noise["within_noise"]
+              else f"outside the batch-order noise seen over {base['orders']} orders each")
+    return (f"all levers - float32 mean held-out loss {noise['difference']:+.4f}; the all-levers mean "
+            f"{levers['mean']:.4f} lies {where} the float32 range [{base['min']:.4f}, {base['max']:.4f}] and the "
+            f"ranges {overlap}: the difference is {within}.")
 
 
 def decode_model_text(model: dict[str, Any]) -> str:
@@ -371,6 +487,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         decode_model = train_decoding_model(args, ds, sids, Path(tmp), dirs)
         decoding = run_decoding(args, dirs, cases)
         tokens = prompt_tokens(dirs, cases)
+        noise = run_loss_noise(args, ds, sids, Path(tmp), heldout, training) if args.loss_seeds else None
     env = f"UQF_THREADS={os.environ['UQF_THREADS']} " if os.environ.get("UQF_THREADS") else ""
     result = {
         "command": env + " ".join(["python", "-m", "benchmarks.speed.lcrec_speed", *args.argv]),
@@ -381,6 +498,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "decoding": decoding,
         "prompt_tokens": tokens,
     }
+    if noise is not None:
+        result["loss_noise"] = noise
     text = render(args, result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_md = args.out.with_name(args.out.name + ".tmp")
