@@ -46,8 +46,14 @@ def test_backfill_reads_predictions_and_the_paired_table_pairs_users(tmp_path: P
                 for u in users:  # the target is first (NDCG 1) or absent (0)
                     top = ["t", "x"] if rng.random() < hit else ["x", "y"]
                     f.write(json.dumps({"user_id": u, "item_ids": top, "target": "t"}) + "\n")
-        (records / f"{name}.json").write_text(json.dumps(_run(name, [(0.1, 1.0)], 0.1, 1.0)))
-    assert tc.backfill(records, work) == ["better", "reference", "same"]
+        record = _run(name, [(0.1, 1.0)], 0.1, 1.0)
+        for split in ("valid", "test"):  # the record's metrics are those of its predictions
+            record[split]["ndcg@10"] = float(np.mean(tc.per_user_ndcg(work / f"{name}.{split}.predictions.jsonl")))
+        (records / f"{name}.json").write_text(json.dumps(record))
+    (records / "stranger.json").write_text(json.dumps(_run("same", [(0.1, 1.0)], 0.5, 1.0) | {"name": "stranger"}))
+    (work / "stranger.valid.predictions.jsonl").write_text((work / "same.valid.predictions.jsonl").read_text())
+    (work / "stranger.test.predictions.jsonl").write_text((work / "same.test.predictions.jsonl").read_text())
+    assert tc.backfill(records, work) == ["better", "reference", "same"]  # not predictions of another run
     assert tc.backfill(records, work) == []  # nothing left to add
     runs = {n: json.loads((records / f"{n}.json").read_text()) for n in ("reference", "same", "better")}
     assert set(runs["same"]["per_user_ndcg10"]["valid"]) <= {0.0, 1.0}

@@ -36,6 +36,7 @@ from uqf_cli.quantize.letter import LetterConfig
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
 from uqf_cli.rec.lcrec.options import LcRecOptions
+from uqf_cli.rec.tiger.training import validation_sample
 
 DEPTHS = ("1", "2")
 
@@ -431,7 +432,7 @@ def calibrate(args: argparse.Namespace, steps: int = 12) -> dict[str, float]:
             torch.cuda.synchronize()
         if n >= 2:
             timed.append(time.perf_counter() - t)
-    valid = tiger.validation_sample(ds, opts.eval_users, 0)  # what a run validates (0 = all users)
+    valid = validation_sample(ds, opts.eval_users, 0)  # what a run validates (0 = all users)
     rec = tiger.TigerRecommender(model, vocab, opts.max_history, device)
     t = time.perf_counter()
     rec.recommend([c.history for c in valid], k=10, beam_size=opts.eval_beam)
