@@ -232,11 +232,14 @@ def test_gpu_lcrec_script_runs_on_cpu_at_a_tiny_budget_and_resumes(inputs: dict[
 def test_budget_cell_tells_early_stops_from_schedules_that_reached_zero() -> None:
     from benchmarks.quality.ablation_report import budget_cell, schedule_ended
 
-    def rec(run: int, best: int, stopped: bool, schedule: str = "cosine") -> dict:
+    def rec(run: int, best: int, stopped: bool, schedule: str = "cosine", floor: float | None = None) -> dict:
+        tiger = {"epochs": 30, "lr_schedule": schedule, **({} if floor is None else {"min_lr_ratio": floor})}
         return {"kind": "sid", "epochs_run": run, "best_epoch": best, "early_stopped": stopped, "epoch_cap": 30,
-                "settings": {"tiger": {"epochs": 30, "lr_schedule": schedule}}}
+                "settings": {"tiger": tiger}}
 
     recs = [rec(22, 17, True), rec(30, 27, False), rec(30, 28, False, "constant")]
     assert [schedule_ended(r) for r in recs] == [False, True, False]
+    # a decay with a floor never reaches zero: its cap is a cap (records before the floor had none: 0)
+    assert not schedule_ended(rec(30, 29, False, floor=0.05)) and schedule_ended(rec(30, 29, False, floor=0.0))
     assert budget_cell(recs) == "22/30/30 (best 17/27/28) of 30; early stop 1/3, schedule end 1/3"
     assert budget_cell(recs[:1]) == "22 (best 17) of 30; early stop 1/1"

@@ -192,6 +192,40 @@ def test_learning_rate_schedules_warm_up_then_decay_to_zero():
     assert _schedule(100, 10, 100, "cosine") == 0.0
 
 
+def test_decay_floor_clips_the_schedule_and_stays_after_the_decay_epochs():
+    import torch
+
+    from uqf_cli.rec.tiger.options import TigerOptions
+    from uqf_cli.rec.tiger.training import _schedule, make_scheduler
+
+    # the floor clips, never rescales: above it every step keeps the multiplier it has without a floor
+    for step in range(0, 100):
+        plain, floored = _schedule(step, 10, 100, "cosine"), _schedule(step, 10, 100, "cosine", 0.05)
+        assert floored == (plain if plain >= 0.05 else 0.05)
+    assert _schedule(250, 10, 100, "cosine", 0.05) == 0.05 and _schedule(250, 10, 100, "linear") == 0.0
+
+    def multipliers(opts: TigerOptions, steps_per_epoch: int, steps: int) -> list[float]:
+        sched = make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), opts,
+                               steps_per_epoch)
+        return [sched.get_last_lr()[0]] + [sched.step() or sched.get_last_lr()[0] for _ in range(steps - 1)]
+
+    # decay over --decay-epochs (3 x 10 steps), then the floor until the --epochs cap
+    lrs = multipliers(TigerOptions(epochs=6, decay_epochs=3, warmup_ratio=0.1, min_lr_ratio=0.1), 10, 60)
+    assert lrs[2] == 1.0 and lrs[15] > 0.1 and lrs[30:] == [0.1] * 30
+    # a cap below the decay epochs: the decay is planned over the cap, as it was before the floor
+    capped = multipliers(TigerOptions(epochs=2, decay_epochs=30, warmup_ratio=0.1, min_lr_ratio=0.0), 10, 20)
+    assert capped == [_schedule(s, 2, 20, "cosine") for s in range(20)]
+
+
+def test_training_past_the_decay_ends_by_early_stopping(tiny_ds: Path, tmp_path: Path) -> None:
+    ds = Dataset.load(tiny_ds)
+    sids = write_random_sids(tiny_ds, tmp_path / "sids.jsonl")
+    opts = {**TINY, "epochs": 40, "decay_epochs": 2, "min_lr_ratio": 0.05, "patience": 2}
+    summary = tiger.train(ds, sids, tmp_path / "m", opts)
+    assert 2 < summary["epochs_run"] < 40  # trained on past the decay at the floor, stopped by patience
+    assert summary["epochs_run"] - summary["best_epoch"] == 2
+
+
 def test_unknown_schedule_and_tiny_validation_beam_are_refused():
     from uqf_cli.core.errors import OptionError
     from uqf_cli.rec.tiger.options import TigerOptions

@@ -32,6 +32,8 @@ def test_first_reach_and_the_pass_rule() -> None:
     assert tc.verdict(ref, short)["reach"] is None and not tc.verdict(ref, short)["matches"]
     assert tc.stop_cell(ref) == "yes" and tc.stop_cell(fast) == "schedule end (lr 0)"
     assert tc.stop_cell(_run("c", [(0.1, 1.0)], 0.1, 1.0, {"lr_schedule": "constant", "epochs": 1})) == "no (cap)"
+    floored = {**fast, "options": {"min_lr_ratio": 0.05}}  # the effective options of a run with the decay's floor
+    assert tc.stop_cell(floored) == "no (cap)"
 
 
 def test_backfill_reads_predictions_and_the_paired_table_pairs_users(tmp_path: Path) -> None:

@@ -172,7 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--levels", type=int, default=QuantizeConfig.levels)
     ap.add_argument("--quantize", type=json.loads, default={}, help="QuantizeConfig overrides for every variant")
     ap.add_argument("--tiger-epochs", type=int, default=TigerOptions.epochs,
-                    help="planned TIGER epochs: the cap and the learning-rate schedule's horizon")
+                    help="TIGER's epoch cap (the learning rate decays over the recipe's decay_epochs, at most the cap, "
+                         "then stays at its floor until early stopping)")
     ap.add_argument("--tiger-preset", choices=list(TIGER_PRESETS), default="small")
     ap.add_argument("--tiger-recipe", type=json.loads, default={},
                     help='TIGER training options for every SID unit, e.g. \'{"lr": 2e-3, "lr_schedule": "cosine"}\'')

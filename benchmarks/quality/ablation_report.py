@@ -17,6 +17,7 @@ import numpy as np
 from benchmarks.quality.ablation_units import manifest_path, read_json, records_dir, write_json
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation import EvaluateConfig
+from uqf_cli.rec.tiger.options import TigerOptions
 
 TAIL_RULE = ("test targets in the tail of the train popularity (items sorted by train interactions; the items "
              "after the first 80% of interactions, cold items included; `uqf evaluate --by-popularity`)")
@@ -92,11 +93,13 @@ def budget_cell(recs: list[dict[str, Any]]) -> str:
 
 def schedule_ended(rec: dict[str, Any]) -> bool:
     """A TIGER run that trained its planned epochs without early stopping, on a schedule decaying to zero: its
-    learning rate reached 0, so training had nothing left to change (not a budget cut of a climbing curve)."""
+    learning rate reached 0, so training had nothing left to change (not a budget cut of a climbing curve). With
+    a floor (``min_lr_ratio`` > 0; records made before it existed have none) the cap is a cap."""
     tiger = (rec.get("settings") or {}).get("tiger") or {}
     planned = tiger.get("epochs", rec.get("epoch_cap"))
     return (rec.get("kind") == "sid" and not rec.get("early_stopped") and planned is not None
-            and rec.get("epochs_run") == planned and tiger.get("lr_schedule", "cosine") != "constant")
+            and rec.get("epochs_run") == planned and tiger.get("lr_schedule", "cosine") != "constant"
+            and not tiger.get("min_lr_ratio", 0.0))
 
 
 def group_metric(rec: dict[str, Any], group: str, metric: str) -> float | None:
@@ -240,7 +243,12 @@ def header(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]
                     "seeded user sample, the best weights kept")
     fitted = (f", the equal cap that fits --budget-minutes {manifest['budget_minutes']} with --jobs "
               f"{manifest['jobs']} (calibration: {plan})") if plan else ""
-    tiger_budget = (f"every TIGER at most {cap} epochs{fitted}"
+    recipe = {"decay_epochs": TigerOptions.decay_epochs, "min_lr_ratio": TigerOptions.min_lr_ratio,
+              "lr_schedule": TigerOptions.lr_schedule, **args.tiger_recipe}
+    decay = ("a constant learning rate after warmup" if recipe["lr_schedule"] == "constant" else
+             f"{recipe['lr_schedule']} decay over {recipe['decay_epochs']} epochs to {recipe['min_lr_ratio']:g} of "
+             "the peak, then that floor")
+    tiger_budget = (f"every TIGER at most {cap} epochs{fitted} ({decay})"
                     + f"; early stopping after {args.tiger_patience} evaluations without improvement on "
                     + (f"{args.tiger_eval_users} seeded" if args.tiger_eval_users else "all") + " validation users; "
                     f"TIGER preset `{args.tiger_preset}`")

@@ -36,6 +36,7 @@ from uqf_cli.quantize.letter import LetterConfig
 from uqf_cli.rec import backbone_module
 from uqf_cli.rec.base import read_model_meta
 from uqf_cli.rec.lcrec.options import LcRecOptions
+from uqf_cli.rec.tiger.options import TigerOptions
 from uqf_cli.rec.tiger.training import validation_sample
 
 DEPTHS = ("1", "2")
@@ -154,8 +155,10 @@ def tokenization_settings(variant: str, args: argparse.Namespace) -> dict[str, A
 
 
 def tiger_settings(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
-    """The TIGER options of every SID unit: the preset's shape, ``--tiger-recipe``, the cap and early stopping."""
-    return {**TIGER_PRESETS[args.tiger_preset], **args.tiger_recipe, "epochs": epochs,
+    """The TIGER options of every SID unit: the preset's shape, the learning-rate decay and its floor (named so
+    that records say how their runs could end), ``--tiger-recipe``, the cap and early stopping."""
+    schedule = {"decay_epochs": TigerOptions.decay_epochs, "min_lr_ratio": TigerOptions.min_lr_ratio}
+    return {**TIGER_PRESETS[args.tiger_preset], **schedule, **args.tiger_recipe, "epochs": epochs,
             "eval_users": args.tiger_eval_users, "patience": args.tiger_patience}
 
 

@@ -35,14 +35,13 @@ from uqf_cli.rec.tiger.training import (
     _amp,
     _length_bucketed_batches,
     _param_digest,
-    _schedule,
     _tensorize,
     loop_snapshot,
     make_optimizer,
+    make_scheduler,
     optimizer_step,
     resumed_loop,
     validation_sample,
-    warmup_steps,
 )
 from uqf_cli.rec.tiger.vocab import TigerVocab
 from uqf_cli.rec.weight_average import averaged, make_average
@@ -118,9 +117,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     optimizer = make_optimizer(net, opts, device, lean=True)
     steps_per_epoch = math.ceil(n / opts.batch_size)
     total_steps = steps_per_epoch * opts.epochs
-    warmup = warmup_steps(opts, total_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps,
-                                                                             opts.lr_schedule))
+    sched = make_scheduler(optimizer, opts, steps_per_epoch)
     amp_dtype, scaler = _amp(device, lean=True)
     average = make_average(net, opts.ema_decay)  # None unless --ema-decay
     valid = validation_sample(dataset, opts.eval_users, opts.seed)

@@ -26,7 +26,8 @@ PRESETS: dict[str, dict[str, int]] = {
 # Training engines: "lean" (uqf_cli.rec.t5_lean's forward, bf16 autocast on CPUs with bf16 support,
 # fused AdamW) and "hf" (the Hugging Face forward in fp32 on CPU, plain AdamW; the earlier path).
 ENGINES = ("lean", "hf")
-# Learning-rate shapes after the warmup: linear or cosine decay to zero at the last planned step, or constant.
+# Learning-rate shapes after the warmup: linear or cosine decay over --decay-epochs down to the floor
+# --min-lr-ratio x --lr (the epochs after it train at the floor until early stopping), or constant.
 LR_SCHEDULES = ("linear", "cosine", "constant")
 
 
@@ -38,14 +39,19 @@ class TigerOptions(BackboneOptions):
                       "shape options override it.")
     max_history: int = shared.max_history(20)
     user_tokens: int = opt(0, "tiger: hashed user tokens, 0 = off", ge=0)
-    epochs: int = shared.epochs(30, ge=1)
+    epochs: int = shared.epochs(60, ge=1)
     batch_size: int = shared.batch_size(256)
     lr: float = shared.lr(1e-3)
     weight_decay: float = shared.weight_decay(0.01)
     warmup_steps: int = opt(200, "tiger: warmup steps when --warmup-ratio is 0, at most a tenth of all", ge=0)
     warmup_ratio: float = shared.warmup_ratio(0.02)
-    lr_schedule: str = opt("cosine", "tiger: after warmup, cosine (default) | linear decay to zero at the last "
-                           "planned epoch, or constant.")
+    lr_schedule: str = opt("cosine", "tiger: after warmup, cosine (default) | linear decay over --decay-epochs "
+                           "to the floor --min-lr-ratio, or constant.")
+    decay_epochs: int = opt(30, "tiger: epochs over which the learning rate decays (warmup included; at most "
+                            "--epochs); later epochs train at the floor until early stopping", ge=1)
+    min_lr_ratio: float = opt(0.05, "tiger: floor of the decay as a share of --lr, kept after --decay-epochs so "
+                              "that early stopping, not the schedule, ends training; 0 = decay to zero", ge=0,
+                              le=1)
     ema_decay: float = opt(0.0, "tiger: validate and save a running average of the weights, updated each step "
                            "with this decay (e.g. 0.998 remembers ~500 steps); 0 = off (the raw weights)",
                            ge=0, lt=1)

@@ -80,14 +80,26 @@ def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.
     return [batches[i] for i in perm]
 
 
-def _schedule(step: int, warmup: int, total: int, shape: str = "linear") -> float:
-    """The learning-rate multiplier: linear warmup, then ``shape`` (linear or cosine to zero, or constant)."""
+def _schedule(step: int, warmup: int, total: int, shape: str = "linear", floor: float = 0.0) -> float:
+    """The learning-rate multiplier: linear warmup, then ``shape`` (linear or cosine decay reaching zero at step
+    ``total``, or constant), never below ``floor``: the decay is clipped, not rescaled, so every step above the
+    floor has the multiplier it has without one, and steps after ``total`` keep the floor."""
     if step < warmup:
         return (step + 1) / warmup
     if shape == "constant":
         return 1.0
     left = max(0.0, (total - step) / max(1, total - warmup))
-    return left if shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
+    return max(floor, left if shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * left)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, opts: TigerOptions, steps_per_epoch: int
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup and decay planned over ``--decay-epochs`` (at most ``--epochs``), then the ``--min-lr-ratio`` floor
+    for the epochs early stopping still allows."""
+    total = steps_per_epoch * min(opts.decay_epochs, opts.epochs)
+    warmup = warmup_steps(opts, total)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _schedule(s, warmup, total, opts.lr_schedule, opts.min_lr_ratio))
 
 
 def warmup_steps(opts: TigerOptions, total_steps: int) -> int:
@@ -152,9 +164,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     optimizer = make_optimizer(model, opts, device, lean)
     steps_per_epoch = math.ceil(n / opts.batch_size)
     total_steps = steps_per_epoch * opts.epochs
-    warmup = warmup_steps(opts, total_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, warmup, total_steps,
-                                                                             opts.lr_schedule))
+    sched = make_scheduler(optimizer, opts, steps_per_epoch)
     amp_dtype, scaler = _amp(device, lean)
     average = make_average(model, opts.ema_decay)  # None unless --ema-decay
 
