@@ -51,6 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import torch
 
+from benchmarks.quality.paired import paired_bootstrap, wilcoxon_p
 from benchmarks.tools.command import command_line
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, set_threads_from_env
@@ -399,14 +400,11 @@ def mean_per_user(records: Sequence[dict[str, Any]]) -> np.ndarray:
 
 def paired_test(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Mean difference a - b with a paired bootstrap 95% interval and p-value, and the Wilcoxon signed-rank p."""
-    from scipy.stats import wilcoxon
-
     diff = a - b
-    rng = np.random.default_rng(seed)
-    boots = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(BOOTSTRAP)])
+    boots = paired_bootstrap(a, b, lambda x, y: (x - y).mean(1), BOOTSTRAP, seed)
     p_boot = min(1.0, 2 * min(float((boots <= 0).mean()), float((boots >= 0).mean())))
     nonzero = diff[diff != 0]
-    p_w = float(wilcoxon(nonzero).pvalue) if len(nonzero) > 0 else 1.0
+    p_w = wilcoxon_p(nonzero)
     return {"users": len(diff), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(diff.mean()),
             "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
             "p_bootstrap": p_boot, "p_wilcoxon": p_w, "users_differing": len(nonzero)}
