@@ -1,11 +1,15 @@
-"""benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection, the paired test, resuming."""
+"""benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection, the paired test, resuming,
+and --jobs 2 (worker processes) against --jobs 1."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_dataset
 
 from benchmarks.quality import hybrid_office as bench
@@ -61,3 +65,70 @@ def test_rerun_reads_the_unit_records_back(run: dict) -> None:
     again = bench.main(run["argv"])
     assert {p.name: p.stat().st_mtime_ns for p in units.glob("*.json")} == before  # nothing recomputed
     assert json.loads(json.dumps(again["rows"])) == json.loads(json.dumps(run["payload"]["rows"]))
+
+
+TIMING = ("wall_seconds", "train_seconds", "seconds", "threads")
+
+
+def _content(value: Any, work: Path) -> Any:
+    """A record without its timings and threads, its --work paths made relative."""
+    if isinstance(value, dict):
+        return {k: _content(v, work) for k, v in value.items() if k not in TIMING}
+    if isinstance(value, list):
+        return [_content(v, work) for v in value]
+    return value.replace(str(work), "WORK") if isinstance(value, str) else value
+
+
+def _records(out_dir: Path, work: Path) -> dict[str, Any]:
+    return {p.name: _content(json.loads(p.read_text()), work) for p in sorted((out_dir / "units").glob("*.json"))}
+
+
+def _mtimes(*folders: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for f in folders for p in f.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def jobs2(run: dict) -> dict:
+    root = run["root"]
+    argv = [*run["argv"], "--jobs", "2"]
+    argv[argv.index("--work") + 1] = str(root / "work2")
+    argv[argv.index("--out") + 1] = str(root / "res2" / "h.md")
+    return {"argv": argv, "payload": bench.main(argv)}
+
+
+def test_jobs_2_writes_the_records_and_report_of_jobs_1(run: dict, jobs2: dict) -> None:
+    root = run["root"]
+    one, two = _records(root / "res" / "h", root / "work"), _records(root / "res2" / "h", root / "work2")
+    assert set(two) == set(one) and any(n.startswith("hybrid_final_text") for n in two)
+    assert two == one  # same content, timings and threads aside
+    per_worker = max(1, torch.get_num_threads() // 2)
+    for name in two:
+        rec = json.loads((root / "res2" / "h" / "units" / name).read_text())
+        in_main = name == "inputs.json" or name.startswith("textknn_")
+        assert rec["threads"] == (torch.get_num_threads() if in_main else per_worker)
+    assert (root / "work2" / "logs" / "sasrec_s1.unit.log").exists()
+    md1, md2 = ((root / d / "h.md").read_text().split("## Input wall times")[0] for d in ("res", "res2"))
+    assert md2 == md1
+    assert json.loads(json.dumps(jobs2["payload"]["rows"])) == json.loads(json.dumps(run["payload"]["rows"]))
+    assert jobs2["payload"]["choices"] == run["payload"]["choices"]
+    assert "jobs" not in jobs2["payload"]["args"] and "argv" not in jobs2["payload"]["args"]
+
+
+def test_jobs_2_rerun_skips_finished_units_and_runs_a_missing_one(jobs2: dict, run: dict,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    root = run["root"]
+    units, logs = root / "res2" / "h" / "units", root / "work2" / "logs"
+    before = _mtimes(units, logs)
+    capsys.readouterr()
+    bench.main(jobs2["argv"])
+    assert _mtimes(units, logs) == before  # no record rewritten, no worker started
+    assert "started" not in capsys.readouterr().err
+    gone = units / "hybrid_grid_uqf_softmax_w1.json"
+    kept = _content(json.loads(gone.read_text()), root / "work2")
+    gone.unlink()
+    bench.main(jobs2["argv"])
+    started = [line for line in capsys.readouterr().err.splitlines() if ": started " in line]
+    assert len(started) == 1 and started[0].endswith("started hybrid_grid_uqf_softmax_w1")
+    assert _content(json.loads(gone.read_text()), root / "work2") == kept
+    assert {k: v for k, v in _mtimes(units).items() if k != str(gone)} == {
+        k: v for k, v in before.items() if k.startswith(str(units)) and k != str(gone)}

@@ -47,7 +47,6 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,7 +55,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from benchmarks.quality import ablation_report as report
-from benchmarks.quality import ablation_units
+from benchmarks.quality import ablation_units, workers
 from benchmarks.quality.ablation_units import (
     BASELINES,
     LCREC_PROTOCOL,
@@ -72,6 +71,7 @@ from benchmarks.quality.ablation_units import (
     records_dir,
     write_json,
 )
+from benchmarks.quality.workers import progress, strip_worker
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
@@ -80,13 +80,6 @@ from uqf_cli.quantize.letter import LetterConfig
 from uqf_cli.rec.tiger.options import TigerOptions
 
 MODULE = "benchmarks.quality.ablation"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def worker_env() -> dict[str, str]:
-    """The environment of a worker: the repository root first on PYTHONPATH so ``-m MODULE`` imports from any cwd."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path}
 
 # ----------------------------------------------------------------------------------------------
 # Scheduling worker processes
@@ -95,36 +88,7 @@ def worker_env() -> dict[str, str]:
 
 def run_parallel(tasks: list[list[str]], args: argparse.Namespace, label: str) -> None:
     """Run ``python -m benchmarks.quality.ablation ARGV... --worker TASK`` for each task, ``--jobs`` at a time."""
-    pending, running, failed = list(tasks), [], []
-    logs = args.work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            task = pending.pop(0)
-            log = open(logs / f"{task[1]}.{task[0]}.log", "w", encoding="utf-8")  # noqa: SIM115 (closed when it ends)
-            cmd = [sys.executable, "-m", MODULE, *args.argv, "--worker", *task]
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env())
-            running.append((task, proc, log, time.time()))
-            progress(f"{label}: started {task[1]}")
-        time.sleep(0.5)
-        for item in list(running):
-            task, proc, log, started = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            log.close()
-            took = (time.time() - started) / 60
-            if proc.returncode:
-                failed.append(task[1])
-                progress(f"{label}: {task[1]} FAILED (exit {proc.returncode}, {took:.1f} min; see {log.name})")
-            else:
-                progress(f"{label}: finished {task[1]} ({took:.1f} min)")
-    if failed:
-        sys.exit(f"error: {len(failed)} unit(s) failed: {', '.join(failed)} (logs in {logs})")
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    workers.run_parallel(tasks, module=MODULE, argv=args.argv, jobs=args.jobs, logs=args.work / "logs", label=label)
 
 
 def epoch_cap_for(args: argparse.Namespace, todo: int, calibration: list[dict[str, float]],
@@ -216,11 +180,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.data_digest = digest({"dataset": str(Dataset.load(args.dataset).fingerprint),
                                "text": file_sha(args.text), "collab": file_sha(args.collab)})
     return args
-
-
-def strip_worker(argv: list[str]) -> list[str]:
-    """The invocation's arguments without a ``--worker ...`` tail (workers get their own)."""
-    return argv[:argv.index("--worker")] if "--worker" in argv else argv
 
 
 def parse_defines(ap: argparse.ArgumentParser, defines: list[str]) -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.quality.ablation_units import manifest_path, read_json, records_dir, write_json
+from benchmarks.quality.paired import paired_bootstrap, wilcoxon_p
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation import EvaluateConfig
 from uqf_cli.rec.tiger.options import TigerOptions
@@ -150,15 +151,9 @@ def per_user_mean(recs: list[dict[str, Any]]) -> np.ndarray | None:
 
 def paired_test(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
     """Ratio of mean NDCG@10 (a / b), its paired-bootstrap 95% interval over users, and Wilcoxon's p-value."""
-    from scipy.stats import wilcoxon
-
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(resamples, len(a)))
-    ratios = a[idx].mean(1) / np.maximum(b[idx].mean(1), 1e-12)
-    differs = np.any(a != b)
-    p = float(wilcoxon(a, b, zero_method="wilcox").pvalue) if differs else 1.0
+    ratios = paired_bootstrap(a, b, lambda x, y: x.mean(1) / np.maximum(y.mean(1), 1e-12), resamples, seed)
     return {"ratio": float(a.mean() / max(b.mean(), 1e-12)), "low": float(np.percentile(ratios, 2.5)),
-            "high": float(np.percentile(ratios, 97.5)), "p": p, "users": len(a)}
+            "high": float(np.percentile(ratios, 97.5)), "p": wilcoxon_p(a - b), "users": len(a)}
 
 
 def selected_letter(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict[str, Any]]) -> str | None:

@@ -22,12 +22,22 @@ Protocol (issue 26)
    on warm targets (the issue's criterion) and on all targets: paired bootstrap (10,000 resamples of
    users, 95% interval of the mean difference) and the Wilcoxon signed-rank test.
 
-Every unit (inputs, each model) leaves a JSON record under ``<out stem>/units/``; a rerun skips finished
-units and resumes interrupted training from its checkpoint. Writes ``--out`` (.md), the JSON beside it
-and ``<stem>_curves.png`` (validation NDCG@10 per epoch of every hybrid, TIGER and SASRec run).
+Every unit (inputs, each model) leaves a JSON record under ``<out stem>/units/`` (with the torch threads it
+ran on); a rerun skips finished units and resumes interrupted training from its checkpoint. Writes ``--out``
+(.md), the JSON beside it and ``<stem>_curves.png`` (validation NDCG@10 per epoch of every hybrid, TIGER and
+SASRec run).
+
+**Parallel units.** ``--jobs N`` runs the models in N worker processes of this script at a time (hidden
+``--worker``; logs in ``--work/logs/``), each with ``UQF_THREADS // N`` torch threads (at least 1; without
+``UQF_THREADS``, torch's default is split): the inputs and text kNN first, in this process; then every grid
+model, TIGER and SASRec seed; each kind's final seeds as soon as its grid is recorded. The records hold what a
+``--jobs 1`` run writes (wall times and threads aside; float results can move with the thread count, as
+they do between two ``UQF_THREADS`` values), and the report is made from them. On a 2-core CPU two 1-thread
+workers get through about 1.6x the models of one 2-thread process (a TIGER small run: ~23 min on 1 thread,
+~18.5 min on 2):
 
     UQF_THREADS=2 .venv/bin/python -m benchmarks.quality.hybrid_office --dataset runs/office/ds \\
-        --text runs/office/text.st --work runs/hybrid --out benchmarks/results/hybrid_office.md
+        --text runs/office/text.st --work runs/hybrid --out benchmarks/results/hybrid_office.md --jobs 2
 
 ``--quick`` shrinks every model, epoch count and grid to a smoke run (minutes on a CPU; tests use it).
 """
@@ -41,7 +51,8 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +62,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import torch
 
+from benchmarks.quality.paired import paired_bootstrap, wilcoxon_p
+from benchmarks.quality.workers import progress, run_parallel, strip_worker
 from benchmarks.tools.command import command_line
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, set_threads_from_env
@@ -78,6 +91,9 @@ QUICK_SASREC: dict[str, Any] = {"epochs": 2, "hidden": 16}
 KINDS = ("text", "uqf")
 K = 10
 BOOTSTRAP = 10_000
+MODULE = "benchmarks.quality.hybrid_office"
+# arguments the JSON's "args" leaves out: where files go and how the run is spread over processes
+RUN_ONLY = ("out", "work", "jobs", "worker", "argv")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -105,7 +121,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gcn", type=json.loads, default={}, metavar="JSON", help="GcnConfig overrides")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="tiny models, epochs and grids (a smoke run)")
-    args = p.parse_args(argv)
+    p.add_argument("--jobs", type=int, default=1, help="units run at a time, each in a worker process with an equal "
+                   "share of the run's threads (UQF_THREADS, else torch's default); 1: one after another here")
+    p.add_argument("--worker", nargs="+", default=None, help=argparse.SUPPRESS)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(raw)
+    args.argv = strip_worker(raw)
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     if args.quick:
         args.recipe = args.recipe or QUICK_RECIPE
         args.sasrec = args.sasrec or QUICK_SASREC
@@ -152,7 +175,8 @@ def unit(args: argparse.Namespace, name: str, run) -> dict[str, Any]:
         return found
     t0 = time.perf_counter()
     record = run()
-    record.update({"unit": name, "wall_seconds": round(time.perf_counter() - t0, 1)})
+    record.update({"unit": name, "wall_seconds": round(time.perf_counter() - t0, 1),
+                   "threads": torch.get_num_threads()})
     return save_record(args, name, record)
 
 
@@ -283,7 +307,7 @@ def tiger_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, seed
         return {"kind": kind, "seed": seed, "test": scores(ds, cases, rank(rec, cases)), "curve": curve(summary),
                 "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
 
-    return unit(args, f"tiger_{kind}_s{seed}", run)
+    return unit(args, tiger_name(kind, seed), run)
 
 
 def sasrec_unit(args: argparse.Namespace, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -298,7 +322,7 @@ def sasrec_unit(args: argparse.Namespace, inputs: dict[str, Any], seed: int) -> 
         return {"seed": seed, "test": scores(ds, cases, rank(rec, cases)), "curve": hist,
                 "best_epoch": summary.get("best_epoch")}
 
-    return unit(args, f"sasrec_s{seed}", run)
+    return unit(args, sasrec_name(seed), run)
 
 
 def textknn_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -328,6 +352,34 @@ def variant_name(mode: str, alpha: float | None) -> str:
     return mode if alpha is None else f"hybrid@{alpha:g}"
 
 
+def variant_names(args: argparse.Namespace) -> list[str]:
+    """The grid's ranking variants in the order ``rank_modes`` makes them."""
+    return list(dict.fromkeys([variant_name("generate", None), variant_name("dense", None),
+                               *(variant_name("hybrid", a) for a in args.alpha_list)]))
+
+
+def in_order(valid: dict[str, Any], names: Sequence[str]) -> list[tuple[str, Any]]:
+    """A grid record's variants in ``names``' order (others after, as stored). Selection and report follow it, so
+    a record read back (its keys sorted) breaks ties and lists rows as the run that made it."""
+    return sorted(valid.items(), key=lambda kv: names.index(kv[0]) if kv[0] in names else len(names))
+
+
+def tiger_name(kind: str, seed: int) -> str:
+    return f"tiger_{kind}_s{seed}"
+
+
+def sasrec_name(seed: int) -> str:
+    return f"sasrec_s{seed}"
+
+
+def grid_name(kind: str, loss: str, weight: float) -> str:
+    return f"hybrid_grid_{kind}_{config_tag(loss, weight)}"
+
+
+def final_name(kind: str, choice: dict[str, Any], seed: int) -> str:
+    return f"hybrid_final_{kind}_{config_tag(choice['loss'], choice['weight'])}_s{seed}"
+
+
 def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str,
                      weight: float) -> dict[str, Any]:
     """One model (first seed) with ``loss`` at ``weight``; ALL valid users ranked in every mode and alpha."""
@@ -348,14 +400,15 @@ def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str
         return {"kind": kind, "loss": loss, "weight": weight, "seed": seed, "valid": valid, "curve": curve(summary),
                 "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
 
-    return unit(args, f"hybrid_grid_{kind}_{config_tag(loss, weight)}", run)
+    return unit(args, grid_name(kind, loss, weight), run)
 
 
-def select(grid: list[dict[str, Any]]) -> dict[str, Any]:
-    """The (loss, weight, mode, alpha) with the best valid NDCG@10 over all valid users (ties: first in grid order)."""
+def select(grid: list[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """The (loss, weight, mode, alpha) with the best valid NDCG@10 over all valid users (ties: first in grid order,
+    then in ``names``' order)."""
     best: dict[str, Any] | None = None
     for rec in grid:
-        for name, v in rec["valid"].items():
+        for name, v in in_order(rec["valid"], names):
             if best is None or v["all"]["ndcg@10"] > best["valid_ndcg10"]:
                 alpha = float(name.split("@", 1)[1]) if name.startswith("hybrid@") else None
                 best = {"loss": rec["loss"], "weight": rec["weight"], "alpha": alpha,
@@ -384,7 +437,72 @@ def hybrid_final_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: st
                 "test": {mode: scores(ds, cases, lists) for mode, lists in ranked.items()},
                 "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
 
-    return unit(args, f"hybrid_final_{kind}_{config_tag(loss, weight)}_s{seed}", run)
+    return unit(args, final_name(kind, choice, seed), run)
+
+
+# ----------------------------------------------------------------------------------------------
+# --jobs N: units in worker processes
+# ----------------------------------------------------------------------------------------------
+
+UnitRun = Callable[[], dict[str, Any]]
+
+
+def selection_units(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, UnitRun]:
+    """The units that need only the inputs (text kNN aside): the hybrid grid models first (they gate the finals),
+    then TIGER and SASRec for every seed."""
+    units: dict[str, UnitRun] = {grid_name(kind, loss, w): partial(hybrid_grid_unit, args, inputs, kind, loss, w)
+                                 for kind in KINDS for loss in args.loss_list for w in args.weight_list}
+    units |= {tiger_name(kind, s): partial(tiger_unit, args, inputs, kind, s) for kind in KINDS for s in args.seed_list}
+    units |= {sasrec_name(s): partial(sasrec_unit, args, inputs, s) for s in args.seed_list}
+    return units
+
+
+def final_units(args: argparse.Namespace, inputs: dict[str, Any], kind: str) -> dict[str, UnitRun]:
+    """The kind's final seeds once every grid model of the kind is recorded (its selection needs them all);
+    none before."""
+    found = [load_record(args, grid_name(kind, loss, w)) for loss in args.loss_list for w in args.weight_list]
+    grid = [g for g in found if g is not None]
+    if len(grid) < len(found):
+        return {}
+    choice = select(grid, variant_names(args))
+    return {final_name(kind, choice, s): partial(hybrid_final_unit, args, inputs, kind, choice, s)
+            for s in args.seed_list}
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """``--worker unit NAME``: that one unit, in this process, on the inputs the main process recorded."""
+    inputs = load_record(args, "inputs")
+    if inputs is None:
+        sys.exit(f"error: no inputs record in {units_dir(args)}: run without --worker")
+    units = selection_units(args, inputs)
+    for kind in KINDS:
+        units |= final_units(args, inputs, kind)
+    units[args.worker[1]]()
+
+
+def run_jobs(args: argparse.Namespace, inputs: dict[str, Any]) -> None:
+    """Every unit not yet recorded, ``--jobs`` worker processes at a time, each with ``1/jobs`` of the threads: text
+    kNN here (seconds), the selection units, and each kind's finals as soon as its grid is recorded."""
+    for kind in KINDS:
+        textknn_unit(args, inputs, kind)
+    threads = max(1, torch.get_num_threads() // args.jobs)
+    released: set[str] = set()
+
+    def ready(_finished: list[str] | None = None) -> list[list[str]]:
+        """Final units of the kinds whose grid has just been completed."""
+        tasks = []
+        for kind in KINDS:
+            finals = {} if kind in released else final_units(args, inputs, kind)
+            if finals:
+                released.add(kind)
+                tasks += [["unit", name] for name in finals if load_record(args, name) is None]
+        return tasks
+
+    first = ready() + [["unit", name] for name in selection_units(args, inputs) if load_record(args, name) is None]
+    progress(f"{len(first)} unit(s) to run now ({args.jobs} worker(s) of {threads} thread(s)); records in "
+             f"{units_dir(args)}")
+    run_parallel(first, module=MODULE, argv=args.argv, jobs=args.jobs, logs=args.work / "logs", label="hybrid_office",
+                 env={"UQF_THREADS": str(threads)}, then=ready)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -399,14 +517,11 @@ def mean_per_user(records: Sequence[dict[str, Any]]) -> np.ndarray:
 
 def paired_test(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Mean difference a - b with a paired bootstrap 95% interval and p-value, and the Wilcoxon signed-rank p."""
-    from scipy.stats import wilcoxon
-
     diff = a - b
-    rng = np.random.default_rng(seed)
-    boots = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(BOOTSTRAP)])
+    boots = paired_bootstrap(a, b, lambda x, y: (x - y).mean(1), BOOTSTRAP, seed)
     p_boot = min(1.0, 2 * min(float((boots <= 0).mean()), float((boots >= 0).mean())))
     nonzero = diff[diff != 0]
-    p_w = float(wilcoxon(nonzero).pvalue) if len(nonzero) > 0 else 1.0
+    p_w = wilcoxon_p(nonzero)
     return {"users": len(diff), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(diff.mean()),
             "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
             "p_bootstrap": p_boot, "p_wilcoxon": p_w, "users_differing": len(nonzero)}
@@ -475,7 +590,7 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
               "valid warm N@10 |", "|---|---|---|---|---|---|---|"]
     for kind, grid in grids.items():
         for rec in grid:
-            for name, v in rec["valid"].items():
+            for name, v in in_order(rec["valid"], variant_names(args)):
                 chosen = choices[kind]
                 mark = " **selected**" if (rec["loss"], rec["weight"], name) == (chosen["loss"], chosen["weight"],
                                                                                  chosen["variant"]) else ""
@@ -527,7 +642,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     configure(quiet=False)
     set_threads_from_env()
+    if args.worker:
+        run_worker(args)
+        return {}
     inputs = prepare_inputs(args)
+    if args.jobs > 1:
+        run_jobs(args, inputs)  # every record made; what follows reads them back
     label = {"text": "text", "uqf": "UQF"}
     results: dict[str, list[dict[str, Any]]] = {}
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -543,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                        for w in args.weight_list]
         for g in grids[kind]:
             curves[f"hybrid {kind} {config_tag(g['loss'], g['weight'])}"] = g["curve"]
-        choices[kind] = select(grids[kind])
+        choices[kind] = select(grids[kind], variant_names(args))
         finals[kind] = [hybrid_final_unit(args, inputs, kind, choices[kind], s) for s in args.seed_list]
         mode = choices[kind]["mode"]
         results[f"hybrid on {label[kind]}"] = [r["test"][mode] for r in finals[kind]]
@@ -566,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     payload = {"inputs": inputs, "rows": rows, "choices": choices, "paired_tests": tests, "best_hybrid": best_kind,
-               "grids": grids, "args": {k: v for k, v in vars(args).items() if k not in ("out", "work")}}
+               "grids": grids, "args": {k: v for k, v in vars(args).items() if k not in RUN_ONLY}}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     plot_curves(curves, args.out.with_name(args.out.stem + "_curves.png"))
     print(report)
