@@ -219,7 +219,7 @@ def test_decay_floor_clips_the_schedule_and_stays_after_the_decay_epochs():
 
 def test_training_past_the_decay_ends_by_early_stopping(tiny_ds: Path, tmp_path: Path) -> None:
     ds = Dataset.load(tiny_ds)
-    sids = write_random_sids(tiny_ds, tmp_path / "sids.jsonl")
+    sids = read_sids(write_random_sids(tiny_ds, tmp_path / "sids.jsonl"))
     opts = {**TINY, "epochs": 40, "decay_epochs": 2, "min_lr_ratio": 0.05, "patience": 2}
     summary = tiger.train(ds, sids, tmp_path / "m", opts)
     assert 2 < summary["epochs_run"] < 40  # trained on past the decay at the floor, stopped by patience
