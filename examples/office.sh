@@ -3,7 +3,7 @@
 #
 #   examples/office.sh                 # writes everything under ./uqf-office
 #   WORK=runs/office examples/office.sh
-#   TIGER_PRESET=tiger TIGER_EPOCHS=20 examples/office.sh  # the paper's shape and budget instead of the demo's
+#   TIGER_PRESET=tiger TIGER_EPOCHS=60 examples/office.sh  # the paper's shape, trained to early stopping
 #   PREPARE_FLAGS="--kcore 15 --max-history 10" QUANTIZE_FLAGS="--codebook-size 16" TIGER_EPOCHS=1 \
 #       examples/office.sh             # a small smoke run (344 items: smaller codebooks)
 #
@@ -17,7 +17,7 @@ SOURCE=${SOURCE:-builtin:office}     # the Office data embedded in the package (
 SEED=${SEED:-0}
 DEVICE=${DEVICE:-auto}               # auto picks CUDA when present
 TIGER_PRESET=${TIGER_PRESET:-small} # the demo's shape (TIGER's own default is the paper's, "tiger")
-TIGER_EPOCHS=${TIGER_EPOCHS:-4}      # the demo's budget (TIGER's own default is 20)
+TIGER_EPOCHS=${TIGER_EPOCHS:-4}      # the demo's budget (TIGER's own: early stopping, at most 60)
 PREPARE_FLAGS=${PREPARE_FLAGS:-}     # e.g. "--kcore 15 --max-history 10" to shrink the data
 QUANTIZE_FLAGS=${QUANTIZE_FLAGS:-}   # e.g. "--codebook-size 64" for a small catalogue
 FORCE=${FORCE:-}

@@ -205,9 +205,14 @@ def test_decay_floor_clips_the_schedule_and_stays_after_the_decay_epochs():
     assert _schedule(250, 10, 100, "cosine", 0.05) == 0.05 and _schedule(250, 10, 100, "linear") == 0.0
 
     def multipliers(opts: TigerOptions, steps_per_epoch: int, steps: int) -> list[float]:
-        sched = make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), opts,
-                               steps_per_epoch)
-        return [sched.get_last_lr()[0]] + [sched.step() or sched.get_last_lr()[0] for _ in range(steps - 1)]
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        sched = make_scheduler(optimizer, opts, steps_per_epoch)
+        out = []
+        for _ in range(steps):
+            out.append(sched.get_last_lr()[0])
+            optimizer.step()
+            sched.step()
+        return out
 
     # decay over --decay-epochs (3 x 10 steps), then the floor until the --epochs cap
     lrs = multipliers(TigerOptions(epochs=6, decay_epochs=3, warmup_ratio=0.1, min_lr_ratio=0.1), 10, 60)
