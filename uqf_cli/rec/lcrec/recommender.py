@@ -6,6 +6,10 @@ costs one single-token forward for all beams (:func:`uqf_cli.rec.decoding.constr
 Users are batched in order of prompt length (so a batch pads little) and returned in their own order.
 Items whose SIDs collide share a leaf and are all returned, in SID-file order.
 
+bf16 and half decoding of Llama-architecture models (SmolLM2) keep one copy of each user's prompt
+keys/values for all its beams (:mod:`uqf_cli.rec.lcrec.shared_prefix`) instead of Hugging Face's cache
+repeated and copied per beam at every level; float32 decoding keeps Hugging Face's cache.
+
 Precision: ``bf16`` runs the transformer body in bfloat16 weights and keeps the output head in float32
 (:class:`Float32Head`), so the scores that rank the beams keep float32's resolution over the vocabulary.
 """
@@ -24,6 +28,7 @@ from uqf_cli.core.errors import InputError
 from uqf_cli.files import SidTable, level_token
 from uqf_cli.rec.base import read_model_meta, read_model_sids
 from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search
+from uqf_cli.rec.lcrec import shared_prefix
 from uqf_cli.rec.lcrec.model import BACKBONE, EMBEDDED_BASE, BaseModelRef, load_base, resolve_base_model
 from uqf_cli.rec.lcrec.options import LcRecOptions
 from uqf_cli.rec.lcrec.prompts import encode_prompts, sequential_prompt, sid_strings
@@ -117,6 +122,40 @@ class CausalLmStepDecoder:
         return out.logits[:, -1, :]
 
 
+class SharedPrefixStepDecoder:
+    """A causal LM prepared by :func:`.shared_prefix.prepare` as a :class:`~uqf_cli.rec.decoding.StepDecoder`:
+    the prompts once through Hugging Face's cache, then one token per level for every beam, attending to
+    its user's single copy of the prompt (:class:`.shared_prefix.PrefixState`)."""
+
+    def __init__(self, model, prompts: list[list[int]], pad_id: int, device: torch.device) -> None:
+        self.model = model
+        self.ids, self.mask = left_pad(prompts, pad_id, device)
+        self.state: shared_prefix.PrefixState | None = None
+        self.last_pos: torch.Tensor | None = None
+
+    def first(self) -> torch.Tensor:
+        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1)
+        cache = getattr(out, "cache", None)
+        self.state = shared_prefix.PrefixState.from_cache(out.past_key_values if cache is None else cache, self.mask)
+        self.last_pos = positions[:, -1:]
+        return out.logits[:, -1, :]
+
+    def next(self, last_tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
+        assert self.state is not None and self.last_pos is not None, "first() comes first"
+        if len(parent_rows) % self.ids.shape[0]:
+            raise ValueError("every user needs the same number of beam rows")
+        self.state.reorder(parent_rows)
+        self.last_pos = self.last_pos.index_select(0, parent_rows) + 1
+        out = self.model(input_ids=last_tokens.reshape(-1, 1), position_ids=self.last_pos, use_cache=False,
+                         **{shared_prefix.STATE_KWARG: self.state})
+        if self.state.calls != len(self.state.prefix_keys):
+            raise RuntimeError(f"the shared-prefix attention ran in {self.state.calls} of "
+                               f"{len(self.state.prefix_keys)} layers: this model does not pass it on")
+        return out.logits[:, -1, :]
+
+
 def build_trie(sids: SidTable, tokenizer) -> SidTrie:
     """The trie of the model's SIDs over its SID-token ids; colliding SIDs share a leaf."""
     codes = np.asarray(sids.codes, dtype=np.int64)
@@ -133,8 +172,9 @@ class LcRecRecommender:
     score_name = "beam log-prob"
 
     def __init__(self, model, tokenizer, sids: SidTable, device: torch.device, eval_batch_size: int,
-                 meta: dict[str, Any]) -> None:
+                 meta: dict[str, Any], shared_prefix: bool = False) -> None:
         self.model = model
+        self.shared_prefix = shared_prefix  # the model is prepared by shared_prefix.prepare
         self.tokenizer = tokenizer
         self.sids = sids
         self.device = device
@@ -156,7 +196,8 @@ class LcRecRecommender:
 
     def search(self, prompts: list[list[int]], beams: int) -> BeamResult:
         """Constrained beam search for one batch of prompts: leaves (first item rows) and scores."""
-        decoder = CausalLmStepDecoder(self.model, prompts, int(self.tokenizer.pad_token_id), self.device)
+        kind = SharedPrefixStepDecoder if self.shared_prefix else CausalLmStepDecoder
+        decoder = kind(self.model, prompts, int(self.tokenizer.pad_token_id), self.device)
         return constrained_beam_search(decoder, self.trie, len(prompts), beams)
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
@@ -182,11 +223,14 @@ class LcRecRecommender:
 
 
 def load(model_dir: str | Path, device: str | torch.device = "auto", precision: str | None = None,
-         eval_batch_size: int | None = None, fp32_head: bool = True) -> LcRecRecommender:
+         eval_batch_size: int | None = None, fp32_head: bool = True,
+         shared_prefix: bool | None = None) -> LcRecRecommender:
     """Load base model + adapter + tokenizer of an LC-Rec model directory, merged for fast decoding.
 
     ``precision`` (``fp32`` | ``bf16`` | ``auto``) and ``eval_batch_size`` override what the model directory
-    records (see :func:`decoding_precision`); ``fp32_head=False`` runs a bf16 model's head in bf16 too."""
+    records (see :func:`decoding_precision`); ``fp32_head=False`` runs a bf16 model's head in bf16 too.
+    ``shared_prefix`` (default: on for bf16 and half decoding where the architecture allows it) decodes
+    with one copy of each prompt's keys/values for all its beams (:mod:`.shared_prefix`)."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -206,6 +250,21 @@ def load(model_dir: str | Path, device: str | torch.device = "auto", precision: 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
     model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-    model = to_decoding_precision(model, decoding_precision(opts, dev, precision), fp32_head).to(dev).eval()
+    dtype = decoding_precision(opts, dev, precision)
+    model = to_decoding_precision(model, dtype, fp32_head).to(dev).eval()
     batch = eval_batch_size or opts.get("eval_batch_size") or (GPU_EVAL_BATCH if dev.type == "cuda" else CPU_EVAL_BATCH)
-    return LcRecRecommender(model, tokenizer, sids, dev, int(batch), meta)
+    share = use_shared_prefix(model, dtype, shared_prefix)
+    return LcRecRecommender(model, tokenizer, sids, dev, int(batch), meta, shared_prefix=share)
+
+
+def use_shared_prefix(model, precision: str, wanted: bool | None) -> bool:
+    """Whether ``model`` decodes with :class:`SharedPrefixStepDecoder` (and prepare it if so): ``wanted``,
+    or by default for bf16 and half; an architecture it does not support keeps Hugging Face's cache."""
+    share = (precision != "fp32") if wanted is None else bool(wanted)
+    if share and not shared_prefix.supported(model):
+        if wanted:
+            raise InputError(None, f"shared-prefix decoding does not support {model.config.model_type!r} models")
+        return False
+    if share:
+        shared_prefix.prepare(model)
+    return share
