@@ -8,7 +8,13 @@ import torch
 
 from uqf_cli.rec.decoding import SidTrie, constrained_beam_search
 from uqf_cli.rec.lcrec import shared_prefix
-from uqf_cli.rec.lcrec.recommender import CausalLmStepDecoder, SharedPrefixStepDecoder, to_decoding_precision
+from uqf_cli.rec.lcrec.recommender import (
+    CausalLmStepDecoder,
+    Scratch,
+    SharedPrefixStepDecoder,
+    left_pad,
+    to_decoding_precision,
+)
 
 VOCAB = 120
 
@@ -36,6 +42,17 @@ def _prompts() -> list[list[int]]:
 def _search(model, decoder, beams: int = 10):
     prompts = _prompts()
     return constrained_beam_search(decoder(model, prompts, 0, torch.device("cpu")), _trie(), len(prompts), beams)
+
+
+def _shared_search(model, prompts: list[list[int]], trie: SidTrie, beams: int, scratch: Scratch):
+    """The search as :meth:`LcRecRecommender.search` runs it: logits and log-probs in reused buffers."""
+    decoder = SharedPrefixStepDecoder(model, prompts, 0, torch.device("cpu"), scratch)
+    return constrained_beam_search(decoder, trie, len(prompts), beams, log_softmax=decoder.log_softmax)
+
+
+def _hf_search(model, prompts: list[list[int]], trie: SidTrie, beams: int):
+    return constrained_beam_search(CausalLmStepDecoder(model, prompts, 0, torch.device("cpu")), trie, len(prompts),
+                                   beams)
 
 
 def test_shared_prefix_attention_equals_sdpa_over_each_beams_own_copy() -> None:
@@ -93,3 +110,53 @@ def test_unprepared_or_unsupported_models_are_refused() -> None:
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32))
     assert not shared_prefix.supported(gpt2)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_decoders_logits_are_the_models_own(precision: str) -> None:
+    """The body + head in the scratch buffer give the very logits of the model's forward (same product)."""
+    if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no bf16 kernels")
+    model = to_decoding_precision(_llama(seed=3), precision)
+    shared_prefix.prepare(model)
+    prompts = _prompts()
+    decoder = SharedPrefixStepDecoder(model, prompts, 0, torch.device("cpu"))
+    ids, mask = left_pad(prompts, 0, torch.device("cpu"))
+    with torch.inference_mode():
+        got = decoder.first()
+        want = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                     logits_to_keep=1).logits[:, -1, :]
+        assert got.dtype == torch.float32 and torch.equal(got, want)
+        assert torch.equal(decoder.log_softmax(got), torch.log_softmax(want, dim=-1))
+        assert decoder.log_softmax(got).data_ptr() == decoder.scratch.get("log_probs", (1,), torch.float32,
+                                                                           got.device).data_ptr()
+
+
+def test_reused_buffers_across_batches_and_dry_beams_keep_the_per_beam_cache_lists() -> None:
+    """One Scratch for several batches (of other row counts), and beams that run dry (fewer items than
+    beams: empty beams, -inf rows, at every level): the items and scores of Hugging Face's per-beam cache."""
+    model = _llama(seed=4)
+    rng = np.random.default_rng(5)
+    few = SidTrie.from_token_ids(np.array([[0, 1, 2], [0, 1, 3], [0, 4, 5], [6, 7, 0], [6, 2, 1]]),
+                                 [list(range(VOCAB + 8 * lv, VOCAB + 8 * lv + 8)) for lv in range(3)])
+    batches = [(_prompts(), _trie(), 10), (_prompts()[:3], few, 8), ([rng.integers(1, VOCAB, 7).tolist()], _trie(), 12)]
+    want = [_hf_search(model, p, t, b) for p, t, b in batches]
+    shared_prefix.prepare(model)
+    scratch = Scratch()
+    for (prompts, trie, beams), w in zip(batches * 2, want * 2, strict=True):
+        got = _shared_search(model, prompts, trie, beams, scratch)
+        assert torch.equal(got.items, w.items)
+        assert torch.allclose(got.scores, w.scores, atol=1e-5)
+    assert (want[1].items == -1).any()  # the dry case really has empty beams
+
+
+def test_scratch_reuses_a_buffer_until_it_is_too_small_or_of_another_kind() -> None:
+    scratch, cpu = Scratch(), torch.device("cpu")
+    a = scratch.get("x", (4, 6), torch.float32, cpu)
+    b = scratch.get("x", (2, 5), torch.float32, cpu)
+    assert b.shape == (2, 5) and b.data_ptr() == a.data_ptr()
+    c = scratch.get("x", (5, 6), torch.float32, cpu)
+    assert c.shape == (5, 6) and scratch.get("x", (4, 6), torch.float32, cpu).data_ptr() == c.data_ptr()
+    assert scratch.get("x", (4, 6), torch.bfloat16, cpu).dtype == torch.bfloat16
+    assert scratch.get("y", (4, 6), torch.float32, cpu).data_ptr() != scratch.get("x", (1,), torch.bfloat16,
+                                                                                  cpu).data_ptr()

@@ -16,6 +16,7 @@ Precision: ``bf16`` runs the transformer body in bfloat16 weights and keeps the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from uqf_cli.core import runtime
 from uqf_cli.core.errors import InputError
 from uqf_cli.files import SidTable, level_token
 from uqf_cli.rec.base import read_model_meta, read_model_sids
-from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search
+from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search, full_log_softmax
 from uqf_cli.rec.lcrec import shared_prefix
 from uqf_cli.rec.lcrec.model import BACKBONE, EMBEDDED_BASE, BaseModelRef, load_base, resolve_base_model
 from uqf_cli.rec.lcrec.options import LcRecOptions
@@ -122,25 +123,52 @@ class CausalLmStepDecoder:
         return out.logits[:, -1, :]
 
 
+class Scratch:
+    """Output tensors reused from one beam step (and batch) to the next.
+
+    A step's logits and their log-softmax are ``[rows, vocabulary]`` float32: 126 MB each for 32 users x
+    20 beams over SmolLM2's 49k tokens. The allocator hands tensors that large back to the system when
+    they are freed, so a fresh one is new pages, faulted in and zeroed by the kernel each time (40-50 ms
+    a tensor on one thread, measured); a reused one is written in place."""
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A tensor of ``shape`` (uninitialised) backed by the buffer ``name``, grown when too small."""
+        size = math.prod(shape)
+        buf = self._tensors.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != device:
+            buf = self._tensors[name] = torch.empty(size, dtype=dtype, device=device)
+        return buf[:size].view(shape)
+
+
 class SharedPrefixStepDecoder:
     """A causal LM prepared by :func:`.shared_prefix.prepare` as a :class:`~uqf_cli.rec.decoding.StepDecoder`:
     the prompts once through Hugging Face's cache, then one token per level for every beam, attending to
-    its user's single copy of the prompt (:class:`.shared_prefix.PrefixState`)."""
+    its user's single copy of the prompt (:class:`.shared_prefix.PrefixState`).
 
-    def __init__(self, model, prompts: list[list[int]], pad_id: int, device: torch.device) -> None:
+    The transformer body runs through the model's own decoder; a float32 linear head (:class:`Float32Head`,
+    or the float32 model's) writes its logits, and :meth:`log_softmax` their log-probabilities, into
+    :class:`Scratch` buffers, so each is valid until the next step."""
+
+    def __init__(self, model, prompts: list[list[int]], pad_id: int, device: torch.device,
+                 scratch: Scratch | None = None) -> None:
         self.model = model
+        self.body = model.get_decoder()
+        self.head = model.get_output_embeddings()
+        self.scratch = scratch or Scratch()
         self.ids, self.mask = left_pad(prompts, pad_id, device)
         self.state: shared_prefix.PrefixState | None = None
         self.last_pos: torch.Tensor | None = None
 
     def first(self) -> torch.Tensor:
         positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1)
+        out = self.body(input_ids=self.ids, attention_mask=self.mask, position_ids=positions, use_cache=True)
         cache = getattr(out, "cache", None)
         self.state = shared_prefix.PrefixState.from_cache(out.past_key_values if cache is None else cache, self.mask)
         self.last_pos = positions[:, -1:]
-        return out.logits[:, -1, :]
+        return self.logits(out.last_hidden_state[:, -1, :])
 
     def next(self, last_tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
         assert self.state is not None and self.last_pos is not None, "first() comes first"
@@ -148,12 +176,29 @@ class SharedPrefixStepDecoder:
             raise ValueError("every user needs the same number of beam rows")
         self.state.reorder(parent_rows)
         self.last_pos = self.last_pos.index_select(0, parent_rows) + 1
-        out = self.model(input_ids=last_tokens.reshape(-1, 1), position_ids=self.last_pos, use_cache=False,
-                         **{shared_prefix.STATE_KWARG: self.state})
+        out = self.body(input_ids=last_tokens.reshape(-1, 1), position_ids=self.last_pos, use_cache=False,
+                        **{shared_prefix.STATE_KWARG: self.state})
         if self.state.calls != len(self.state.prefix_keys):
             raise RuntimeError(f"the shared-prefix attention ran in {self.state.calls} of "
                                f"{len(self.state.prefix_keys)} layers: this model does not pass it on")
-        return out.logits[:, -1, :]
+        return self.logits(out.last_hidden_state[:, -1, :])
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The head's logits of ``hidden`` (``[R, hidden]``): a float32 linear head's own product, written
+        into the ``logits`` buffer; any other head as it computes them."""
+        if not isinstance(self.head, (Float32Head, torch.nn.Linear)) or self.head.weight.dtype != torch.float32:
+            return self.head(hidden)
+        weight, bias = self.head.weight, self.head.bias
+        out = self.scratch.get("logits", (hidden.shape[0], weight.shape[0]), torch.float32, hidden.device)
+        x = hidden.float()
+        return torch.mm(x, weight.t(), out=out) if bias is None else torch.addmm(bias, x, weight.t(), out=out)
+
+    def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """:func:`~uqf_cli.rec.decoding.full_log_softmax` of ``logits``, written into the ``log_probs`` buffer."""
+        if logits.dtype != torch.float32:
+            return full_log_softmax(logits)
+        out = self.scratch.get("log_probs", tuple(logits.shape), torch.float32, logits.device)
+        return torch.log_softmax(logits, dim=-1, out=out)
 
 
 def build_trie(sids: SidTable, tokenizer) -> SidTrie:
@@ -175,6 +220,7 @@ class LcRecRecommender:
                  meta: dict[str, Any], shared_prefix: bool = False) -> None:
         self.model = model
         self.shared_prefix = shared_prefix  # the model is prepared by shared_prefix.prepare
+        self.scratch = Scratch()  # the shared-prefix steps' logits and log-probs, reused across batches
         self.tokenizer = tokenizer
         self.sids = sids
         self.device = device
@@ -196,9 +242,12 @@ class LcRecRecommender:
 
     def search(self, prompts: list[list[int]], beams: int) -> BeamResult:
         """Constrained beam search for one batch of prompts: leaves (first item rows) and scores."""
-        kind = SharedPrefixStepDecoder if self.shared_prefix else CausalLmStepDecoder
-        decoder = kind(self.model, prompts, int(self.tokenizer.pad_token_id), self.device)
-        return constrained_beam_search(decoder, self.trie, len(prompts), beams)
+        pad = int(self.tokenizer.pad_token_id)
+        if not self.shared_prefix:
+            return constrained_beam_search(CausalLmStepDecoder(self.model, prompts, pad, self.device), self.trie,
+                                           len(prompts), beams)
+        decoder = SharedPrefixStepDecoder(self.model, prompts, pad, self.device, self.scratch)
+        return constrained_beam_search(decoder, self.trie, len(prompts), beams, log_softmax=decoder.log_softmax)
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
         """Top-``k`` item ids (best first) per history."""
