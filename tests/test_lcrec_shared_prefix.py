@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from uqf_cli.rec.decoding import SidTrie, constrained_beam_search
+from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search
 from uqf_cli.rec.lcrec import shared_prefix
 from uqf_cli.rec.lcrec.recommender import (
+    MIN_COMMON_START,
     CausalLmStepDecoder,
     Scratch,
     SharedPrefixStepDecoder,
+    common_start,
     left_pad,
     to_decoding_precision,
 )
@@ -39,6 +41,12 @@ def _prompts() -> list[list[int]]:
     return [rng.integers(1, VOCAB, n).tolist() for n in (5, 11, 8, 2)]  # left padding of 0 to 9 tokens
 
 
+def _templated(start: int = 6) -> list[list[int]]:
+    """Prompts that all open with the same ``start`` tokens (as a template does); one has a single own token."""
+    opening = np.random.default_rng(2).integers(1, VOCAB, start).tolist()
+    return [opening + p for p in _prompts()] + [[*opening, 7]]
+
+
 def _search(model, decoder, beams: int = 10):
     prompts = _prompts()
     return constrained_beam_search(decoder(model, prompts, 0, torch.device("cpu")), _trie(), len(prompts), beams)
@@ -48,6 +56,18 @@ def _shared_search(model, prompts: list[list[int]], trie: SidTrie, beams: int, s
     """The search as :meth:`LcRecRecommender.search` runs it: logits and log-probs in reused buffers."""
     decoder = SharedPrefixStepDecoder(model, prompts, 0, torch.device("cpu"), scratch)
     return constrained_beam_search(decoder, trie, len(prompts), beams, log_softmax=decoder.log_softmax)
+
+
+def _ranks_alike(got, want, top: int, tol: float) -> bool:
+    """``got``'s top items rank like ``want``'s up to ties closer than ``tol``: each of got's top items is in
+    want's list, with want's score within ``tol`` of want's score at that rank (bf16 rounding may swap
+    near-ties, never bring in an item want ranks far lower or not at all)."""
+    for g_items, w_items, w_scores in zip(got.items.tolist(), want.items.tolist(), want.scores.tolist(), strict=True):
+        score_of = dict(zip(w_items, w_scores, strict=True))
+        if any(item not in score_of or abs(score_of[item] - w_scores[rank]) > tol
+               for rank, item in enumerate(g_items[:top])):
+            return False
+    return True
 
 
 def _hf_search(model, prompts: list[list[int]], trie: SidTrie, beams: int):
@@ -139,7 +159,8 @@ def test_reused_buffers_across_batches_and_dry_beams_keep_the_per_beam_cache_lis
     rng = np.random.default_rng(5)
     few = SidTrie.from_token_ids(np.array([[0, 1, 2], [0, 1, 3], [0, 4, 5], [6, 7, 0], [6, 2, 1]]),
                                  [list(range(VOCAB + 8 * lv, VOCAB + 8 * lv + 8)) for lv in range(3)])
-    batches = [(_prompts(), _trie(), 10), (_prompts()[:3], few, 8), ([rng.integers(1, VOCAB, 7).tolist()], _trie(), 12)]
+    batches = [(_prompts(), _trie(), 10), (_prompts()[:3], few, 8), ([rng.integers(1, VOCAB, 7).tolist()], _trie(), 12),
+               (_templated(), _trie(), 10), (_templated()[1:], few, 8)]
     want = [_hf_search(model, p, t, b) for p, t, b in batches]
     shared_prefix.prepare(model)
     scratch = Scratch()
@@ -160,3 +181,37 @@ def test_scratch_reuses_a_buffer_until_it_is_too_small_or_of_another_kind() -> N
     assert scratch.get("x", (4, 6), torch.bfloat16, cpu).dtype == torch.bfloat16
     assert scratch.get("y", (4, 6), torch.float32, cpu).data_ptr() != scratch.get("x", (1,), torch.bfloat16,
                                                                                   cpu).data_ptr()
+
+
+def test_common_start_leaves_every_prompt_a_token_of_its_own() -> None:
+    assert common_start([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_start([[1, 2, 3], [1, 2, 3, 4]]) == 2 and common_start([[1, 2], [1, 2]]) == 1
+    assert common_start([[1], [1]]) == 0 and common_start([[9, 2], [1, 2]]) == 0
+    assert common_start(_templated(MIN_COMMON_START + 2)) == MIN_COMMON_START + 2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_batchs_common_opening_runs_once_with_the_whole_prompts_results(precision: str) -> None:
+    """The opening all prompts share runs once (its keys/values repeated per user), the rest after it: the
+    first logits of each whole prompt's forward, and the per-beam cache's lists."""
+    if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no bf16 kernels")
+    model = to_decoding_precision(_llama(seed=6), precision)
+    prompts = _templated()
+    want = _hf_search(model, prompts, _trie(), 10)
+    shared_prefix.prepare(model)
+    ids, mask = left_pad(prompts, 0, torch.device("cpu"))
+    with torch.inference_mode():
+        whole = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                      logits_to_keep=1).logits[:, -1, :]
+        decoder = SharedPrefixStepDecoder(model, prompts, 0, torch.device("cpu"))
+        got_first = decoder.first()
+    assert decoder.state is not None and decoder.state.prefix_bias.shape[-1] == ids.shape[1]
+    assert torch.isfinite(decoder.state.prefix_bias[..., :6]).all()  # the opening first, then each one's padding
+    assert torch.allclose(got_first, whole, atol=1e-5 if precision == "fp32" else 0.05)
+    got = _shared_search(model, prompts, _trie(), 10, Scratch())
+    if precision == "fp32":
+        assert torch.equal(got.items, want.items) and torch.allclose(got.scores, want.scores, atol=1e-5)
+    else:
+        assert _ranks_alike(got, want, top=5, tol=0.005) and torch.allclose(got.scores, want.scores, atol=0.02)
+        assert not _ranks_alike(BeamResult(want.items.flip(1), want.scores), want, top=5, tol=0.005)  # it can fail

@@ -16,6 +16,7 @@ Precision: ``bf16`` runs the transformer body in bfloat16 weights and keeps the 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +124,18 @@ class CausalLmStepDecoder:
         return out.logits[:, -1, :]
 
 
+MIN_COMMON_START = 4  # prompt tokens shared by a whole batch worth running once (fewer: each prompt runs whole)
+
+
+def common_start(prompts: list[list[int]]) -> int:
+    """How many leading tokens all ``prompts`` share, leaving each at least one token of its own."""
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    for i in range(max(limit, 0)):
+        if any(p[i] != first[i] for p in prompts):
+            return i
+    return max(limit, 0)
+
+
 class Scratch:
     """Output tensors reused from one beam step (and batch) to the next.
 
@@ -158,21 +171,44 @@ class SharedPrefixStepDecoder:
         self.body = model.get_decoder()
         self.head = model.get_output_embeddings()
         self.scratch = scratch or Scratch()
-        self.ids, self.mask = left_pad(prompts, pad_id, device)
+        self.prompts, self.pad_id, self.device = prompts, pad_id, device
+        params = inspect.signature(self.body.forward).parameters
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"  # transformers 5 renamed it
         self.state: shared_prefix.PrefixState | None = None
         self.last_pos: torch.Tensor | None = None
 
     def first(self) -> torch.Tensor:
-        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.body(input_ids=self.ids, attention_mask=self.mask, position_ids=positions, use_cache=True)
-        cache = getattr(out, "cache", None)
-        self.state = shared_prefix.PrefixState.from_cache(out.past_key_values if cache is None else cache, self.mask)
+        """The prompts' forward. The tokens every prompt of the batch starts with (the template's opening,
+        11 of a compact prompt's 58 on Office) run once, their keys/values repeated for the users, and the
+        rest of each prompt, left-padded, after them."""
+        users = len(self.prompts)
+        start = common_start(self.prompts) if users > 1 else 0
+        start = start if start >= MIN_COMMON_START else 0
+        cache = None
+        if start:
+            ids = torch.tensor([self.prompts[0][:start]], dtype=torch.long, device=self.device)
+            cache = self._cache_of(self._forward(ids, None, torch.arange(start, device=self.device)[None], None))
+            cache.batch_repeat_interleave(users)
+        ids, mask = left_pad([p[start:] for p in self.prompts], self.pad_id, self.device)
+        positions = start + (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([mask.new_ones((users, start)), mask], dim=1)
+        out = self._forward(ids, mask, positions, cache)
+        self.state = shared_prefix.PrefixState.from_cache(self._cache_of(out), mask)
         self.last_pos = positions[:, -1:]
         return self.logits(out.last_hidden_state[:, -1, :])
 
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache):
+        return self.body(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **{self.cache_kwarg: cache})
+
+    @staticmethod
+    def _cache_of(out):
+        cache = getattr(out, "cache", None)
+        return out.past_key_values if cache is None else cache
+
     def next(self, last_tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
         assert self.state is not None and self.last_pos is not None, "first() comes first"
-        if len(parent_rows) % self.ids.shape[0]:
+        if len(parent_rows) % len(self.prompts):
             raise ValueError("every user needs the same number of beam rows")
         self.state.reorder(parent_rows)
         self.last_pos = self.last_pos.index_select(0, parent_rows) + 1
