@@ -8,7 +8,9 @@ Items whose SIDs collide share a leaf and are all returned, in SID-file order.
 
 bf16 and half decoding of Llama-architecture models (SmolLM2) keep one copy of each user's prompt
 keys/values for all its beams (:mod:`uqf_cli.rec.lcrec.shared_prefix`) instead of Hugging Face's cache
-repeated and copied per beam at every level; float32 decoding keeps Hugging Face's cache.
+repeated and copied per beam at every level; that path also runs the opening all prompts of a batch
+share once and keeps the head's logits and log-probs in buffers reused from step to step
+(:class:`SharedPrefixStepDecoder`, :class:`Scratch`). float32 decoding keeps Hugging Face's cache.
 
 Precision: ``bf16`` runs the transformer body in bfloat16 weights and keeps the output head in float32
 (:class:`Float32Head`), so the scores that rank the beams keep float32's resolution over the vocabulary.
