@@ -155,6 +155,25 @@ def test_bf16_decoding_scores_every_item_close_to_float32(setup, trained) -> Non
     assert bf16.recommend(histories, k=3) == [bf16.recommend([h], k=3)[0] for h in histories]
 
 
+def test_load_decodes_bf16_with_shared_prefix_and_fp32_with_the_per_beam_cache(setup, trained) -> None:
+    """float32 decoding (today's path) keeps Hugging Face's cache; bf16 shares each prompt among its beams
+    by default, with the lists of the per-beam cache; asked for in float32 it changes no item."""
+    ds = setup[0]
+    histories = [ds.sequences[u][:k] for u, k in zip(list(ds.sequences)[:6], (1, 3, 6, 2, 5, 4), strict=True)]
+    fp32 = lcrec.load(trained[1], "cpu", precision="fp32")
+    assert not fp32.shared_prefix and fp32.model.config._attn_implementation == "sdpa"
+    shared = lcrec.load(trained[1], "cpu", precision="fp32", shared_prefix=True)
+    assert shared.shared_prefix
+    got, want = (r.recommend_scored(histories, k=8, beam_size=10) for r in (shared, fp32))
+    assert [[i for i, _ in row] for row in got] == [[i for i, _ in row] for row in want]
+    assert np.allclose([s for row in got for _, s in row], [s for row in want for _, s in row], atol=1e-5)
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        bf16 = lcrec.load(trained[1], "cpu", precision="bf16", eval_batch_size=4)
+        per_beam = lcrec.load(trained[1], "cpu", precision="bf16", eval_batch_size=4, shared_prefix=False)
+        assert bf16.shared_prefix and not per_beam.shared_prefix
+        assert bf16.recommend(histories, k=5, beam_size=10) == per_beam.recommend(histories, k=5, beam_size=10)
+
+
 def test_same_seed_same_adapter(setup) -> None:
     ds, sids, base, tmp = setup
     opts = {**OPTS, "base_model": str(base), "max_steps": 3}

@@ -41,7 +41,10 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     assert all(row["samples_per_s"] > 0 and row["heldout_loss"] > 0 for row in train.values())
     assert result["prompt_tokens"]["compact"] < result["prompt_tokens"]["alpaca"]
     dec = result["decoding"]
-    assert dec["users"] == 8 and 0.0 <= dec["identical_top10"] <= 1.0 and len(dec["rows"]) == 4
+    assert dec["users"] == 8 and 0.0 <= dec["identical_top10"] <= 1.0 and len(dec["rows"]) == 5
+    assert "per-beam cache" in dec["rows"][3]["path"] and dec["speedup_shared_prefix"] > 0
+    assert 0.0 <= dec["agreement_per_beam"]["identical"] <= 1.0
+    assert "beams sharing the prompt vs Hugging Face's per-beam cache" in out.read_text()
     md = out.read_text()
     assert "python -m benchmarks.speed.lcrec_speed --dataset" in md and "Load average" in md and "| all levers |" in md
     # --loss-seeds 1: float32 and all levers, each over the timed batch order and one more, untimed

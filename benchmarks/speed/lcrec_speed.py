@@ -11,13 +11,16 @@
    seed for all. ``--repeats R`` runs every configuration R times in turn (float32, levers, float32,
    ...) and reports the median throughput, so load drift hits all of them alike.
 2. Decoding. Constrained beam search (``--beam``) for a seeded sample of ``--users`` test users:
-   today's path (the float32 model, float32, 8 users a batch in dataset order) against the new one
-   (the all-levers model: bf16 body with a float32 head, 32 users a batch sorted by prompt length,
-   compact prompt). Equal quality: an all-levers model trained ``--decode-steps`` steps (not timed;
-   a 40-step model's lists are mostly ties) is decoded in float32 and in bf16 and the top-10 lists
-   compared on the same users: identical share, mean overlap, the share of users whose target is in
-   both or neither, and Recall/NDCG@10 of both. A last row runs the head in bf16 too (faster, coarser
-   scores; not the default).
+   today's path (the float32 model, float32, Hugging Face's per-beam KV cache, 8 users a batch in
+   dataset order) against the new one (the all-levers model: bf16 body with a float32 head, 32 users a
+   batch sorted by prompt length, compact prompt, the beams sharing their user's prompt keys/values
+   with the head's outputs in reused buffers: ``uqf_cli/rec/lcrec/shared_prefix.py``). Equal quality:
+   an all-levers model trained ``--decode-steps`` steps (not timed; a 40-step model's lists are mostly
+   ties) is decoded in float32 and in bf16 and the top-10 lists compared on the same users: identical
+   share, mean overlap, the share of users whose target is in both or neither, and Recall/NDCG@10 of
+   both. One row decodes bf16 with Hugging Face's per-beam cache instead (``shared_prefix=False``: what
+   the shared prompt adds, and its lists against the new path's); a last one runs the head in bf16 too
+   (faster, coarser scores; not the default).
 3. Loss noise (``--loss-seeds K``, default 0: off). The held-out loss after N steps depends on the
    batch order as well as on the levers (bucketed batches group the same windows differently), so the
    float32 path and all levers each train K more models, untimed, on the same windows with the same seed
@@ -287,9 +290,10 @@ def noise_verdict(base: dict[str, Any], levers: dict[str, Any]) -> dict[str, Any
 
 
 def decode(model_dir: Path, cases: list, precision: str, batch: int, beam: int, sort: bool = True,
-           fp32_head: bool = True) -> tuple[list[list[str]], float]:
+           fp32_head: bool = True, shared_prefix: bool | None = None) -> tuple[list[list[str]], float]:
     """Top-10 lists of ``cases`` and users/s (after one warm-up batch)."""
-    rec = lcrec.load(model_dir, "cpu", precision=precision, eval_batch_size=batch, fp32_head=fp32_head)
+    rec = lcrec.load(model_dir, "cpu", precision=precision, eval_batch_size=batch, fp32_head=fp32_head,
+                     shared_prefix=shared_prefix)
     histories = [c.history for c in cases]
     rank = rec.recommend if sort else (lambda h, k, beam_size: unsorted_recommend(rec, h, k, beam_size))
     rank(histories[:min(batch, len(histories))], k=10, beam_size=beam)  # warm-up
@@ -315,24 +319,30 @@ def run_decoding(args: argparse.Namespace, dirs: dict[str, Path], cases: list) -
     legacy, legacy_ups = decode(dirs["float32 (today)"], cases, "fp32", LEGACY_EVAL_BATCH, args.beam, sort=False)
     reference, ref_ups = decode(dirs["decode"], cases, "fp32", CPU_EVAL_BATCH, args.beam)
     new, new_ups = decode(dirs["decode"], cases, "auto", CPU_EVAL_BATCH, args.beam)
+    per_beam, per_beam_ups = decode(dirs["decode"], cases, "auto", CPU_EVAL_BATCH, args.beam, shared_prefix=False)
     bf16_head, bf16_head_ups = decode(dirs["decode"], cases, "auto", CPU_EVAL_BATCH, args.beam, fp32_head=False)
     same, same_bf16_head = agreement(reference, new, targets), agreement(reference, bf16_head, targets)
+    same_per_beam = agreement(per_beam, new, targets)
     rows = [
         {"path": "float32 (today): float32 model, fp32, 8 users/batch, Alpaca prompt", "users_per_s": legacy_ups,
          "recall@10": recall_at_k(legacy, targets, 10), "ndcg@10": ndcg_at_k(legacy, targets, 10)},
         {"path": "all-levers model, fp32, 32 users/batch sorted, compact prompt", "users_per_s": ref_ups,
          "recall@10": recall_at_k(reference, targets, 10), "ndcg@10": ndcg_at_k(reference, targets, 10)},
-        {"path": "all-levers model, bf16 body + fp32 head where supported, 32 users/batch sorted, compact prompt",
+        {"path": "all-levers model, bf16 body + fp32 head where supported, 32 users/batch sorted, compact prompt, "
+                 "beams share the prompt (the default)",
          "users_per_s": new_ups, "recall@10": recall_at_k(new, targets, 10), "ndcg@10": ndcg_at_k(new, targets, 10)},
+        {"path": "all-levers model, bf16 body + fp32 head, 32 users/batch sorted, compact prompt, Hugging Face's "
+                 "per-beam cache", "users_per_s": per_beam_ups, "recall@10": recall_at_k(per_beam, targets, 10),
+         "ndcg@10": ndcg_at_k(per_beam, targets, 10)},
         {"path": "all-levers model, bf16 body and head, 32 users/batch sorted, compact prompt (not the default)",
          "users_per_s": bf16_head_ups, "recall@10": recall_at_k(bf16_head, targets, 10),
          "ndcg@10": ndcg_at_k(bf16_head, targets, 10)},
     ]
     return {"rows": rows, "users": len(cases), "beam": args.beam, "identical_top10": same["identical"],
             "identical_top10_bf16_head": same_bf16_head["identical"], "agreement": same,
-            "agreement_bf16_head": same_bf16_head,
+            "agreement_bf16_head": same_bf16_head, "agreement_per_beam": same_per_beam,
             "speedup": new_ups / legacy_ups, "speedup_same_model": new_ups / ref_ups,
-            "speedup_bf16_head": bf16_head_ups / legacy_ups}
+            "speedup_shared_prefix": new_ups / per_beam_ups, "speedup_bf16_head": bf16_head_ups / legacy_ups}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,6 +426,8 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
     lines += ["", f"- decoding speed-up, new path / today's: {dec['speedup']:.2f}x "
                   f"(same model, bf16 / fp32: {dec['speedup_same_model']:.2f}x)",
               f"- bf16 vs fp32 decoding of the same model, same users: {agreement_text(dec['agreement'])}",
+              f"- beams sharing the prompt vs Hugging Face's per-beam cache, both bf16 "
+              f"({dec['speedup_shared_prefix']:.2f}x): {agreement_text(dec['agreement_per_beam'])}",
               f"- bf16 head too ({dec['speedup_bf16_head']:.2f}x today's): "
               f"{agreement_text(dec['agreement_bf16_head'])}",
               f"- training speed-up, all levers / float32: {train[-1]['samples_per_s'] / base:.2f}x "

@@ -15,7 +15,7 @@ unless asked to group them; a grouped leaf is named by its first item row and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -138,17 +138,26 @@ def _level_columns(log_probs: torch.Tensor, trie: SidTrie, level: int) -> torch.
     return log_probs[:, first:first + len(trie.token_ids[level])]
 
 
+def full_log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """The log-softmax over the whole vocabulary, in float32 (the scores HF ``generate`` ranks beams by)."""
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
 @torch.inference_mode()
-def constrained_beam_search(decoder: StepDecoder, trie: SidTrie, bsz: int, beam_size: int) -> BeamResult:
+def constrained_beam_search(decoder: StepDecoder, trie: SidTrie, bsz: int, beam_size: int,
+                            log_softmax: Callable[[torch.Tensor], torch.Tensor] = full_log_softmax) -> BeamResult:
     """Beam search over the trie (``levels`` decoder calls); beams that cannot be filled come back as
-    leaf ``-1`` with score ``-inf``. Each level keeps the ``min(beam_size, live candidates)`` best."""
+    leaf ``-1`` with score ``-inf``. Each level keeps the ``min(beam_size, live candidates)`` best.
+
+    ``log_softmax`` turns a step's logits into float32 log-probabilities over the whole vocabulary; a
+    decoder may pass one that writes into a buffer it reuses (read here before its next call)."""
     device = trie.tables[0].device
     logits = decoder.first()
     nodes = torch.zeros((bsz, 1), dtype=torch.long, device=device)  # the root
     scores = torch.zeros((bsz, 1), device=device)
     for level in range(trie.levels):
         width, k = nodes.shape[1], len(trie.token_ids[level])
-        lp = _level_columns(torch.log_softmax(logits.float(), dim=-1), trie, level)
+        lp = _level_columns(log_softmax(logits), trie, level)
         children = trie.tables[level][nodes.reshape(-1).clamp(min=0)]  # [B * width, k]
         allowed = (children >= 0) & (nodes.reshape(-1) >= 0)[:, None]
         lp = lp.masked_fill(~allowed, float("-inf"))
@@ -166,4 +175,4 @@ def constrained_beam_search(decoder: StepDecoder, trie: SidTrie, bsz: int, beam_
     return BeamResult(items=nodes, scores=scores)
 
 
-__all__ = ["COLLISIONS", "BeamResult", "SidTrie", "StepDecoder", "constrained_beam_search"]
+__all__ = ["COLLISIONS", "BeamResult", "SidTrie", "StepDecoder", "constrained_beam_search", "full_log_softmax"]

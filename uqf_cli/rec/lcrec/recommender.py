@@ -6,12 +6,20 @@ costs one single-token forward for all beams (:func:`uqf_cli.rec.decoding.constr
 Users are batched in order of prompt length (so a batch pads little) and returned in their own order.
 Items whose SIDs collide share a leaf and are all returned, in SID-file order.
 
+bf16 and half decoding of Llama-architecture models (SmolLM2) keep one copy of each user's prompt
+keys/values for all its beams (:mod:`uqf_cli.rec.lcrec.shared_prefix`) instead of Hugging Face's cache
+repeated and copied per beam at every level; that path also runs the opening all prompts of a batch
+share once and keeps the head's logits and log-probs in buffers reused from step to step
+(:class:`SharedPrefixStepDecoder`, :class:`Scratch`). float32 decoding keeps Hugging Face's cache.
+
 Precision: ``bf16`` runs the transformer body in bfloat16 weights and keeps the output head in float32
 (:class:`Float32Head`), so the scores that rank the beams keep float32's resolution over the vocabulary.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +31,8 @@ from uqf_cli.core import runtime
 from uqf_cli.core.errors import InputError
 from uqf_cli.files import SidTable, level_token
 from uqf_cli.rec.base import read_model_meta, read_model_sids
-from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search
+from uqf_cli.rec.decoding import BeamResult, SidTrie, constrained_beam_search, full_log_softmax
+from uqf_cli.rec.lcrec import shared_prefix
 from uqf_cli.rec.lcrec.model import BACKBONE, EMBEDDED_BASE, BaseModelRef, load_base, resolve_base_model
 from uqf_cli.rec.lcrec.options import LcRecOptions
 from uqf_cli.rec.lcrec.prompts import encode_prompts, sequential_prompt, sid_strings
@@ -117,6 +126,119 @@ class CausalLmStepDecoder:
         return out.logits[:, -1, :]
 
 
+MIN_COMMON_START = 4  # prompt tokens shared by a whole batch worth running once (fewer: each prompt runs whole)
+
+
+def common_start(prompts: list[list[int]]) -> int:
+    """How many leading tokens all ``prompts`` share, leaving each at least one token of its own."""
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    for i in range(max(limit, 0)):
+        if any(p[i] != first[i] for p in prompts):
+            return i
+    return max(limit, 0)
+
+
+class Scratch:
+    """Output tensors reused from one beam step (and batch) to the next.
+
+    A step's logits and their log-softmax are ``[rows, vocabulary]`` float32: 126 MB each for 32 users x
+    20 beams over SmolLM2's 49k tokens. The allocator hands tensors that large back to the system when
+    they are freed, so a fresh one is new pages, faulted in and zeroed by the kernel each time (40-50 ms
+    a tensor on one thread, measured); a reused one is written in place."""
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A tensor of ``shape`` (uninitialised) backed by the buffer ``name``, grown when too small."""
+        size = math.prod(shape)
+        buf = self._tensors.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != device:
+            buf = self._tensors[name] = torch.empty(size, dtype=dtype, device=device)
+        return buf[:size].view(shape)
+
+
+class SharedPrefixStepDecoder:
+    """A causal LM prepared by :func:`.shared_prefix.prepare` as a :class:`~uqf_cli.rec.decoding.StepDecoder`:
+    the prompts once through Hugging Face's cache, then one token per level for every beam, attending to
+    its user's single copy of the prompt (:class:`.shared_prefix.PrefixState`).
+
+    The transformer body runs through the model's own decoder; a float32 linear head (:class:`Float32Head`,
+    or the float32 model's) writes its logits, and :meth:`log_softmax` their log-probabilities, into
+    :class:`Scratch` buffers, so each is valid until the next step."""
+
+    def __init__(self, model, prompts: list[list[int]], pad_id: int, device: torch.device,
+                 scratch: Scratch | None = None) -> None:
+        self.model = model
+        self.body = model.get_decoder()
+        self.head = model.get_output_embeddings()
+        self.scratch = scratch or Scratch()
+        self.prompts, self.pad_id, self.device = prompts, pad_id, device
+        params = inspect.signature(self.body.forward).parameters
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"  # transformers 5 renamed it
+        self.state: shared_prefix.PrefixState | None = None
+        self.last_pos: torch.Tensor | None = None
+
+    def first(self) -> torch.Tensor:
+        """The prompts' forward. The tokens every prompt of the batch starts with (the template's opening,
+        11 of a compact prompt's 58 on Office) run once, their keys/values repeated for the users, and the
+        rest of each prompt, left-padded, after them."""
+        users = len(self.prompts)
+        start = common_start(self.prompts) if users > 1 else 0
+        start = start if start >= MIN_COMMON_START else 0
+        cache = None
+        if start:
+            ids = torch.tensor([self.prompts[0][:start]], dtype=torch.long, device=self.device)
+            cache = self._cache_of(self._forward(ids, None, torch.arange(start, device=self.device)[None], None))
+            cache.batch_repeat_interleave(users)
+        ids, mask = left_pad([p[start:] for p in self.prompts], self.pad_id, self.device)
+        positions = start + (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([mask.new_ones((users, start)), mask], dim=1)
+        out = self._forward(ids, mask, positions, cache)
+        self.state = shared_prefix.PrefixState.from_cache(self._cache_of(out), mask)
+        self.last_pos = positions[:, -1:]
+        return self.logits(out.last_hidden_state[:, -1, :])
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache):
+        return self.body(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **{self.cache_kwarg: cache})
+
+    @staticmethod
+    def _cache_of(out):
+        cache = getattr(out, "cache", None)
+        return out.past_key_values if cache is None else cache
+
+    def next(self, last_tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
+        assert self.state is not None and self.last_pos is not None, "first() comes first"
+        if len(parent_rows) % len(self.prompts):
+            raise ValueError("every user needs the same number of beam rows")
+        self.state.reorder(parent_rows)
+        self.last_pos = self.last_pos.index_select(0, parent_rows) + 1
+        out = self.body(input_ids=last_tokens.reshape(-1, 1), position_ids=self.last_pos, use_cache=False,
+                        **{shared_prefix.STATE_KWARG: self.state})
+        if self.state.calls != len(self.state.prefix_keys):
+            raise RuntimeError(f"the shared-prefix attention ran in {self.state.calls} of "
+                               f"{len(self.state.prefix_keys)} layers: this model does not pass it on")
+        return self.logits(out.last_hidden_state[:, -1, :])
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The head's logits of ``hidden`` (``[R, hidden]``): a float32 linear head's own product, written
+        into the ``logits`` buffer; any other head as it computes them."""
+        if not isinstance(self.head, (Float32Head, torch.nn.Linear)) or self.head.weight.dtype != torch.float32:
+            return self.head(hidden)
+        weight, bias = self.head.weight, self.head.bias
+        out = self.scratch.get("logits", (hidden.shape[0], weight.shape[0]), torch.float32, hidden.device)
+        x = hidden.float()
+        return torch.mm(x, weight.t(), out=out) if bias is None else torch.addmm(bias, x, weight.t(), out=out)
+
+    def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """:func:`~uqf_cli.rec.decoding.full_log_softmax` of ``logits``, written into the ``log_probs`` buffer."""
+        if logits.dtype != torch.float32:
+            return full_log_softmax(logits)
+        out = self.scratch.get("log_probs", tuple(logits.shape), torch.float32, logits.device)
+        return torch.log_softmax(logits, dim=-1, out=out)
+
+
 def build_trie(sids: SidTable, tokenizer) -> SidTrie:
     """The trie of the model's SIDs over its SID-token ids; colliding SIDs share a leaf."""
     codes = np.asarray(sids.codes, dtype=np.int64)
@@ -133,8 +255,10 @@ class LcRecRecommender:
     score_name = "beam log-prob"
 
     def __init__(self, model, tokenizer, sids: SidTable, device: torch.device, eval_batch_size: int,
-                 meta: dict[str, Any]) -> None:
+                 meta: dict[str, Any], shared_prefix: bool = False) -> None:
         self.model = model
+        self.shared_prefix = shared_prefix  # the model is prepared by shared_prefix.prepare
+        self.scratch = Scratch()  # the shared-prefix steps' logits and log-probs, reused across batches
         self.tokenizer = tokenizer
         self.sids = sids
         self.device = device
@@ -156,8 +280,12 @@ class LcRecRecommender:
 
     def search(self, prompts: list[list[int]], beams: int) -> BeamResult:
         """Constrained beam search for one batch of prompts: leaves (first item rows) and scores."""
-        decoder = CausalLmStepDecoder(self.model, prompts, int(self.tokenizer.pad_token_id), self.device)
-        return constrained_beam_search(decoder, self.trie, len(prompts), beams)
+        pad = int(self.tokenizer.pad_token_id)
+        if not self.shared_prefix:
+            return constrained_beam_search(CausalLmStepDecoder(self.model, prompts, pad, self.device), self.trie,
+                                           len(prompts), beams)
+        decoder = SharedPrefixStepDecoder(self.model, prompts, pad, self.device, self.scratch)
+        return constrained_beam_search(decoder, self.trie, len(prompts), beams, log_softmax=decoder.log_softmax)
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int, beam_size: int | None = None) -> list[list[str]]:
         """Top-``k`` item ids (best first) per history."""
@@ -182,11 +310,14 @@ class LcRecRecommender:
 
 
 def load(model_dir: str | Path, device: str | torch.device = "auto", precision: str | None = None,
-         eval_batch_size: int | None = None, fp32_head: bool = True) -> LcRecRecommender:
+         eval_batch_size: int | None = None, fp32_head: bool = True,
+         shared_prefix: bool | None = None) -> LcRecRecommender:
     """Load base model + adapter + tokenizer of an LC-Rec model directory, merged for fast decoding.
 
     ``precision`` (``fp32`` | ``bf16`` | ``auto``) and ``eval_batch_size`` override what the model directory
-    records (see :func:`decoding_precision`); ``fp32_head=False`` runs a bf16 model's head in bf16 too."""
+    records (see :func:`decoding_precision`); ``fp32_head=False`` runs a bf16 model's head in bf16 too.
+    ``shared_prefix`` (default: on for bf16 and half decoding where the architecture allows it) decodes
+    with one copy of each prompt's keys/values for all its beams (:mod:`.shared_prefix`)."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -206,6 +337,21 @@ def load(model_dir: str | Path, device: str | torch.device = "auto", precision: 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
     model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-    model = to_decoding_precision(model, decoding_precision(opts, dev, precision), fp32_head).to(dev).eval()
+    dtype = decoding_precision(opts, dev, precision)
+    model = to_decoding_precision(model, dtype, fp32_head).to(dev).eval()
     batch = eval_batch_size or opts.get("eval_batch_size") or (GPU_EVAL_BATCH if dev.type == "cuda" else CPU_EVAL_BATCH)
-    return LcRecRecommender(model, tokenizer, sids, dev, int(batch), meta)
+    share = use_shared_prefix(model, dtype, shared_prefix)
+    return LcRecRecommender(model, tokenizer, sids, dev, int(batch), meta, shared_prefix=share)
+
+
+def use_shared_prefix(model, precision: str, wanted: bool | None) -> bool:
+    """Whether ``model`` decodes with :class:`SharedPrefixStepDecoder` (and prepare it if so): ``wanted``,
+    or by default for bf16 and half; an architecture it does not support keeps Hugging Face's cache."""
+    share = (precision != "fp32") if wanted is None else bool(wanted)
+    if share and not shared_prefix.supported(model):
+        if wanted:
+            raise InputError(None, f"shared-prefix decoding does not support {model.config.model_type!r} models")
+        return False
+    if share:
+        shared_prefix.prepare(model)
+    return share
