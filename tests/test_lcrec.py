@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -309,23 +310,63 @@ def test_response_head_loss_and_gradients_equal_the_full_head(setup) -> None:
     assert abs(float(halved) - resp / 2) < 1e-5
 
 
-def test_bucketed_batches_hold_every_example_once_with_less_padding(setup) -> None:
+def test_bucketed_micro_batches_hold_every_example_once_with_less_padding(setup) -> None:
     from transformers import AutoTokenizer
 
-    from uqf_cli.rec.lcrec.batching import bucketed_batches, padding_share
+    from uqf_cli.rec.lcrec.batching import MicroBatches, padding_share
     from uqf_cli.rec.lcrec.model import all_sid_tokens
 
     ds, sids, base, _ = setup
     tok = AutoTokenizer.from_pretrained(base)
     tok.add_tokens(all_sid_tokens(sids))
     examples, _ = lcrec.build_examples(ds, sids, tok, lcrec.LcRecOptions(align_tasks=True), random.Random(0))
-    buckets = bucketed_batches(examples, 4, random.Random(1))
-    assert sorted(id(e) for b in buckets for e in b) == sorted(id(e) for e in examples)
-    assert all(len(b) == 4 for b in buckets[:-1])
-    shuffled = examples[:]
-    random.Random(2).shuffle(shuffled)
-    plain = [shuffled[k:k + 4] for k in range(0, len(shuffled), 4)]
-    assert padding_share(buckets) < padding_share(plain)
+    data = MicroBatches(examples, 4, 2, seed=1)
+    assert sorted(id(e) for m in data.micro for e in m) == sorted(id(e) for e in examples)
+    assert all(len(b) == 4 for b in data.batches[:-1]) and len(data) == len(data.micro)
+    assert padding_share(data.micro) < padding_share(data.batches)
+
+
+@pytest.mark.parametrize("lm_head", ["response", "full"])
+def test_micro_batches_train_the_model_random_batches_train(setup, monkeypatch: pytest.MonkeyPatch,
+                                                            lm_head: str) -> None:
+    """Bucketed batching changes how a batch's forward passes are cut, not what a step learns: the Trainer
+    accumulates the micro-batches' gradients with the loss divided by the whole batch's label tokens, so one
+    forward per batch (``random``), 3 length-sorted micro-batches a batch, and half-batches with
+    ``--grad-accum 2`` (the same shuffle cut finer) train the same model (no dropout, so all draw the same
+    numbers), over 2 epochs of 11 windows (4 + 4 + 3), each epoch with its own batches."""
+    from safetensors.torch import load_file
+
+    from uqf_cli.rec.lcrec.batching import MicroBatches
+
+    ds, sids, base, tmp = setup
+    epochs: list[int] = []
+    original = MicroBatches.set_epoch
+
+    def spy(self, epoch: int) -> None:
+        epochs.append(epoch)
+        original(self, epoch)
+
+    monkeypatch.setattr(MicroBatches, "set_epoch", spy)
+    opts = {**OPTS, "base_model": str(base), "max_steps": None, "epochs": 2, "max_samples": 11,
+            "lora_dropout": 0.0, "precision": "fp32", "lm_head": lm_head}
+    runs = {"whole": {"batching": "random"}, "micro": {"batching": "bucketed", "micro_batches": 3},
+            "accum": {"batching": "bucketed", "batch_size": 2, "grad_accum": 2, "micro_batches": 2}}
+    summaries = {name: lcrec.train(ds, sids, tmp / f"{lm_head}-{name}", {**opts, **extra})
+                 for name, extra in runs.items()}
+    # drawn at construction, then at each epoch (the Trainer and accelerate's data loader both call set_epoch)
+    assert [e for e, _ in itertools.groupby(epochs)] == [0, 1] * 3
+    for s in summaries.values():
+        assert s["steps"] == 6 and s["steps_per_epoch"] == 3
+    whole, micro, accum = summaries.values()
+    assert accum["padding_share"] == 0.0 and micro["padding_share"] < whole["padding_share"]
+    adapters = {name: load_file(str(tmp / f"{lm_head}-{name}" / "adapter_model.safetensors")) for name in runs}
+    for name in ("micro", "accum"):
+        assert abs(summaries[name]["train_loss"] - whole["train_loss"]) < 1e-4, name
+        assert adapters[name].keys() == adapters["whole"].keys()
+        for k, v in adapters[name].items():
+            assert torch.allclose(v, adapters["whole"][k], atol=1e-5, rtol=1e-4), (name, k)
+    meta = json.loads((tmp / f"{lm_head}-micro" / "uqf_model.json").read_text())
+    assert meta["options"]["micro_batches"] == 3 and meta["provenance"]["parameters"]["micro_batches"] == 3
 
 
 def test_templates_windows_and_old_models(setup, trained, tmp_path: Path) -> None:

@@ -217,10 +217,13 @@ def test_quantize_resume_matches_uninterrupted(fuse_inputs, tmp_path: Path, monk
     _same(tmp_path / "full_q.st", tmp_path / "res_q.st")
 
 
+@pytest.mark.parametrize(("windows", "stop"), [(None, 2), (8, 3)])
 def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                stop_after_step: StopAfter):
+                                                                stop_after_step: StopAfter, windows: int | None,
+                                                                stop: int):
     """LC-Rec resumes through the HF Trainer's own checkpoints (``<output>.ckpt/checkpoint-N``); the hook here
-    is ``stop_after_step`` (optimizer steps)."""
+    is ``stop_after_step`` (optimizer steps). With 8 windows (2 steps an epoch) the run stops in the second
+    epoch, whose batches the resumed run must draw again (bucketed batching: every epoch its own)."""
     from conftest import make_dataset
     from test_lcrec import _sids, _tiny_llama
 
@@ -233,14 +236,14 @@ def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, 
     corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
     base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
     opts = {"max_steps": 4, "batch_size": 4, "lr": 5e-3, "lora_r": 4, "lora_alpha": 8, "device": "cpu", "seed": 3,
-            "base_model": str(base)}
+            "base_model": str(base), "max_samples": windows}
     lcrec.train(ds, sids, tmp_path / "full", opts, False)
     monkeypatch.setenv("UQF_CHECKPOINT_EVERY", "3600")
-    stop_after_step(2)
+    stop_after_step(stop)
     with pytest.raises(KeyboardInterrupt):
         lcrec.train(ds, sids, tmp_path / "res", opts, False)
     ckdir = trainer_checkpoint_dir(tmp_path / "res")
-    assert not (tmp_path / "res").exists() and (ckdir / "checkpoint-2" / "trainer_state.json").exists()
+    assert not (tmp_path / "res").exists() and (ckdir / f"checkpoint-{stop}" / "trainer_state.json").exists()
     stop_after_step(None)
     with pytest.raises(InputError, match="different run"):  # another learning rate: refused
         lcrec.train(ds, sids, tmp_path / "res", {**opts, "lr": 1e-3, "resume": True}, False)

@@ -22,7 +22,7 @@
    the shared prompt adds, and its lists against the new path's); a last one runs the head in bf16 too
    (faster, coarser scores; not the default).
 3. Loss noise (``--loss-seeds K``, default 0: off). The held-out loss after N steps depends on the
-   batch order as well as on the levers (bucketed batches group the same windows differently), so the
+   batches as well as on the levers (each path draws its own random batches of the same windows), so the
    float32 path and all levers each train K more models, untimed, on the same windows with the same seed
    (model init, dropout) and K other batch orders; the report gives each one's held-out loss over its
    1 + K orders (mean, sd, min, max) and whether the all-levers range meets the float32 one: whether the
@@ -221,22 +221,21 @@ def agreement(a: list[list[str]], b: list[list[str]], targets: list[str]) -> dic
 
 @contextlib.contextmanager
 def batch_order(order_seed: int) -> Iterator[None]:
-    """Make ``lcrec.train`` group and order its batches by ``order_seed`` instead of ``seed``.
+    """Make ``lcrec.train`` draw its batches by ``order_seed`` instead of ``seed``.
 
-    ``lcrec.train`` draws the windows, the model init, dropout and the batch order all from ``seed``; this
-    changes the batch order alone, here in the benchmark, so normal runs, their options and provenance stay
-    as they are: the bucketed tie-break (which equal-length windows share a batch) comes from ``order_seed``,
-    and the Trainer's seeded sampler draws from a seeded permutation of the items (windows or whole batches),
-    so random batches get another composition and order, bucketed ones another order."""
+    ``lcrec.train`` draws the windows, the model init, dropout and the batches all from ``seed``; this
+    changes the batches alone, here in the benchmark, so normal runs, their options and provenance stay
+    as they are: the windows reach the batching in an order shuffled by ``order_seed`` (the Trainer's seeded
+    random sampler then draws other batches from them), and the bucketed path's own batch shuffle is seeded
+    by ``order_seed``: both get another composition and order of the same windows."""
     original = lcrec_training._training_data
     calls: list[int] = []
 
-    def reordered(examples: list, opts: Any, seed: int) -> tuple[torch.utils.data.Dataset, int, list[list]]:
-        data, per_device, batches = original(examples, opts, order_seed)
-        perm = list(range(len(data)))
-        random.Random(order_seed).shuffle(perm)
+    def reordered(examples: list, opts: Any, seed: int) -> lcrec_training.TrainingData:
+        shuffled = examples[:]
+        random.Random(order_seed).shuffle(shuffled)
         calls.append(order_seed)
-        return torch.utils.data.Subset(data, perm), per_device, batches
+        return original(shuffled, opts, order_seed)
 
     lcrec_training._training_data = reordered
     try:
@@ -404,7 +403,9 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
         f"Data: {args.dataset} ({result['windows']:,} training windows); base model: {result['base_model']}; "
         f"{args.steps} steps x batch {args.batch_size} = the same {train[0]['examples']} seeded windows for every "
         f"configuration (one epoch), seed {args.seed}, lr {args.lr}. Held-out loss: {len(result['heldout_users'])} "
-        "seeded validation windows, each model with its own prompt, float32, full head.", "",
+        "seeded validation windows, each model with its own prompt, float32, full head. Bucketed batches: random "
+        f"batches of {args.batch_size}, each run as {result['micro_batches']} length-sorted micro-batches "
+        "(gradients accumulated).", "",
         "## Training", "",
         "| configuration | precision | padding | samples/s | x float32 | samples/CPU-s | x float32 (CPU) "
         "| train loss (mean) | held-out loss |",
@@ -444,9 +445,8 @@ def noise_lines(result: dict[str, Any]) -> list[str]:
     lines = ["## Held-out loss over batch orders", "",
              f"The same {result['training'][0]['examples']} seeded windows and seed (model init, dropout), "
              f"{base['orders']} batch orders per configuration, not timed: order 0 is the timed run above, the "
-             f"others reorder the batches (batch-order seeds {', '.join(map(str, noise['order_seeds']))}; random "
-             "batches: another composition and order; bucketed: another order, and another tie-break among equal "
-             "lengths).", "",
+             f"others draw other batches of the same windows (batch-order seeds "
+             f"{', '.join(map(str, noise['order_seeds']))}: another composition and order).", "",
              "| configuration | batch orders | held-out loss (mean) | sd | min | max | per order |",
              "|---|---|---|---|---|---|---|"]
     for row in noise["rows"]:
@@ -506,6 +506,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "commit": commit(), "machine": machine(), "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()], "base_model": args.base_model or "smollm2 (embedded)",
         "windows": len(training_samples(ds, args.max_history)),
+        "micro_batches": min(LcRecOptions().micro_batches, args.batch_size),
         "heldout_users": [c.user_id for c in heldout], "training": training, "decode_model": decode_model,
         "decoding": decoding,
         "prompt_tokens": tokens,

@@ -13,7 +13,7 @@ from uqf_cli.rec.options import BackboneOptions
 PANEL = "LC-Rec (--backbone lcrec)"
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the CPU/GPU has bf16 kernels (fp16 on older GPUs)
 LM_HEADS = ("response", "full")  # response: output-head logits only at the response positions
-BATCHINGS = ("bucketed", "random")  # bucketed: batches of equal-length samples, shuffled in batch order
+BATCHINGS = ("bucketed", "random")  # the same random batches, as length-sorted micro-batches or one forward each
 TEMPLATES = ("compact", "alpaca")  # prompts.py holds both; models without a recorded template are alpaca
 # Today's float32 path (before the cost levers): what old model directories were trained with.
 LEGACY = {"precision": "fp32", "lm_head": "full", "batching": "random", "prompt_template": "alpaca"}
@@ -48,7 +48,10 @@ class LcRecOptions(BackboneOptions):
     # cost levers (docs/lcrec.md, "Training and decoding cost"); LEGACY above is the old float32 path
     precision: str = opt("auto", "lcrec: auto (bf16 where the CPU/GPU has it; default) | bf16 | fp32.")
     lm_head: str = opt("response", "lcrec: response (output head only at response positions; default) | full.")
-    batching: str = opt("bucketed", "lcrec: bucketed (equal-length batches; default) | random.")
+    batching: str = opt("bucketed", "lcrec: bucketed (each random batch run as --micro-batches length-sorted "
+                        "micro-batches; default) | random (one padded forward pass a batch).")
+    micro_batches: int = opt(4, "lcrec: with --batching bucketed, forward passes per batch: the batch sorted by "
+                             "length and cut in N, gradients accumulated (more: less padding, more passes).", ge=1)
     prompt_template: str = opt("compact", "lcrec: compact (default) | alpaca (LC-Rec's original).")
     # the CPU protocol: which windows train, validation on a seeded user sample, early stopping
     windows: str = opt("all", "lcrec: training windows, all | last:K (the last K of every user; default all).")

@@ -3,7 +3,8 @@
 
 Cost levers (each an option; :data:`~uqf_cli.rec.lcrec.options.LEGACY` is the old float32 path):
 bf16 autocast on CPUs with bf16 kernels (``precision``), the output head only at response positions
-(``lm_head``), length-bucketed batches (``batching``), the compact prompt (``prompt_template``).
+(``lm_head``), length-sorted micro-batches (``batching``, ``micro_batches``), the compact prompt
+(``prompt_template``).
 The CPU protocol: ``windows`` (which training windows), validation every ``eval_steps`` steps on
 ``eval_users`` seeded validation users with early stopping (``patience``), best weights kept."""
 
@@ -27,14 +28,7 @@ from uqf_cli.files.checkpoint import TrainerCheckpoints
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import write_model_meta
 from uqf_cli.rec.lcrec import cpu_bf16, sid_rows
-from uqf_cli.rec.lcrec.batching import (
-    BatchDataset,
-    Collator,
-    ExampleDataset,
-    bucketed_batches,
-    padding_share,
-    response_loss,
-)
+from uqf_cli.rec.lcrec.batching import Collator, MicroBatches, padding_share, response_loss
 from uqf_cli.rec.lcrec.model import BACKBONE, BaseModelRef, add_sid_tokens, load_base, lora_config, resolve_base_model
 from uqf_cli.rec.lcrec.options import LcRecOptions
 from uqf_cli.rec.lcrec.prompts import PROMPT_VERSION, build_examples
@@ -65,13 +59,22 @@ def _precision(device: torch.device, precision: str = "auto") -> tuple[bool, boo
 
 
 def _trainer_class(lm_head: str):
-    """The HF ``Trainer``, or one whose loss runs the output head only at response positions."""
+    """The HF ``Trainer`` that reads :class:`~uqf_cli.rec.lcrec.batching.MicroBatches` in order (they hold
+    the random batches), and with ``lm_head="response"`` runs the output head only at response positions."""
     from transformers import Trainer
 
-    if lm_head == "full":
-        return Trainer
+    class LcRecTrainer(Trainer):
+        def _get_train_sampler(self, *args, **kwargs):
+            """Micro-batches in order: they are the epoch's random batches, each as consecutive forward passes."""
+            dataset = (args[0] if args else kwargs.get("train_dataset")) or self.train_dataset
+            if isinstance(dataset, MicroBatches):
+                return torch.utils.data.SequentialSampler(dataset)
+            return super()._get_train_sampler(*args, **kwargs)
 
-    class ResponseHeadTrainer(Trainer):
+    if lm_head == "full":
+        return LcRecTrainer
+
+    class ResponseHeadTrainer(LcRecTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = response_loss(model, inputs, num_items_in_batch)
             if (self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs
@@ -153,7 +156,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     examples, counts = build_examples(dataset, sids, tokenizer, opts, random.Random(seed))
     bf16, fp16 = _precision(device, str(opts.precision))
     _speed_up(model, opts, device, bf16)
-    train_data, per_device, batches = _training_data(examples, opts, seed)
+    data = _training_data(examples, opts, seed)
+    first_epoch = data.micro  # the forward passes' padding, for the summary
     max_steps = int(opts.max_steps) if opts.max_steps is not None else -1
     params = {"backbone": BACKBONE, **opts.params()}
     ckpts = TrainerCheckpoints(output, "train-rec", params, _run_inputs(dataset, sids, ref),
@@ -161,8 +165,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     resume_from = ckpts.prepare(main_process=os.environ.get("RANK", "0") == "0")
     args = TrainingArguments(
         output_dir=str(ckpts.dir),  # checkpoints for --resume (saved by ckpts.callback())
-        per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=int(opts.grad_accum),
+        per_device_train_batch_size=1,  # one micro-batch (a whole batch, or a part of one) per forward
+        gradient_accumulation_steps=int(opts.grad_accum) * data.parts,
         learning_rate=float(opts.lr),
         weight_decay=float(opts.weight_decay),
         num_train_epochs=float(opts.epochs),
@@ -188,7 +192,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         callback = _trainer_callback(bar)
         extra = [validation] if validation is not None else []
         trainer = ckpts.trainer_class(_trainer_class(str(opts.lm_head)))(
-            model=model, args=args, train_dataset=train_data, data_collator=Collator(int(tokenizer.pad_token_id)),
+            model=model, args=args, train_dataset=data, data_collator=Collator(int(tokenizer.pad_token_id)),
             callbacks=[callback, *extra, ckpts.callback()])
         trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
         result = trainer.train(resume_from_checkpoint=resume_from)
@@ -209,13 +213,13 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         "total_parameters": int(total),
         "device": str(device),
         "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
-        "padding_share": round(padding_share(batches), 4),
+        "padding_share": round(padding_share(first_epoch), 4),
         "threads": torch.get_num_threads(),
         "seconds": round(time.perf_counter() - t0, 1),
         "seconds_per_step": callback.seconds_per_step(),
         "cpu_seconds_per_step": callback.seconds_per_step(cpu=True),
         "step_seconds": [round(t, 4) for t in callback.step_times],
-        "steps_per_epoch": math.ceil(len(batches) / (int(opts.grad_accum) * world)),
+        "steps_per_epoch": math.ceil(len(data.batches) / (int(opts.grad_accum) * world)),
     }
     if validation is not None:
         state = validation.summary_state()
@@ -238,17 +242,11 @@ def _speed_up(model, opts: LcRecOptions, device: torch.device, bf16: bool) -> No
         cpu_bf16.prepare(model)
 
 
-def _training_data(examples: list, opts: LcRecOptions, seed: int
-                   ) -> tuple[torch.utils.data.Dataset, int, list[list]]:
-    """``(dataset, per-device batch size, batches)``: bucketed batches as dataset items, or the examples for the
-    Trainer's random batches (then ``batches`` is a seeded shuffle of them, to estimate their padding)."""
-    size = int(opts.batch_size)
-    if opts.batching == "bucketed":
-        batches = bucketed_batches(examples, size, random.Random(seed + 2))
-        return BatchDataset(batches), 1, batches  # each dataset item is a whole batch
-    shuffled = examples[:]
-    random.Random(seed + 3).shuffle(shuffled)
-    return ExampleDataset(examples), size, [shuffled[k:k + size] for k in range(0, len(shuffled), size)]
+def _training_data(examples: list, opts: LcRecOptions, seed: int) -> MicroBatches:
+    """Each epoch's seeded random batches of ``batch_size``, run as ``micro_batches`` length-sorted forward
+    passes a batch (``bucketed``) or one (``random``): the same batches either way."""
+    parts = int(opts.micro_batches) if opts.batching == "bucketed" else 1
+    return MicroBatches(examples, int(opts.batch_size), parts, seed)
 
 
 def _validation(model, tokenizer, dataset: Dataset, sids: SidTable, opts: LcRecOptions, device: torch.device,
