@@ -47,6 +47,7 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     assert "beams sharing the prompt vs Hugging Face's per-beam cache" in out.read_text()
     md = out.read_text()
     assert "python -m benchmarks.speed.lcrec_speed --dataset" in md and "Load average" in md and "| all levers |" in md
+    assert f"each run as {result['micro_batches']} length-sorted micro-batches" in md
     # --loss-seeds 1: float32 and all levers, each over the timed batch order and one more, untimed
     noise = result["loss_noise"]
     assert noise["loss_seeds"] == 1 and noise["order_seeds"] == [1]

@@ -1,8 +1,9 @@
 """LC-Rec on a CPU: today's float32 path against the cost levers, side by side in one invocation.
 
 1. Training. The same ``--steps x --batch-size`` training windows (a seeded subset of the dataset's
-   windows, via ``--max-samples``), one epoch over them (so every configuration sees exactly the same
-   samples, grouped into batches its own way), through the real ``lcrec.train``, for: the float32
+   windows, via ``--max-samples``), one epoch over them in the same seeded random batches (every
+   configuration sees exactly the same samples in the same steps; bucketed batching runs each batch as
+   length-sorted micro-batches), through the real ``lcrec.train``, for: the float32
    path (``LEGACY``: fp32, full output head, random batches, Alpaca prompt), each lever alone on top
    of it, and all levers (the defaults). Per configuration: samples/s over steps 2..N (wall clock;
    the first step is warm-up), samples per CPU-second (the median step's process CPU time, all
@@ -21,10 +22,10 @@
    both. One row decodes bf16 with Hugging Face's per-beam cache instead (``shared_prefix=False``: what
    the shared prompt adds, and its lists against the new path's); a last one runs the head in bf16 too
    (faster, coarser scores; not the default).
-3. Loss noise (``--loss-seeds K``, default 0: off). The held-out loss after N steps depends on the
-   batches as well as on the levers (each path draws its own random batches of the same windows), so the
-   float32 path and all levers each train K more models, untimed, on the same windows with the same seed
-   (model init, dropout) and K other batch orders; the report gives each one's held-out loss over its
+3. Loss noise (``--loss-seeds K``, default 0: off). The held-out loss after N steps depends on which
+   random batches the windows fall into as well as on the levers, so the float32 path and all levers
+   each train K more models, untimed, on the same windows with the same seed (model init, dropout) and
+   K other batch orders (each shared by both); the report gives each one's held-out loss over its
    1 + K orders (mean, sd, min, max) and whether the all-levers range meets the float32 one: whether the
    difference is within the batch-order noise.
 
@@ -68,7 +69,7 @@ from uqf_cli.files import read_sids
 from uqf_cli.rec import lcrec
 from uqf_cli.rec.base import training_samples
 from uqf_cli.rec.lcrec import training as lcrec_training
-from uqf_cli.rec.lcrec.batching import Collator
+from uqf_cli.rec.lcrec.batching import Collator, MicroBatches
 from uqf_cli.rec.lcrec.options import LEGACY, LcRecOptions
 from uqf_cli.rec.lcrec.prompts import Encoded, sid_token_ids
 from uqf_cli.rec.lcrec.recommender import CPU_EVAL_BATCH
@@ -225,17 +226,14 @@ def batch_order(order_seed: int) -> Iterator[None]:
 
     ``lcrec.train`` draws the windows, the model init, dropout and the batches all from ``seed``; this
     changes the batches alone, here in the benchmark, so normal runs, their options and provenance stay
-    as they are: the windows reach the batching in an order shuffled by ``order_seed`` (the Trainer's seeded
-    random sampler then draws other batches from them), and the bucketed path's own batch shuffle is seeded
-    by ``order_seed``: both get another composition and order of the same windows."""
+    as they are: every configuration's batches (random or bucketed, the same ones) are another seeded
+    shuffle of the same windows, cut into batches: another composition and order."""
     original = lcrec_training._training_data
     calls: list[int] = []
 
-    def reordered(examples: list, opts: Any, seed: int) -> lcrec_training.TrainingData:
-        shuffled = examples[:]
-        random.Random(order_seed).shuffle(shuffled)
+    def reordered(examples: list, opts: Any, seed: int) -> MicroBatches:
         calls.append(order_seed)
-        return original(shuffled, opts, order_seed)
+        return original(examples, opts, order_seed)
 
     lcrec_training._training_data = reordered
     try:
