@@ -1,6 +1,6 @@
 #!/bin/bash
 # The UQF design search (issue 14): variants screened on validation NDCG@10, 1 seed, TIGER small 5 epochs.
-# Inputs as in benchmarks/results/office_cpu.md (uqf prepare builtin:office, embed-text, train-gcn --seed 0).
+# Inputs as in benchmarks/results/archive/office_cpu.md (uqf prepare builtin:office, embed-text, train-gcn --seed 0).
 cd "$(dirname "$0")/../.."
 UQF_THREADS=1 exec .venv/bin/python -m benchmarks.quality.ablation --dataset runs/office/ds --text runs/office/text.st \
   --collab runs/office/collab.st --work runs/cmp --out benchmarks/results/office_search.md --jobs 2 \

@@ -125,7 +125,7 @@ class QuantizeConfig:
 def auto_codebook_size(n_items: int) -> int:
     """The smallest power of two K with K * K >= n_items (at least 2): the first two levels can address every
     item and the deeper ones only split what they share. On Office (2,420 items) K = 64, which beat the
-    fixed 256 on validation (benchmarks/results/office_cpu.md)."""
+    fixed 256 on validation (benchmarks/results/archive/office_cpu.md)."""
     k = 2
     while k * k < n_items:
         k *= 2
