@@ -215,3 +215,24 @@ def test_a_batchs_common_opening_runs_once_with_the_whole_prompts_results(precis
     else:
         assert _ranks_alike(got, want, top=5, tol=0.005) and torch.allclose(got.scores, want.scores, atol=0.02)
         assert not _ranks_alike(BeamResult(want.items.flip(1), want.scores), want, top=5, tol=0.005)  # it can fail
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["plain", "peft"])
+def test_decoders_pass_the_cache_without_deprecation_warnings(wrap: bool) -> None:
+    """Both step decoders hand the KV cache over by the name the installed transformers takes
+    (``cache`` since 5.x renamed ``past_key_values``), also through a peft wrapper as in training's
+    validation: no warning per beam step, and the same beams either way."""
+    import warnings
+
+    model = _llama()
+    if wrap:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], lora_dropout=0.0)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        want = _search(model, CausalLmStepDecoder)
+        if not wrap:
+            shared_prefix.prepare(model)
+            assert torch.equal(_search(model, SharedPrefixStepDecoder).items, want.items)
+    assert want.items.shape[0] == len(_prompts())

@@ -107,12 +107,13 @@ class CausalLmStepDecoder:
         self.ids, self.mask = left_pad(prompts, pad_id, device)
         self.cache = None
         self.last_pos = None
+        self.cache_kwarg = cache_kwarg(model)
 
     def first(self) -> torch.Tensor:
         positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
                          logits_to_keep=1)
-        self.cache, self.last_pos = out.past_key_values, positions[:, -1:]
+        self.cache, self.last_pos = cache_of(out), positions[:, -1:]
         return out.logits[:, -1, :]
 
     def next(self, last_tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
@@ -121,9 +122,22 @@ class CausalLmStepDecoder:
         self.mask = torch.cat([self.mask.index_select(0, parent_rows), ones], dim=1)
         self.last_pos = self.last_pos.index_select(0, parent_rows) + 1
         out = self.model(input_ids=last_tokens.reshape(-1, 1), attention_mask=self.mask, position_ids=self.last_pos,
-                         past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+                         use_cache=True, **{self.cache_kwarg: self.cache})
+        self.cache = cache_of(out)
         return out.logits[:, -1, :]
+
+
+def cache_kwarg(model) -> str:
+    """The keyword ``model``'s forward takes its KV cache by: ``cache`` since transformers 5 renamed
+    ``past_key_values`` (the old name still works there, with a deprecation warning every call)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def cache_of(out):
+    """The KV cache of a Hugging Face model output, under either name."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
 
 
 MIN_COMMON_START = 4  # prompt tokens shared by a whole batch worth running once (fewer: each prompt runs whole)
@@ -174,8 +188,7 @@ class SharedPrefixStepDecoder:
         self.head = model.get_output_embeddings()
         self.scratch = scratch or Scratch()
         self.prompts, self.pad_id, self.device = prompts, pad_id, device
-        params = inspect.signature(self.body.forward).parameters
-        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"  # transformers 5 renamed it
+        self.cache_kwarg = cache_kwarg(self.body)
         self.state: shared_prefix.PrefixState | None = None
         self.last_pos: torch.Tensor | None = None
 
@@ -189,24 +202,19 @@ class SharedPrefixStepDecoder:
         cache = None
         if start:
             ids = torch.tensor([self.prompts[0][:start]], dtype=torch.long, device=self.device)
-            cache = self._cache_of(self._forward(ids, None, torch.arange(start, device=self.device)[None], None))
+            cache = cache_of(self._forward(ids, None, torch.arange(start, device=self.device)[None], None))
             cache.batch_repeat_interleave(users)
         ids, mask = left_pad([p[start:] for p in self.prompts], self.pad_id, self.device)
         positions = start + (mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([mask.new_ones((users, start)), mask], dim=1)
         out = self._forward(ids, mask, positions, cache)
-        self.state = shared_prefix.PrefixState.from_cache(self._cache_of(out), mask)
+        self.state = shared_prefix.PrefixState.from_cache(cache_of(out), mask)
         self.last_pos = positions[:, -1:]
         return self.logits(out.last_hidden_state[:, -1, :])
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache):
         return self.body(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          **{self.cache_kwarg: cache})
-
-    @staticmethod
-    def _cache_of(out):
-        cache = getattr(out, "cache", None)
-        return out.past_key_values if cache is None else cache
 
     def next(self, last_tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
         assert self.state is not None and self.last_pos is not None, "first() comes first"
