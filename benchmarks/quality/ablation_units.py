@@ -29,7 +29,7 @@ from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation import evaluate
 from uqf_cli.evaluation.inspect_sids import load_inspection
 from uqf_cli.evaluation.inspect_sids import metrics as sid_metrics
-from uqf_cli.files import SidTable, read_sids, write_sids
+from uqf_cli.files import SidTable, read_sids, sha256_file, write_sids
 from uqf_cli.fuse import FuseOptions, fuse
 from uqf_cli.quantize import QuantizeConfig, quantize
 from uqf_cli.quantize.letter import LetterConfig
@@ -330,6 +330,9 @@ def drop_stale_checkpoints(wdir: Path, settings: dict[str, Any]) -> None:
 def run_sid(variant: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Namespace, cap: int | None
             ) -> dict[str, Any]:
     tok = tokenize(sid_unit(variant, seed), args)
+    # the SIDs file this unit trains on, by content, so a report can tell two runs' units used the same SIDs (not a
+    # setting: records made before it stay valid for resume)
+    tok = {**tok, "sids_sha256": sha256_file(tok["sids"])}
     table, reserved = sids_covering(read_sids(tok["sids"]), ds)
     if reserved:
         write_sids(wdir / "sids_with_reserved.jsonl", table, force=True)
