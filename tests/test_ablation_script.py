@@ -15,6 +15,7 @@ import pytest
 from conftest import make_dataset
 
 from benchmarks.quality import ablation
+from benchmarks.quality import ablation_beside as beside_mod
 from benchmarks.quality import ablation_report as report
 from benchmarks.quality import ablation_units as units
 from uqf_cli.collab import train_gcn
@@ -203,6 +204,12 @@ def test_recipe_per_user_scores_and_paired_tests(inputs: dict[str, Path]) -> Non
     units.write_json(units.records_dir(args) / "sid_uqf_s0.json",
                      {**uqf, "tokenization": {k: v for k, v in tok.items() if k != "sids_sha256"}})
     assert units.finished("sid_uqf_s0", args, args.tiger_epochs)
+    # another run that copied this run's tok/ folder trains on these very SIDs (read from the copy), no refit
+    moved = ablation.parse_args([*argv, "--work", str(inputs["root"] / "work_copy")])
+    shutil.copytree(args.work / "tok" / "uqf_s0", moved.work / "tok" / "uqf_s0")
+    reused = units.tokenize("sid_uqf_s0", moved)
+    assert reused["sids"] == str(moved.work / "tok" / "uqf_s0" / "sids.jsonl")
+    assert sha256_file(reused["sids"]) == tok["sids_sha256"] and reused["seconds"] == tok["seconds"]
     with pytest.raises(SystemExit):
         ablation.parse_args(_argv(inputs, "bad.md", "--tiger-recipe", '{"epochs": 3}'))
 
@@ -338,6 +345,7 @@ def test_beside_adds_the_other_backbone_on_the_same_sids_with_paired_tests(input
     assert (f"| LC-Rec on text-only RQ-VAE (TIGER/LC-Rec) vs TIGER on text-only RQ-VAE (TIGER/LC-Rec) | 0,1 | "
             f"{want['ratio']:.3f}x | {want['low']:.3f}-{want['high']:.3f} | {want['p']:.2g} | {users} |") in beside
     assert "| LC-Rec on UQF vs TIGER on UQF | 0 |" in beside
+    assert "Beside, command: `python -m test`" in beside and "Beside, code: commit test." in beside
     assert "| TIGER: UQF vs text-only RQ-VAE (TIGER/LC-Rec) | 0 |" in beside
     assert ("- sid_uqf_s1 of tg.md refused, not the same SIDs: tokenization.sids_sha256 (the SIDs files): "
             '"d4" vs "b2"') in beside
@@ -369,3 +377,13 @@ def test_beside_refuses_records_of_other_settings_or_statistics(inputs: dict[str
     assert result["beside"]["refused"] == [
         "sid_uqf_s0 of tg_stats.md refused, not the same SIDs: tokenization.semantic_lift.1: 0.4 vs 0.41"]
     assert result["beside"]["units"] == [] and "(tg_stats.md) |" not in (inputs["root"] / "lc_refused.md").read_text()
+    # a record with neither a digest nor statistics (nothing says which SIDs it used) is refused, not taken on settings
+    bare = _record(same, "sid_text_s0", np.full(60, 0.1))
+    units.write_json(units.records_dir(same) / "sid_text_s0.json", {**bare, "tokenization": {"sids": "x.jsonl"}})
+    result = ablation.main([*argv, "--beside", str(inputs["root"] / "tg_stats")])
+    assert result["beside"]["refused"][0] == (
+        "sid_text_s0 of tg_stats.md refused, not the same SIDs: "
+        "tokenization: neither a sids_sha256 on both records nor tokenization statistics to compare")
+    # a refusal stays one line of bounded length whatever the values
+    why = beside_mod.first_difference({"a": "x" * 500}, {"a": "x" * 499 + "y"}, "settings")
+    assert why is not None and "\n" not in why and len(why) < 200 and why.startswith("settings.a: ")

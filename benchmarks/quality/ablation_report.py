@@ -228,17 +228,27 @@ def _test(comparison: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> 
     be run (records without per-user scores, or other test users)."""
     x, y = per_user_mean(a), per_user_mean(b)
     seeds = ",".join(str(r["seed"]) for r in a)
+    # same data and test users (checked by ablation_beside.same_sids): the lists are in the same test-case order
     if x is None or y is None or len(x) != len(y):
         return {"comparison": comparison, "seeds": seeds, "ratio": None}
     return {"comparison": comparison, "seeds": seeds, **paired_test(x, y)}
+
+
+def beside_provenance(beside: Beside) -> list[str]:
+    """The other run's commands and code versions, as the header names this run's (of its records read)."""
+    if not beside.commands and not beside.codes:
+        return []
+    return [*(f"Beside, command: `{c}`" for c in sorted(beside.commands)), "",
+            f"Beside, code: {', '.join(sorted(beside.codes)) or 'not recorded'}.", ""]
 
 
 def beside_section(beside: Beside, tests: list[dict[str, Any]]) -> list[str]:
     lines = [f"## Paired tests beside {beside.backbone} on the same SIDs (`{beside.folder}`)", "",
              f"Records of `{beside.folder}/units` for this run's tokenizers and seeds, each accepted only when it was "
              "made on the same SIDs (the same data, tokenization settings and test users, and the same SIDs file by "
-             "its `sids_sha256`, or for records made before that digest the same tokenization statistics, exactly). "
-             "Paired over the same test users; each side's per-user NDCG@10 is averaged over the seeds listed.", ""]
+             "its `sids_sha256`, or where a record was made before that digest the same tokenization statistics, "
+             "exactly). Paired user by user (the same test cases in the same order); each side's per-user NDCG@10 is "
+             "averaged over the seeds listed.", "", *beside_provenance(beside)]
     if tests:
         lines += ["| comparison | seeds | ratio, test NDCG@10 | 95% interval (paired bootstrap over users) | "
                   "Wilcoxon p | users |", "|---|---|---|---|---|---|"]
@@ -248,7 +258,8 @@ def beside_section(beside: Beside, tests: list[dict[str, Any]]) -> list[str]:
             lines.append(f"| {t['comparison']} | {t['seeds']} | {cells} |")
         lines.append("")
     else:
-        lines += ["No unit of this run has a record of the same SIDs there.", ""]
+        lines += ["No unit of this run has a record of the same SIDs there." if beside.looked else
+                  "No SID unit of this run is recorded yet.", ""]
     return lines + [f"- {why}" for why in beside.refused] + ([""] if beside.refused else [])
 
 
@@ -356,6 +367,7 @@ def write(args: argparse.Namespace, variants: dict[str, dict[str, Any]], baselin
     everything = {"tiger_presets": presets, "manifest": read_json(manifest_path(args)), "records": records}
     if beside:
         everything["beside"] = {"folder": str(beside.folder), "backbone": beside.backbone, "tests": tests,
+                                "commands": sorted(beside.commands), "codes": sorted(beside.codes),
                                 "units": sorted(m["unit"] for pairs in beside.pairs.values() for m, _ in pairs),
                                 "refused": beside.refused}
     write_json(args.out.with_suffix(".json"), everything)

@@ -218,7 +218,8 @@ def tokenize(unit: str, args: argparse.Namespace) -> dict[str, Any]:
     settings = {**tokenization_settings(variant, args), "data": args.data_digest}
     cached = read_json(wdir / "record.json")
     if cached is not None and cached["settings"] == settings:
-        return cached
+        # the SIDs of this folder, wherever it was made: another run's tok/ folder copied here is reused as is
+        return {**cached, "sids": str(wdir / "sids.jsonl")}
     wdir.mkdir(parents=True, exist_ok=True)
     spec = variant_spec(variant, args)
     opts = FuseOptions(**{**settings["fuse"], "method": spec["method"], "seed": seed, "device": args.device})
