@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from conftest import make_dataset
 
 from benchmarks.quality import ablation
+from benchmarks.quality import ablation_beside as beside_mod
 from benchmarks.quality import ablation_report as report
 from benchmarks.quality import ablation_units as units
 from uqf_cli.collab import train_gcn
@@ -179,6 +182,34 @@ def test_recipe_per_user_scores_and_paired_tests(inputs: dict[str, Path]) -> Non
     assert "## Paired tests" in md and "| text-only RQ-VAE (TIGER/LC-Rec) |" in md.split("## Paired tests")[1]
     same = report.paired_test(np.array([0.0, 1.0, 0.5]), np.array([0.0, 1.0, 0.5]))
     assert same["ratio"] == 1.0 and same["p"] == 1.0
+    # every new record names its SIDs file by content; real records beside each other: an unchanged copy is taken, a
+    # copy with another SIDs digest is refused
+    from uqf_cli.files import sha256_file
+
+    tok = uqf["tokenization"]
+    assert tok["sids_sha256"] == sha256_file(tok["sids"]) and "sids_sha256" not in json.dumps(uqf["settings"])
+    args = ablation.parse_args(argv)
+    other = inputs["root"] / "paired_copy" / "units"
+    other.mkdir(parents=True)
+    shutil.copy(units.records_dir(args) / "sid_text_s0.json", other)
+    units.write_json(other / "sid_uqf_s0.json", {**uqf, "tokenization": {**tok, "sids_sha256": "0" * 64}})
+    beside = ablation.main([*argv, "--report-only", "--beside", str(other.parent)])["beside"]
+    assert beside["units"] == ["sid_text_s0"] and beside["refused"] == [
+        "sid_uqf_s0 of paired_copy.md refused, not the same SIDs: tokenization.sids_sha256 (the SIDs files): "
+        f'"{tok["sids_sha256"]}" vs "{"0" * 64}"']
+    md = (inputs["root"] / "paired.md").read_text(encoding="utf-8")
+    assert "| TIGER on text-only RQ-VAE (TIGER/LC-Rec) (paired_copy.md) | 1 |" in md
+    assert "| TIGER on text-only RQ-VAE (TIGER/LC-Rec) vs TIGER on text-only RQ-VAE (TIGER/LC-Rec) | 0 | 1.000x" in md
+    # resume: a record made before the digest existed is still a finished unit of these settings
+    units.write_json(units.records_dir(args) / "sid_uqf_s0.json",
+                     {**uqf, "tokenization": {k: v for k, v in tok.items() if k != "sids_sha256"}})
+    assert units.finished("sid_uqf_s0", args, args.tiger_epochs)
+    # another run that copied this run's tok/ folder trains on these very SIDs (read from the copy), no refit
+    moved = ablation.parse_args([*argv, "--work", str(inputs["root"] / "work_copy")])
+    shutil.copytree(args.work / "tok" / "uqf_s0", moved.work / "tok" / "uqf_s0")
+    reused = units.tokenize("sid_uqf_s0", moved)
+    assert reused["sids"] == str(moved.work / "tok" / "uqf_s0" / "sids.jsonl")
+    assert sha256_file(reused["sids"]) == tok["sids_sha256"] and reused["seconds"] == tok["seconds"]
     with pytest.raises(SystemExit):
         ablation.parse_args(_argv(inputs, "bad.md", "--tiger-recipe", '{"epochs": 3}'))
 
@@ -243,3 +274,116 @@ def test_budget_cell_tells_early_stops_from_schedules_that_reached_zero() -> Non
     assert not schedule_ended(rec(30, 29, False, floor=0.05)) and schedule_ended(rec(30, 29, False, floor=0.0))
     assert budget_cell(recs) == "22/30/30 (best 17/27/28) of 30; early stop 1/3, schedule end 1/3"
     assert budget_cell(recs[:1]) == "22 (best 17) of 30; early stop 1/1"
+
+
+def _stats(**changes: object) -> dict:
+    """Tokenization statistics of a synthetic SID record (what ``ablation_units.tokenize`` records)."""
+    return {"items": 40, "raw_collision_rate": 0.1, "collision_rate": 0.0, "utilisation": [1.0, 0.75],
+            "semantic_lift": {"1": 0.4, "2": 0.6}, "collab_cosine_lift": {"1": 0.1, "2": 0.2},
+            "cooc_share": {"1": 0.13, "2": 0.02}, "cooc_lift": {"1": float("nan"), "2": 12.0},
+            "items_per_prefix": {"1": {"max": 9, "mean": 4.0}}, "seconds": {"fuse": 1.0, "quantize": 2.0},
+            "sids": "work/tok/x/sids.jsonl", **changes}
+
+
+def _record(args: argparse.Namespace, unit: str, per_user: np.ndarray, **tokenization: object) -> dict:
+    """A finished unit record made with ``args``'s settings (LC-Rec or TIGER), written to its records folder."""
+    kind, body, seed = units.parse_unit(unit)
+    rec = {"unit": unit, "kind": "baseline" if kind == "base" else "sid", "seed": seed,
+           "settings": units.unit_settings(unit, args, 60),
+           "test": {"recall@10": float(per_user.mean()) * 2, "ndcg@10": float(per_user.mean())},
+           "valid": {"recall@10": None, "ndcg@10": None}, "test_ndcg10_per_user": per_user.round(5).tolist(),
+           "seconds": {"train": 60.0}, "machine": "CPU (test)", "code": "commit test", "command": "python -m test"}
+    if kind == "base":
+        rec["name"] = body
+    elif args.backbone == "lcrec":
+        rec.update(variant=body, backbone="lcrec", tokenization=_stats(**tokenization), steps_run=600, best_step=300,
+                   early_stopped=True)
+    else:
+        rec.update(variant=body, tokenization=_stats(**tokenization), epochs_run=40, best_epoch=35, epoch_cap=60,
+                   early_stopped=True)
+    units.write_json(units.records_dir(args) / f"{unit}.json", rec)
+    return rec
+
+
+def test_beside_adds_the_other_backbone_on_the_same_sids_with_paired_tests(inputs: dict[str, Path]) -> None:
+    """``--beside``: TIGER's records of the LC-Rec run's tokenizers and seeds become rows and paired tests when made on
+    the same SIDs (the digests when both have one, else the statistics); other records are refused with the reason;
+    the LC-Rec rows, its own paired tests and the reused baselines stay as they were."""
+    tiger = ablation.parse_args(_argv(inputs, "tg.md", "--variants", "text,uqf", "--seeds", "3", "--baselines"))
+    rng = np.random.default_rng(0)
+    users = 60
+    scores = {(b, v, s): rng.random(users) * (0.5 if b == "tiger" else 0.3) for b in ("tiger", "lcrec")
+              for v in ("text", "uqf") for s in range(3)}
+    for seed in range(3):
+        _record(tiger, f"sid_text_s{seed}", scores["tiger", "text", seed])  # made before the digest existed
+    _record(tiger, "sid_uqf_s0", scores["tiger", "uqf", 0], sids_sha256="a1")
+    _record(tiger, "sid_uqf_s1", scores["tiger", "uqf", 1], sids_sha256="b2")
+    _record(tiger, "base_sasrec_s0", rng.random(users))
+    lcrec_argv = _argv(inputs, "lc.md", "--backbone", "lcrec", "--variants", "text,uqf", "--seeds", "2",
+                       "--beside", str(inputs["root"] / "tg"), "--report-only")
+    lc = ablation.parse_args(lcrec_argv)
+    for seed in range(2):
+        _record(lc, f"sid_text_s{seed}", scores["lcrec", "text", seed], sids_sha256="c3")
+    _record(lc, "sid_uqf_s0", scores["lcrec", "uqf", 0], sids_sha256="a1")
+    _record(lc, "sid_uqf_s1", scores["lcrec", "uqf", 1], sids_sha256="d4")  # statistics equal, SIDs not
+    # the baselines do not depend on the backbone: TIGER's SASRec record counts as this run's, not rerun
+    shutil.copy(units.records_dir(tiger) / "base_sasrec_s0.json", units.records_dir(lc))
+    assert units.finished("base_sasrec_s0", lc, None)
+
+    result = ablation.main(lcrec_argv)
+    md = (inputs["root"] / "lc.md").read_text(encoding="utf-8")
+    table = md.split("## Recommendation")[1].split("Tail:")[0]
+    assert "| text-only RQ-VAE (TIGER/LC-Rec) | 2 | 600/600 steps" in table and "| UQF | 2 |" in table
+    assert "| TIGER on text-only RQ-VAE (TIGER/LC-Rec) (tg.md) | 2 | 40/40 (best 35/35) of 60" in table
+    assert "| TIGER on UQF (tg.md) | 1 |" in table and "| SASRec | 1 |" in table
+    assert "/ SASRec:" in md  # the verdict line of the best SID model against SASRec
+    own = md.split("## Paired tests (per-user")[1].split("## Paired tests beside")[0]
+    assert "| text-only RQ-VAE (TIGER/LC-Rec) |" in own and "| SASRec |" in own and "TIGER on" not in own
+    beside = md.split("## Paired tests beside TIGER on the same SIDs")[1].split("## SID space")[0]
+    lc_text, tg_text = (np.mean([scores[b, "text", s].round(5) for s in (0, 1)], axis=0) for b in ("lcrec", "tiger"))
+    want = report.paired_test(lc_text, tg_text)
+    assert (f"| LC-Rec on text-only RQ-VAE (TIGER/LC-Rec) vs TIGER on text-only RQ-VAE (TIGER/LC-Rec) | 0,1 | "
+            f"{want['ratio']:.3f}x | {want['low']:.3f}-{want['high']:.3f} | {want['p']:.2g} | {users} |") in beside
+    assert "| LC-Rec on UQF vs TIGER on UQF | 0 |" in beside
+    assert "Beside, command: `python -m test`" in beside and "Beside, code: commit test." in beside
+    assert "| TIGER: UQF vs text-only RQ-VAE (TIGER/LC-Rec) | 0 |" in beside
+    assert ("- sid_uqf_s1 of tg.md refused, not the same SIDs: tokenization.sids_sha256 (the SIDs files): "
+            '"d4" vs "b2"') in beside
+    assert result["beside"]["units"] == ["sid_text_s0", "sid_text_s1", "sid_uqf_s0"]
+    assert [t["comparison"].split(" vs ")[0] for t in result["beside"]["tests"]] == [
+        "LC-Rec on text-only RQ-VAE (TIGER/LC-Rec)", "LC-Rec on UQF", "LC-Rec: UQF", "TIGER: UQF"]
+    with pytest.raises(SystemExit):
+        ablation.parse_args([*lcrec_argv[:-1], "--beside", str(inputs["root"] / "nowhere")])
+
+
+def test_beside_refuses_records_of_other_settings_or_statistics(inputs: dict[str, Path]) -> None:
+    """Not the same SIDs, not beside: other tokenization settings, or (without digests on both sides) a statistic."""
+    other_fuse = ablation.parse_args(_argv(inputs, "tg_fuse.md", "--variants", "text,uqf", "--seeds", "1",
+                                           "--fuse-epochs", "2"))
+    _record(other_fuse, "sid_text_s0", np.full(60, 0.1), sids_sha256="e5")
+    same = ablation.parse_args(_argv(inputs, "tg_stats.md", "--variants", "text,uqf", "--seeds", "1"))
+    _record(same, "sid_uqf_s0", np.full(60, 0.1), semantic_lift={"1": 0.41, "2": 0.6})
+    argv = _argv(inputs, "lc_refused.md", "--backbone", "lcrec", "--variants", "text,uqf", "--seeds", "1",
+                 "--report-only")
+    lc = ablation.parse_args(argv)
+    _record(lc, "sid_text_s0", np.full(60, 0.2), sids_sha256="e5")
+    _record(lc, "sid_uqf_s0", np.full(60, 0.2), sids_sha256="f6")
+    result = ablation.main([*argv, "--beside", str(inputs["root"] / "tg_fuse")])
+    assert result["beside"]["refused"] == [
+        "sid_text_s0 of tg_fuse.md refused, not the same SIDs: settings.tokenization.fuse.epochs: 1 vs 2"]
+    md = (inputs["root"] / "lc_refused.md").read_text(encoding="utf-8")
+    assert "(tg_fuse.md) |" not in md and "No unit of this run has a record of the same SIDs there." in md
+    result = ablation.main([*argv, "--beside", str(inputs["root"] / "tg_stats")])
+    assert result["beside"]["refused"] == [
+        "sid_uqf_s0 of tg_stats.md refused, not the same SIDs: tokenization.semantic_lift.1: 0.4 vs 0.41"]
+    assert result["beside"]["units"] == [] and "(tg_stats.md) |" not in (inputs["root"] / "lc_refused.md").read_text()
+    # a record with neither a digest nor statistics (nothing says which SIDs it used) is refused, not taken on settings
+    bare = _record(same, "sid_text_s0", np.full(60, 0.1))
+    units.write_json(units.records_dir(same) / "sid_text_s0.json", {**bare, "tokenization": {"sids": "x.jsonl"}})
+    result = ablation.main([*argv, "--beside", str(inputs["root"] / "tg_stats")])
+    assert result["beside"]["refused"][0] == (
+        "sid_text_s0 of tg_stats.md refused, not the same SIDs: "
+        "tokenization: neither a sids_sha256 on both records nor tokenization statistics to compare")
+    # a refusal stays one line of bounded length whatever the values
+    why = beside_mod.first_difference({"a": "x" * 500}, {"a": "x" * 499 + "y"}, "settings")
+    assert why is not None and "\n" not in why and len(why) < 200 and why.startswith("settings.a: ")

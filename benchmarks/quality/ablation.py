@@ -29,6 +29,10 @@ evaluations, the best weights kept; test on all users). Its records carry the ba
 settings, so a table holds one backbone (give each its own ``--out``) and resumes like TIGER's.
 ``--budget-minutes`` calibrates TIGER epochs and is refused with ``--backbone lcrec``.
 
+Beside. ``--beside DIR`` (another run's results folder, holding ``units/``) adds, to the table and the paired tests,
+that run's records of this run's tokenizers and seeds (e.g. TIGER beside LC-Rec on the same SIDs); a record is taken
+only when it was made on the same SIDs (``ablation_beside.py``), else refused with the reason in the report.
+
 Variants: ``text``, ``collab``, ``concat``, ``uqf``, UQF ablations and ``letter`` (see ``VARIANTS``);
 ``--define NAME=JSON`` adds one (``{"method": "uqf", "fuse": {...}, "quantize": {...}, "label": "..."}``;
 optional ``"codebook_size"`` and ``"levels"`` replace ``--codebook-size``/``--levels`` for that variant, and
@@ -159,6 +163,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--budget-minutes", type=float, default=None, help="wall-clock deadline for this invocation")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--report-only", action="store_true", help="render the table and curves from the records")
+    ap.add_argument("--beside", type=Path, default=None, metavar="DIR",
+                    help="another run's results folder (its units/, e.g. benchmarks/results/office_converged): its "
+                         "records of this run's tokenizers and seeds, checked to be on the same SIDs, become rows "
+                         "and paired tests beside this run's")
     ap.add_argument("--worker", nargs="+", default=None, help=argparse.SUPPRESS)
     raw = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw)
@@ -169,6 +177,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [v for v in args.variant_list if v not in VARIANTS and v not in args.defined]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join([*VARIANTS, *args.defined])}")
+    if args.beside is not None and not (args.beside / "units").is_dir():
+        ap.error(f"--beside {args.beside}: no units/ folder of records there")
+    if args.beside is not None and args.beside.resolve() == (args.out.parent / args.out.stem).resolve():
+        ap.error("--beside names this run's own records")
     check_quantize_overrides(ap, args.quantize)
     check_tiger_recipe(ap, args.tiger_recipe)
     if args.codebook_size is None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.quality.ablation_beside import Beside, backbone_name, match
 from benchmarks.quality.ablation_units import manifest_path, read_json, records_dir, write_json
 from benchmarks.quality.paired import paired_bootstrap, wilcoxon_p
 from uqf_cli.data.dataset import Dataset
@@ -190,6 +191,78 @@ def paired_table(rows: dict[str, list[dict[str, Any]]], variants: dict[str, dict
             "A difference is real at the 5% level when the interval excludes 1 and p < 0.05.", ""]
 
 
+def with_beside(rows: dict[str, list[dict[str, Any]]], beside: Beside | None) -> dict[str, list[dict[str, Any]]]:
+    """The rows with, after each tokenizer's, the other run's row of the same SIDs and seeds (``--beside``)."""
+    if beside is None:
+        return rows
+    out: dict[str, list[dict[str, Any]]] = {}
+    for label, recs in rows.items():
+        out[label] = recs
+        theirs = beside.records(recs[0]["variant"]) if recs[0]["kind"] == "sid" else []
+        if theirs:
+            out[f"{backbone_name(theirs[0])} on {label} ({beside.source})"] = theirs
+    return out
+
+
+def beside_tests(beside: Beside, variants: dict[str, dict[str, Any]], mine: str) -> list[dict[str, Any]]:
+    """Paired tests over the same users: this run's backbone against the other on each tokenizer's SIDs, then UQF
+    against each other tokenizer within each backbone, on the seeds accepted beside for both tokenizers."""
+    tests = []
+    for variant in (v for v in variants if v in beside.pairs):
+        pairs = beside.pairs[variant]
+        other, label = backbone_name(pairs[0][1]), variants[variant]["label"]
+        tests.append(_test(f"{mine} on {label} vs {other} on {label}", [m for m, _ in pairs], [t for _, t in pairs]))
+    uqf = beside.pairs.get("uqf", [])
+    for variant in (v for v in variants if v in beside.pairs and v != "uqf"):
+        seeds = {m["seed"] for m, _ in uqf} & {m["seed"] for m, _ in beside.pairs[variant]}
+        for side, name in ((0, mine), (1, beside.backbone)):
+            a = [p[side] for p in uqf if p[0]["seed"] in seeds]
+            b = [p[side] for p in beside.pairs[variant] if p[0]["seed"] in seeds]
+            if a:
+                tests.append(_test(f"{name}: {variants['uqf']['label']} vs {variants[variant]['label']}", a, b))
+    return tests
+
+
+def _test(comparison: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+    """One paired test of two rows' per-user NDCG@10 (each averaged over its seeds); None values where it cannot
+    be run (records without per-user scores, or other test users)."""
+    x, y = per_user_mean(a), per_user_mean(b)
+    seeds = ",".join(str(r["seed"]) for r in a)
+    # same data and test users (checked by ablation_beside.same_sids): the lists are in the same test-case order
+    if x is None or y is None or len(x) != len(y):
+        return {"comparison": comparison, "seeds": seeds, "ratio": None}
+    return {"comparison": comparison, "seeds": seeds, **paired_test(x, y)}
+
+
+def beside_provenance(beside: Beside) -> list[str]:
+    """The other run's commands and code versions, as the header names this run's (of its records read)."""
+    if not beside.commands and not beside.codes:
+        return []
+    return [*(f"Beside, command: `{c}`" for c in sorted(beside.commands)), "",
+            f"Beside, code: {', '.join(sorted(beside.codes)) or 'not recorded'}.", ""]
+
+
+def beside_section(beside: Beside, tests: list[dict[str, Any]]) -> list[str]:
+    lines = [f"## Paired tests beside {beside.backbone} on the same SIDs (`{beside.folder}`)", "",
+             f"Records of `{beside.folder}/units` for this run's tokenizers and seeds, each accepted only when it was "
+             "made on the same SIDs (the same data, tokenization settings and test users, and the same SIDs file by "
+             "its `sids_sha256`, or where a record was made before that digest the same tokenization statistics, "
+             "exactly). Paired user by user (the same test cases in the same order); each side's per-user NDCG@10 is "
+             "averaged over the seeds listed.", "", *beside_provenance(beside)]
+    if tests:
+        lines += ["| comparison | seeds | ratio, test NDCG@10 | 95% interval (paired bootstrap over users) | "
+                  "Wilcoxon p | users |", "|---|---|---|---|---|---|"]
+        for t in tests:
+            cells = (f"{t['ratio']:.3f}x | {t['low']:.3f}-{t['high']:.3f} | {t['p']:.2g} | {t['users']}"
+                     if t["ratio"] is not None else "- | no per-user scores for the same users | - | -")
+            lines.append(f"| {t['comparison']} | {t['seeds']} | {cells} |")
+        lines.append("")
+    else:
+        lines += ["No unit of this run has a record of the same SIDs there." if beside.looked else
+                  "No SID unit of this run is recorded yet.", ""]
+    return lines + [f"- {why}" for why in beside.refused] + ([""] if beside.refused else [])
+
+
 def draw_curves(rows: dict[str, list[dict[str, Any]]], path: Path, title: str) -> bool:
     """Validation NDCG@10 per evaluation for every run with a curve; False without matplotlib."""
     try:
@@ -274,11 +347,15 @@ def write(args: argparse.Namespace, variants: dict[str, dict[str, Any]], baselin
     """Render ``--out``, its JSON and the curves PNG from the records; return the JSON's content."""
     records = load_records(args)
     rows = grouped(records, variants, baselines)
+    beside = match(args.beside, records) if getattr(args, "beside", None) else None
+    mine = "LC-Rec" if getattr(args, "backbone", "tiger") == "lcrec" else "TIGER"
+    tests = beside_tests(beside, variants, mine) if beside else []
     curves = args.out.with_name(args.out.stem + "_curves.png")
     lines = header(args, records) if records else ["# Tokenizer comparison", "", "No unit has finished yet.", ""]
     if rows:
-        lines += ["## Recommendation (mean ± std over seeds)", "", *rec_table(rows), "", f"Tail: {TAIL_RULE}.", "",
-                  *verdict(rows, variants), "", *paired_table(rows, variants)]
+        lines += ["## Recommendation (mean ± std over seeds)", "", *rec_table(with_beside(rows, beside)), "",
+                  f"Tail: {TAIL_RULE}.", "", *verdict(rows, variants), "", *paired_table(rows, variants)]
+        lines += beside_section(beside, tests) if beside else []
         drawn = draw_curves(rows, curves, f"{args.out.stem}: validation NDCG@10 per epoch (dot: best epoch)")
         lines += ["", f"Curves: `{curves.name}`" if drawn else "Curves: not drawn (install the plot extra)."]
         lines += ["", "## SID space", "", *tokenization_table(rows)]
@@ -288,6 +365,11 @@ def write(args: argparse.Namespace, variants: dict[str, dict[str, Any]], baselin
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(args.out)
     everything = {"tiger_presets": presets, "manifest": read_json(manifest_path(args)), "records": records}
+    if beside:
+        everything["beside"] = {"folder": str(beside.folder), "backbone": beside.backbone, "tests": tests,
+                                "commands": sorted(beside.commands), "codes": sorted(beside.codes),
+                                "units": sorted(m["unit"] for pairs in beside.pairs.values() for m, _ in pairs),
+                                "refused": beside.refused}
     write_json(args.out.with_suffix(".json"), everything)
     print(text)
     return everything

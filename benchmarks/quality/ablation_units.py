@@ -29,7 +29,7 @@ from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation import evaluate
 from uqf_cli.evaluation.inspect_sids import load_inspection
 from uqf_cli.evaluation.inspect_sids import metrics as sid_metrics
-from uqf_cli.files import SidTable, read_sids, write_sids
+from uqf_cli.files import SidTable, read_sids, sha256_file, write_sids
 from uqf_cli.fuse import FuseOptions, fuse
 from uqf_cli.quantize import QuantizeConfig, quantize
 from uqf_cli.quantize.letter import LetterConfig
@@ -218,7 +218,8 @@ def tokenize(unit: str, args: argparse.Namespace) -> dict[str, Any]:
     settings = {**tokenization_settings(variant, args), "data": args.data_digest}
     cached = read_json(wdir / "record.json")
     if cached is not None and cached["settings"] == settings:
-        return cached
+        # the SIDs of this folder, wherever it was made: another run's tok/ folder copied here is reused as is
+        return {**cached, "sids": str(wdir / "sids.jsonl")}
     wdir.mkdir(parents=True, exist_ok=True)
     spec = variant_spec(variant, args)
     opts = FuseOptions(**{**settings["fuse"], "method": spec["method"], "seed": seed, "device": args.device})
@@ -330,6 +331,9 @@ def drop_stale_checkpoints(wdir: Path, settings: dict[str, Any]) -> None:
 def run_sid(variant: str, seed: int, ds: Dataset, wdir: Path, args: argparse.Namespace, cap: int | None
             ) -> dict[str, Any]:
     tok = tokenize(sid_unit(variant, seed), args)
+    # the SIDs file this unit trains on, by content, so a report can tell two runs' units used the same SIDs (not a
+    # setting: records made before it stay valid for resume)
+    tok = {**tok, "sids_sha256": sha256_file(tok["sids"])}
     table, reserved = sids_covering(read_sids(tok["sids"]), ds)
     if reserved:
         write_sids(wdir / "sids_with_reserved.jsonl", table, force=True)
