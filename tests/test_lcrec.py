@@ -390,6 +390,44 @@ def test_micro_batches_train_the_model_random_batches_train(setup, monkeypatch: 
         COSTED_OVERHEAD)
 
 
+def test_several_passes_a_batch_are_refused_before_training_where_they_would_not_add_up(
+        setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's passes add up to its gradient only with the step's label-token count and one plain backward a pass:
+    a model that does not take the count, or DeepSpeed, is an option error before the first batch is collated;
+    one pass a batch still trains (the Trainer's own mean)."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaForCausalLM
+
+    from uqf_cli.rec.lcrec import training
+    from uqf_cli.rec.lcrec.batching import Collator, RandomBatches
+    from uqf_cli.rec.lcrec.prompts import Encoded
+
+    ds, sids, base, tmp = setup
+    collated: list[int] = []
+    collate = Collator.__call__
+
+    def spy(self, batch):
+        collated.append(len(batch))
+        return collate(self, batch)
+
+    monkeypatch.setattr(Collator, "__call__", spy)
+    monkeypatch.setattr(LlamaForCausalLM, "accepts_loss_kwargs", False, raising=False)
+    opts = {**OPTS, "base_model": str(base), "max_steps": 1}
+    with pytest.raises(OptionError, match=r"--micro-batches.*num_items_in_batch"):
+        lcrec.train(ds, sids, tmp / "no-count", {**opts, "micro_batches": 2})
+    assert collated == [] and not (tmp / "no-count").exists()
+    assert lcrec.train(ds, sids, tmp / "no-count", {**opts, "micro_batches": 1})["steps"] == 1
+    assert collated
+    examples = [Encoded([1] * k, [2]) for k in range(1, 9)]
+    deepspeed = SimpleNamespace(is_deepspeed_enabled=True, model_accepts_loss_kwargs=True)
+    with pytest.raises(OptionError, match=r"--micro-batches.*DeepSpeed"):
+        training._check_accumulation(deepspeed, RandomBatches(examples, 4, 2, seed=0))
+    training._check_accumulation(deepspeed, RandomBatches(examples, 4, 1, seed=0))  # one pass a batch
+    training._check_accumulation(SimpleNamespace(is_deepspeed_enabled=False, model_accepts_loss_kwargs=True),
+                                 RandomBatches(examples, 4, 2, seed=0))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

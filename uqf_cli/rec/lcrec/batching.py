@@ -58,6 +58,8 @@ def split_by_length(batch: list[Encoded], parts: int, overhead: int = 0) -> list
     ordered = sorted(batch, key=_length)  # stable: equal lengths keep the batch's (shuffled) order
     lengths = [_length(e) for e in ordered]
     n, most = len(ordered), min(parts, len(ordered))
+    if most == 1:  # one pass (``--batching random``): nothing to cut, no quadratic table
+        return [ordered]
     cost, cut = _fewest_positions(lengths, most)
     count = most if overhead == 0 else min(range(1, most + 1), key=lambda p: (cost[p][n] + overhead * p, p))
     bounds, j = [], n

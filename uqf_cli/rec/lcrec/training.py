@@ -75,15 +75,15 @@ def _trainer_class(lm_head: str):
         def training_step(self, model, inputs, num_items_in_batch=None):
             """One random batch: forward and backward of each micro-batch through the Trainer's own step (autocast,
             loss scaling, accelerate's backward). Each loss is divided by the label tokens of the whole optimizer
-            step (``num_items_in_batch``), so the gradients add up to the random batch's; only the last pass of
-            the item may synchronise DDP gradients (the Trainer already holds back the step's other items)."""
+            step (``num_items_in_batch``), so the gradients add up to the random batch's. Only the last pass of
+            the item may synchronise DDP gradients (the Trainer already holds back the step's other items), so
+            every rank synchronises once an item however many passes its batch takes."""
             passes = micro_batches(inputs)
-            if len(passes) > 1:
-                _check_accumulation(self, num_items_in_batch)
+            if len(passes) > 1 and num_items_in_batch is None:  # _check_accumulation refuses such runs up front
+                raise RuntimeError("lcrec: micro-batches need the Trainer's label-token count (num_items_in_batch)")
             losses = []
             for k, micro in enumerate(passes):
-                sync = self.accelerator.no_sync(model) if k < len(passes) - 1 else contextlib.nullcontext()
-                with sync:
+                with self.accelerator.no_sync(model) if k < len(passes) - 1 else contextlib.nullcontext():
                     losses.append(super().training_step(model, micro, num_items_in_batch))
             return torch.stack(losses).sum()
 
@@ -101,14 +101,18 @@ def _trainer_class(lm_head: str):
     return ResponseHeadTrainer
 
 
-def _check_accumulation(trainer, num_items_in_batch) -> None:
-    """Micro-batches need the step's label-token count (else each pass would be its own mean) and a plain backward
-    per pass (DeepSpeed counts its own accumulation steps)."""
-    if num_items_in_batch is None:
-        raise RuntimeError("lcrec: micro-batches need the Trainer's label-token count (num_items_in_batch); this "
-                           "model does not accept it: use --micro-batches 1 or --batching random")
+def _check_accumulation(trainer, data: RandomBatches) -> None:
+    """Before training: several passes a batch need the step's label-token count (else each pass would be its own
+    mean; the Trainer counts it for models that take loss kwargs) and a plain backward per pass (DeepSpeed counts
+    its own accumulation steps)."""
+    if data.parts == 1:
+        return
     if trainer.is_deepspeed_enabled:
         raise OptionError("--micro-batches", "several forward passes a batch are not supported under DeepSpeed: "
+                                             "use --micro-batches 1 or --batching random")
+    if not trainer.model_accepts_loss_kwargs:
+        raise OptionError("--micro-batches", "this model does not take the Trainer's label-token count "
+                                             "(num_items_in_batch), which several forward passes a batch need: "
                                              "use --micro-batches 1 or --batching random")
 
 
@@ -222,6 +226,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
             model=model, args=args, train_dataset=data, data_collator=Collator(int(tokenizer.pad_token_id)),
             callbacks=[callback, *extra, ckpts.callback()])
         trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
+        _check_accumulation(trainer, data)
         result = trainer.train(resume_from_checkpoint=resume_from)
     if validation is not None:
         validation.restore_best(trainer.model)
