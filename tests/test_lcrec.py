@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     return ds, sids, base, tmp_path
 
 
+# a micro-batch overhead (padded token positions) at which the tiny dataset's batches take different numbers of passes
+COSTED_OVERHEAD = 2
 OPTS = {"max_steps": 6, "batch_size": 4, "lr": 5e-3, "lora_r": 4, "lora_alpha": 8, "device": "cpu", "seed": 3}
 
 
@@ -313,60 +318,181 @@ def test_response_head_loss_and_gradients_equal_the_full_head(setup) -> None:
 def test_bucketed_micro_batches_hold_every_example_once_with_less_padding(setup) -> None:
     from transformers import AutoTokenizer
 
-    from uqf_cli.rec.lcrec.batching import MicroBatches, padding_share
+    from uqf_cli.rec.lcrec.batching import RandomBatches, padding_share
     from uqf_cli.rec.lcrec.model import all_sid_tokens
 
     ds, sids, base, _ = setup
     tok = AutoTokenizer.from_pretrained(base)
     tok.add_tokens(all_sid_tokens(sids))
     examples, _ = lcrec.build_examples(ds, sids, tok, lcrec.LcRecOptions(align_tasks=True), random.Random(0))
-    data = MicroBatches(examples, 4, 2, seed=1)
+    data = RandomBatches(examples, 4, 2, seed=1)
     assert sorted(id(e) for m in data.micro for e in m) == sorted(id(e) for e in examples)
-    assert all(len(b) == 4 for b in data.batches[:-1]) and len(data) == len(data.micro)
+    assert all(len(b) == 4 for b in data.batches[:-1]) and len(data) == len(data.batches)
     assert padding_share(data.micro) < padding_share(data.batches)
 
 
 @pytest.mark.parametrize("lm_head", ["response", "full"])
 def test_micro_batches_train_the_model_random_batches_train(setup, monkeypatch: pytest.MonkeyPatch,
                                                             lm_head: str) -> None:
-    """Bucketed batching changes how a batch's forward passes are cut, not what a step learns: the Trainer
-    accumulates the micro-batches' gradients with the loss divided by the whole batch's label tokens, so one
-    forward per batch (``random``), 3 length-sorted micro-batches a batch, and half-batches with
-    ``--grad-accum 2`` (the same shuffle cut finer) train the same model (no dropout, so all draw the same
-    numbers), over 2 epochs of 11 windows (4 + 4 + 3), each epoch with its own batches."""
+    """Bucketed batching changes how a batch's forward passes are cut, not what a step learns: each random batch is
+    one Trainer item whose micro-batches run forward and backward in turn, the loss divided by the whole step's
+    label tokens, so one forward per batch (``random``), 3 length-sorted micro-batches a batch, a number of
+    passes that varies by batch (``--micro-batch-overhead``), and half-batches with ``--grad-accum 2`` (the same
+    shuffle cut finer; fixed and varying passes) train the same model (no dropout, so all draw the same numbers),
+    over 2 epochs of 11 windows (4 + 4 + 3), each epoch with its own batches."""
     from safetensors.torch import load_file
 
-    from uqf_cli.rec.lcrec.batching import MicroBatches
+    from uqf_cli.rec.lcrec.batching import RandomBatches
 
     ds, sids, base, tmp = setup
     epochs: list[int] = []
-    original = MicroBatches.set_epoch
+    passes: dict[int, list[int]] = {}
+    original = RandomBatches.set_epoch
 
     def spy(self, epoch: int) -> None:
         epochs.append(epoch)
         original(self, epoch)
+        passes.setdefault(id(self), []).extend(len(s.parts) for s in self.splits)
 
-    monkeypatch.setattr(MicroBatches, "set_epoch", spy)
+    monkeypatch.setattr(RandomBatches, "set_epoch", spy)
     opts = {**OPTS, "base_model": str(base), "max_steps": None, "epochs": 2, "max_samples": 11,
             "lora_dropout": 0.0, "precision": "fp32", "lm_head": lm_head}
-    runs = {"whole": {"batching": "random"}, "micro": {"batching": "bucketed", "micro_batches": 3},
-            "accum": {"batching": "bucketed", "batch_size": 2, "grad_accum": 2, "micro_batches": 2}}
-    summaries = {name: lcrec.train(ds, sids, tmp / f"{lm_head}-{name}", {**opts, **extra})
-                 for name, extra in runs.items()}
+    runs = {"whole": {"batching": "random"},
+            "micro": {"batching": "bucketed", "micro_batches": 3, "micro_batch_overhead": 0},
+            "costed": {"batching": "bucketed", "micro_batches": 4, "micro_batch_overhead": COSTED_OVERHEAD},
+            "accum": {"batching": "bucketed", "batch_size": 2, "grad_accum": 2, "micro_batches": 2,
+                      "micro_batch_overhead": 0},
+            "accum-costed": {"batching": "bucketed", "batch_size": 2, "grad_accum": 2, "micro_batches": 2,
+                             "micro_batch_overhead": COSTED_OVERHEAD}}
+    summaries = {}
+    for name, extra in runs.items():
+        passes.clear()
+        summaries[name] = lcrec.train(ds, sids, tmp / f"{lm_head}-{name}", {**opts, **extra})
+        counts = {c for seen in passes.values() for c in seen}
+        if name.endswith("costed"):  # the passes a batch vary within the run: the path this test is for
+            assert len(counts) > 1, (name, counts)
     # drawn at construction, then at each epoch (the Trainer and accelerate's data loader both call set_epoch)
-    assert [e for e, _ in itertools.groupby(epochs)] == [0, 1] * 3
+    assert [e for e, _ in itertools.groupby(epochs)] == [0, 1] * len(runs)
     for s in summaries.values():
         assert s["steps"] == 6 and s["steps_per_epoch"] == 3
-    whole, micro, accum = summaries.values()
-    assert accum["padding_share"] == 0.0 and micro["padding_share"] < whole["padding_share"]
+    whole, micro, costed = summaries["whole"], summaries["micro"], summaries["costed"]
+    assert summaries["accum"]["padding_share"] == 0.0 and micro["padding_share"] < whole["padding_share"]
+    assert whole["forwards_per_batch"] == 1 and micro["forwards_per_batch"] == 3
+    assert 1 < costed["forwards_per_batch"] < 4
     adapters = {name: load_file(str(tmp / f"{lm_head}-{name}" / "adapter_model.safetensors")) for name in runs}
-    for name in ("micro", "accum"):
+    for name in runs:
         assert abs(summaries[name]["train_loss"] - whole["train_loss"]) < 1e-4, name
         assert adapters[name].keys() == adapters["whole"].keys()
         for k, v in adapters[name].items():
             assert torch.allclose(v, adapters["whole"][k], atol=1e-5, rtol=1e-4), (name, k)
-    meta = json.loads((tmp / f"{lm_head}-micro" / "uqf_model.json").read_text())
-    assert meta["options"]["micro_batches"] == 3 and meta["provenance"]["parameters"]["micro_batches"] == 3
+    meta = json.loads((tmp / f"{lm_head}-costed" / "uqf_model.json").read_text())
+    assert meta["options"]["micro_batches"] == 4 and meta["provenance"]["parameters"]["micro_batch_overhead"] == (
+        COSTED_OVERHEAD)
+
+
+def test_several_passes_a_batch_are_refused_before_training_where_they_would_not_add_up(
+        setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's passes add up to its gradient only with the step's label-token count and one plain backward a pass:
+    a model that does not take the count, or DeepSpeed, is an option error before the first batch is collated;
+    one pass a batch still trains (the Trainer's own mean)."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaForCausalLM
+
+    from uqf_cli.rec.lcrec import training
+    from uqf_cli.rec.lcrec.batching import Collator, RandomBatches
+    from uqf_cli.rec.lcrec.prompts import Encoded
+
+    ds, sids, base, tmp = setup
+    collated: list[int] = []
+    collate = Collator.__call__
+
+    def spy(self, batch):
+        collated.append(len(batch))
+        return collate(self, batch)
+
+    monkeypatch.setattr(Collator, "__call__", spy)
+    monkeypatch.setattr(LlamaForCausalLM, "accepts_loss_kwargs", False, raising=False)
+    opts = {**OPTS, "base_model": str(base), "max_steps": 1}
+    with pytest.raises(OptionError, match=r"--micro-batches.*num_items_in_batch"):
+        lcrec.train(ds, sids, tmp / "no-count", {**opts, "micro_batches": 2})
+    assert collated == [] and not (tmp / "no-count").exists()
+    assert lcrec.train(ds, sids, tmp / "no-count", {**opts, "micro_batches": 1})["steps"] == 1
+    assert collated
+    examples = [Encoded([1] * k, [2]) for k in range(1, 9)]
+    deepspeed = SimpleNamespace(is_deepspeed_enabled=True, model_accepts_loss_kwargs=True)
+    with pytest.raises(OptionError, match=r"--micro-batches.*DeepSpeed"):
+        training._check_accumulation(deepspeed, RandomBatches(examples, 4, 2, seed=0))
+    training._check_accumulation(deepspeed, RandomBatches(examples, 4, 1, seed=0))  # one pass a batch
+    training._check_accumulation(SimpleNamespace(is_deepspeed_enabled=False, model_accepts_loss_kwargs=True),
+                                 RandomBatches(examples, 4, 2, seed=0))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, ds_dir: str, sids_path: str, out: str, result_dir: str,
+                opts: dict) -> None:
+    """One rank of a gloo DDP run through the Trainer (as ``torchrun`` sets it up), recording its passes a batch."""
+    from uqf_cli.files import read_sids
+    from uqf_cli.rec.lcrec.batching import RandomBatches
+
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world)})
+    torch.set_num_threads(1)
+    passes: list[int] = []
+    draw = RandomBatches.set_epoch
+
+    def spy(self, epoch: int) -> None:
+        draw(self, epoch)
+        passes[:] = [len(s.parts) for s in self.splits]
+
+    RandomBatches.set_epoch = spy  # this forked process only
+    summary = lcrec.train(Dataset.load(ds_dir), read_sids(sids_path), out, opts)
+    Path(result_dir, f"rank{rank}.json").write_text(json.dumps({"steps": summary["steps"], "passes": passes,
+                                                                "train_loss": summary["train_loss"]}))
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_with_different_passes_train_the_single_process_model(setup, tmp_path: Path) -> None:
+    """Under DDP each rank runs whole batches, the passes of a batch varying (``--micro-batch-overhead``), so the
+    ranks run different numbers of forward passes in a step; only the last pass of a step synchronises, so they
+    still meet once a step, and 2 ranks with batches of 2 train the model one process trains with batches of 2
+    and ``--grad-accum 2`` (a step: the same 2 batches; the loss over the label tokens of both ranks)."""
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    ds, sids, base, _ = setup
+    opts = {**OPTS, "base_model": str(base), "max_steps": None, "epochs": 1, "max_samples": 16, "batch_size": 2,
+            "lora_dropout": 0.0, "precision": "fp32", "micro_batches": 2, "micro_batch_overhead": COSTED_OVERHEAD}
+    single = lcrec.train(ds, sids, tmp_path / "single", {**opts, "grad_accum": 2})
+    # fork (CPU only): the workers inherit the imported modules instead of re-importing torch/transformers
+    ctx = mp.start_processes(_ddp_worker, nprocs=2, join=False, start_method="fork",
+                             args=(2, _free_port(), str(ds.path), str(sids.path), str(tmp_path / "ddp"),
+                                   str(tmp_path), opts))
+    deadline = time.monotonic() + 600
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:  # a rank waiting for a synchronisation the other never makes
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail("the DDP ranks did not finish in 10 minutes")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == single["steps"] == 4
+    passes = ranks[0]["passes"]  # every rank draws all the epoch's batches; batch k goes to rank k % 2
+    assert ranks[1]["passes"] == passes and len(passes) == 8
+    assert any(passes[k] != passes[k + 1] for k in range(0, 8, 2))  # a step whose ranks ran different passes
+    # each rank's loss is its own tokens' share of the step's, scaled by the world size (DDP averages the gradients)
+    assert abs((ranks[0]["train_loss"] + ranks[1]["train_loss"]) / 2 - single["train_loss"]) < 1e-4
+    a = load_file(str(tmp_path / "single" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "ddp" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
 
 
 def test_templates_windows_and_old_models(setup, trained, tmp_path: Path) -> None:

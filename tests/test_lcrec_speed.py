@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import make_dataset
 from test_lcrec import _sids, _tiny_llama
 
@@ -25,14 +26,26 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
     out = tmp_path / "speed.md"
     cmd = [sys.executable, "-m", "benchmarks.speed.lcrec_speed", "--dataset", str(ds.path), "--sids",
-           str(sids.path), "--base-model", str(base), "--quick", "--levers", "--loss-seeds", "1", "--out", str(out)]
+           str(sids.path), "--base-model", str(base), "--quick", "--levers", "--loss-seeds", "1",
+           "--micro-batch-sweep", "1,2", "--micro-batch-overhead", "8", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
     train = {row["config"]: row for row in result["training"]}
+    cost_aware = "all levers, cost-aware (overhead 8, up to 4 passes)"
     assert list(train) == ["float32 (today)", "bf16 autocast", "response-only head", "compact prompt",
-                           "bucketed batches", "all levers"]
+                           "bucketed batches", "all levers", "all levers, micro-batches 1",
+                           "all levers, micro-batches 2", cost_aware]
     assert {row["examples"] for row in train.values()} == {16} and {row["steps"] for row in train.values()} == {4}
+    # the sweep: K fixed passes a batch of 4; cost-aware: 1 to 4 by batch; the same batches, so the same padding
+    # as the fixed counts allow, and one pass is random batches' padding
+    one, two = train["all levers, micro-batches 1"], train["all levers, micro-batches 2"]
+    assert one["forwards_per_batch"] == 1 and two["forwards_per_batch"] == 2
+    assert train["float32 (today)"]["forwards_per_batch"] == 1
+    assert 1 <= train[cost_aware]["forwards_per_batch"] <= 4
+    assert two["padding_share"] <= one["padding_share"] == train["compact prompt"]["padding_share"]
+    assert train[cost_aware]["options"]["micro_batch_overhead"] == 8
+    assert one["options"]["micro_batch_overhead"] == 0 and one["options"]["micro_batches"] == 1
     assert train["float32 (today)"]["precision"] == "fp32"
     assert train["float32 (today)"]["options"]["prompt_template"] == "alpaca"
     assert train["bucketed batches"]["padding_share"] <= train["float32 (today)"]["padding_share"]
@@ -47,7 +60,9 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     assert "beams sharing the prompt vs Hugging Face's per-beam cache" in out.read_text()
     md = out.read_text()
     assert "python -m benchmarks.speed.lcrec_speed --dataset" in md and "Load average" in md and "| all levers |" in md
-    assert f"each run as {result['micro_batches']} length-sorted micro-batches" in md
+    assert f"each run as up to {result['micro_batches']} length-sorted micro-batches" in md
+    assert f"+ {result['micro_batch_overhead']} a forward pass" in md and "Fastest all-levers micro-batch setting" in md
+    assert "| all levers, micro-batches 2 |" in md
     # --loss-seeds 1: float32 and all levers, each over the timed batch order and one more, untimed
     noise = result["loss_noise"]
     assert noise["loss_seeds"] == 1 and noise["order_seeds"] == [1]
@@ -64,6 +79,24 @@ def test_quick_mode_compares_float32_and_the_levers_on_the_same_samples(tmp_path
     assert noise["verdict"].startswith("all levers - float32 mean held-out loss")
     assert "## Held-out loss over batch orders" in md and f"- verdict: {noise['verdict']}" in md
     assert md.index("## Training") < md.index("## Held-out loss over batch orders") < md.index("## Decoding")
+
+
+def test_micro_batch_rows_default_off_and_no_duplicate_of_all_levers() -> None:
+    parse = lcrec_speed.parse_args
+    args = parse(["--dataset", "d", "--sids", "s"])
+    assert args.micro_batch_sweep == [] and args.micro_batch_overhead == 0 and lcrec_speed.micro_batch_rows(args) == {}
+    defaults = lcrec.LcRecOptions()
+    rows = lcrec_speed.micro_batch_rows(parse(["--dataset", "d", "--sids", "s", "--micro-batch-sweep", "1,2,4",
+                                               "--micro-batch-overhead", str(defaults.micro_batch_overhead)]))
+    assert list(rows) == [f"all levers, micro-batches {k}" for k in (1, 2, 4)]  # cost-aware = the all-levers row
+    rows = lcrec_speed.micro_batch_rows(parse(["--dataset", "d", "--sids", "s", "--micro-batch-sweep", "1,8",
+                                               "--micro-batch-overhead", str(defaults.micro_batch_overhead)]))
+    name = f"all levers, cost-aware (overhead {defaults.micro_batch_overhead}, up to 8 passes)"
+    assert list(rows)[-1] == name and rows[name]["micro_batches"] == 8
+    assert lcrec_speed.fastest_lines([{"config": "all levers", "samples_per_s": 1.0}]) == []
+    for bad in (["--micro-batch-sweep", "0,2"], ["--micro-batch-sweep", "a"], ["--micro-batch-overhead", "-1"]):
+        with pytest.raises(SystemExit):
+            parse(["--dataset", "d", "--sids", "s", *bad])
 
 
 def test_loss_seeds_default_off_and_the_verdict() -> None:

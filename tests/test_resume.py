@@ -217,27 +217,44 @@ def test_quantize_resume_matches_uninterrupted(fuse_inputs, tmp_path: Path, monk
     _same(tmp_path / "full_q.st", tmp_path / "res_q.st")
 
 
-@pytest.mark.parametrize(("windows", "stop"), [(None, 2), (8, 3)])
+@pytest.mark.parametrize(("windows", "stop", "extra"), [
+    (None, 2, {}), (8, 3, {}),
+    (8, 3, {"batch_size": 2, "grad_accum": 2, "micro_batches": 2, "micro_batch_overhead": 2}),
+])
 def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 stop_after_step: StopAfter, windows: int | None,
-                                                                stop: int):
+                                                                stop: int, extra: dict):
     """LC-Rec resumes through the HF Trainer's own checkpoints (``<output>.ckpt/checkpoint-N``); the hook here
     is ``stop_after_step`` (optimizer steps). With 8 windows (2 steps an epoch) the run stops in the second
-    epoch, whose batches the resumed run must draw again (bucketed batching: every epoch its own)."""
+    epoch, whose batches the resumed run must draw again (bucketed batching: every epoch its own). The last case
+    stops after the first step of that epoch with ``--grad-accum 2`` and batches of 2 that take 1 or 2 forward
+    passes each (``--micro-batch-overhead``): the resumed run skips the 2 batches already trained, whatever
+    passes they took."""
     from conftest import make_dataset
     from test_lcrec import _sids, _tiny_llama
 
     from uqf_cli.data.dataset import Dataset
     from uqf_cli.files.checkpoint import trainer_checkpoint_dir
     from uqf_cli.rec import lcrec
+    from uqf_cli.rec.lcrec.batching import RandomBatches
 
     ds = Dataset.load(make_dataset(tmp_path / "ds", n_users=12, n_items=12))
     sids = _sids(ds, tmp_path / "sids.jsonl")
     corpus = [lcrec.prompt_text(lcrec.SEQ_INSTRUCTION.format(history="x")), *(ds.title(i) for i in ds.item_ids)]
     base = _tiny_llama(tmp_path / "tiny-llama", corpus * 4)
     opts = {"max_steps": 4, "batch_size": 4, "lr": 5e-3, "lora_r": 4, "lora_alpha": 8, "device": "cpu", "seed": 3,
-            "base_model": str(base), "max_samples": windows}
+            "base_model": str(base), "max_samples": windows, **extra}
+    passes: set[int] = set()
+    draw = RandomBatches.set_epoch
+
+    def spy(self, epoch: int) -> None:
+        draw(self, epoch)
+        passes.update(len(s.parts) for s in self.splits)
+
+    monkeypatch.setattr(RandomBatches, "set_epoch", spy)
     lcrec.train(ds, sids, tmp_path / "full", opts, False)
+    if "micro_batch_overhead" in extra:
+        assert passes == {1, 2}  # some batches run whole, some in 2 passes
     monkeypatch.setenv("UQF_CHECKPOINT_EVERY", "3600")
     stop_after_step(stop)
     with pytest.raises(KeyboardInterrupt):

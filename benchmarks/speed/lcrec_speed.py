@@ -35,6 +35,13 @@ Writes ``--out`` (markdown: command, commit, machine, load average before and af
     UQF_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.speed.lcrec_speed --dataset runs/office/ds \\
         --sids runs/office/sids.jsonl --steps 40 --batch-size 8 --users 200 --out benchmarks/results/lcrec_speed.md
 
+Which micro-batch setting is fastest: ``--micro-batch-sweep 1,2,4`` adds a row "all levers, micro-batches K" per
+K (a fixed K passes a batch, ``--micro-batch-overhead 0`` in uqf's terms), and ``--micro-batch-overhead T``
+(T > 0) a row "all levers, cost-aware" that lets every batch take the number of passes, up to the largest K
+(or uqf's default), that minimises padded positions + T a pass. The "all levers" row is uqf's default (cost-aware
+with its own overhead), so a T and largest K equal to the defaults add no row. Same batches and steps as the
+other rows.
+
 ``--quick``: a tiny run (a few steps and users; no per-lever rows unless ``--levers``; the decoding
 model is the timed all-levers one) for tests.
 """
@@ -69,7 +76,7 @@ from uqf_cli.files import read_sids
 from uqf_cli.rec import lcrec
 from uqf_cli.rec.base import training_samples
 from uqf_cli.rec.lcrec import training as lcrec_training
-from uqf_cli.rec.lcrec.batching import Collator, MicroBatches
+from uqf_cli.rec.lcrec.batching import Collator, RandomBatches
 from uqf_cli.rec.lcrec.options import LEGACY, LcRecOptions
 from uqf_cli.rec.lcrec.prompts import Encoded, sid_token_ids
 from uqf_cli.rec.lcrec.recommender import CPU_EVAL_BATCH
@@ -105,6 +112,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "held-out loss's batch-order noise (default 0: none)")
     ap.add_argument("--levers", action=argparse.BooleanOptionalAction, default=None,
                     help="a row per lever alone (default: on, off with --quick)")
+    ap.add_argument("--micro-batch-sweep", type=counts, default=[],
+                    help="comma list of fixed micro-batch counts K: an 'all levers, micro-batches K' row each "
+                         "(default: none)")
+    ap.add_argument("--micro-batch-overhead", type=int, default=0,
+                    help="T > 0: an 'all levers, cost-aware' row, the passes a batch chosen with T padded positions "
+                         f"a pass (default 0: no row; the all-levers row uses uqf's {defaults.micro_batch_overhead})")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: UQF_THREADS or torch's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny run: 4 steps of 4, 8 users, beam 6")
@@ -113,6 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.loss_seeds < 0:
         ap.error(f"--loss-seeds must be >= 0, got {args.loss_seeds}")
+    if args.micro_batch_overhead < 0:
+        ap.error(f"--micro-batch-overhead must be >= 0, got {args.micro_batch_overhead}")
     if args.quick:
         args.steps, args.batch_size, args.users, args.beam, args.heldout = 4, 4, 8, 6, 8
         args.decode_steps = 0
@@ -121,9 +136,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def counts(text: str) -> list[int]:
+    """A comma list of micro-batch counts (each >= 1), for ``--micro-batch-sweep``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"micro-batch counts must be >= 1, got {text!r}")
+    return values
+
+
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
+
+
+def micro_batch_rows(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The all-levers rows of ``--micro-batch-sweep`` (K fixed passes a batch) and ``--micro-batch-overhead`` (the
+    passes chosen per batch, up to the largest K or uqf's default); a cost-aware row equal to the defaults is the
+    "all levers" row itself and is not added."""
+    defaults = LcRecOptions()
+    rows = {f"all levers, micro-batches {k}": {**ALL_LEVERS, "micro_batches": k, "micro_batch_overhead": 0}
+            for k in args.micro_batch_sweep}
+    most = max([*args.micro_batch_sweep, defaults.micro_batches])
+    overhead = args.micro_batch_overhead
+    if overhead and (overhead, most) != (defaults.micro_batch_overhead, defaults.micro_batches):
+        rows[f"all levers, cost-aware (overhead {overhead}, up to {most} passes)"] = {
+            **ALL_LEVERS, "micro_batches": most, "micro_batch_overhead": overhead}
+    return rows
 
 
 def train_options(args: argparse.Namespace, levers: dict[str, str], steps: int | None = None) -> dict[str, Any]:
@@ -168,7 +209,8 @@ def heldout_loss(model_dir: Path, cases: list) -> float:
 
 def run_training(args: argparse.Namespace, ds: Dataset, sids, work: Path, heldout: list
                  ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    configs = {"float32 (today)": {}, **(LEVER_ROWS if args.levers else {}), "all levers": ALL_LEVERS}
+    configs = {"float32 (today)": {}, **(LEVER_ROWS if args.levers else {}), "all levers": ALL_LEVERS,
+               **micro_batch_rows(args)}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     dirs: dict[str, Path] = {}
     for r in range(args.repeats):
@@ -179,7 +221,8 @@ def run_training(args: argparse.Namespace, ds: Dataset, sids, work: Path, heldou
             dirs.setdefault(name, out)
             progress(f"train {name} #{r + 1}: {throughput(summary, args.batch_size):.2f} samples/s, "
                      f"{cpu_throughput(summary, args.batch_size):.2f} per CPU-s "
-                     f"({summary['precision']}, padding {summary['padding_share']:.1%})")
+                     f"({summary['precision']}, padding {summary['padding_share']:.1%}, "
+                     f"{summary['forwards_per_batch']:.2f} passes a batch)")
     rows = []
     for name, summaries in runs.items():
         first = summaries[0]
@@ -190,6 +233,7 @@ def run_training(args: argparse.Namespace, ds: Dataset, sids, work: Path, heldou
             "samples_per_s_runs": [round(throughput(s, args.batch_size), 3) for s in summaries],
             "cpu_samples_per_s": statistics.median(cpu_throughput(s, args.batch_size) for s in summaries),
             "train_loss": first["train_loss"], "padding_share": first["padding_share"],
+            "forwards_per_batch": first["forwards_per_batch"],
             "heldout_loss": heldout_loss(dirs[name], heldout),
         })
     return rows, dirs
@@ -231,7 +275,7 @@ def batch_order(order_seed: int) -> Iterator[None]:
     original = lcrec_training._training_data
     calls: list[int] = []
 
-    def reordered(examples: list, opts: Any, seed: int) -> MicroBatches:
+    def reordered(examples: list, opts: Any, seed: int) -> RandomBatches:
         calls.append(order_seed)
         return original(examples, opts, order_seed)
 
@@ -393,6 +437,7 @@ def prompt_tokens(rec_dirs: dict[str, Path], cases: list) -> dict[str, float]:
 def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
     train, dec = result["training"], result["decoding"]
     base, cpu_base = train[0]["samples_per_s"], train[0]["cpu_samples_per_s"]
+    levers = next(row for row in train if row["config"] == "all levers")
     lines = [
         "# LC-Rec on a CPU: the float32 path against the cost levers", "",
         f"Command: `{result['command']}`", "",
@@ -402,20 +447,23 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
         f"{args.steps} steps x batch {args.batch_size} = the same {train[0]['examples']} seeded windows for every "
         f"configuration (one epoch), seed {args.seed}, lr {args.lr}. Held-out loss: {len(result['heldout_users'])} "
         "seeded validation windows, each model with its own prompt, float32, full head. Bucketed batches: random "
-        f"batches of {args.batch_size}, each run as {result['micro_batches']} length-sorted micro-batches "
-        "(gradients accumulated).", "",
+        f"batches of {args.batch_size}, each run as up to {result['micro_batches']} length-sorted micro-batches, "
+        f"as many as minimise the padded positions + {result['micro_batch_overhead']} a forward pass "
+        "(gradients accumulated; passes a batch: their mean over the epoch).", "",
         "## Training", "",
-        "| configuration | precision | padding | samples/s | x float32 | samples/CPU-s | x float32 (CPU) "
-        "| train loss (mean) | held-out loss |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| configuration | precision | padding | passes a batch | samples/s | x float32 | samples/CPU-s "
+        "| x float32 (CPU) | train loss (mean) | held-out loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in train:
         lines.append(f"| {row['config']} | {row['precision']} | {row['padding_share']:.1%} | "
-                     f"{row['samples_per_s']:.2f} | {row['samples_per_s'] / base:.2f}x | "
+                     f"{row['forwards_per_batch']:.2f} | {row['samples_per_s']:.2f} | "
+                     f"{row['samples_per_s'] / base:.2f}x | "
                      f"{row['cpu_samples_per_s']:.2f} | {row['cpu_samples_per_s'] / cpu_base:.2f}x | "
                      f"{row['train_loss']:.4f} | {row['heldout_loss']:.4f} |")
     tokens = ", ".join(f"{k} {v:.1f}" for k, v in result["prompt_tokens"].items())
-    lines += ["", f"Mean prompt tokens of the decoded users: {tokens}.", "", *noise_lines(result),
+    lines += ["", f"Mean prompt tokens of the decoded users: {tokens}.", "", *fastest_lines(train),
+              *noise_lines(result),
               "## Decoding", "",
               f"{dec['users']} seeded test users, beam {dec['beam']}, top 10. The float32 row decodes the timed "
               f"float32 model; the all-levers rows decode {decode_model_text(result['decode_model'])}.", "",
@@ -429,9 +477,21 @@ def render(args: argparse.Namespace, result: dict[str, Any]) -> str:
               f"({dec['speedup_shared_prefix']:.2f}x): {agreement_text(dec['agreement_per_beam'])}",
               f"- bf16 head too ({dec['speedup_bf16_head']:.2f}x today's): "
               f"{agreement_text(dec['agreement_bf16_head'])}",
-              f"- training speed-up, all levers / float32: {train[-1]['samples_per_s'] / base:.2f}x "
-              f"(per CPU-second: {train[-1]['cpu_samples_per_s'] / cpu_base:.2f}x)", ""]
+              f"- training speed-up, all levers / float32: {levers['samples_per_s'] / base:.2f}x "
+              f"(per CPU-second: {levers['cpu_samples_per_s'] / cpu_base:.2f}x)", ""]
     return "\n".join(lines)
+
+
+def fastest_lines(train: list[dict[str, Any]]) -> list[str]:
+    """With micro-batch rows: the fastest all-levers setting (wall clock and per CPU-second), or nothing."""
+    rows = [row for row in train if row["config"].startswith("all levers")]
+    if len(rows) < 2:
+        return []
+    wall = max(rows, key=lambda row: row["samples_per_s"])
+    cpu = max(rows, key=lambda row: row["cpu_samples_per_s"])
+    return [f"Fastest all-levers micro-batch setting: {wall['config']} ({wall['samples_per_s']:.2f} samples/s, "
+            f"{wall['forwards_per_batch']:.2f} passes a batch); per CPU-second: {cpu['config']} "
+            f"({cpu['cpu_samples_per_s']:.2f}).", ""]
 
 
 def noise_lines(result: dict[str, Any]) -> list[str]:
@@ -505,6 +565,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_after": [round(x, 2) for x in os.getloadavg()], "base_model": args.base_model or "smollm2 (embedded)",
         "windows": len(training_samples(ds, args.max_history)),
         "micro_batches": min(LcRecOptions().micro_batches, args.batch_size),
+        "micro_batch_overhead": LcRecOptions().micro_batch_overhead,
         "heldout_users": [c.user_id for c in heldout], "training": training, "decode_model": decode_model,
         "decoding": decoding,
         "prompt_tokens": tokens,

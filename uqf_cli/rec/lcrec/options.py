@@ -15,6 +15,11 @@ PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the CPU/GPU has bf16 k
 LM_HEADS = ("response", "full")  # response: output-head logits only at the response positions
 BATCHINGS = ("bucketed", "random")  # the same random batches, as length-sorted micro-batches or one forward each
 TEMPLATES = ("compact", "alpaca")  # prompts.py holds both; models without a recorded template are alpaca
+# The fixed cost of a forward+backward pass in padded token positions, estimated from the quiet benchmarks (2-core
+# Xeon, SmolLM2-135M, batch 8, 2 threads; docs/lcrec.md): all levers (bf16) ran 6.46 samples/s as 4 passes of 2
+# (3.3 % padding) and 10.0 as one pass of length-sorted windows (1.8 %): about 0.14 s a pass beside 1.3 ms a
+# padded position; in float32, 0.29 s beside 2.7 ms. Both are about 110 positions.
+MICRO_BATCH_OVERHEAD = 112
 # Today's float32 path (before the cost levers): what old model directories were trained with.
 LEGACY = {"precision": "fp32", "lm_head": "full", "batching": "random", "prompt_template": "alpaca"}
 
@@ -48,10 +53,15 @@ class LcRecOptions(BackboneOptions):
     # cost levers (docs/lcrec.md, "Training and decoding cost"); LEGACY above is the old float32 path
     precision: str = opt("auto", "lcrec: auto (bf16 where the CPU/GPU has it; default) | bf16 | fp32.")
     lm_head: str = opt("response", "lcrec: response (output head only at response positions; default) | full.")
-    batching: str = opt("bucketed", "lcrec: bucketed (each random batch run as --micro-batches length-sorted "
-                        "micro-batches; default) | random (one padded forward pass a batch).")
-    micro_batches: int = opt(4, "lcrec: with --batching bucketed, forward passes per batch: the batch sorted by "
-                             "length and cut in N, gradients accumulated (more: less padding, more passes).", ge=1)
+    batching: str = opt("bucketed", "lcrec: bucketed (each random batch sorted by length and run as up to "
+                        "--micro-batches forward passes; default) | random (one padded forward pass a batch).")
+    micro_batches: int = opt(4, "lcrec: with --batching bucketed, at most N forward passes per batch: the batch sorted "
+                             "by length and cut where padding is least, gradients accumulated.", ge=1)
+    micro_batch_overhead: int = opt(
+        MICRO_BATCH_OVERHEAD, "lcrec: the cost of one more forward+backward pass in padded token positions: each "
+        "batch takes the number of passes (1 to --micro-batches) that minimises padded positions + this a pass. "
+        "Estimated on a 2-core CPU with SmolLM2-135M (bf16: about 0.14 s a pass, 1.3 ms a position); 0: always "
+        "--micro-batches passes.", ge=0)
     prompt_template: str = opt("compact", "lcrec: compact (default) | alpaca (LC-Rec's original).")
     # the CPU protocol: which windows train, validation on a seeded user sample, early stopping
     windows: str = opt("all", "lcrec: training windows, all | last:K (the last K of every user; default all).")

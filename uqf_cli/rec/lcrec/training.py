@@ -3,13 +3,14 @@
 
 Cost levers (each an option; :data:`~uqf_cli.rec.lcrec.options.LEGACY` is the old float32 path):
 bf16 autocast on CPUs with bf16 kernels (``precision``), the output head only at response positions
-(``lm_head``), length-sorted micro-batches (``batching``, ``micro_batches``), the compact prompt
-(``prompt_template``).
+(``lm_head``), length-sorted micro-batches (``batching``, ``micro_batches``, ``micro_batch_overhead``), the
+compact prompt (``prompt_template``).
 The CPU protocol: ``windows`` (which training windows), validation every ``eval_steps`` steps on
 ``eval_users`` seeded validation users with early stopping (``patience``), best weights kept."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -28,7 +29,7 @@ from uqf_cli.files.checkpoint import TrainerCheckpoints
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import write_model_meta
 from uqf_cli.rec.lcrec import cpu_bf16, sid_rows
-from uqf_cli.rec.lcrec.batching import Collator, MicroBatches, padding_share, response_loss
+from uqf_cli.rec.lcrec.batching import Collator, RandomBatches, micro_batches, padding_share, response_loss
 from uqf_cli.rec.lcrec.model import BACKBONE, BaseModelRef, add_sid_tokens, load_base, lora_config, resolve_base_model
 from uqf_cli.rec.lcrec.options import LcRecOptions
 from uqf_cli.rec.lcrec.prompts import PROMPT_VERSION, build_examples
@@ -59,17 +60,32 @@ def _precision(device: torch.device, precision: str = "auto") -> tuple[bool, boo
 
 
 def _trainer_class(lm_head: str):
-    """The HF ``Trainer`` that reads :class:`~uqf_cli.rec.lcrec.batching.MicroBatches` in order (they hold
-    the random batches), and with ``lm_head="response"`` runs the output head only at response positions."""
+    """The HF ``Trainer`` that reads :class:`~uqf_cli.rec.lcrec.batching.RandomBatches` in order, runs each
+    batch as its micro-batches, and with ``lm_head="response"`` runs the output head only at response positions."""
     from transformers import Trainer
 
     class LcRecTrainer(Trainer):
         def _get_train_sampler(self, *args, **kwargs):
-            """Micro-batches in order: they are the epoch's random batches, each as consecutive forward passes."""
+            """Batches in order: they are the epoch's random batches, drawn by the dataset."""
             dataset = (args[0] if args else kwargs.get("train_dataset")) or self.train_dataset
-            if isinstance(dataset, MicroBatches):
+            if isinstance(dataset, RandomBatches):
                 return torch.utils.data.SequentialSampler(dataset)
             return super()._get_train_sampler(*args, **kwargs)
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            """One random batch: forward and backward of each micro-batch through the Trainer's own step (autocast,
+            loss scaling, accelerate's backward). Each loss is divided by the label tokens of the whole optimizer
+            step (``num_items_in_batch``), so the gradients add up to the random batch's. Only the last pass of
+            the item may synchronise DDP gradients (the Trainer already holds back the step's other items), so
+            every rank synchronises once an item however many passes its batch takes."""
+            passes = micro_batches(inputs)
+            if len(passes) > 1 and num_items_in_batch is None:  # _check_accumulation refuses such runs up front
+                raise RuntimeError("lcrec: micro-batches need the Trainer's label-token count (num_items_in_batch)")
+            losses = []
+            for k, micro in enumerate(passes):
+                with self.accelerator.no_sync(model) if k < len(passes) - 1 else contextlib.nullcontext():
+                    losses.append(super().training_step(model, micro, num_items_in_batch))
+            return torch.stack(losses).sum()
 
     if lm_head == "full":
         return LcRecTrainer
@@ -83,6 +99,21 @@ def _trainer_class(lm_head: str):
             return (loss, None) if return_outputs else loss
 
     return ResponseHeadTrainer
+
+
+def _check_accumulation(trainer, data: RandomBatches) -> None:
+    """Before training: several passes a batch need the step's label-token count (else each pass would be its own
+    mean; the Trainer counts it for models that take loss kwargs) and a plain backward per pass (DeepSpeed counts
+    its own accumulation steps)."""
+    if data.parts == 1:
+        return
+    if trainer.is_deepspeed_enabled:
+        raise OptionError("--micro-batches", "several forward passes a batch are not supported under DeepSpeed: "
+                                             "use --micro-batches 1 or --batching random")
+    if not trainer.model_accepts_loss_kwargs:
+        raise OptionError("--micro-batches", "this model does not take the Trainer's label-token count "
+                                             "(num_items_in_batch), which several forward passes a batch need: "
+                                             "use --micro-batches 1 or --batching random")
 
 
 class _ProgressCallback:
@@ -165,8 +196,8 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     resume_from = ckpts.prepare(main_process=os.environ.get("RANK", "0") == "0")
     args = TrainingArguments(
         output_dir=str(ckpts.dir),  # checkpoints for --resume (saved by ckpts.callback())
-        per_device_train_batch_size=1,  # one micro-batch (a whole batch, or a part of one) per forward
-        gradient_accumulation_steps=int(opts.grad_accum) * data.parts,
+        per_device_train_batch_size=1,  # one random batch per item, run as its micro-batches
+        gradient_accumulation_steps=int(opts.grad_accum),
         learning_rate=float(opts.lr),
         weight_decay=float(opts.weight_decay),
         num_train_epochs=float(opts.epochs),
@@ -195,6 +226,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
             model=model, args=args, train_dataset=data, data_collator=Collator(int(tokenizer.pad_token_id)),
             callbacks=[callback, *extra, ckpts.callback()])
         trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
+        _check_accumulation(trainer, data)
         result = trainer.train(resume_from_checkpoint=resume_from)
     if validation is not None:
         validation.restore_best(trainer.model)
@@ -214,6 +246,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         "device": str(device),
         "precision": "bf16" if bf16 else "fp16" if fp16 else "fp32",
         "padding_share": round(padding_share(first_epoch), 4),
+        "forwards_per_batch": round(len(first_epoch) / len(data.batches), 3),
         "threads": torch.get_num_threads(),
         "seconds": round(time.perf_counter() - t0, 1),
         "seconds_per_step": callback.seconds_per_step(),
@@ -242,11 +275,12 @@ def _speed_up(model, opts: LcRecOptions, device: torch.device, bf16: bool) -> No
         cpu_bf16.prepare(model)
 
 
-def _training_data(examples: list, opts: LcRecOptions, seed: int) -> MicroBatches:
-    """Each epoch's seeded random batches of ``batch_size``, run as ``micro_batches`` length-sorted forward
-    passes a batch (``bucketed``) or one (``random``): the same batches either way."""
+def _training_data(examples: list, opts: LcRecOptions, seed: int) -> RandomBatches:
+    """Each epoch's seeded random batches of ``batch_size``, each run as at most ``micro_batches`` length-sorted
+    forward passes, as many as ``micro_batch_overhead`` makes cheapest (``bucketed``), or one (``random``): the
+    same batches either way."""
     parts = int(opts.micro_batches) if opts.batching == "bucketed" else 1
-    return MicroBatches(examples, int(opts.batch_size), parts, seed)
+    return RandomBatches(examples, int(opts.batch_size), parts, seed, int(opts.micro_batch_overhead))
 
 
 def _validation(model, tokenizer, dataset: Dataset, sids: SidTable, opts: LcRecOptions, device: torch.device,
