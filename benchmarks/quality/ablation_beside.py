@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality.ablation_units import read_json
+
 # Tokenization statistics that two records of the same SIDs share exactly (computed from the SIDs and the seed).
 STATISTICS = ("items", "raw_collision_rate", "collision_rate", "utilisation", "semantic_lift", "collab_cosine_lift",
               "cooc_share", "cooc_lift", "items_per_prefix")
@@ -91,10 +93,9 @@ def match(folder: Path, records: list[dict[str, Any]]) -> Beside:
     out = Beside(folder=folder, source=folder.name + ".md")
     for mine in sorted((r for r in records if r.get("kind") == "sid"), key=lambda r: (r["variant"], r["seed"])):
         out.looked += 1
-        path = folder / "units" / f"{mine['unit']}.json"
-        if not path.exists():
+        theirs = read_json(folder / "units" / f"{mine['unit']}.json")
+        if theirs is None:
             continue
-        theirs = json.loads(path.read_text(encoding="utf-8"))
         out.backbone = backbone_name(theirs)
         out.commands.update([theirs["command"]] if theirs.get("command") else [])
         out.codes.update([theirs["code"]] if theirs.get("code") else [])
