@@ -1,5 +1,6 @@
-"""benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection, the paired test, resuming,
-and --jobs 2 (worker processes) against --jobs 1."""
+"""benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection (a grid with and without
+--dense-item-ids), the paired test, resuming, and --jobs 2 (worker processes) against --jobs 1; the default grid's
+unit names, and records made before --dense-item-ids."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     save_embeddings(root / "text.st", text, ds.item_ids, make_provenance("test", {}), "text", ds.fingerprint)
     argv = ["--dataset", str(ds_dir), "--text", str(root / "text.st"), "--work", str(root / "work"),
             "--out", str(root / "res" / "h.md"), "--quick", "--cold-share", "0.2", "--seeds", "0,1",
-            "--dense-losses", "cosine,softmax", "--dense-weights", "1", "--alphas", "0,1", "--fuse-epochs", "1",
+            "--dense-losses", "cosine,softmax", "--dense-weights", "1", "--dense-item-ids", "0,1", "--alphas", "0,1",
+            "--fuse-epochs", "1",
             "--codebook-size", "4",
             "--device", "cpu"]
     payload = bench.main(argv)
@@ -42,16 +44,24 @@ def test_quick_run_writes_every_row_selection_and_paired_test(run: dict) -> None
         assert row in payload["rows"]
     assert (root / "res" / "h_curves.png").stat().st_size > 0
     assert json.loads((root / "res" / "h.json").read_text())["best_hybrid"] in ("text", "uqf")
-    # selection: 2 (loss, weight) models x (generate, dense, hybrid@0, hybrid@1) per kind; best valid NDCG@10 wins
+    # selection: 3 (loss, weight, item ids) models (cosine has no ids variant) x (generate, dense, hybrid@0,
+    # hybrid@1) per kind; the best valid NDCG@10 over all of them wins
     for kind in ("text", "uqf"):
         grid = payload["grids"][kind]
-        assert [(g["loss"], g["weight"]) for g in grid] == [("cosine", 1.0), ("softmax", 1.0)]
-        assert set(grid[0]["valid"]) == {"generate", "dense",
-                                                                                       "hybrid@0", "hybrid@1"}
+        assert [(g["loss"], g["weight"], g.get("ids")) for g in grid] == [("cosine", 1.0, None), ("softmax", 1.0, None),
+                                                                          ("softmax", 1.0, True)]
+        assert set(grid[0]["valid"]) == {"generate", "dense", "hybrid@0", "hybrid@1"}
         best = max(v["all"]["ndcg@10"] for g in grid for v in g["valid"].values())
         assert payload["choices"][kind]["valid_ndcg10"] == best
         assert "test" not in json.dumps(grid)  # the selection never saw the test split
-    assert "16 variants" in md
+        assert f"| {kind} | softmax + item ids | 1 | dense" in md and f"| {kind} | softmax | 1 | dense" in md
+    assert "24 variants" in md
+    units = root / "res" / "h" / "units"
+    assert all((units / f"hybrid_grid_uqf_softmax_w1{tag}.json").exists() for tag in ("", "_ids"))
+    meta = json.loads((root / "work" / "hybrid_uqf_softmax_w1_ids_s0" / "uqf_model.json").read_text())
+    assert meta["options"]["dense_item_ids"] is True and meta["training"]["id_residual"]["cold_rows_nonzero"] == 0
+    assert json.loads((root / "work" / "hybrid_uqf_softmax_w1_s0" / "uqf_model.json").read_text())["options"][
+        "dense_item_ids"] is False
     warm = payload["paired_tests"]["warm"]
     assert warm["users"] == payload["rows"]["SASRec"]["warm_users"]
     assert warm["ci95"][0] <= warm["mean_diff"] <= warm["ci95"][1]
@@ -132,3 +142,32 @@ def test_jobs_2_rerun_skips_finished_units_and_runs_a_missing_one(jobs2: dict, r
     assert _content(json.loads(gone.read_text()), root / "work2") == kept
     assert {k: v for k, v in _mtimes(units).items() if k != str(gone)} == {
         k: v for k, v in before.items() if k.startswith(str(units)) and k != str(gone)}
+
+
+def test_the_default_grid_keeps_its_unit_names() -> None:
+    args = bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w"])
+    assert args.ids_list == [False]
+    grid = [n for n in bench.selection_units(args, {}) if n.startswith("hybrid_grid")]
+    assert grid == [f"hybrid_grid_{k}_{loss}_w{w}" for k in ("text", "uqf") for loss in ("inbatch", "softmax")
+                    for w in ("0.5", "2")]
+    with_ids = bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w", "--dense-item-ids", "0,1",
+                                 "--dense-losses", "cosine,inbatch", "--dense-weights", "2"])
+    assert [n for n in bench.selection_units(with_ids, {}) if n.startswith("hybrid_grid_text")] == [
+        "hybrid_grid_text_cosine_w2", "hybrid_grid_text_inbatch_w2", "hybrid_grid_text_inbatch_w2_ids"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w", "--dense-item-ids", "2"])
+
+
+def test_records_without_the_ids_key_read_as_ids_off() -> None:
+    names = ["generate", "dense"]
+    old = {"loss": "inbatch", "weight": 2.0, "valid": {"generate": {"all": {"ndcg@10": 0.1}},
+                                                       "dense": {"all": {"ndcg@10": 0.2}}}}
+    with_ids = {**old, "ids": True, "valid": {"generate": {"all": {"ndcg@10": 0.1}},
+                                              "dense": {"all": {"ndcg@10": 0.3}}}}
+    choice = bench.select([old], names)
+    assert "ids" not in choice and bench.final_name("uqf", choice, 0) == "hybrid_final_uqf_inbatch_w2_s0"
+    choice = bench.select([old, with_ids], names)  # over every grid record of the kind
+    assert choice["ids"] is True and choice["variant"] == "dense"
+    assert bench.final_name("uqf", choice, 1) == "hybrid_final_uqf_inbatch_w2_ids_s1"
+    tie = {**with_ids, "valid": old["valid"]}
+    assert "ids" not in bench.select([old, tie], names)  # a tie goes to the first in grid order

@@ -14,10 +14,16 @@ Protocol (issue 26)
    embedding), SASRec (it cannot rank a cold item above what it was trained on: its cold item rows only
    ever received negative gradients; scored as it is), text kNN (history masked).
 4. **Validation-only selection.** For each hybrid kind, one model per ``--dense-losses`` x
-   ``--dense-weights`` pair (seed of the first ``--seeds``), each ranked on ALL valid users in the modes
-   generate, dense and hybrid at every ``--alphas`` value from one beam search: the variant (loss, weight,
-   mode, alpha) with the best valid NDCG@10 is the kind's final row, retrained for the other seeds. Nothing
-   of the test split is used.
+   ``--dense-weights`` x ``--dense-item-ids`` combination (seed of the first ``--seeds``), each ranked on ALL
+   valid users in the modes generate, dense and hybrid at every ``--alphas`` value from one beam search: the
+   variant (loss, weight, item ids, mode, alpha) with the best valid NDCG@10 over all the kind's grid models
+   is the kind's final row, retrained for the other seeds. Nothing of the test split is used.
+   ``--dense-item-ids 0,1`` adds, beside each model of the default grid (``0``: the dense item vector is the
+   content ``normalize(e + A e)``), one with a learnable per-item residual ``normalize(e + A e + b_i)``
+   (``train-rec --dense-item-ids``; cold items keep ``b_i = 0``): its unit, model directory and final names
+   carry ``_ids`` (``hybrid_grid_uqf_inbatch_w2_ids``), its report rows "+ item ids". The cosine loss has no
+   ids variant (train-rec refuses the pair). A grid record made before the option (no ``ids`` key) is one
+   without item ids, and records without item ids are written as before (no key).
 5. **Paired test**: per-user test NDCG@10 (mean over seeds) of the best hybrid (by valid) vs SASRec,
    on warm targets (the issue's criterion) and on all targets: paired bootstrap (10,000 resamples of
    users, 95% interval of the mean difference) and the Wilcoxon signed-rank test.
@@ -109,6 +115,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="hybrid --alpha grid (ranking only)")
     p.add_argument("--dense-losses", default="inbatch,softmax", help="hybrid --dense-loss grid (cosine, inbatch, "
                    "softmax; one model per loss and weight)")
+    p.add_argument("--dense-item-ids", default="0", help="hybrid --dense-item-ids grid, 0 (off) and/or 1 (on; "
+                   "not with the cosine loss); one model per value beside each loss and weight")
     p.add_argument("--temperature", type=float, default=0.07)
     p.add_argument("--recipe", type=json.loads, default=None, metavar="JSON", help="TIGER/hybrid options (default: "
                    "the converged CPU recipe; --quick: a tiny one)")
@@ -140,8 +148,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.weight_list = [float(w) for w in args.dense_weights.split(",") if w.strip()]
     args.loss_list = [x.strip() for x in args.dense_losses.split(",") if x.strip()]
     args.alpha_list = [float(a) for a in args.alphas.split(",") if a.strip()]
-    if not args.seed_list or not args.weight_list or not args.alpha_list or not args.loss_list:
-        p.error("--seeds, --dense-losses, --dense-weights and --alphas need at least one value each")
+    ids = [x.strip() for x in args.dense_item_ids.split(",") if x.strip()]
+    if not set(ids) <= {"0", "1"}:
+        p.error(f"--dense-item-ids takes 0 and/or 1, got {args.dense_item_ids!r}")
+    args.ids_list = [x == "1" for x in dict.fromkeys(ids)]
+    if not args.seed_list or not args.weight_list or not args.alpha_list or not args.loss_list or not args.ids_list:
+        p.error("--seeds, --dense-losses, --dense-weights, --dense-item-ids and --alphas need at least one value each")
     return args
 
 
@@ -339,13 +351,32 @@ def textknn_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str) ->
 
 
 def hybrid_options(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str, weight: float,
-                   seed: int) -> dict[str, Any]:
+                   seed: int, ids: bool = False) -> dict[str, Any]:
     return {**args.recipe, "item_emb": item_emb(inputs, kind), "dense_weight": weight, "dense_loss": loss,
-            "temperature": args.temperature, "seed": seed, "device": args.device}
+            "temperature": args.temperature, "seed": seed, "device": args.device,
+            **({"dense_item_ids": True} if ids else {})}
 
 
-def config_tag(loss: str, weight: float) -> str:
-    return f"{loss}_w{weight:g}"
+def config_tag(loss: str, weight: float, ids: bool = False) -> str:
+    """A grid model's configuration in unit and directory names (``inbatch_w2``, ``inbatch_w2_ids``)."""
+    return f"{loss}_w{weight:g}" + ("_ids" if ids else "")
+
+
+def config_label(loss: str, ids: bool = False) -> str:
+    """A grid model's dense loss as the report's rows name it (``inbatch``, ``inbatch + item ids``)."""
+    return loss + (" + item ids" if ids else "")
+
+
+def has_ids(record: dict[str, Any]) -> bool:
+    """Whether a grid record or a choice has item ids (records made before the option have no key: off)."""
+    return bool(record.get("ids", False))
+
+
+def grid_configs(args: argparse.Namespace) -> list[tuple[str, float, bool]]:
+    """The (loss, weight, item ids) of every grid model of a kind, in grid order: the default grid's, each
+    followed by its ids variant where asked for (none for the cosine loss, which train-rec refuses with ids)."""
+    return [(loss, w, ids) for loss in args.loss_list for w in args.weight_list for ids in args.ids_list
+            if not (ids and loss == "cosine")]
 
 
 def variant_name(mode: str, alpha: float | None) -> str:
@@ -372,24 +403,29 @@ def sasrec_name(seed: int) -> str:
     return f"sasrec_s{seed}"
 
 
-def grid_name(kind: str, loss: str, weight: float) -> str:
-    return f"hybrid_grid_{kind}_{config_tag(loss, weight)}"
+def grid_name(kind: str, loss: str, weight: float, ids: bool = False) -> str:
+    return f"hybrid_grid_{kind}_{config_tag(loss, weight, ids)}"
 
 
 def final_name(kind: str, choice: dict[str, Any], seed: int) -> str:
-    return f"hybrid_final_{kind}_{config_tag(choice['loss'], choice['weight'])}_s{seed}"
+    return f"hybrid_final_{kind}_{config_tag(choice['loss'], choice['weight'], has_ids(choice))}_s{seed}"
+
+
+def model_dir(args: argparse.Namespace, kind: str, loss: str, weight: float, ids: bool, seed: int) -> Path:
+    return args.work / f"hybrid_{kind}_{config_tag(loss, weight, ids)}_s{seed}"
 
 
 def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str,
-                     weight: float) -> dict[str, Any]:
-    """One model (first seed) with ``loss`` at ``weight``; ALL valid users ranked in every mode and alpha."""
+                     weight: float, ids: bool = False) -> dict[str, Any]:
+    """One model (first seed) with ``loss`` at ``weight`` (with item ids if ``ids``); ALL valid users ranked in
+    every mode and alpha."""
     seed = args.seed_list[0]
 
     def run() -> dict[str, Any]:
         ds = Dataset.load(inputs["dataset"])
-        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
+        out = model_dir(args, kind, loss, weight, ids, seed)
         summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
-                          hybrid_options(args, inputs, kind, loss, weight, seed))
+                          hybrid_options(args, inputs, kind, loss, weight, seed, ids))
         rec = hybrid.load(out, args.device)
         cases = ds.eval_cases("valid")
         ranked = rec.rank_modes([list(c.history) for c in cases], K, EvaluateConfig.beam_size, None,
@@ -397,22 +433,24 @@ def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str
         valid = {name: {k: v for k, v in scores(ds, cases, lists).items() if k not in ("per_user_ndcg10", "user_ids",
                                                                                         "cold_target")}
                  for name, lists in ranked.items()}
-        return {"kind": kind, "loss": loss, "weight": weight, "seed": seed, "valid": valid, "curve": curve(summary),
-                "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
+        return {"kind": kind, "loss": loss, "weight": weight, **({"ids": True} if ids else {}), "seed": seed,
+                "valid": valid, "curve": curve(summary), "best_epoch": summary.get("best_epoch"),
+                "train_seconds": summary.get("train_seconds")}
 
-    return unit(args, grid_name(kind, loss, weight), run)
+    return unit(args, grid_name(kind, loss, weight, ids), run)
 
 
 def select(grid: list[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The (loss, weight, mode, alpha) with the best valid NDCG@10 over all valid users (ties: first in grid order,
-    then in ``names``' order)."""
+    """The (loss, weight, item ids, mode, alpha) with the best valid NDCG@10 over all valid users, over every grid
+    record of a kind (ties: first in grid order, then in ``names``' order). ``ids`` is in the choice only when on,
+    so a choice without item ids reads as one made before the option."""
     best: dict[str, Any] | None = None
     for rec in grid:
         for name, v in in_order(rec["valid"], names):
             if best is None or v["all"]["ndcg@10"] > best["valid_ndcg10"]:
                 alpha = float(name.split("@", 1)[1]) if name.startswith("hybrid@") else None
-                best = {"loss": rec["loss"], "weight": rec["weight"], "alpha": alpha,
-                        "mode": "hybrid" if alpha is not None else name, "variant": name,
+                best = {"loss": rec["loss"], "weight": rec["weight"], **({"ids": True} if has_ids(rec) else {}),
+                        "alpha": alpha, "mode": "hybrid" if alpha is not None else name, "variant": name,
                         "valid_ndcg10": v["all"]["ndcg@10"]}
     assert best is not None
     return best
@@ -421,14 +459,14 @@ def select(grid: list[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
 def hybrid_final_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, choice: dict[str, Any],
                       seed: int) -> dict[str, Any]:
     """The selected weight at ``seed``; test in all three modes (hybrid at the selected alpha, else 0.5)."""
-    loss, weight = choice["loss"], choice["weight"]
+    loss, weight, ids = choice["loss"], choice["weight"], has_ids(choice)
     alpha = choice["alpha"] if choice["alpha"] is not None else 0.5
 
     def run() -> dict[str, Any]:
         ds = Dataset.load(inputs["dataset"])
-        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
+        out = model_dir(args, kind, loss, weight, ids, seed)
         summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
-                          hybrid_options(args, inputs, kind, loss, weight, seed))
+                          hybrid_options(args, inputs, kind, loss, weight, seed, ids))
         rec = hybrid.load(out, args.device)
         rec.set_ranking("hybrid", alpha)
         cases = ds.eval_cases("test")
@@ -450,8 +488,9 @@ UnitRun = Callable[[], dict[str, Any]]
 def selection_units(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, UnitRun]:
     """The units that need only the inputs (text kNN aside): the hybrid grid models first (they gate the finals),
     then TIGER and SASRec for every seed."""
-    units: dict[str, UnitRun] = {grid_name(kind, loss, w): partial(hybrid_grid_unit, args, inputs, kind, loss, w)
-                                 for kind in KINDS for loss in args.loss_list for w in args.weight_list}
+    units: dict[str, UnitRun] = {grid_name(kind, loss, w, ids): partial(hybrid_grid_unit, args, inputs, kind, loss, w,
+                                                                        ids)
+                                 for kind in KINDS for loss, w, ids in grid_configs(args)}
     units |= {tiger_name(kind, s): partial(tiger_unit, args, inputs, kind, s) for kind in KINDS for s in args.seed_list}
     units |= {sasrec_name(s): partial(sasrec_unit, args, inputs, s) for s in args.seed_list}
     return units
@@ -460,7 +499,7 @@ def selection_units(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[st
 def final_units(args: argparse.Namespace, inputs: dict[str, Any], kind: str) -> dict[str, UnitRun]:
     """The kind's final seeds once every grid model of the kind is recorded (its selection needs them all);
     none before."""
-    found = [load_record(args, grid_name(kind, loss, w)) for loss in args.loss_list for w in args.weight_list]
+    found = [load_record(args, grid_name(kind, loss, w, ids)) for loss, w, ids in grid_configs(args)]
     grid = [g for g in found if g is not None]
     if len(grid) < len(found):
         return {}
@@ -569,7 +608,8 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         "",
         f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}` (TigerOptions defaults otherwise); "
         f"SASRec: `{json.dumps(args.sasrec)}` "
-        f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`, temperature "
+        f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`"
+        + (f", item ids `{args.dense_item_ids}`" if any(args.ids_list) else "") + f", temperature "
         f"{args.temperature}. "
         "SIDs: RQ-VAE, codebook sizes " + ", ".join(f"{k} {'x'.join(map(str, v))}"
                                                    for k, v in inputs["codebook_sizes"].items()) + ".",
@@ -592,9 +632,10 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         for rec in grid:
             for name, v in in_order(rec["valid"], variant_names(args)):
                 chosen = choices[kind]
-                mark = " **selected**" if (rec["loss"], rec["weight"], name) == (chosen["loss"], chosen["weight"],
-                                                                                 chosen["variant"]) else ""
-                lines.append(f"| {kind} | {rec['loss']} | {rec['weight']:g} | {name}{mark} | "
+                mark = " **selected**" if (rec["loss"], rec["weight"], has_ids(rec), name) == (
+                    chosen["loss"], chosen["weight"], has_ids(chosen), chosen["variant"]) else ""
+                label = config_label(rec["loss"], has_ids(rec))
+                lines.append(f"| {kind} | {label} | {rec['weight']:g} | {name}{mark} | "
                              f"{v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | {v['warm']['ndcg@10']:.4f} |")
     lines += ["", f"## Paired test: best hybrid ({best_kind}, by valid) vs SASRec, per-user test NDCG@10", "",
               "| targets | users | hybrid | SASRec | difference | 95% bootstrap interval | p (bootstrap) | "
@@ -659,10 +700,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     choices: dict[str, dict[str, Any]] = {}
     finals: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
-        grids[kind] = [hybrid_grid_unit(args, inputs, kind, loss, w) for loss in args.loss_list
-                       for w in args.weight_list]
+        grids[kind] = [hybrid_grid_unit(args, inputs, kind, loss, w, ids) for loss, w, ids in grid_configs(args)]
         for g in grids[kind]:
-            curves[f"hybrid {kind} {config_tag(g['loss'], g['weight'])}"] = g["curve"]
+            curves[f"hybrid {kind} {config_tag(g['loss'], g['weight'], has_ids(g))}"] = g["curve"]
         choices[kind] = select(grids[kind], variant_names(args))
         finals[kind] = [hybrid_final_unit(args, inputs, kind, choices[kind], s) for s in args.seed_list]
         mode = choices[kind]["mode"]
