@@ -1,6 +1,6 @@
 """benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection (a grid with and without
---dense-item-ids), the paired test, resuming, and --jobs 2 (worker processes) against --jobs 1; the default grid's
-unit names, and records made before --dense-item-ids."""
+--dense-item-ids), the paired test, the probes and the measured diagnosis, resuming, and --jobs 2 (worker processes)
+against --jobs 1; the default grid's unit names, and records made before --dense-item-ids."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     argv = ["--dataset", str(ds_dir), "--text", str(root / "text.st"), "--work", str(root / "work"),
             "--out", str(root / "res" / "h.md"), "--quick", "--cold-share", "0.2", "--seeds", "0,1",
             "--dense-losses", "cosine,softmax", "--dense-weights", "1", "--dense-item-ids", "0,1", "--alphas", "0,1",
-            "--fuse-epochs", "1",
+            "--probes", "text:softmax:1:ids,uqf:softmax:0.5", "--fuse-epochs", "1",
             "--codebook-size", "4",
             "--device", "cpu"]
     payload = bench.main(argv)
@@ -171,3 +171,37 @@ def test_records_without_the_ids_key_read_as_ids_off() -> None:
     assert bench.final_name("uqf", choice, 1) == "hybrid_final_uqf_inbatch_w2_ids_s1"
     tie = {**with_ids, "valid": old["valid"]}
     assert "ids" not in bench.select([old, tie], names)  # a tie goes to the first in grid order
+
+
+def test_probes_are_shown_apart_and_never_selected(run: dict) -> None:
+    root, payload = run["root"], run["payload"]
+    md = (root / "res" / "h.md").read_text()
+    probes = payload["probes"]
+    # a probe that is a grid model is that unit's record; one outside the grid is its own model
+    assert [(p["kind"], p["loss"], p["weight"], p.get("ids")) for p in probes] == [("text", "softmax", 1.0, True),
+                                                                                   ("uqf", "softmax", 0.5, None)]
+    assert probes[0] == payload["grids"]["text"][2]
+    assert (root / "res" / "h" / "units" / "hybrid_grid_uqf_softmax_w0.5.json").exists()
+    assert all(c["weight"] == 1.0 for c in payload["choices"].values())  # the selection never sees a probe
+    assert "## Probes (validation only, outside the selection)" in md and "| uqf | softmax | 0.5 | dense |" in md
+    d = payload["diagnosis"]
+    assert d["warm_test"]["SASRec"] == payload["rows"]["SASRec"]["warm_ndcg@10"][0]
+    with_base, alone = d["probes"]
+    assert with_base["base"] == "hybrid_grid_text_softmax_w1" and alone["base"] is None
+    dense = [v["all"]["ndcg@10"] for k, v in payload["grids"]["text"][1]["valid"].items() if k == "dense"]
+    assert with_base["dense"]["base"] == dense[0]
+    best_dense = max(v["dense"]["all"]["ndcg@10"] for g in payload["grids"].values() for v in (r["valid"] for r in g))
+    assert d["valid"]["grid best dense"]["ndcg10"] == best_dense
+    assert [len(e) for e in d["epochs"].values()] == [2, 2, 2]
+    section = md.split("## What holds the hybrid back", 1)[1].split("## Input wall times", 1)[0]
+    assert f"SASRec {d['warm_test']['SASRec']:.4f}" in section
+    assert "Probe hybrid_grid_text_softmax_w1_ids: a free per-item vector" in section
+    assert "**Probe hybrid_grid_uqf_softmax_w0.5** (validation" in section
+    assert all(e["cap"] == 2 for eps in d["epochs"].values() for e in eps)  # the --quick recipes' caps
+    assert "reached their cap" in section or "before its cap" in section
+
+
+@pytest.mark.parametrize("bad", ["video:softmax:1", "uqf:softmax", "uqf:cosine:1:ids", "uqf:softmax:1:yes"])
+def test_a_malformed_probe_is_refused(bad: str) -> None:
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w", "--probes", bad])
