@@ -213,17 +213,24 @@ def test_cli_train_evaluate_recommend_and_bad_options(cold: dict[str, Path], tmp
     assert res.exit_code == 2 and "--dense-weight" in res.output
 
 
+@pytest.mark.parametrize("ids", [False, True], ids=["content", "item_ids"])
 def test_interrupted_then_resumed_equals_uninterrupted(cold: dict[str, Path], tmp_path: Path,
-                                                       stop_after_epoch) -> None:
+                                                       stop_after_epoch, ids: bool) -> None:
     from uqf_cli.files.checkpoint import checkpoint_path
+    from uqf_cli.files.tensors import load_tensors, meta_json
 
     ds, sids = Dataset.load(cold["ds"]), read_sids(cold["sids"])
-    opts = {**TINY, "epochs": 3, "patience": 5, "item_emb": str(cold["emb"])}
+    opts = {**TINY, "epochs": 3, "patience": 5, "item_emb": str(cold["emb"]), **({"dense_item_ids": True} if ids
+                                                                                 else {})}
     full = hybrid.train(ds, sids, tmp_path / "full", opts)
     stop_after_epoch(1)
     with pytest.raises(KeyboardInterrupt):
         hybrid.train(ds, sids, tmp_path / "cut", opts)
     assert checkpoint_path(tmp_path / "cut").exists() and not (tmp_path / "cut").exists()
+    # off, the option is not in the checkpoint's identity (as one written before it existed: such a run resumes)
+    path = checkpoint_path(tmp_path / "cut")
+    identity = meta_json(path, load_tensors(path)[1], "identity")
+    assert identity["parameters"].get("dense_item_ids") == (True if ids else None)
     stop_after_epoch(None)
     resumed = hybrid.train(ds, sids, tmp_path / "cut", {**opts, "resume": True})
     assert resumed["parameters_sha256"] == full["parameters_sha256"]
@@ -238,3 +245,67 @@ def test_hybrid_ema_decay_saves_the_averaged_weights(cold: dict[str, Path], tmp_
     avg = hybrid.train(ds, sids, tmp_path / "avg", {**opts, "ema_decay": 0.9})
     assert avg["parameters_sha256"] != raw["parameters_sha256"]
     assert json.loads((tmp_path / "avg" / "uqf_model.json").read_text())["options"]["ema_decay"] == 0.9
+
+
+def _head_file(model_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from uqf_cli.files import load_model_file
+
+    state, config, _ = load_model_file(model_dir / hybrid.recommender.HEAD_FILE, hybrid.recommender.HEAD_KIND)
+    return state, config
+
+
+@pytest.mark.parametrize("loss", ["inbatch", "softmax"])
+def test_dense_item_ids_train_warm_rows_and_cold_rows_stay_zero(cold: dict[str, Path], tmp_path: Path,
+                                                               loss: str) -> None:
+    """The invariant of --dense-item-ids: no loss reads a cold item's row of b, so after training it is still
+    exactly zero and the item's vector is its content vector normalize(e + A e)."""
+    ds = Dataset.load(cold["ds"])
+    summary = hybrid.train(ds, read_sids(cold["sids"]), tmp_path / "m",
+                           {**TINY, "item_emb": str(cold["emb"]), "dense_loss": loss, "dense_item_ids": True})
+    state, config = _head_file(tmp_path / "m")
+    assert config["dense_item_ids"] is True
+    rec = hybrid.load(tmp_path / "m", "cpu")
+    b = state["id_residual.weight"]
+    cold_rows = rec.cold_rows
+    warm = torch.ones(len(b), dtype=torch.bool)
+    warm[cold_rows] = False
+    assert len(cold_rows) > 0 and torch.equal(b[cold_rows], torch.zeros_like(b[cold_rows]))
+    assert (b[warm].abs().sum(1) > 0).sum() > 0  # warm rows learned something
+    assert summary["id_residual"]["cold_rows_nonzero"] == 0 and summary["id_residual"]["mean_norm_warm"] > 0
+    e = rec.head.item_embeddings
+    content = torch.nn.functional.normalize(e + e @ state["adapter.weight"].T, dim=-1)
+    assert torch.allclose(rec.item_vectors[cold_rows], content[cold_rows], atol=1e-6)
+    assert not torch.allclose(rec.item_vectors[warm], content[warm], atol=1e-4)
+
+
+def test_dense_item_ids_refused_with_the_cosine_loss(cold: dict[str, Path], tmp_path: Path) -> None:
+    from uqf_cli.core.errors import OptionError
+
+    with pytest.raises(OptionError, match="--dense-item-ids"):
+        hybrid.HybridOptions.from_dict({"item_emb": "e.st", "dense_loss": "cosine", "dense_item_ids": True})
+    base = ["train-rec", str(cold["ds"]), "--sids", str(cold["sids"]), "--item-emb", str(cold["emb"])]
+    res = runner.invoke(app, [*base, "-o", str(tmp_path / "c"), "--backbone", "hybrid", "--dense-loss", "cosine",
+                              "--dense-item-ids"])
+    assert res.exit_code == 2 and "--dense-item-ids" in res.output and not (tmp_path / "c").exists()
+    # --no-dense-item-ids is passed on as given (not dropped like an unset switch): tiger refuses it
+    res = runner.invoke(app, ["train-rec", str(cold["ds"]), "--sids", str(cold["sids"]), "-o", str(tmp_path / "t"),
+                              "--backbone", "tiger", "--no-dense-item-ids"])
+    assert res.exit_code == 2 and "--dense-item-ids" in res.output and not (tmp_path / "t").exists()
+
+
+def test_a_head_saved_before_dense_item_ids_loads_and_ranks_as_before(cold: dict[str, Path], tmp_path: Path) -> None:
+    """Off, the head has today's three tensors; a head file whose config lacks the option (written before it
+    existed) loads without a residual and ranks exactly as the file that records it off."""
+    from uqf_cli.files import load_model_file, save_model_file
+
+    ds = Dataset.load(cold["ds"])
+    hybrid.train(ds, read_sids(cold["sids"]), tmp_path / "m", {**TINY, "epochs": 1, "item_emb": str(cold["emb"])})
+    path = tmp_path / "m" / hybrid.recommender.HEAD_FILE
+    state, config, meta = load_model_file(path, hybrid.recommender.HEAD_KIND)
+    assert set(state) == {"query.weight", "query.bias", "adapter.weight"} and config["dense_item_ids"] is False
+    hist = [c.history for c in ds.eval_cases("test")]
+    before = hybrid.load(tmp_path / "m", "cpu").rank_modes(hist, 5, 8)
+    old = {k: v for k, v in config.items() if k != "dense_item_ids"}
+    save_model_file(path, hybrid.recommender.HEAD_KIND, state, old, meta["provenance"], force=True)
+    rec = hybrid.load(tmp_path / "m", "cpu")
+    assert rec.head.id_residual is None and rec.rank_modes(hist, 5, 8) == before

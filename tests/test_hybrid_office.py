@@ -1,5 +1,6 @@
-"""benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection, the paired test, resuming,
-and --jobs 2 (worker processes) against --jobs 1."""
+"""benchmarks/quality/hybrid_office.py --quick: every row, the validation-only selection (a grid with and without
+--dense-item-ids), the paired test, the probes and the measured diagnosis, resuming, and --jobs 2 (worker processes)
+against --jobs 1; the default grid's unit names, and records made before --dense-item-ids."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     save_embeddings(root / "text.st", text, ds.item_ids, make_provenance("test", {}), "text", ds.fingerprint)
     argv = ["--dataset", str(ds_dir), "--text", str(root / "text.st"), "--work", str(root / "work"),
             "--out", str(root / "res" / "h.md"), "--quick", "--cold-share", "0.2", "--seeds", "0,1",
-            "--dense-losses", "cosine,softmax", "--dense-weights", "1", "--alphas", "0,1", "--fuse-epochs", "1",
+            "--dense-losses", "cosine,softmax", "--dense-weights", "1", "--dense-item-ids", "0,1", "--alphas", "0,1",
+            "--probes", "text:softmax:1:ids,uqf:softmax:0.5", "--fuse-epochs", "1",
             "--codebook-size", "4",
             "--device", "cpu"]
     payload = bench.main(argv)
@@ -42,16 +44,24 @@ def test_quick_run_writes_every_row_selection_and_paired_test(run: dict) -> None
         assert row in payload["rows"]
     assert (root / "res" / "h_curves.png").stat().st_size > 0
     assert json.loads((root / "res" / "h.json").read_text())["best_hybrid"] in ("text", "uqf")
-    # selection: 2 (loss, weight) models x (generate, dense, hybrid@0, hybrid@1) per kind; best valid NDCG@10 wins
+    # selection: 3 (loss, weight, item ids) models (cosine has no ids variant) x (generate, dense, hybrid@0,
+    # hybrid@1) per kind; the best valid NDCG@10 over all of them wins
     for kind in ("text", "uqf"):
         grid = payload["grids"][kind]
-        assert [(g["loss"], g["weight"]) for g in grid] == [("cosine", 1.0), ("softmax", 1.0)]
-        assert set(grid[0]["valid"]) == {"generate", "dense",
-                                                                                       "hybrid@0", "hybrid@1"}
+        assert [(g["loss"], g["weight"], g.get("ids")) for g in grid] == [("cosine", 1.0, None), ("softmax", 1.0, None),
+                                                                          ("softmax", 1.0, True)]
+        assert set(grid[0]["valid"]) == {"generate", "dense", "hybrid@0", "hybrid@1"}
         best = max(v["all"]["ndcg@10"] for g in grid for v in g["valid"].values())
         assert payload["choices"][kind]["valid_ndcg10"] == best
         assert "test" not in json.dumps(grid)  # the selection never saw the test split
-    assert "16 variants" in md
+        assert f"| {kind} | softmax + item ids | 1 | dense" in md and f"| {kind} | softmax | 1 | dense" in md
+    assert "24 variants" in md
+    units = root / "res" / "h" / "units"
+    assert all((units / f"hybrid_grid_uqf_softmax_w1{tag}.json").exists() for tag in ("", "_ids"))
+    meta = json.loads((root / "work" / "hybrid_uqf_softmax_w1_ids_s0" / "uqf_model.json").read_text())
+    assert meta["options"]["dense_item_ids"] is True and meta["training"]["id_residual"]["cold_rows_nonzero"] == 0
+    assert json.loads((root / "work" / "hybrid_uqf_softmax_w1_s0" / "uqf_model.json").read_text())["options"][
+        "dense_item_ids"] is False
     warm = payload["paired_tests"]["warm"]
     assert warm["users"] == payload["rows"]["SASRec"]["warm_users"]
     assert warm["ci95"][0] <= warm["mean_diff"] <= warm["ci95"][1]
@@ -132,3 +142,66 @@ def test_jobs_2_rerun_skips_finished_units_and_runs_a_missing_one(jobs2: dict, r
     assert _content(json.loads(gone.read_text()), root / "work2") == kept
     assert {k: v for k, v in _mtimes(units).items() if k != str(gone)} == {
         k: v for k, v in before.items() if k.startswith(str(units)) and k != str(gone)}
+
+
+def test_the_default_grid_keeps_its_unit_names() -> None:
+    args = bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w"])
+    assert args.ids_list == [False]
+    grid = [n for n in bench.selection_units(args, {}) if n.startswith("hybrid_grid")]
+    assert grid == [f"hybrid_grid_{k}_{loss}_w{w}" for k in ("text", "uqf") for loss in ("inbatch", "softmax")
+                    for w in ("0.5", "2")]
+    with_ids = bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w", "--dense-item-ids", "0,1",
+                                 "--dense-losses", "cosine,inbatch", "--dense-weights", "2"])
+    assert [n for n in bench.selection_units(with_ids, {}) if n.startswith("hybrid_grid_text")] == [
+        "hybrid_grid_text_cosine_w2", "hybrid_grid_text_inbatch_w2", "hybrid_grid_text_inbatch_w2_ids"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w", "--dense-item-ids", "2"])
+
+
+def test_records_without_the_ids_key_read_as_ids_off() -> None:
+    names = ["generate", "dense"]
+    old = {"loss": "inbatch", "weight": 2.0, "valid": {"generate": {"all": {"ndcg@10": 0.1}},
+                                                       "dense": {"all": {"ndcg@10": 0.2}}}}
+    with_ids = {**old, "ids": True, "valid": {"generate": {"all": {"ndcg@10": 0.1}},
+                                              "dense": {"all": {"ndcg@10": 0.3}}}}
+    choice = bench.select([old], names)
+    assert "ids" not in choice and bench.final_name("uqf", choice, 0) == "hybrid_final_uqf_inbatch_w2_s0"
+    choice = bench.select([old, with_ids], names)  # over every grid record of the kind
+    assert choice["ids"] is True and choice["variant"] == "dense"
+    assert bench.final_name("uqf", choice, 1) == "hybrid_final_uqf_inbatch_w2_ids_s1"
+    tie = {**with_ids, "valid": old["valid"]}
+    assert "ids" not in bench.select([old, tie], names)  # a tie goes to the first in grid order
+
+
+def test_probes_are_shown_apart_and_never_selected(run: dict) -> None:
+    root, payload = run["root"], run["payload"]
+    md = (root / "res" / "h.md").read_text()
+    probes = payload["probes"]
+    # a probe that is a grid model is that unit's record; one outside the grid is its own model
+    assert [(p["kind"], p["loss"], p["weight"], p.get("ids")) for p in probes] == [("text", "softmax", 1.0, True),
+                                                                                   ("uqf", "softmax", 0.5, None)]
+    assert probes[0] == payload["grids"]["text"][2]
+    assert (root / "res" / "h" / "units" / "hybrid_grid_uqf_softmax_w0.5.json").exists()
+    assert all(c["weight"] == 1.0 for c in payload["choices"].values())  # the selection never sees a probe
+    assert "## Probes (validation only, outside the selection)" in md and "| uqf | softmax | 0.5 | dense |" in md
+    d = payload["diagnosis"]
+    assert d["warm_test"]["SASRec"] == payload["rows"]["SASRec"]["warm_ndcg@10"][0]
+    with_base, alone = d["probes"]
+    assert with_base["base"] == "hybrid_grid_text_softmax_w1" and alone["base"] is None
+    dense = [v["all"]["ndcg@10"] for k, v in payload["grids"]["text"][1]["valid"].items() if k == "dense"]
+    assert with_base["dense"]["base"] == dense[0]
+    best_dense = max(v["dense"]["all"]["ndcg@10"] for g in payload["grids"].values() for v in (r["valid"] for r in g))
+    assert d["valid"]["grid best dense"]["ndcg10"] == best_dense
+    assert [len(e) for e in d["epochs"].values()] == [2, 2, 2]
+    section = md.split("## What holds the hybrid back", 1)[1].split("## Input wall times", 1)[0]
+    assert f"SASRec {d['warm_test']['SASRec']:.4f}" in section
+    assert "Probe hybrid_grid_text_softmax_w1_ids: a free per-item vector" in section
+    assert "**Probe hybrid_grid_uqf_softmax_w0.5** (validation" in section
+    assert all(e["cap"] == 2 for eps in d["epochs"].values() for e in eps)  # the --quick recipes' caps
+    assert "reached their cap" in section or "before its cap" in section
+
+
+@pytest.mark.parametrize("bad", ["video:softmax:1", "uqf:softmax", "uqf:cosine:1:ids", "uqf:softmax:1:yes"])
+def test_a_malformed_probe_is_refused(bad: str) -> None:
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w", "--probes", bad])

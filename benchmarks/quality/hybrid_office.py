@@ -14,13 +14,25 @@ Protocol (issue 26)
    embedding), SASRec (it cannot rank a cold item above what it was trained on: its cold item rows only
    ever received negative gradients; scored as it is), text kNN (history masked).
 4. **Validation-only selection.** For each hybrid kind, one model per ``--dense-losses`` x
-   ``--dense-weights`` pair (seed of the first ``--seeds``), each ranked on ALL valid users in the modes
-   generate, dense and hybrid at every ``--alphas`` value from one beam search: the variant (loss, weight,
-   mode, alpha) with the best valid NDCG@10 is the kind's final row, retrained for the other seeds. Nothing
-   of the test split is used.
+   ``--dense-weights`` x ``--dense-item-ids`` combination (seed of the first ``--seeds``), each ranked on ALL
+   valid users in the modes generate, dense and hybrid at every ``--alphas`` value from one beam search: the
+   variant (loss, weight, item ids, mode, alpha) with the best valid NDCG@10 over all the kind's grid models
+   is the kind's final row, retrained for the other seeds. Nothing of the test split is used.
+   ``--dense-item-ids 0,1`` adds, beside each model of the default grid (``0``: the dense item vector is the
+   content ``normalize(e + A e)``), one with a learnable per-item residual ``normalize(e + A e + b_i)``
+   (``train-rec --dense-item-ids``; cold items keep ``b_i = 0``): its unit, model directory and final names
+   carry ``_ids`` (``hybrid_grid_uqf_inbatch_w2_ids``), its report rows "+ item ids". The cosine loss has no
+   ids variant (train-rec refuses the pair). A grid record made before the option (no ``ids`` key) is one
+   without item ids, and records without item ids are written as before (no key).
 5. **Paired test**: per-user test NDCG@10 (mean over seeds) of the best hybrid (by valid) vs SASRec,
    on warm targets (the issue's criterion) and on all targets: paired bootstrap (10,000 resamples of
    users, 95% interval of the mean difference) and the Wilcoxon signed-rank test.
+6. **Diagnosis.** ``--probes KIND:LOSS:WEIGHT[:ids],...`` trains extra hybrid models ranked on validation only, in
+   a table of their own and never selected (``uqf:softmax:0.5:ids``: does a free per-item vector close the dense
+   head's gap?). The report's "What holds the hybrid back" section is computed from the records: each route of
+   the best hybrid alone (generate, dense, mix) against SASRec on warm test targets, the best of every grid model
+   per mode against SASRec's best validation epoch, each probe beside its grid model without item ids, the cold
+   test NDCG@10 of every row, and each run's best epoch, epochs run and cap.
 
 Every unit (inputs, each model) leaves a JSON record under ``<out stem>/units/`` (with the torch threads it
 ran on); a rerun skips finished units and resumes interrupted training from its checkpoint. Writes ``--out``
@@ -78,6 +90,8 @@ from uqf_cli.fuse import FuseOptions, fuse
 from uqf_cli.quantize import QuantizeConfig, quantize
 from uqf_cli.quantize.config import parse_codebook_sizes, show_codebook_sizes
 from uqf_cli.rec import hybrid, sasrec, textknn, tiger
+from uqf_cli.rec.sasrec import SasRecOptions
+from uqf_cli.rec.tiger.options import TigerOptions
 
 # TIGER and the hybrid train with one recipe: train-rec's defaults, the CPU recipe of the convergence study
 # (benchmarks/results/tiger_converge.md: AdamW 1e-3, cosine over 30 epochs, 2% warmup, batch 256, patience 5,
@@ -89,6 +103,7 @@ QUICK_RECIPE: dict[str, Any] = {"num_layers": 1, "num_decoder_layers": 1, "d_mod
 SASREC: dict[str, Any] = {}  # SasRecOptions defaults: full-softmax CE, up to 200 epochs, patience 10
 QUICK_SASREC: dict[str, Any] = {"epochs": 2, "hidden": 16}
 KINDS = ("text", "uqf")
+LABEL = {"text": "text", "uqf": "UQF"}
 K = 10
 BOOTSTRAP = 10_000
 MODULE = "benchmarks.quality.hybrid_office"
@@ -109,6 +124,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="hybrid --alpha grid (ranking only)")
     p.add_argument("--dense-losses", default="inbatch,softmax", help="hybrid --dense-loss grid (cosine, inbatch, "
                    "softmax; one model per loss and weight)")
+    p.add_argument("--dense-item-ids", default="0", help="hybrid --dense-item-ids grid, 0 (off) and/or 1 (on; "
+                   "not with the cosine loss); one model per value beside each loss and weight")
+    p.add_argument("--probes", default="", help="extra hybrid models, validation only and outside the selection, "
+                   "comma-separated KIND:LOSS:WEIGHT[:ids] (uqf:softmax:0.5:ids): diagnostics the report shows apart")
     p.add_argument("--temperature", type=float, default=0.07)
     p.add_argument("--recipe", type=json.loads, default=None, metavar="JSON", help="TIGER/hybrid options (default: "
                    "the converged CPU recipe; --quick: a tiny one)")
@@ -140,9 +159,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.weight_list = [float(w) for w in args.dense_weights.split(",") if w.strip()]
     args.loss_list = [x.strip() for x in args.dense_losses.split(",") if x.strip()]
     args.alpha_list = [float(a) for a in args.alphas.split(",") if a.strip()]
-    if not args.seed_list or not args.weight_list or not args.alpha_list or not args.loss_list:
-        p.error("--seeds, --dense-losses, --dense-weights and --alphas need at least one value each")
+    ids = [x.strip() for x in args.dense_item_ids.split(",") if x.strip()]
+    if not set(ids) <= {"0", "1"}:
+        p.error(f"--dense-item-ids takes 0 and/or 1, got {args.dense_item_ids!r}")
+    args.ids_list = [x == "1" for x in dict.fromkeys(ids)]
+    try:
+        args.probe_list = [parse_probe(x) for x in args.probes.split(",") if x.strip()]
+    except ValueError as e:
+        p.error(f"--probes: {e}")
+    if not args.seed_list or not args.weight_list or not args.alpha_list or not args.loss_list or not args.ids_list:
+        p.error("--seeds, --dense-losses, --dense-weights, --dense-item-ids and --alphas need at least one value each")
     return args
+
+
+def parse_probe(text: str) -> tuple[str, str, float, bool]:
+    """``KIND:LOSS:WEIGHT[:ids]`` as (kind, loss, weight, item ids)."""
+    parts = text.strip().split(":")
+    if len(parts) not in (3, 4) or parts[0] not in KINDS or (len(parts) == 4 and parts[3] != "ids"):
+        raise ValueError(f"{text.strip()!r} is not KIND:LOSS:WEIGHT[:ids] with KIND one of {', '.join(KINDS)}")
+    if parts[1] == "cosine" and len(parts) == 4:
+        raise ValueError(f"{text.strip()!r}: the cosine loss has no item ids")
+    return parts[0], parts[1], float(parts[2]), len(parts) == 4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,13 +376,32 @@ def textknn_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str) ->
 
 
 def hybrid_options(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str, weight: float,
-                   seed: int) -> dict[str, Any]:
+                   seed: int, ids: bool = False) -> dict[str, Any]:
     return {**args.recipe, "item_emb": item_emb(inputs, kind), "dense_weight": weight, "dense_loss": loss,
-            "temperature": args.temperature, "seed": seed, "device": args.device}
+            "temperature": args.temperature, "seed": seed, "device": args.device,
+            **({"dense_item_ids": True} if ids else {})}
 
 
-def config_tag(loss: str, weight: float) -> str:
-    return f"{loss}_w{weight:g}"
+def config_tag(loss: str, weight: float, ids: bool = False) -> str:
+    """A grid model's configuration in unit and directory names (``inbatch_w2``, ``inbatch_w2_ids``)."""
+    return f"{loss}_w{weight:g}" + ("_ids" if ids else "")
+
+
+def config_label(loss: str, ids: bool = False) -> str:
+    """A grid model's dense loss as the report's rows name it (``inbatch``, ``inbatch + item ids``)."""
+    return loss + (" + item ids" if ids else "")
+
+
+def has_ids(record: dict[str, Any]) -> bool:
+    """Whether a grid record or a choice has item ids (records made before the option have no key: off)."""
+    return bool(record.get("ids", False))
+
+
+def grid_configs(args: argparse.Namespace) -> list[tuple[str, float, bool]]:
+    """The (loss, weight, item ids) of every grid model of a kind, in grid order: the default grid's, each
+    followed by its ids variant where asked for (none for the cosine loss, which train-rec refuses with ids)."""
+    return [(loss, w, ids) for loss in args.loss_list for w in args.weight_list for ids in args.ids_list
+            if not (ids and loss == "cosine")]
 
 
 def variant_name(mode: str, alpha: float | None) -> str:
@@ -372,24 +428,29 @@ def sasrec_name(seed: int) -> str:
     return f"sasrec_s{seed}"
 
 
-def grid_name(kind: str, loss: str, weight: float) -> str:
-    return f"hybrid_grid_{kind}_{config_tag(loss, weight)}"
+def grid_name(kind: str, loss: str, weight: float, ids: bool = False) -> str:
+    return f"hybrid_grid_{kind}_{config_tag(loss, weight, ids)}"
 
 
 def final_name(kind: str, choice: dict[str, Any], seed: int) -> str:
-    return f"hybrid_final_{kind}_{config_tag(choice['loss'], choice['weight'])}_s{seed}"
+    return f"hybrid_final_{kind}_{config_tag(choice['loss'], choice['weight'], has_ids(choice))}_s{seed}"
+
+
+def model_dir(args: argparse.Namespace, kind: str, loss: str, weight: float, ids: bool, seed: int) -> Path:
+    return args.work / f"hybrid_{kind}_{config_tag(loss, weight, ids)}_s{seed}"
 
 
 def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, loss: str,
-                     weight: float) -> dict[str, Any]:
-    """One model (first seed) with ``loss`` at ``weight``; ALL valid users ranked in every mode and alpha."""
+                     weight: float, ids: bool = False) -> dict[str, Any]:
+    """One model (first seed) with ``loss`` at ``weight`` (with item ids if ``ids``); ALL valid users ranked in
+    every mode and alpha."""
     seed = args.seed_list[0]
 
     def run() -> dict[str, Any]:
         ds = Dataset.load(inputs["dataset"])
-        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
+        out = model_dir(args, kind, loss, weight, ids, seed)
         summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
-                          hybrid_options(args, inputs, kind, loss, weight, seed))
+                          hybrid_options(args, inputs, kind, loss, weight, seed, ids))
         rec = hybrid.load(out, args.device)
         cases = ds.eval_cases("valid")
         ranked = rec.rank_modes([list(c.history) for c in cases], K, EvaluateConfig.beam_size, None,
@@ -397,22 +458,24 @@ def hybrid_grid_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str
         valid = {name: {k: v for k, v in scores(ds, cases, lists).items() if k not in ("per_user_ndcg10", "user_ids",
                                                                                         "cold_target")}
                  for name, lists in ranked.items()}
-        return {"kind": kind, "loss": loss, "weight": weight, "seed": seed, "valid": valid, "curve": curve(summary),
-                "best_epoch": summary.get("best_epoch"), "train_seconds": summary.get("train_seconds")}
+        return {"kind": kind, "loss": loss, "weight": weight, **({"ids": True} if ids else {}), "seed": seed,
+                "valid": valid, "curve": curve(summary), "best_epoch": summary.get("best_epoch"),
+                "train_seconds": summary.get("train_seconds")}
 
-    return unit(args, grid_name(kind, loss, weight), run)
+    return unit(args, grid_name(kind, loss, weight, ids), run)
 
 
 def select(grid: list[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The (loss, weight, mode, alpha) with the best valid NDCG@10 over all valid users (ties: first in grid order,
-    then in ``names``' order)."""
+    """The (loss, weight, item ids, mode, alpha) with the best valid NDCG@10 over all valid users, over every grid
+    record of a kind (ties: first in grid order, then in ``names``' order). ``ids`` is in the choice only when on,
+    so a choice without item ids reads as one made before the option."""
     best: dict[str, Any] | None = None
     for rec in grid:
         for name, v in in_order(rec["valid"], names):
             if best is None or v["all"]["ndcg@10"] > best["valid_ndcg10"]:
                 alpha = float(name.split("@", 1)[1]) if name.startswith("hybrid@") else None
-                best = {"loss": rec["loss"], "weight": rec["weight"], "alpha": alpha,
-                        "mode": "hybrid" if alpha is not None else name, "variant": name,
+                best = {"loss": rec["loss"], "weight": rec["weight"], **({"ids": True} if has_ids(rec) else {}),
+                        "alpha": alpha, "mode": "hybrid" if alpha is not None else name, "variant": name,
                         "valid_ndcg10": v["all"]["ndcg@10"]}
     assert best is not None
     return best
@@ -421,14 +484,14 @@ def select(grid: list[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
 def hybrid_final_unit(args: argparse.Namespace, inputs: dict[str, Any], kind: str, choice: dict[str, Any],
                       seed: int) -> dict[str, Any]:
     """The selected weight at ``seed``; test in all three modes (hybrid at the selected alpha, else 0.5)."""
-    loss, weight = choice["loss"], choice["weight"]
+    loss, weight, ids = choice["loss"], choice["weight"], has_ids(choice)
     alpha = choice["alpha"] if choice["alpha"] is not None else 0.5
 
     def run() -> dict[str, Any]:
         ds = Dataset.load(inputs["dataset"])
-        out = args.work / f"hybrid_{kind}_{config_tag(loss, weight)}_s{seed}"
+        out = model_dir(args, kind, loss, weight, ids, seed)
         summary = trained(hybrid, ds, read_sids(inputs["sids"][kind]), out,
-                          hybrid_options(args, inputs, kind, loss, weight, seed))
+                          hybrid_options(args, inputs, kind, loss, weight, seed, ids))
         rec = hybrid.load(out, args.device)
         rec.set_ranking("hybrid", alpha)
         cases = ds.eval_cases("test")
@@ -449,18 +512,20 @@ UnitRun = Callable[[], dict[str, Any]]
 
 def selection_units(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, UnitRun]:
     """The units that need only the inputs (text kNN aside): the hybrid grid models first (they gate the finals),
-    then TIGER and SASRec for every seed."""
-    units: dict[str, UnitRun] = {grid_name(kind, loss, w): partial(hybrid_grid_unit, args, inputs, kind, loss, w)
-                                 for kind in KINDS for loss in args.loss_list for w in args.weight_list}
+    then TIGER and SASRec for every seed, then the probes (a probe that is a grid model is that unit)."""
+    units: dict[str, UnitRun] = {grid_name(kind, loss, w, ids): partial(hybrid_grid_unit, args, inputs, kind, loss, w,
+                                                                        ids)
+                                 for kind in KINDS for loss, w, ids in grid_configs(args)}
     units |= {tiger_name(kind, s): partial(tiger_unit, args, inputs, kind, s) for kind in KINDS for s in args.seed_list}
     units |= {sasrec_name(s): partial(sasrec_unit, args, inputs, s) for s in args.seed_list}
+    units |= {grid_name(*probe): partial(hybrid_grid_unit, args, inputs, *probe) for probe in args.probe_list}
     return units
 
 
 def final_units(args: argparse.Namespace, inputs: dict[str, Any], kind: str) -> dict[str, UnitRun]:
     """The kind's final seeds once every grid model of the kind is recorded (its selection needs them all);
     none before."""
-    found = [load_record(args, grid_name(kind, loss, w)) for loss in args.loss_list for w in args.weight_list]
+    found = [load_record(args, grid_name(kind, loss, w, ids)) for loss, w, ids in grid_configs(args)]
     grid = [g for g in found if g is not None]
     if len(grid) < len(found):
         return {}
@@ -548,9 +613,129 @@ def fmt(v: tuple[float, float], seeds: int) -> str:
     return f"{v[0]:.4f}" + (f" ± {v[1]:.4f}" if seeds > 1 else "")
 
 
+def mode_row(rows: dict[str, dict[str, Any]], kind: str, chosen: str, mode: str) -> dict[str, Any]:
+    """The test row of a kind's final models ranked in ``mode`` (the selected mode's row has the plain name)."""
+    name = f"hybrid on {LABEL[kind]}"
+    return rows[name if mode == chosen else f"{name}, {mode} mode (not selected)"]
+
+
+def best_variant(records: Sequence[dict[str, Any]], mode: str) -> dict[str, Any]:
+    """The best valid NDCG@10 (all users) over ``records``' variants of one mode (``hybrid``: any alpha)."""
+    found = [(v["all"]["ndcg@10"], name, rec) for rec in records for name, v in rec["valid"].items()
+             if name == mode or (mode == "hybrid" and name.startswith("hybrid@"))]
+    value, name, rec = max(found, key=lambda t: t[0])
+    return {"ndcg10": value, "model": grid_name(rec["kind"], rec["loss"], rec["weight"], has_ids(rec)),
+            "variant": name}
+
+
+def diagnose(args: argparse.Namespace, rows: dict[str, dict[str, Any]], choices: dict[str, dict[str, Any]],
+             grids: dict[str, list[dict[str, Any]]], probes: list[dict[str, Any]],
+             trained_runs: dict[str, list[dict[str, Any]]], best_kind: str) -> dict[str, Any]:
+    """What separates the best hybrid from SASRec, as measurements: each route of the hybrid alone against SASRec
+    (warm test), the best of every grid model per mode against SASRec's own validation score, the probes beside
+    their grid model, the cold targets of every row, and where each model stopped."""
+    chosen = choices[best_kind]["mode"]
+    warm = {m: mode_row(rows, best_kind, chosen, m)["warm_ndcg@10"][0] for m in ("generate", "dense", "hybrid")}
+    every_grid = [rec for grid in grids.values() for rec in grid]
+    base = {(r["kind"], r["loss"], r["weight"]): r for r in every_grid if not has_ids(r)}
+    return {
+        "kind": best_kind, "selected_mode": chosen,
+        "warm_test": {"SASRec": rows["SASRec"]["warm_ndcg@10"][0],
+                      f"TIGER, {LABEL[best_kind]} SIDs": rows[f"TIGER, {LABEL[best_kind]} SIDs"]["warm_ndcg@10"][0],
+                      **{f"hybrid, {m}": v for m, v in warm.items()}},
+        "valid": {"SASRec (best epoch, mean over seeds)": float(np.mean(
+                      [max(p["valid_ndcg10"] for p in r["curve"] if p.get("valid_ndcg10") is not None)
+                       for r in trained_runs["SASRec"]])),
+                  **{f"grid best {m}": best_variant(every_grid, m) for m in ("generate", "dense", "hybrid")}},
+        "probes": [{"model": grid_name(p["kind"], p["loss"], p["weight"], has_ids(p)),
+                    "base": grid_name(p["kind"], p["loss"], p["weight"]) if (p["kind"], p["loss"], p["weight"]) in base
+                    and has_ids(p) else None,
+                    **{m: {"probe": best_variant([p], m)["ndcg10"],
+                           "base": best_variant([base[(p["kind"], p["loss"], p["weight"])]], m)["ndcg10"]
+                           if has_ids(p) and (p["kind"], p["loss"], p["weight"]) in base else None}
+                       for m in ("generate", "dense", "hybrid")}} for p in probes],
+        "cold_test": {name: r["cold_ndcg@10"][0] for name, r in rows.items()},
+        "epochs": {name: [{"best": r.get("best_epoch"), "run": max((p["epoch"] for p in r["curve"]), default=None),
+                           "cap": epoch_cap(args, name)} for r in runs] for name, runs in trained_runs.items()},
+    }
+
+
+def epoch_cap(args: argparse.Namespace, name: str) -> int:
+    """The epoch cap of a trained row: SASRec's options, else the TIGER/hybrid recipe's."""
+    if name == "SASRec":
+        return int(args.sasrec.get("epochs", SasRecOptions.epochs))
+    return int(args.recipe.get("epochs", TigerOptions.epochs))
+
+
+def share(a: float, b: float) -> str:
+    return f"{a / b:.0%}" if b else "n/a"
+
+
+def holdback_lines(d: dict[str, Any]) -> list[str]:
+    """The measured reasons the best hybrid sits where it does against SASRec, each sentence made from ``d``."""
+    w, v = d["warm_test"], d["valid"]
+    sas = w["SASRec"]
+    tiger = next(k for k in w if k.startswith("TIGER"))
+    routes = {m: w[f"hybrid, {m}"] for m in ("generate", "dense")}
+    lead = max(routes, key=routes.get)
+    lines = [f"* **Each route alone, warm test NDCG@10** (best hybrid: {LABEL[d['kind']]}, selected mode "
+             f"{d['selected_mode']}): SASRec {sas:.4f}; the hybrid's generation {routes['generate']:.4f} "
+             f"({share(routes['generate'], sas)} of SASRec), its dense head alone {routes['dense']:.4f} "
+             f"({share(routes['dense'], sas)}), their mix {w['hybrid, hybrid']:.4f} "
+             f"({share(w['hybrid, hybrid'], sas)}; {w['hybrid, hybrid'] - routes[lead]:+.4f} over the {lead} route "
+             f"alone); {tiger} {w[tiger]:.4f} ({share(w[tiger], sas)}). A re-ranking mix can only reorder what its "
+             "two scorers already rank well: "
+             + ("neither scorer alone reaches SASRec here." if max(routes.values()) < sas
+                else "one scorer alone already reaches SASRec.")]
+    sv = v["SASRec (best epoch, mean over seeds)"]
+    best = {m: v[f"grid best {m}"] for m in ("generate", "dense", "hybrid")}
+    lines.append("* **The whole grid on validation** (all valid users, full ranking): SASRec's best epoch "
+                 f"{sv:.4f}; the best of every grid model of both kinds: generation {best['generate']['ndcg10']:.4f} "
+                 f"({best['generate']['model']}, {share(best['generate']['ndcg10'], sv)}), dense head "
+                 f"{best['dense']['ndcg10']:.4f} ({best['dense']['model']}, {share(best['dense']['ndcg10'], sv)}), "
+                 f"mix {best['hybrid']['ndcg10']:.4f} ({best['hybrid']['model']} {best['hybrid']['variant']}, "
+                 f"{share(best['hybrid']['ndcg10'], sv)}). No loss, weight or alpha of the grid closes the gap, so "
+                 "it is not a tuning miss within this grid." if best["hybrid"]["ndcg10"] < sv else
+                 f"* **The whole grid on validation**: SASRec {sv:.4f}, best mix {best['hybrid']['ndcg10']:.4f}.")
+    for p in d["probes"]:
+        if p["base"] is None:
+            lines.append(f"* **Probe {p['model']}** (validation, outside the selection): generation "
+                         f"{p['generate']['probe']:.4f}, dense {p['dense']['probe']:.4f}, best mix "
+                         f"{p['hybrid']['probe']:.4f}.")
+            continue
+        lines.append(f"* **Probe {p['model']}: a free per-item vector in the dense head** (what SASRec learns and "
+                     "a map of the content cannot; validation, outside the selection) against the same model "
+                     f"without it ({p['base']}): dense head {p['dense']['probe']:.4f} vs {p['dense']['base']:.4f} "
+                     f"({p['dense']['probe'] - p['dense']['base']:+.4f}; SASRec {sv:.4f}), generation "
+                     f"{p['generate']['probe']:.4f} vs {p['generate']['base']:.4f}, best mix "
+                     f"{p['hybrid']['probe']:.4f} vs {p['hybrid']['base']:.4f}.")
+    cold = d["cold_test"]
+    gen_cold = {k: x for k, x in cold.items() if "generate mode" in k or k.startswith("TIGER")}
+    dense_cold = {k: x for k, x in cold.items() if k not in gen_cold and k != "SASRec"}
+    top = max(dense_cold, key=dense_cold.get)
+    gen_max = max(gen_cold.values())
+    lines.append(("* **Generation never recommends a cold target**: every generation row (TIGER, the hybrids' "
+                  "generate mode) has cold test NDCG@10 0.0000 (a cold item is never a training target, so no decoder "
+                  "learns to emit its SID); cold targets are reached only by scores over content: "
+                  if gen_max == 0 else
+                  "* **Cold targets**: the generation rows (TIGER, the hybrids' generate mode) reach cold test NDCG@10 "
+                  f"{gen_max:.4f} at most; ")
+                 + f"the best cold row is {top} ({dense_cold[top]:.4f}); SASRec {cold['SASRec']:.4f}.")
+    runs = [e for eps in d["epochs"].values() for e in eps]
+    capped = sum(e["run"] is not None and e["run"] >= e["cap"] for e in runs)
+    lines.append("* **Where training stopped** (best epoch / epochs run / cap, per seed): "
+                 + "; ".join(f"{name}: " + ", ".join(f"{e['best']}/{e['run']}/{e['cap']}" for e in eps)
+                             for name, eps in d["epochs"].items())
+                 + (". Every run ended by early stopping on validation before its cap: longer training of these "
+                    "recipes would not move the rows." if not capped else
+                    f". {capped} of {len(runs)} runs reached their cap: those rows may still be under-trained."))
+    return lines
+
+
 def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dict[str, Any]],
            grids: dict[str, list[dict[str, Any]]], choices: dict[str, dict[str, Any]], tests: dict[str, Any],
-           best_kind: str) -> str:
+           best_kind: str, probes: list[dict[str, Any]] | None = None,
+           diagnosis: dict[str, Any] | None = None) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip() or "unknown"
     cmd = command_line("benchmarks.quality.hybrid_office", sys.argv[1:], env=["UQF_THREADS"])
@@ -569,7 +754,8 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         "",
         f"Recipe of TIGER and the hybrid: `{json.dumps(args.recipe)}` (TigerOptions defaults otherwise); "
         f"SASRec: `{json.dumps(args.sasrec)}` "
-        f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`, temperature "
+        f"(SasRecOptions defaults otherwise); hybrid dense losses `{args.dense_losses}`"
+        + (f", item ids `{args.dense_item_ids}`" if any(args.ids_list) else "") + f", temperature "
         f"{args.temperature}. "
         "SIDs: RQ-VAE, codebook sizes " + ", ".join(f"{k} {'x'.join(map(str, v))}"
                                                    for k, v in inputs["codebook_sizes"].items()) + ".",
@@ -592,9 +778,10 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
         for rec in grid:
             for name, v in in_order(rec["valid"], variant_names(args)):
                 chosen = choices[kind]
-                mark = " **selected**" if (rec["loss"], rec["weight"], name) == (chosen["loss"], chosen["weight"],
-                                                                                 chosen["variant"]) else ""
-                lines.append(f"| {kind} | {rec['loss']} | {rec['weight']:g} | {name}{mark} | "
+                mark = " **selected**" if (rec["loss"], rec["weight"], has_ids(rec), name) == (
+                    chosen["loss"], chosen["weight"], has_ids(chosen), chosen["variant"]) else ""
+                label = config_label(rec["loss"], has_ids(rec))
+                lines.append(f"| {kind} | {label} | {rec['weight']:g} | {name}{mark} | "
                              f"{v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | {v['warm']['ndcg@10']:.4f} |")
     lines += ["", f"## Paired test: best hybrid ({best_kind}, by valid) vs SASRec, per-user test NDCG@10", "",
               "| targets | users | hybrid | SASRec | difference | 95% bootstrap interval | p (bootstrap) | "
@@ -612,6 +799,18 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
     if h_uqf and h_text:
         lines.append(f"* Hybrid on UQF vs on text, cold test NDCG@10: {h_uqf['cold_ndcg@10'][0]:.4f} vs "
                      f"{h_text['cold_ndcg@10'][0]:.4f}.")
+    if probes:
+        lines += ["", "## Probes (validation only, outside the selection)", "",
+                  "| kind | dense loss | dense weight | variant | valid N@10 (all) | valid cold N@10 | "
+                  "valid warm N@10 |", "|---|---|---|---|---|---|---|"]
+        for rec in probes:
+            for name, v in in_order(rec["valid"], variant_names(args)):
+                lines.append(f"| {rec['kind']} | {config_label(rec['loss'], has_ids(rec))} | {rec['weight']:g} | "
+                             f"{name} | {v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | "
+                             f"{v['warm']['ndcg@10']:.4f} |")
+    if diagnosis:
+        lines += ["", "## What holds the hybrid back (measured; every number from the records above)", "",
+                  *holdback_lines(diagnosis)]
     lines += ["", "## Input wall times (seconds)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in inputs["seconds"].items()]
     lines += ["", f"Curves: `{args.out.stem}_curves.png`; records: `{args.out.stem}/units/`.", ""]
@@ -648,21 +847,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     inputs = prepare_inputs(args)
     if args.jobs > 1:
         run_jobs(args, inputs)  # every record made; what follows reads them back
-    label = {"text": "text", "uqf": "UQF"}
+    label = LABEL
     results: dict[str, list[dict[str, Any]]] = {}
     curves: dict[str, list[dict[str, Any]]] = {}
+    tigers: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
-        recs = [tiger_unit(args, inputs, kind, s) for s in args.seed_list]
+        recs = tigers[kind] = [tiger_unit(args, inputs, kind, s) for s in args.seed_list]
         results[f"TIGER, {label[kind]} SIDs"] = [r["test"] for r in recs]
         curves[f"TIGER {kind} s{recs[0]['seed']}"] = recs[0]["curve"]
     grids: dict[str, list[dict[str, Any]]] = {}
     choices: dict[str, dict[str, Any]] = {}
     finals: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
-        grids[kind] = [hybrid_grid_unit(args, inputs, kind, loss, w) for loss in args.loss_list
-                       for w in args.weight_list]
+        grids[kind] = [hybrid_grid_unit(args, inputs, kind, loss, w, ids) for loss, w, ids in grid_configs(args)]
         for g in grids[kind]:
-            curves[f"hybrid {kind} {config_tag(g['loss'], g['weight'])}"] = g["curve"]
+            curves[f"hybrid {kind} {config_tag(g['loss'], g['weight'], has_ids(g))}"] = g["curve"]
         choices[kind] = select(grids[kind], variant_names(args))
         finals[kind] = [hybrid_final_unit(args, inputs, kind, choices[kind], s) for s in args.seed_list]
         mode = choices[kind]["mode"]
@@ -678,15 +877,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results[f"text kNN ({label[kind]} embedding)"] = [textknn_unit(args, inputs, kind)["test"]]
     rows = {name: summarise(recs) for name, recs in results.items()}
     best_kind = max(KINDS, key=lambda k: choices[k]["valid_ndcg10"])
+    probes = [hybrid_grid_unit(args, inputs, *probe) for probe in args.probe_list]
+    diagnosis = diagnose(args, rows, choices, grids, probes, {"hybrid finals": finals[best_kind], "SASRec": sas,
+                                                             f"TIGER, {label[best_kind]} SIDs": tigers[best_kind]},
+                         best_kind)
     best_recs = results[f"hybrid on {label[best_kind]}"]
     a, b = mean_per_user(best_recs), mean_per_user(results["SASRec"])
     warm = ~np.asarray(best_recs[0]["cold_target"], dtype=bool)
     tests = {"warm": paired_test(a[warm], b[warm]), "all": paired_test(a, b)}
-    report = render(args, inputs, rows, grids, choices, tests, best_kind)
+    report = render(args, inputs, rows, grids, choices, tests, best_kind, probes, diagnosis)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     payload = {"inputs": inputs, "rows": rows, "choices": choices, "paired_tests": tests, "best_hybrid": best_kind,
-               "grids": grids, "args": {k: v for k, v in vars(args).items() if k not in RUN_ONLY}}
+               "grids": grids, "probes": probes, "diagnosis": diagnosis,
+               "args": {k: v for k, v in vars(args).items() if k not in RUN_ONLY}}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     plot_curves(curves, args.out.with_name(args.out.stem + "_curves.png"))
     print(report)

@@ -33,6 +33,12 @@ class BackboneFlag:
         return option_key(self.declared)
 
     @property
+    def pair(self) -> bool:
+        """A bool offered both ways (``--x/--no-x``): either spelling given is passed on, neither leaves the
+        backbone's default."""
+        return "/" in flag_of(self.declared)
+
+    @property
     def mixed(self) -> bool:
         """Some backbones read a whole number, others a fraction (``--epochs``): parsed as a float."""
         return set(self.kinds.values()) == {int, float}
@@ -58,6 +64,8 @@ class BackboneFlag:
         metadata = {"option": True, "help": self.help(), "flag": flag_of(self.declared), "panel": self.panel,
                     "before": None, "range": shared.allowed if shared is not None else field_range(self.declared),
                     "metavar": "<int>" if self.mixed else None}
+        if self.kind is bool and self.pair:
+            return self.key, bool | None, field(default=None, metadata=metadata)
         if self.kind is bool:
             return self.key, bool, field(default=False, metadata=metadata)  # a switch: given turns it on
         return self.key, self.kind | None, field(default=None, metadata=metadata)
@@ -83,11 +91,13 @@ def flags_config(flags: list[BackboneFlag]) -> type:
 
 
 def given_options(values: Any, backbone: Backbone, flags: list[BackboneFlag]) -> dict[str, Any]:
-    """The options given on the command line (left out: ``None``, a switch not given) by their keys, a path as
-    text; a mixed number (``--epochs``) is an int when whole, and a fraction only where ``backbone`` takes one."""
+    """The options given on the command line (left out: ``None``, a switch not given; a pair's ``--no-x`` is
+    given) by their keys, a path as text; a mixed number (``--epochs``) is an int when whole, and a fraction only
+    where ``backbone`` takes one."""
     mixed = {flag.key: flag for flag in flags if flag.mixed}
+    pairs = {flag.key for flag in flags if flag.pair}
     given = {k: str(v) if isinstance(v, Path) else v for k, v in vars(values).items()
-             if v is not None and v is not False}
+             if v is not None and (v is not False or k in pairs)}
     for key, value in given.items():
         if key in mixed and value == int(value):
             given[key] = int(value)

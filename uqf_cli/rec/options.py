@@ -80,8 +80,9 @@ item_emb = shared_option("--item-emb", "hybrid, textknn: item embeddings file (a
 
 
 def option_key(f: Field) -> str:
-    """The key of a field's option in train-rec's option dict: its flag's name (``--d-model``: ``d_model``)."""
-    return flag_of(f).removeprefix("--").replace("-", "_")
+    """The key of a field's option in train-rec's option dict: its flag's name (``--d-model``: ``d_model``; a
+    pair ``--x/--no-x``: ``x``)."""
+    return flag_of(f).split("/", 1)[0].removeprefix("--").replace("-", "_")
 
 
 def option_keys(cls: type) -> tuple[str, ...]:

@@ -3,9 +3,15 @@
 * **query**: ``W_q h`` with ``h`` the decoder's first hidden state (the state that emits the first SID
   token, as in LIGER) or the mean of the encoder's states over the history tokens; ``W_q`` maps
   ``d_model`` to the item embedding's dimension ``d_e``;
-* **item vector**: ``e_i + A e_i`` with ``e_i`` the item's fixed embedding (UQF unified, or text) and
-  ``A`` a learnable ``d_e x d_e`` map initialised at zero. With the cosine loss ``A`` stays at zero (a
-  learnable target could collapse onto the query); the softmax losses train it;
+* **item vector**: ``normalize(e_i + A e_i [+ b_i])`` with ``e_i`` the item's fixed embedding (UQF unified,
+  or text) and ``A`` a learnable ``d_e x d_e`` map initialised at zero. With the cosine loss ``A`` stays at
+  zero (a learnable target could collapse onto the query); the softmax losses train it. ``b_i`` (only with
+  ``--dense-item-ids``) is a free learnable row per item, initialised at zero: what SASRec's ID embedding
+  learns, which a linear map of the content cannot (two items with similar text get similar ``e + A e``).
+  **Invariant**: a cold item's ``b_i`` stays exactly zero, so it is ranked by its content alone. No loss
+  reads its row (it is never a target, and never a negative: in-batch negatives are the batch's targets,
+  the softmax runs over the warm items), so its gradient is zero; AdamW then leaves it at zero (zero
+  moments give a zero update, and decoupled weight decay scales zero to zero);
 * **score**: the cosine of query and item vector.
 
 Losses (``--dense-loss``): ``cosine`` = ``1 - cos(query, target)`` (LIGER's alignment objective);
@@ -22,21 +28,30 @@ from torch import nn
 
 
 class DenseHead(nn.Module):
-    """Query projection and item adapter over a fixed item embedding table."""
+    """Query projection and item adapter over a fixed item embedding table, and optionally a per-item residual.
 
-    def __init__(self, d_model: int, item_vectors: torch.Tensor, train_adapter: bool) -> None:
+    ``item_ids``: add ``b = nn.Embedding(N, d_e)`` at zero (state key ``id_residual.weight``); without it the
+    module, its parameters and its state are exactly those of a head made before the option existed.
+    """
+
+    def __init__(self, d_model: int, item_vectors: torch.Tensor, train_adapter: bool, item_ids: bool = False) -> None:
         super().__init__()
-        d_e = int(item_vectors.shape[1])
+        n, d_e = (int(x) for x in item_vectors.shape)
         self.register_buffer("item_embeddings", item_vectors.float().clone(), persistent=False)
         self.query = nn.Linear(d_model, d_e)
         self.adapter = nn.Linear(d_e, d_e, bias=False)
         nn.init.zeros_(self.adapter.weight)
         self.adapter.weight.requires_grad_(train_adapter)
+        # from zeros, not a random init: draws nothing from the RNG, and an item starts at its content vector
+        self.id_residual = nn.Embedding.from_pretrained(torch.zeros(n, d_e), freeze=False) if item_ids else None
 
     def item_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Unit item vectors ``[N or len(rows), d_e]``."""
+        """Unit item vectors ``[N or len(rows), d_e]``: ``normalize(e + A e [+ b])``."""
         e = self.item_embeddings if rows is None else self.item_embeddings[rows]
-        return F.normalize(e + self.adapter(e), dim=-1)
+        v = e + self.adapter(e)
+        if self.id_residual is not None:
+            v = v + (self.id_residual.weight if rows is None else self.id_residual(rows))
+        return F.normalize(v, dim=-1)
 
     def queries(self, hidden: torch.Tensor) -> torch.Tensor:
         """Unit query vectors ``[B, d_e]`` from pooled states ``[B, d_model]``."""

@@ -15,6 +15,9 @@ PANEL = "Hybrid (--backbone hybrid: TIGER's options plus these; textknn: --item-
 RANK_MODES = ("generate", "hybrid", "dense")
 DENSE_LOSSES = ("cosine", "inbatch", "softmax")
 DENSE_QUERIES = ("decoder", "encoder")
+# Options added after hybrid runs were checkpointed, with their default: at it, an option stays out of a
+# --resume checkpoint's identity, so a run interrupted under the earlier code continues with this code.
+LATER_OPTIONS: dict[str, object] = {"dense_item_ids": False}
 
 
 @dataclass
@@ -32,6 +35,10 @@ class HybridOptions(TigerOptions):
     rank: str = opt("hybrid", "hybrid: stored ranking mode and validation metric, generate | hybrid | dense "
                     "(default hybrid)")
     alpha: float = opt(0.5, "hybrid: mix alpha * P_dense + (1 - alpha) * P_generate in the hybrid mode", ge=0, le=1)
+    # item vector normalize(e + A e + b_i) with b a learnable row per item from zero; cold items keep b_i = 0
+    dense_item_ids: bool = opt(False, "hybrid: add a learnable per-item residual (from zero) to the dense item "
+                               "vectors, as SASRec's ID embedding; cold items keep their content vector. Not "
+                               "with --dense-loss cosine (default off)", flag="--dense-item-ids/--no-dense-item-ids")
 
     def check(self) -> None:
         super().check()
@@ -45,7 +52,16 @@ class HybridOptions(TigerOptions):
         if self.dense_query not in DENSE_QUERIES:
             raise OptionError("--dense-query", f"unknown query {self.dense_query!r} (choose from "
                                                f"{', '.join(DENSE_QUERIES)})")
+        if self.dense_item_ids and self.dense_loss == "cosine":
+            raise OptionError("--dense-item-ids", "not with --dense-loss cosine: a learnable item vector could "
+                                                  "collapse onto the query (why the item map stays fixed there); "
+                                                  "use --dense-loss inbatch or softmax")
         check_rank(self.rank, self.alpha)
+
+    def checkpoint_params(self) -> dict[str, object]:
+        """The options that identify a ``--resume`` checkpoint: :meth:`params` less the later options at their
+        default (:data:`LATER_OPTIONS`)."""
+        return {k: v for k, v in self.params().items() if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
 
 
 def check_rank(rank: str, alpha: float) -> None:

@@ -143,7 +143,8 @@ def load(model_dir: str | Path, device: str | torch.device = "cpu") -> HybridRec
     meta, opts, vocab, model, dev = load_t5(model_dir, BACKBONE, HybridOptions, device)
     vectors = load_item_vectors(model_dir, vocab.item_ids)
     state, config, _ = load_model_file(model_dir / HEAD_FILE, HEAD_KIND)
-    head = DenseHead(int(config["d_model"]), vectors, train_adapter=False)
+    head = DenseHead(int(config["d_model"]), vectors, train_adapter=False,
+                     item_ids=bool(config.get("dense_item_ids", False)))  # absent in a model saved before it
     try:
         head.load_state_dict(state)
     except RuntimeError as e:

@@ -4,6 +4,10 @@ Everything TIGER-shaped is TIGER's (vocabulary, samples, length-bucketed batches
 lean forward, beam search); what is added is the dense query from the same forward, its loss against
 the target item's vector, and validation in all three ranking modes (the stored mode selects the epoch).
 Single process (no DDP); resumable like TIGER.
+
+The head's parameters (``W_q``, ``A``, the per-item residual ``b`` of ``--dense-item-ids``) join TIGER's one
+AdamW group, so ``b`` gets the weight decay of the T5's token embeddings and every other weight
+(``--weight-decay``); a cold item's row of ``b`` stays zero under it (:mod:`.model`).
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     cold_ids = [iid for iid in vocab.item_ids if counts.get(iid, 0) == 0]
     lengths = mask.sum(1).clamp(min=1)
     t5 = build_model(vocab, opts)
-    head = DenseHead(opts.d_model, vectors, train_adapter=opts.dense_loss != "cosine")
+    head = DenseHead(opts.d_model, vectors, train_adapter=opts.dense_loss != "cosine", item_ids=opts.dense_item_ids)
     net = _Net(t5, head).to(device)
     if device.type == "cpu":
         use_fast_dropout(t5)
@@ -126,7 +130,7 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
     best: dict[str, Any] = {"ndcg10": -1.0, "epoch": 0, "state": None}
     history: list[dict[str, Any]] = []
     bad_evals, t0, step, first_epoch, seconds_before = 0, time.time(), 0, 1, 0.0
-    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **opts.params()},
+    ckpt = Checkpointer(output, "train-rec", {"backbone": BACKBONE, **opts.checkpoint_params()},
                         inputs={"dataset": dataset.path, "sids": sids.path, "item_emb": opts.item_emb},
                         resume=bool((options or {}).get("resume")))
     live = {"modules": {"model": net}, "optimizers": {"adamw": optimizer}, "schedulers": {"lr": sched},
@@ -192,9 +196,24 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         "parameters_sha256": _param_digest(net), "vocab_size": vocab.size, "sid_levels": vocab.levels,
         "cold_items": len(cold_ids), "item_emb_dim": int(vectors.shape[1]), "history": history,
     }
+    if head.id_residual is not None:
+        summary["id_residual"] = _residual_stats(head, warm_rows, cold_rows)
     _save(net, dataset, sids, vocab, opts, source, cold_ids, output, force, summary)
     ckpt.finish()
     return summary
+
+
+def _residual_stats(head: DenseHead, warm_rows: torch.Tensor, cold_rows: list[int]) -> dict[str, float]:
+    """How far the saved per-item residuals moved: mean ``||b_i||`` of the warm rows against the mean
+    ``||e_i + A e_i||`` (the content part), and the cold rows that are not zero (0 by the invariant)."""
+    assert head.id_residual is not None
+    with torch.no_grad():
+        b, e, a = (t.detach().cpu() for t in (head.id_residual.weight, head.item_embeddings, head.adapter.weight))
+        content = e + e @ a.T
+        warm = warm_rows.cpu()
+        return {"mean_norm_warm": float(b[warm].norm(dim=1).mean()) if len(warm) else 0.0,
+                "mean_content_norm_warm": float(content[warm].norm(dim=1).mean()) if len(warm) else 0.0,
+                "cold_rows_nonzero": int((b[cold_rows] != 0).any(dim=1).sum()) if cold_rows else 0}
 
 
 def _save(net: _Net, dataset: Dataset, sids: SidTable, vocab: TigerVocab, opts: HybridOptions,
@@ -208,7 +227,8 @@ def _save(net: _Net, dataset: Dataset, sids: SidTable, vocab: TigerVocab, opts: 
         net.t5.save_pretrained(tmp)
         save_model_file(tmp / HEAD_FILE, HEAD_KIND, head_state,
                         {"d_model": opts.d_model, "item_dim": int(net.head.item_embeddings.shape[1]),
-                         "dense_query": opts.dense_query, "dense_loss": opts.dense_loss}, provenance)
+                         "dense_query": opts.dense_query, "dense_loss": opts.dense_loss,
+                         "dense_item_ids": opts.dense_item_ids}, provenance)
         save_item_vectors(tmp, net.head.item_embeddings.cpu(), vocab.item_ids, source, provenance)
         write_model_meta(tmp, BACKBONE, dataset, params, provenance, sids=sids,
                          vocab=vocab.layout(),
