@@ -196,12 +196,18 @@ def test_probes_are_shown_apart_and_never_selected(run: dict) -> None:
     section = md.split("## What holds the hybrid back", 1)[1].split("## Input wall times", 1)[0]
     assert f"SASRec {d['warm_test']['SASRec']:.4f}" in section
     assert "Probe hybrid_grid_text_softmax_w1_ids: a free per-item vector" in section
-    assert "**Probe hybrid_grid_uqf_softmax_w0.5** (validation" in section
+    assert "**Probe hybrid_grid_uqf_softmax_w0.5** (validation, outside the selection)" in section
+    assert "a map of the content cannot; a grid model)" in section  # the first probe is a grid model
+    assert "| text | softmax + item ids (a grid model, above) | 1 | dense |" in md
+    assert with_base["in_grid"] and not alone["in_grid"]
+    gen = [n for n in d["generation_rows"] if n.startswith("hybrid")]
+    assert len(gen) == 2 and all(payload["rows"][n]["seeds"] == 2 for n in gen)
     assert all(e["cap"] == 2 for eps in d["epochs"].values() for e in eps)  # the --quick recipes' caps
     assert "reached their cap" in section or "before its cap" in section
 
 
-@pytest.mark.parametrize("bad", ["video:softmax:1", "uqf:softmax", "uqf:cosine:1:ids", "uqf:softmax:1:yes"])
+@pytest.mark.parametrize("bad", ["video:softmax:1", "uqf:softmax", "uqf:cosine:1:ids", "uqf:softmax:1:yes",
+                                 "uqf:softmx:1", "uqf:softmax:-1", "uqf:softmax:x"])
 def test_a_malformed_probe_is_refused(bad: str) -> None:
     with pytest.raises(SystemExit):
         bench.parse_args(["--dataset", "d", "--text", "t", "--work", "w", "--probes", bad])
