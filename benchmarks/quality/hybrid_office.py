@@ -649,6 +649,7 @@ def diagnose(args: argparse.Namespace, rows: dict[str, dict[str, Any]], choices:
     base = {(r["kind"], r["loss"], r["weight"]): r for r in every_grid if not has_ids(r)}
     return {
         "kind": best_kind, "selected_mode": chosen,
+        "alpha": choices[best_kind]["alpha"] if choices[best_kind]["alpha"] is not None else 0.5,
         "warm_test": {"SASRec": rows["SASRec"]["warm_ndcg@10"][0],
                       f"TIGER, {LABEL[best_kind]} SIDs": rows[f"TIGER, {LABEL[best_kind]} SIDs"]["warm_ndcg@10"][0],
                       **{f"hybrid, {m}": v for m, v in warm.items()}},
@@ -694,7 +695,7 @@ def holdback_lines(d: dict[str, Any]) -> list[str]:
     lines = [f"* **Each route alone, warm test NDCG@10** (best hybrid: {LABEL[d['kind']]}, selected mode "
              f"{d['selected_mode']}): SASRec {sas:.4f}; the hybrid's generation {routes['generate']:.4f} "
              f"({share(routes['generate'], sas)} of SASRec), its dense head alone {routes['dense']:.4f} "
-             f"({share(routes['dense'], sas)}), their mix {w['hybrid, hybrid']:.4f} "
+             f"({share(routes['dense'], sas)}), their mix (alpha {d['alpha']:g}) {w['hybrid, hybrid']:.4f} "
              f"({share(w['hybrid, hybrid'], sas)}; {w['hybrid, hybrid'] - routes[lead]:+.4f} over the {lead} route "
              f"alone); {tiger} {w[tiger]:.4f} ({share(w[tiger], sas)}). A re-ranking mix can only reorder what its "
              "two scorers already rank well: "
