@@ -874,12 +874,13 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more runs than tab10's ten colours
     for name, pts in curves.items():
         xy = [(p["epoch"], p["valid_ndcg10"]) for p in pts if p.get("valid_ndcg10") is not None]
         if xy:
             ax.plot(*zip(*xy, strict=True), marker=".", label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation NDCG@10 (the run's selection metric, sampled users)")
+    ax.set_ylabel("validation NDCG@10 (each run's selection metric)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -928,6 +929,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = {name: summarise(recs) for name, recs in results.items()}
     best_kind = max(KINDS, key=lambda k: choices[k]["valid_ndcg10"])
     probes = [hybrid_grid_unit(args, inputs, *probe) for probe in args.probe_list]
+    for p in probes:
+        curves[f"probe {p['kind']} {config_tag(p['loss'], p['weight'], has_ids(p))}"] = p["curve"]
     diagnosis = diagnose(args, rows, choices, grids, probes, {"hybrid finals": finals[best_kind], "SASRec": sas,
                                                              f"TIGER, {label[best_kind]} SIDs": tigers[best_kind]},
                          best_kind)
