@@ -6,8 +6,10 @@ the same train-gcn file) or SASRec (one per seed). Every finished unit writes on
 ``<out stem>/units/`` and a rerun skips units already recorded (a record made with other settings is
 refused, never mixed), so a long run can stop and continue later, on another machine.
 
-Parallelism. Units run as worker processes of this script (``--jobs N``), each with its own torch
-(``UQF_THREADS`` threads each on a CPU; on a GPU the processes share the card).
+Parallelism. Units run as worker processes of this script (``--jobs N``), each with its own torch: on a CPU the
+run's threads (``UQF_THREADS``, else torch's default) are split between the N workers, at least 1 each, as
+``hybrid_office.py`` does (``UQF_THREADS=2 --jobs 2``: two 1-thread workers; more threads than cores made LC-Rec
+workers about 15x slower); on a GPU the processes share the card.
 
 Budget. Without ``--budget-minutes`` every TIGER trains to early stopping (``--tiger-patience``
 evaluations on ``--tiger-eval-users`` validation users, default all), at most ``--tiger-epochs``.
@@ -58,6 +60,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch
+
 from benchmarks.quality import ablation_report as report
 from benchmarks.quality import ablation_units, workers
 from benchmarks.quality.ablation_units import (
@@ -76,6 +81,7 @@ from benchmarks.quality.ablation_units import (
     write_json,
 )
 from benchmarks.quality.workers import progress, strip_worker
+from uqf_cli.core.env import threads
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
@@ -90,9 +96,16 @@ MODULE = "benchmarks.quality.ablation"
 # ----------------------------------------------------------------------------------------------
 
 
+def worker_threads(jobs: int) -> int:
+    """Each worker's torch threads: the run's (``UQF_THREADS``, else torch's default) split between ``jobs``."""
+    return max(1, (threads() or torch.get_num_threads()) // jobs)
+
+
 def run_parallel(tasks: list[list[str]], args: argparse.Namespace, label: str) -> None:
-    """Run ``python -m benchmarks.quality.ablation ARGV... --worker TASK`` for each task, ``--jobs`` at a time."""
-    workers.run_parallel(tasks, module=MODULE, argv=args.argv, jobs=args.jobs, logs=args.work / "logs", label=label)
+    """Run ``python -m benchmarks.quality.ablation ARGV... --worker TASK`` for each task, ``--jobs`` at a time, each
+    worker with its share of the threads."""
+    workers.run_parallel(tasks, module=MODULE, argv=args.argv, jobs=args.jobs, logs=args.work / "logs", label=label,
+                         env={"UQF_THREADS": str(worker_threads(args.jobs))})
 
 
 def epoch_cap_for(args: argparse.Namespace, todo: int, calibration: list[dict[str, float]],
@@ -284,12 +297,12 @@ def orchestrate(args: argparse.Namespace) -> None:
         plan = epoch_cap_for(args, len(todo_sids), [m for m in measured if m], deadline or 0.0)
         cap = plan["epoch_cap"]
         write_json(manifest_path(args), {"epoch_cap": cap, "budget_minutes": args.budget_minutes, "jobs": args.jobs,
-                                         "plan": plan, "machine": ablation_units.machine_line(args.device),
+                                         "plan": plan, "machine": ablation_units.machine_line(args.device, args.jobs),
                                          "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
         progress(f"epoch cap {cap} for every TIGER ({plan})")
     elif manifest is None:
         write_json(manifest_path(args), {"epoch_cap": cap, "budget_minutes": None, "jobs": args.jobs,
-                                         "machine": ablation_units.machine_line(args.device),
+                                         "machine": ablation_units.machine_line(args.device, args.jobs),
                                          "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     run_parallel([["unit", u, str(cap)] for u in todo_sids if not finished(u, args, cap)], args,
                  "LC-Rec" if args.backbone == "lcrec" else "TIGER")

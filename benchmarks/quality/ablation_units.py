@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from uqf_cli.core import env as uqf_env
 from uqf_cli.core import runtime
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation import evaluate
@@ -473,10 +474,11 @@ def code_version() -> str:
     return f"commit {head}" + (" + uncommitted changes" if dirty else "")
 
 
-def machine_line(device: str) -> str:
+def machine_line(device: str, jobs: int = 1) -> str:
+    """The machine in words; on a CPU with each of ``jobs`` workers' threads (in a worker: its own, ``jobs`` 1)."""
     dev = runtime.resolve_device(device)
     if dev.type == "cuda":
         return f"{torch.cuda.get_device_name(dev)} ({os.cpu_count()} CPU cores)"
-    threads = os.environ.get("UQF_THREADS") or str(torch.get_num_threads())
+    threads = max(1, (uqf_env.threads() or torch.get_num_threads()) // jobs)
     return f"CPU ({os.cpu_count()} cores, {platform.machine()}), {threads} torch thread(s) per worker"
 
