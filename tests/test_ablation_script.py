@@ -392,20 +392,22 @@ def test_beside_refuses_records_of_other_settings_or_statistics(inputs: dict[str
 def test_workers_split_the_run_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """--jobs N gives each worker UQF_THREADS // N threads (at least 1), never UQF_THREADS each: 2 x 2 threads on a
     2-core CPU made LC-Rec workers about 15x slower."""
+    import torch
+
+    from uqf_cli.core import env
+
     seen: dict = {}
     monkeypatch.setattr(ablation.workers, "run_parallel", lambda tasks, **kw: seen.update(kw))
     args = argparse.Namespace(argv=[], jobs=2, work=tmp_path)
-    monkeypatch.setattr(ablation, "threads", lambda: 4)
+    monkeypatch.setattr(env, "threads", lambda: 4)
     for jobs, each in ((1, "4"), (2, "2"), (3, "1"), (8, "1")):
         args.jobs = jobs
         ablation.run_parallel([["unit", "x"]], args, "t")
         assert seen["env"] == {"UQF_THREADS": each} and seen["jobs"] == jobs
-    monkeypatch.setattr(ablation, "threads", lambda: None)  # UQF_THREADS unset: torch's default is split
-    monkeypatch.setattr(ablation.torch, "get_num_threads", lambda: 6)
+    assert units.machine_line("cpu", 2).endswith(", 2 torch thread(s) per worker")
+    assert units.machine_line("cpu").endswith(", 4 torch thread(s) per worker")
+    monkeypatch.setattr(env, "threads", lambda: None)  # UQF_THREADS unset: torch's default is split
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
     args.jobs = 2
     ablation.run_parallel([["unit", "x"]], args, "t")
     assert seen["env"] == {"UQF_THREADS": "3"}
-
-    monkeypatch.setattr(units.uqf_env, "threads", lambda: 4)
-    assert units.machine_line("cpu", 2).endswith(", 2 torch thread(s) per worker")
-    assert units.machine_line("cpu").endswith(", 4 torch thread(s) per worker")

@@ -61,8 +61,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch
-
 from benchmarks.quality import ablation_report as report
 from benchmarks.quality import ablation_units, workers
 from benchmarks.quality.ablation_units import (
@@ -81,7 +79,6 @@ from benchmarks.quality.ablation_units import (
     write_json,
 )
 from benchmarks.quality.workers import progress, strip_worker
-from uqf_cli.core.env import threads
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.fuse import FuseOptions
 from uqf_cli.quantize import QuantizeConfig
@@ -96,16 +93,11 @@ MODULE = "benchmarks.quality.ablation"
 # ----------------------------------------------------------------------------------------------
 
 
-def worker_threads(jobs: int) -> int:
-    """Each worker's torch threads: the run's (``UQF_THREADS``, else torch's default) split between ``jobs``."""
-    return max(1, (threads() or torch.get_num_threads()) // jobs)
-
-
 def run_parallel(tasks: list[list[str]], args: argparse.Namespace, label: str) -> None:
     """Run ``python -m benchmarks.quality.ablation ARGV... --worker TASK`` for each task, ``--jobs`` at a time, each
     worker with its share of the threads."""
     workers.run_parallel(tasks, module=MODULE, argv=args.argv, jobs=args.jobs, logs=args.work / "logs", label=label,
-                         env={"UQF_THREADS": str(worker_threads(args.jobs))})
+                         env={"UQF_THREADS": str(workers.share_threads(args.jobs))})
 
 
 def epoch_cap_for(args: argparse.Namespace, todo: int, calibration: list[dict[str, float]],

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from uqf_cli.core import env as uqf_env
+from benchmarks.quality import workers
 from uqf_cli.core import runtime
 from uqf_cli.data.dataset import Dataset
 from uqf_cli.evaluation import evaluate
@@ -479,6 +479,6 @@ def machine_line(device: str, jobs: int = 1) -> str:
     dev = runtime.resolve_device(device)
     if dev.type == "cuda":
         return f"{torch.cuda.get_device_name(dev)} ({os.cpu_count()} CPU cores)"
-    threads = max(1, (uqf_env.threads() or torch.get_num_threads()) // jobs)
+    threads = workers.share_threads(jobs)
     return f"CPU ({os.cpu_count()} cores, {platform.machine()}), {threads} torch thread(s) per worker"
 

@@ -75,7 +75,7 @@ import numpy as np
 import torch
 
 from benchmarks.quality.paired import paired_bootstrap, wilcoxon_p
-from benchmarks.quality.workers import progress, run_parallel, strip_worker
+from benchmarks.quality.workers import progress, run_parallel, share_threads, strip_worker
 from benchmarks.tools.command import command_line
 from uqf_cli.collab import GcnConfig, train_gcn
 from uqf_cli.core.runtime import configure, set_threads_from_env
@@ -559,7 +559,7 @@ def run_jobs(args: argparse.Namespace, inputs: dict[str, Any]) -> None:
     kNN here (seconds), the selection units, and each kind's finals as soon as its grid is recorded."""
     for kind in KINDS:
         textknn_unit(args, inputs, kind)
-    threads = max(1, torch.get_num_threads() // args.jobs)
+    threads = share_threads(args.jobs)
     released: set[str] = set()
 
     def ready(_finished: list[str] | None = None) -> list[list[str]]:
@@ -657,7 +657,7 @@ def diagnose(args: argparse.Namespace, rows: dict[str, dict[str, Any]], choices:
                                                                          for r in trained_runs["SASRec"]])),
                   **{f"grid best {m}": best_variant(every_grid, m) for m in ("generate", "dense", "hybrid")}},
         "probes": [{"model": grid_name(p["kind"], p["loss"], p["weight"], has_ids(p)),
-                    "in_grid": any(p is r or p == r for r in every_grid),
+                    "in_grid": p in every_grid,
                     "base": grid_name(p["kind"], p["loss"], p["weight"]) if (p["kind"], p["loss"], p["weight"]) in base
                     and has_ids(p) else None,
                     **{m: {"probe": best_variant([p], m)["ndcg10"],
@@ -780,6 +780,14 @@ def holdback_lines(d: dict[str, Any]) -> list[str]:
     return lines
 
 
+def grid_rows(args: argparse.Namespace, rec: dict[str, Any], selected: str | None = None, note: str = "") -> list[str]:
+    """A grid or probe model's report rows, one per ranking variant (``selected``: the variant marked as chosen)."""
+    label = config_label(rec["loss"], has_ids(rec)) + note
+    return [f"| {rec['kind']} | {label} | {rec['weight']:g} | {name}{' **selected**' if name == selected else ''} | "
+            f"{v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | {v['warm']['ndcg@10']:.4f} |"
+            for name, v in in_order(rec["valid"], variant_names(args))]
+
+
 def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dict[str, Any]],
            grids: dict[str, list[dict[str, Any]]], choices: dict[str, dict[str, Any]], tests: dict[str, Any],
            best_kind: str, probes: list[dict[str, Any]] | None = None,
@@ -823,14 +831,10 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
               "", "| kind | dense loss | dense weight | variant | valid N@10 (all) | valid cold N@10 | "
               "valid warm N@10 |", "|---|---|---|---|---|---|---|"]
     for kind, grid in grids.items():
+        chosen = choices[kind]
         for rec in grid:
-            for name, v in in_order(rec["valid"], variant_names(args)):
-                chosen = choices[kind]
-                mark = " **selected**" if (rec["loss"], rec["weight"], has_ids(rec), name) == (
-                    chosen["loss"], chosen["weight"], has_ids(chosen), chosen["variant"]) else ""
-                label = config_label(rec["loss"], has_ids(rec))
-                lines.append(f"| {kind} | {label} | {rec['weight']:g} | {name}{mark} | "
-                             f"{v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | {v['warm']['ndcg@10']:.4f} |")
+            lines += grid_rows(args, rec, selected=chosen["variant"] if (rec["loss"], rec["weight"], has_ids(rec)) == (
+                chosen["loss"], chosen["weight"], has_ids(chosen)) else None)
     lines += ["", f"## Paired test: best hybrid ({best_kind}, by valid) vs SASRec, per-user test NDCG@10", "",
               "| targets | users | hybrid | SASRec | difference | 95% bootstrap interval | p (bootstrap) | "
               "p (Wilcoxon) |", "|---|---|---|---|---|---|---|---|"]
@@ -852,12 +856,7 @@ def render(args: argparse.Namespace, inputs: dict[str, Any], rows: dict[str, dic
                   "| kind | dense loss | dense weight | variant | valid N@10 (all) | valid cold N@10 | "
                   "valid warm N@10 |", "|---|---|---|---|---|---|---|"]
         for rec in probes:
-            in_grid = any(rec == g for g in grids[rec["kind"]])
-            for name, v in in_order(rec["valid"], variant_names(args)):
-                label = config_label(rec["loss"], has_ids(rec)) + (" (a grid model, above)" if in_grid else "")
-                lines.append(f"| {rec['kind']} | {label} | {rec['weight']:g} | "
-                             f"{name} | {v['all']['ndcg@10']:.4f} | {v['cold']['ndcg@10']:.4f} | "
-                             f"{v['warm']['ndcg@10']:.4f} |")
+            lines += grid_rows(args, rec, note=" (a grid model, above)" if rec in grids[rec["kind"]] else "")
     if diagnosis:
         lines += ["", "## What holds the hybrid back (measured; every number from the records above)", "",
                   *holdback_lines(diagnosis)]

@@ -17,6 +17,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def share_threads(jobs: int) -> int:
+    """Each of ``jobs`` workers' torch threads: the run's (``UQF_THREADS``, else torch's default) split between
+    them, at least 1 (more threads than cores made LC-Rec workers about 15x slower)."""
+    import torch
+
+    from uqf_cli.core.env import threads
+
+    return max(1, (threads() or torch.get_num_threads()) // jobs)
+
+
 def worker_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a worker: the repository root first on PYTHONPATH so ``-m MODULE`` imports from any cwd;
     ``extra`` variables (e.g. the worker's ``UQF_THREADS``) on top."""
