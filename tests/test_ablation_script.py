@@ -411,3 +411,15 @@ def test_workers_split_the_run_threads(monkeypatch: pytest.MonkeyPatch, tmp_path
     args.jobs = 2
     ablation.run_parallel([["unit", "x"]], args, "t")
     assert seen["env"] == {"UQF_THREADS": "3"}
+
+
+def test_lcrec_decay_flags_enter_the_settings_only_when_given(inputs: dict[str, Path]) -> None:
+    """--lcrec-decay-epochs/--lcrec-min-lr-ratio came after records of the LC-Rec protocol existed: at their defaults
+    a unit's settings are those of before (so those records stay valid), given they are part of them."""
+    from benchmarks.quality.ablation_units import lcrec_settings
+
+    plain = lcrec_settings(ablation.parse_args(_argv(inputs, "lcd.md", "--backbone", "lcrec")))
+    assert "decay_epochs" not in plain and "min_lr_ratio" not in plain and plain["epochs"] == 2.0
+    given = lcrec_settings(ablation.parse_args(_argv(inputs, "lcd.md", "--backbone", "lcrec", "--lcrec-epochs", "6",
+                                                     "--lcrec-decay-epochs", "2", "--lcrec-min-lr-ratio", "0.1")))
+    assert given == {**plain, "epochs": 6.0, "decay_epochs": 2.0, "min_lr_ratio": 0.1}

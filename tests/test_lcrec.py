@@ -663,3 +663,70 @@ def test_cpu_bf16_dropout_keeps_each_element_with_one_minus_p() -> None:
     layer.eval()
     assert _dropout(layer, x) is x
     assert _dropout(torch.nn.Dropout(0.0), x) is x
+
+
+def test_decay_epochs_and_floor_shape_the_schedule_and_early_stopping_waits_for_the_decay(
+        setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--decay-epochs E --min-lr-ratio F: warmup and linear decay over E epochs' steps, then the floor F until early
+    stopping, which counts only the evaluations after the decay (patience 1 here would stop at the first evaluation
+    without improvement); without them the Trainer's own linear decay over the run is used, as before."""
+    from uqf_cli.rec.lcrec import training
+    from uqf_cli.rec.lcrec.options import LcRecOptions
+    from uqf_cli.rec.schedule import lr_multiplier
+
+    assert training.decay_plan(LcRecOptions(), 30, 1) is None
+    assert training.decay_plan(LcRecOptions(decay_epochs=1.5, grad_accum=2), 30, 1) == (23, 0.0)
+    assert training.decay_plan(LcRecOptions(min_lr_ratio=0.1), 30, 2) == (None, 0.1)
+    seen: dict[int, float] = {}
+
+    def spy(step: int, warmup: int, total: int, shape: str = "linear", floor: float = 0.0) -> float:
+        seen[step] = lr_multiplier(step, warmup, total, shape, floor)
+        assert (warmup, total, shape, floor) == (1, 6, "linear", 0.25)
+        return seen[step]
+
+    monkeypatch.setattr(training, "lr_multiplier", spy)
+    ds, sids, base, tmp = setup
+    opts = {**OPTS, "base_model": str(base), "max_steps": None, "epochs": 6, "max_samples": 11, "lr": 3e-2,
+            "decay_epochs": 2, "min_lr_ratio": 0.25, "warmup_ratio": 0.1, "eval_steps": 1, "eval_users": 8,
+            "patience": 1, "precision": "fp32", "eval_beam": 12}
+    summary = lcrec.train(ds, sids, tmp / "decay", opts)
+    assert summary["steps_per_epoch"] == 3  # 11 windows in batches of 4: the decay is 2 x 3 = 6 steps
+    assert [seen[s] for s in range(7)] == [1.0, 1.0, 0.8, 0.6, 0.4, 0.25, 0.25]
+    assert all(seen[s] == 0.25 for s in seen if s >= 5)
+    history = summary["history"]
+    best = -1.0
+    for h in history[:-1]:  # no evaluation before the last one stopped the run
+        assert h["step"] <= 6 or h["valid_ndcg10"] > best
+        best = max(best, h["valid_ndcg10"])
+    last = history[-1]
+    if summary["stopped_early"]:
+        assert last["step"] > 6 and last["valid_ndcg10"] <= best
+    else:
+        assert summary["steps"] == 18
+
+
+def test_validation_counts_evaluations_without_improvement_only_after_judge_after() -> None:
+    """The stopping rule alone, on scripted scores: a drop during the decay (steps <= judge_after) never counts."""
+    from types import SimpleNamespace
+
+    from uqf_cli.rec.lcrec.validation import Validation
+
+    class Scripted(Validation):
+        def ndcg(self, model):
+            return self.scores.pop(0)
+
+    def run(judge_after: int) -> list[int]:
+        v = Scripted(None, [], every=1, patience=2, beam=10, autocast=None, judge_after=judge_after)
+        v.scores = [0.1, 0.05, 0.04, 0.03, 0.2, 0.1, 0.1, 0.1]
+        model = torch.nn.Linear(1, 1)
+        stopped_at = []
+        for step in range(1, 9):
+            control = SimpleNamespace(should_training_stop=False)
+            v.on_step_end(None, SimpleNamespace(global_step=step, max_steps=8), control, model=model)
+            if control.should_training_stop:
+                stopped_at.append(step)
+                break
+        return stopped_at
+
+    assert run(0) == [3]  # two evaluations without improvement after step 1
+    assert run(4) == [7]  # steps 2-4 are the decay's; the best (step 5) is then not beaten at 6 and 7

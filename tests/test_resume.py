@@ -220,6 +220,7 @@ def test_quantize_resume_matches_uninterrupted(fuse_inputs, tmp_path: Path, monk
 @pytest.mark.parametrize(("windows", "stop", "extra"), [
     (None, 2, {}), (8, 3, {}),
     (8, 3, {"batch_size": 2, "grad_accum": 2, "micro_batches": 2, "micro_batch_overhead": 2}),
+    (8, 3, {"decay_epochs": 1, "min_lr_ratio": 0.5}),
 ])
 def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 stop_after_step: StopAfter, windows: int | None,
@@ -229,7 +230,8 @@ def test_lcrec_resume_through_the_trainer_matches_uninterrupted(tmp_path: Path, 
     epoch, whose batches the resumed run must draw again (bucketed batching: every epoch its own). The last case
     stops after the first step of that epoch with ``--grad-accum 2`` and batches of 2 that take 1 or 2 forward
     passes each (``--micro-batch-overhead``): the resumed run skips the 2 batches already trained, whatever
-    passes they took."""
+    passes they took. The case with ``--decay-epochs 1 --min-lr-ratio 0.5`` resumes on the floor after the decay
+    (uqf's own scheduler, restored from the checkpoint like the Trainer's)."""
     from conftest import make_dataset
     from test_lcrec import _sids, _tiny_llama
 

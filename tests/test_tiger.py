@@ -179,30 +179,32 @@ def test_hf_engine_trains_deterministically_and_differs_from_lean(tiny_ds: Path,
 
 
 def test_learning_rate_schedules_warm_up_then_decay_to_zero():
+    from uqf_cli.rec.schedule import lr_multiplier
     from uqf_cli.rec.tiger.options import TigerOptions
-    from uqf_cli.rec.tiger.training import _schedule, warmup_steps
+    from uqf_cli.rec.tiger.training import warmup_steps
 
     assert warmup_steps(TigerOptions(warmup_ratio=0.01), 7600) == 76
     assert warmup_steps(TigerOptions(), 7600) == 152  # the default: 2% of the planned steps
     steps_only = TigerOptions(warmup_ratio=0.0)  # --warmup-ratio 0: --warmup-steps, at most a tenth
     assert warmup_steps(steps_only, 7600) == 200 and warmup_steps(steps_only, 100) == 10
-    assert _schedule(0, 10, 100, "cosine") == 0.1 and _schedule(9, 10, 100, "cosine") == 1.0
-    assert abs(_schedule(55, 10, 100, "cosine") - 0.5) < 1e-9  # half way through the decay
-    assert _schedule(55, 10, 100, "linear") == 0.5 and _schedule(99, 10, 100, "constant") == 1.0
-    assert _schedule(100, 10, 100, "cosine") == 0.0
+    assert lr_multiplier(0, 10, 100, "cosine") == 0.1 and lr_multiplier(9, 10, 100, "cosine") == 1.0
+    assert abs(lr_multiplier(55, 10, 100, "cosine") - 0.5) < 1e-9  # half way through the decay
+    assert lr_multiplier(55, 10, 100, "linear") == 0.5 and lr_multiplier(99, 10, 100, "constant") == 1.0
+    assert lr_multiplier(100, 10, 100, "cosine") == 0.0
 
 
 def test_decay_floor_clips_the_schedule_and_stays_after_the_decay_epochs():
     import torch
 
+    from uqf_cli.rec.schedule import lr_multiplier
     from uqf_cli.rec.tiger.options import TigerOptions
-    from uqf_cli.rec.tiger.training import _schedule, make_scheduler
+    from uqf_cli.rec.tiger.training import make_scheduler
 
     # the floor clips, never rescales: above it every step keeps the multiplier it has without a floor
     for step in range(0, 100):
-        plain, floored = _schedule(step, 10, 100, "cosine"), _schedule(step, 10, 100, "cosine", 0.05)
+        plain, floored = lr_multiplier(step, 10, 100, "cosine"), lr_multiplier(step, 10, 100, "cosine", 0.05)
         assert floored == (plain if plain >= 0.05 else 0.05)
-    assert _schedule(250, 10, 100, "cosine", 0.05) == 0.05 and _schedule(250, 10, 100, "linear") == 0.0
+    assert lr_multiplier(250, 10, 100, "cosine", 0.05) == 0.05 and lr_multiplier(250, 10, 100, "linear") == 0.0
 
     def multipliers(opts: TigerOptions, steps_per_epoch: int, steps: int) -> list[float]:
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -219,7 +221,7 @@ def test_decay_floor_clips_the_schedule_and_stays_after_the_decay_epochs():
     assert lrs[2] == 1.0 and lrs[15] > 0.1 and lrs[30:] == [0.1] * 30
     # a cap below the decay epochs: the decay is planned over the cap, as it was before the floor
     capped = multipliers(TigerOptions(epochs=2, decay_epochs=30, warmup_ratio=0.1, min_lr_ratio=0.0), 10, 20)
-    assert capped == [_schedule(s, 2, 20, "cosine") for s in range(20)]
+    assert capped == [lr_multiplier(s, 2, 20, "cosine") for s in range(20)]
 
 
 def test_training_past_the_decay_ends_by_early_stopping(tiny_ds: Path, tmp_path: Path) -> None:

@@ -27,8 +27,10 @@ Backbone. ``--backbone tiger`` (default) trains TIGER in every SID unit; ``--bac
 LC-Rec instead under the CPU protocol (``--lcrec-*``, defaults in ``LCREC_PROTOCOL``: the last
 ``--lcrec-windows`` training windows of every user, validation NDCG@10 on ``--lcrec-eval-users``
 seeded users every ``--lcrec-eval-steps`` steps, early stopping after ``--lcrec-patience``
-evaluations, the best weights kept; test on all users). Its records carry the backbone in their
-settings, so a table holds one backbone (give each its own ``--out``) and resumes like TIGER's.
+evaluations, the best weights kept; test on all users; ``--lcrec-decay-epochs E --lcrec-min-lr-ratio F``: the
+learning rate decays over E epochs to the floor F, and early stopping judges only what follows). Its records
+carry the backbone in their settings, so a table holds one backbone (give each its own ``--out``) and resumes
+like TIGER's.
 ``--budget-minutes`` calibrates TIGER epochs and is refused with ``--backbone lcrec``.
 
 Beside. ``--beside DIR`` (another run's results folder, holding ``units/``) adds, to the table and the paired tests,
@@ -160,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if isinstance(default, bool):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"lcrec: {key}")
         else:
-            kind = {"max_steps": int, "base_model": str}.get(key, type(default))
+            kind = {"max_steps": int, "base_model": str, "decay_epochs": float}.get(key, type(default))
             ap.add_argument(flag, type=kind, default=default, help=f"lcrec: {key} (default {default})")
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=False,
                     help="popularity, LightGCN, SASRec rows")

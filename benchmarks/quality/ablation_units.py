@@ -73,7 +73,10 @@ LCREC_PROTOCOL: dict[str, Any] = {
     "windows": "last:3", "epochs": 2.0, "max_steps": None, "eval_steps": 300, "eval_users": _LCREC.eval_users,
     "eval_beam": _LCREC.eval_beam, "patience": 3, "batch_size": _LCREC.batch_size, "lr": _LCREC.lr,
     "align_tasks": _LCREC.align_tasks, "base_model": None, "score_valid": False,
+    "decay_epochs": _LCREC.decay_epochs, "min_lr_ratio": _LCREC.min_lr_ratio,
 }
+# Protocol keys added later: in a unit's settings only when given, so the records made before them stay valid.
+LCREC_LATER = ("decay_epochs", "min_lr_ratio")
 SAFETY = 0.85  # share of the remaining budget the epoch cap may plan on (load changes, stragglers)
 
 
@@ -165,7 +168,8 @@ def tiger_settings(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
 
 def lcrec_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The LC-Rec training options of the --lcrec-* flags (``score_valid`` is the runner's, not the backbone's)."""
-    return {key: getattr(args, f"lcrec_{key}") for key in LCREC_PROTOCOL}
+    return {key: getattr(args, f"lcrec_{key}") for key in LCREC_PROTOCOL
+            if key not in LCREC_LATER or getattr(args, f"lcrec_{key}") != LCREC_PROTOCOL[key]}
 
 
 def unit_settings(name: str, args: argparse.Namespace, epoch_cap: int | None) -> dict[str, Any]:

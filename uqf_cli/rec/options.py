@@ -60,6 +60,12 @@ weight_decay = shared_option("--weight-decay", "Weight decay", ge=0)
 max_history = shared_option("--max-history", "History items per sample", ge=1)
 warmup_ratio = shared_option("--warmup-ratio", "Warmup as a share of all planned steps; tiger: overrides "
                              "--warmup-steps when > 0", ge=0, lt=1)
+decay_epochs = shared_option("--decay-epochs", "Epochs over which the learning rate decays (warmup included; at most "
+                             "--epochs); the steps after it train at the --min-lr-ratio floor until early stopping. "
+                             "lcrec: a fraction too; unset, the decay spans the whole run; set, early stopping counts "
+                             "only the evaluations after the decay", gt=0)
+min_lr_ratio = shared_option("--min-lr-ratio", "Floor of the decay as a share of --lr, kept after --decay-epochs so "
+                             "that early stopping, not the schedule, ends training; 0 = decay to zero", ge=0, le=1)
 eval_beam = shared_option("--eval-beam", "tiger, lcrec: beam size of the validation search", ge=10)
 eval_every = shared_option("--eval-every", "Validate every N epochs", ge=1)
 eval_users = shared_option("--eval-users", "tiger, lcrec: valid users sampled for early stopping (0 = all)",
@@ -71,8 +77,8 @@ num_layers = shared_option("--num-layers", "tiger: encoder layers; sasrec: block
 dropout = shared_option("--dropout", "Dropout", ge=0, lt=1)
 
 # The shared training options, in the order ``uqf train-rec --help`` lists them.
-SHARED = (epochs, batch_size, lr, weight_decay, max_history, warmup_ratio, eval_beam, eval_every, eval_users,
-          patience, d_model, num_layers, dropout)
+SHARED = (epochs, batch_size, lr, weight_decay, max_history, warmup_ratio, decay_epochs, min_lr_ratio, eval_beam,
+          eval_every, eval_users, patience, d_model, num_layers, dropout)
 
 # Read by a few backbones, listed with the first of them that reads it (hybrid's panel).
 item_emb = shared_option("--item-emb", "hybrid, textknn: item embeddings file (aligned by id; e.g. the UQF "

@@ -43,6 +43,8 @@ class LcRecOptions(BackboneOptions):
     grad_accum: int = opt(1, "lcrec: gradient accumulation", ge=1)
     lr: float = shared.lr(5e-4)
     warmup_ratio: float = shared.warmup_ratio(0.03)
+    decay_epochs: float | None = shared.decay_epochs(None)  # None: the decay spans the run (the Trainer's linear)
+    min_lr_ratio: float = shared.min_lr_ratio(0.0)
     weight_decay: float = shared.weight_decay(0.0)
     max_history: int = shared.max_history(20)
     max_samples: int | None = opt(None, "lcrec: cap training samples.", ge=1)

@@ -35,6 +35,7 @@ from uqf_cli.rec.lcrec.options import LcRecOptions
 from uqf_cli.rec.lcrec.prompts import PROMPT_VERSION, build_examples
 from uqf_cli.rec.lcrec.recommender import CPU_EVAL_BATCH, GPU_EVAL_BATCH, LcRecRecommender
 from uqf_cli.rec.lcrec.validation import Validation, autocast_for, validation_sample
+from uqf_cli.rec.schedule import lr_multiplier
 
 
 def check_sids_cover(dataset: Dataset, sids: SidTable | None) -> SidTable:
@@ -86,6 +87,21 @@ def _trainer_class(lm_head: str):
                 with self.accelerator.no_sync(model) if k < len(passes) - 1 else contextlib.nullcontext():
                     losses.append(super().training_step(model, micro, num_items_in_batch))
             return torch.stack(losses).sum()
+
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            """With ``--decay-epochs``/``--min-lr-ratio`` (``self.decay``: the decay's steps, or None for the whole
+            run, and the floor): linear warmup and decay over those steps, then the floor; else the Trainer's own."""
+            plan = getattr(self, "decay", None)
+            if plan is None or self.lr_scheduler is not None:
+                return super().create_scheduler(num_training_steps, optimizer)
+            steps, floor = plan
+            total = min(num_training_steps, steps) if steps else num_training_steps
+            warmup = math.ceil(float(self.args.warmup_steps) * total) if self.args.warmup_steps < 1 else int(
+                self.args.warmup_steps)
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer or self.optimizer, lambda s: lr_multiplier(s, max(1, warmup), total, "linear", floor))
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
 
     if lm_head == "full":
         return LcRecTrainer
@@ -218,13 +234,16 @@ def train(dataset: Dataset, sids: SidTable | None, output: str | Path, options: 
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
-    validation = _validation(model, tokenizer, dataset, sids, opts, device, (bf16, fp16), resume_from)
+    decay = decay_plan(opts, len(data.batches), int(args.world_size))
+    validation = _validation(model, tokenizer, dataset, sids, opts, device, (bf16, fp16), resume_from,
+                             judge_after=(decay[0] or 0) if decay else 0)
     with runtime.progress() as bar:
         callback = _trainer_callback(bar)
         extra = [validation] if validation is not None else []
         trainer = ckpts.trainer_class(_trainer_class(str(opts.lm_head)))(
             model=model, args=args, train_dataset=data, data_collator=Collator(int(tokenizer.pad_token_id)),
             callbacks=[callback, *extra, ckpts.callback()])
+        trainer.decay = decay
         trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which belongs to --json
         _check_accumulation(trainer, data)
         result = trainer.train(resume_from_checkpoint=resume_from)
@@ -284,15 +303,27 @@ def _training_data(examples: list, opts: LcRecOptions, seed: int) -> RandomBatch
 
 
 def _validation(model, tokenizer, dataset: Dataset, sids: SidTable, opts: LcRecOptions, device: torch.device,
-                amp: tuple[bool, bool], resume_from: str | None) -> Validation | None:
-    """The early-stopping callback when ``eval_steps`` is set: it ranks with the live (peft) model."""
+                amp: tuple[bool, bool], resume_from: str | None, judge_after: int = 0) -> Validation | None:
+    """The early-stopping callback when ``eval_steps`` is set: it ranks with the live (peft) model and counts
+    evaluations without improvement only after step ``judge_after`` (the end of the decay, when one is set)."""
     if opts.eval_steps is None:
         return None
     meta = {"options": opts.params(), "prompt_template": opts.prompt_template}
     users_per_batch = opts.eval_batch_size or (GPU_EVAL_BATCH if device.type == "cuda" else CPU_EVAL_BATCH)
     rec = LcRecRecommender(model, tokenizer, sids, device, int(users_per_batch), meta)
     return Validation(rec, validation_sample(dataset, int(opts.eval_users), int(opts.seed)), int(opts.eval_steps),
-                      int(opts.patience), int(opts.eval_beam), lambda: autocast_for(device, *amp), resume_from)
+                      int(opts.patience), int(opts.eval_beam), lambda: autocast_for(device, *amp), resume_from,
+                      judge_after)
+
+
+def decay_plan(opts: LcRecOptions, batches: int, world: int) -> tuple[int | None, float] | None:
+    """``(steps of the decay, floor)`` when ``--decay-epochs`` or ``--min-lr-ratio`` is set (steps None: over the
+    whole run), else None: the Trainer's linear decay to zero over the run, as before these options."""
+    if opts.decay_epochs is None and not opts.min_lr_ratio:
+        return None
+    per_epoch = math.ceil(batches / (int(opts.grad_accum) * max(1, world)))
+    steps = math.ceil(per_epoch * float(opts.decay_epochs)) if opts.decay_epochs is not None else None
+    return steps, float(opts.min_lr_ratio)
 
 
 def _run_inputs(dataset: Dataset, sids: SidTable, ref: BaseModelRef) -> dict[str, Path | None]:

@@ -1,6 +1,8 @@
 """Validation during LC-Rec training: NDCG@10 on a seeded sample of validation users every
-``eval_steps`` optimizer steps, early stopping after ``patience`` evaluations without improvement,
-and the best trainable weights (LoRA + SID rows, a few MB) kept to be written at the end.
+``eval_steps`` optimizer steps, early stopping after ``patience`` evaluations without improvement
+(with ``--decay-epochs``, only evaluations after the decay count: the high learning rate of the decay's
+first part moves the ranking too much to judge it), and the best trainable weights (LoRA + SID rows, a few
+MB) kept to be written at the end.
 
 Ranking is the constrained beam search of :class:`~uqf_cli.rec.lcrec.recommender.LcRecRecommender`
 run on the model being trained (peft, not merged), under the training's autocast. For ``--resume``
@@ -56,11 +58,12 @@ class Validation(_callback_base()):
     """The early-stopping callback; ``recommender`` ranks with the live model."""
 
     def __init__(self, recommender, cases: list, every: int, patience: int, beam: int, autocast,
-                 resume_from: str | None = None) -> None:
+                 resume_from: str | None = None, judge_after: int = 0) -> None:
         self.rec = recommender
         self.cases = cases
         self.every = every
         self.patience = patience
+        self.judge_after = judge_after  # evaluations up to this step never count towards stopping (the decay)
         self.beam = beam
         self.autocast = autocast
         self.history: list[dict[str, Any]] = []
@@ -94,7 +97,7 @@ class Validation(_callback_base()):
         if score > self.best["ndcg10"]:
             self.best = {"ndcg10": score, "step": step, "state": trainable_state(model)}
             self.bad = 0
-        else:
+        elif step > self.judge_after:
             self.bad += 1
         runtime.info(f"lcrec: step {step} valid NDCG@10 {score:.4f} on {len(self.cases)} users "
                      f"(best {self.best['ndcg10']:.4f} at step {self.best['step']})")

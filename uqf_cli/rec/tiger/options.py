@@ -47,11 +47,8 @@ class TigerOptions(BackboneOptions):
     warmup_ratio: float = shared.warmup_ratio(0.02)
     lr_schedule: str = opt("cosine", "tiger: after warmup, cosine (default) | linear decay over --decay-epochs "
                            "to the floor --min-lr-ratio, or constant.")
-    decay_epochs: int = opt(30, "tiger: epochs over which the learning rate decays (warmup included; at most "
-                            "--epochs); later epochs train at the floor until early stopping", ge=1)
-    min_lr_ratio: float = opt(0.05, "tiger: floor of the decay as a share of --lr, kept after --decay-epochs so "
-                              "that early stopping, not the schedule, ends training; 0 = decay to zero", ge=0,
-                              le=1)
+    decay_epochs: int = shared.decay_epochs(30, ge=1)
+    min_lr_ratio: float = shared.min_lr_ratio(0.05)
     ema_decay: float = opt(0.0, "tiger: validate and save a running average of the weights, updated each step "
                            "with this decay (e.g. 0.998 remembers ~500 steps); 0 = off (the raw weights)",
                            ge=0, lt=1)

@@ -21,6 +21,7 @@ from uqf_cli.files import SidTable, atomic_path, check_output, depth_label, make
 from uqf_cli.files.checkpoint import Checkpointer, Snapshot
 from uqf_cli.rec.base import check_sids_cover as base_check_sids_cover
 from uqf_cli.rec.base import training_samples, write_model_meta
+from uqf_cli.rec.schedule import lr_multiplier
 from uqf_cli.rec.tiger.model import build_model, use_fast_dropout
 from uqf_cli.rec.tiger.options import BACKBONE, TigerOptions
 from uqf_cli.rec.tiger.recommender import TigerRecommender
@@ -80,18 +81,6 @@ def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.
     return [batches[i] for i in perm]
 
 
-def _schedule(step: int, warmup: int, total: int, shape: str = "linear", floor: float = 0.0) -> float:
-    """The learning-rate multiplier: linear warmup, then ``shape`` (linear or cosine decay reaching zero at step
-    ``total``, or constant), never below ``floor``: the decay is clipped, not rescaled, so every step above the
-    floor has the multiplier it has without one, and steps after ``total`` keep the floor."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if shape == "constant":
-        return 1.0
-    left = max(0.0, (total - step) / max(1, total - warmup))
-    return max(floor, left if shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * left)))
-
-
 def make_scheduler(optimizer: torch.optim.Optimizer, opts: TigerOptions, steps_per_epoch: int
                    ) -> torch.optim.lr_scheduler.LambdaLR:
     """Warmup and decay planned over ``--decay-epochs`` (at most ``--epochs``), then the ``--min-lr-ratio`` floor
@@ -99,7 +88,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, opts: TigerOptions, steps_p
     total = steps_per_epoch * min(opts.decay_epochs, opts.epochs)
     warmup = warmup_steps(opts, total)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _schedule(s, warmup, total, opts.lr_schedule, opts.min_lr_ratio))
+        optimizer, lambda s: lr_multiplier(s, warmup, total, opts.lr_schedule, opts.min_lr_ratio))
 
 
 def warmup_steps(opts: TigerOptions, total_steps: int) -> int:
