@@ -96,8 +96,7 @@ def _trainer_class(lm_head: str):
                 return super().create_scheduler(num_training_steps, optimizer)
             steps, floor = plan
             total = min(num_training_steps, steps) if steps else num_training_steps
-            warmup = math.ceil(float(self.args.warmup_steps) * total) if self.args.warmup_steps < 1 else int(
-                self.args.warmup_steps)
+            warmup = self.args.get_warmup_steps(total)  # the Trainer's own reading of --warmup-ratio, over the decay
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer or self.optimizer, lambda s: lr_multiplier(s, max(1, warmup), total, "linear", floor))
             self._created_lr_scheduler = True
